@@ -1,0 +1,89 @@
+"""The one home of the taxi task's feature keys, the label and their sizes.
+
+Every other file (preprocessing, model, signatures, pipeline configuration, serving client,
+tests) imports these names; a key typed a second time elsewhere is a bug.
+"""
+import math
+from typing import Dict, List
+
+# The raw columns the label is computed from. The label itself is not a column.
+TIPS_KEY = "tips"
+FARE_KEY = "fare"
+LABEL_KEY = "big_tipper"
+# A trip is a "big tipper" when the tip exceeds this share of the fare.
+BIG_TIP_FRACTION = 0.2
+
+# Raw float columns scaled to z-scores (after log1p, they are long-tailed).
+NUMERIC_FEATURE_KEYS: List[str] = ["fare", "trip_miles", "trip_seconds"]
+# Raw numeric columns also cut into quantile buckets, so the model can learn the sharp,
+# non-linear steps of tipping behaviour (the meter's fare steps, short versus long trips).
+QUANTILE_BUCKET_FEATURE_KEYS: List[str] = ["fare", "trip_miles", "trip_seconds"]
+NUM_QUANTILE_BUCKETS = 40
+# Coordinates are bucketized into a grid rather than scaled.
+COORDINATE_FEATURE_KEYS: List[str] = [
+    "pickup_latitude",
+    "pickup_longitude",
+    "dropoff_latitude",
+    "dropoff_longitude",
+]
+NUM_COORDINATE_BUCKETS = 10
+# String columns mapped through a vocabulary computed by Transform.
+VOCABULARY_FEATURE_KEYS: List[str] = ["payment_type", "company"]
+# Integer codes with many values (census tracts) also go through a vocabulary.
+INTEGER_VOCABULARY_FEATURE_KEYS: List[str] = ["dropoff_census_tract"]
+VOCABULARY_TOP_K = 500
+NUM_OOV_BUCKETS = 5
+# Integer categories with a known range: key -> number of valid values (0 .. n-1).
+RANGE_FEATURE_SIZES: Dict[str, int] = {
+    "trip_start_hour": 24,
+    "trip_start_day": 8,  # 1 (Sunday) .. 7
+    "trip_start_month": 13,  # 1 .. 12
+    "pickup_community_area": 78,  # 1 .. 77
+    "dropoff_community_area": 78,
+}
+
+# Raw columns that are in the data but not used by the model: the timestamp only places a
+# trip in a span, and the pickup census tract is empty in every row of the shipped sample.
+UNUSED_RAW_KEYS: List[str] = ["trip_start_timestamp", "pickup_census_tract"]
+
+# Every raw column the model reads, in a stable order: the inputs of the serving signature.
+RAW_FEATURE_KEYS: List[str] = sorted(
+    set(NUMERIC_FEATURE_KEYS)
+    | set(QUANTILE_BUCKET_FEATURE_KEYS)
+    | set(COORDINATE_FEATURE_KEYS)
+    | set(VOCABULARY_FEATURE_KEYS)
+    | set(INTEGER_VOCABULARY_FEATURE_KEYS)
+    | set(RANGE_FEATURE_SIZES)
+)
+
+# Slices the Evaluator reports, so a user sees where the model is weak.
+SLICE_FEATURE_KEYS: List[str] = ["payment_type", "trip_start_hour"]
+
+# How a serving request says "this value is missing", the same way an empty CSV cell does.
+MISSING_FLOAT = math.nan
+MISSING_INT = -1
+MISSING_STRING = ""
+
+
+def transformed_name(key: str) -> str:
+    """Returns the name of the Transform output made from raw column `key`."""
+    return f"{key}_xf"
+
+
+def bucket_name(key: str) -> str:
+    """Returns the name of the quantile-bucket Transform output made from `key`."""
+    return f"{key}_bucket_xf"
+
+
+def missing_name(key: str) -> str:
+    """Returns the name of the 0/1 "value was missing" Transform output for `key`."""
+    return f"{key}_missing_xf"
+
+
+def vocabulary_name(key: str) -> str:
+    """Returns the file name of the vocabulary Transform computes for `key`."""
+    return f"{key}_vocabulary"
+
+
+# Derived ratios (fare per mile, fare per minute, speed) are scaled like numeric columns.
+DERIVED_FEATURE_KEYS: List[str] = ["fare_per_mile", "fare_per_minute", "miles_per_hour"]

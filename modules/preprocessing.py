@@ -1,0 +1,104 @@
+"""The Transform step: `preprocessing_fn`, run by TFX Transform over the whole training data.
+
+TFX entry point: `modules.preprocessing.preprocessing_fn`.
+"""
+from typing import Dict, Union
+
+import tensorflow as tf
+import tensorflow_transform as tft
+
+from modules import features
+
+RawTensor = Union[tf.Tensor, tf.SparseTensor]
+
+
+def _present(value: RawTensor) -> tf.Tensor:
+    """Returns a [batch] bool tensor: True where the row has a value."""
+    if isinstance(value, tf.SparseTensor):
+        dense_shape = [value.dense_shape[0], 1]
+        ones = tf.sparse.to_dense(
+            tf.SparseTensor(value.indices, tf.ones_like(value.values, dtype=tf.int32), dense_shape)
+        )
+        return tf.squeeze(ones, axis=1) > 0
+    return tf.ones(tf.shape(value)[:1], dtype=tf.bool)
+
+
+def _dense(value: RawTensor, default) -> tf.Tensor:
+    """Returns a [batch] tensor with `default` where the row has no value."""
+    if isinstance(value, tf.SparseTensor):
+        dense_shape = [value.dense_shape[0], 1]
+        value = tf.sparse.to_dense(tf.SparseTensor(value.indices, value.values, dense_shape), default)
+    return tf.reshape(value, [-1])
+
+
+def _log_scaled(value: tf.Tensor) -> tf.Tensor:
+    """Returns the z-score of log1p(value), value clipped at 0 (negative fares are refunds)."""
+    return tft.scale_to_z_score(tf.math.log1p(tf.maximum(value, 0.0)))
+
+
+def preprocessing_fn(inputs: Dict[str, RawTensor]) -> Dict[str, tf.Tensor]:
+    """Maps raw taxi columns to model-ready features and the big-tipper label.
+
+    Missing values are handled explicitly: numeric columns get a 0/1 "missing" feature and
+    a neutral fill, categorical columns get a bucket of their own.
+
+    Args:
+        inputs: Raw columns as parsed with the pipeline's schema; optional columns arrive as
+            SparseTensors with at most one value per row.
+
+    Returns:
+        Transformed features keyed by `features.transformed_name(...)` and friends, plus the
+        label under `features.LABEL_KEY`.
+    """
+    outputs: Dict[str, tf.Tensor] = {}
+    numeric = {key: tf.cast(_dense(inputs[key], 0), tf.float32) for key in features.NUMERIC_FEATURE_KEYS}
+    for key in features.NUMERIC_FEATURE_KEYS:
+        outputs[features.transformed_name(key)] = _log_scaled(numeric[key])
+        outputs[features.missing_name(key)] = tf.cast(~_present(inputs[key]), tf.float32)
+    for key in features.QUANTILE_BUCKET_FEATURE_KEYS:
+        value = tf.cast(_dense(inputs[key], 0), tf.float32)
+        outputs[features.bucket_name(key)] = tft.bucketize(value, features.NUM_QUANTILE_BUCKETS)
+
+    minutes = numeric["trip_seconds"] / 60.0
+    derived = {
+        "fare_per_mile": numeric["fare"] / tf.maximum(numeric["trip_miles"], 0.1),
+        "fare_per_minute": numeric["fare"] / tf.maximum(minutes, 1.0),
+        "miles_per_hour": numeric["trip_miles"] / tf.maximum(minutes / 60.0, 1.0 / 60.0),
+    }
+    for key in features.DERIVED_FEATURE_KEYS:
+        outputs[features.transformed_name(key)] = _log_scaled(derived[key])
+
+    for key in features.COORDINATE_FEATURE_KEYS:
+        present = _present(inputs[key])
+        buckets = tft.bucketize(_dense(inputs[key], 0.0), features.NUM_COORDINATE_BUCKETS)
+        # Missing coordinates get bucket NUM_COORDINATE_BUCKETS, one past the real grid.
+        outputs[features.transformed_name(key)] = tf.where(
+            present, buckets, tf.constant(features.NUM_COORDINATE_BUCKETS, tf.int64)
+        )
+
+    for key in features.VOCABULARY_FEATURE_KEYS + features.INTEGER_VOCABULARY_FEATURE_KEYS:
+        raw = inputs[key]
+        if raw.dtype == tf.string:
+            value = _dense(raw, features.MISSING_STRING)
+        else:
+            value = tf.strings.as_string(_dense(raw, features.MISSING_INT))
+        # The missing marker is a vocabulary entry like any other, so "missing" is learnt.
+        outputs[features.transformed_name(key)] = tft.compute_and_apply_vocabulary(
+            value,
+            top_k=features.VOCABULARY_TOP_K,
+            num_oov_buckets=features.NUM_OOV_BUCKETS,
+            vocab_filename=features.vocabulary_name(key),
+        )
+
+    for key, size in features.RANGE_FEATURE_SIZES.items():
+        value = _dense(inputs[key], features.MISSING_INT)
+        in_range = tf.logical_and(value >= 0, value < size)
+        # Out-of-range and missing values share bucket `size`, one past the valid codes.
+        outputs[features.transformed_name(key)] = tf.where(in_range, value, tf.cast(size, value.dtype))
+
+    fare = tf.cast(_dense(inputs[features.FARE_KEY], float("nan")), tf.float32)
+    tips = tf.cast(_dense(inputs[features.TIPS_KEY], 0.0), tf.float32)
+    # No fare means no known tip share: such trips are labelled "not a big tipper".
+    big_tipper = tf.logical_and(~tf.math.is_nan(fare), tips > features.BIG_TIP_FRACTION * fare)
+    outputs[features.LABEL_KEY] = tf.cast(big_tipper, tf.int64)
+    return outputs

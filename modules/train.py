@@ -1,0 +1,65 @@
+"""The Trainer step: `run_fn` trains the model on Transform's outputs and exports the SavedModel.
+
+TFX entry point: `modules.train.run_fn`.
+"""
+import logging
+from typing import List
+
+import tensorflow as tf
+import tensorflow_transform as tft
+from tfx import v1 as tfx
+from tfx_bsl.public import tfxio
+
+from modules import features
+from modules.hparams import HParams
+from modules.model import as_model_inputs, build_model, categorical_sizes
+from modules.signatures import make_signatures
+
+logger = logging.getLogger(__name__)
+
+
+def _dataset(
+    file_pattern: List[str],
+    data_accessor: tfx.components.DataAccessor,
+    tf_transform_output: tft.TFTransformOutput,
+    batch_size: int,
+    model_input_names: List[str],
+) -> tf.data.Dataset:
+    """Returns batches of (model inputs, label) read from transformed examples."""
+    dataset = data_accessor.tf_dataset_factory(
+        file_pattern,
+        tfxio.TensorFlowDatasetOptions(batch_size=batch_size, label_key=features.LABEL_KEY),
+        tf_transform_output.transformed_metadata.schema,
+    )
+    return dataset.map(
+        lambda transformed, label: (as_model_inputs(transformed, model_input_names), label)
+    ).prefetch(tf.data.AUTOTUNE)
+
+
+def run_fn(fn_args: tfx.components.FnArgs) -> None:
+    """Trains the big-tipper model and saves it with its serving signatures.
+
+    Args:
+        fn_args: What TFX's Trainer passes: transformed example files, the Transform graph,
+            train/eval steps, the serving model directory, and `custom_config` with
+            hyperparameter overrides (see `modules.hparams.HParams`).
+    """
+    hparams = HParams.from_config(fn_args.custom_config or {})
+    tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
+    model = build_model(categorical_sizes(tf_transform_output), hparams)
+    train_dataset = _dataset(
+        fn_args.train_files, fn_args.data_accessor, tf_transform_output, hparams.train_batch_size, model.input_names
+    )
+    eval_dataset = _dataset(
+        fn_args.eval_files, fn_args.data_accessor, tf_transform_output, hparams.eval_batch_size, model.input_names
+    )
+    logger.info("training for %d steps with %s", fn_args.train_steps, hparams)
+    model.fit(
+        train_dataset,
+        epochs=1,
+        steps_per_epoch=fn_args.train_steps,
+        validation_data=eval_dataset,
+        validation_steps=fn_args.eval_steps,
+        verbose=2,
+    )
+    model.save(fn_args.serving_model_dir, save_format="tf", signatures=make_signatures(model, tf_transform_output))
