@@ -13,5 +13,4 @@ test: venv
 
 # Regenerates requirements.lock from requirements.in (needs `uv`: `pip install uv`).
 lock:
-	uv pip compile requirements.in --python-version 3.10 --python-platform x86_64-manylinux_2_28 \
-		--index-url https://pypi.org/simple -o requirements.lock
+	uv pip compile requirements.in --python-version 3.10 --python-platform x86_64-manylinux_2_28 -o requirements.lock
