@@ -1,0 +1,208 @@
+"""`create_pipeline(...)`: the one definition of the pipeline every orchestrator runs."""
+import os
+from typing import List, Optional
+
+import tensorflow_model_analysis as tfma
+from ml_metadata.proto import metadata_store_pb2
+from tfx import v1 as tfx
+from tfx.components.example_gen.component import FileBasedExampleGen
+from tfx.dsl.components.base import executor_spec
+from tfx.proto import example_gen_pb2
+
+from modules import features, signatures
+from pipeline import configs, span_example_gen
+from pipeline.data_gate import DataGate
+
+# Component ids, used by the entry points to report on what ran.
+EXAMPLE_GEN = "CsvExampleGen"
+STATISTICS_GEN = "StatisticsGen"
+SCHEMA_GEN = "ImportSchemaGen"
+EXAMPLE_VALIDATOR = "ExampleValidator"
+DATA_GATE = "DataGate"
+TRANSFORM = "Transform"
+TRAINER = "Trainer"
+MODEL_RESOLVER = "latest_blessed_model_resolver"
+EVALUATOR = "Evaluator"
+PUSHER = "Pusher"
+
+CURATED_SCHEMA_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schema", "schema.pbtxt")
+
+
+def make_eval_config(thresholds: configs.BlessingThresholds) -> tfma.EvalConfig:
+    """Returns the Evaluator's configuration: metrics, slices and blessing thresholds.
+
+    The model is called through its tf.Example signature; the label comes from the model's
+    Transform signature, since it is computed from `tips` and `fare`.
+    """
+    def overall_threshold(lower_bound: float, max_drop: float) -> List[tfma.PerSliceMetricThreshold]:
+        # Blessing looks at the whole evaluation set; slices are reported, not gated (a slice
+        # such as "payment_type=Cash" has almost no positive example, so its AUC says little).
+        return [
+            tfma.PerSliceMetricThreshold(
+                slicing_specs=[tfma.SlicingSpec()],
+                threshold=tfma.MetricThreshold(
+                    value_threshold=tfma.GenericValueThreshold(lower_bound={"value": lower_bound}),
+                    change_threshold=tfma.GenericChangeThreshold(
+                        direction=tfma.MetricDirection.HIGHER_IS_BETTER, absolute={"value": -max_drop}
+                    ),
+                ),
+            )
+        ]
+
+    return tfma.EvalConfig(
+        model_specs=[
+            tfma.ModelSpec(
+                signature_name=signatures.SERVING_TF_EXAMPLE,
+                preprocessing_function_names=[signatures.TRANSFORM_FEATURES],
+                label_key=features.LABEL_KEY,
+                prediction_key=signatures.PROBABILITY_OUTPUT,
+            )
+        ],
+        slicing_specs=[tfma.SlicingSpec()] + [tfma.SlicingSpec(feature_keys=[key]) for key in features.SLICE_FEATURE_KEYS],
+        metrics_specs=[
+            tfma.MetricsSpec(
+                metrics=[
+                    tfma.MetricConfig(class_name="ExampleCount"),
+                    tfma.MetricConfig(
+                        class_name="AUC",
+                        per_slice_thresholds=overall_threshold(thresholds.min_auc, thresholds.max_auc_drop),
+                    ),
+                    tfma.MetricConfig(
+                        class_name="BinaryAccuracy",
+                        per_slice_thresholds=overall_threshold(
+                            thresholds.min_binary_accuracy, thresholds.max_binary_accuracy_drop
+                        ),
+                    ),
+                    tfma.MetricConfig(class_name="Precision"),
+                    tfma.MetricConfig(class_name="Recall"),
+                    tfma.MetricConfig(class_name="MeanLabel"),
+                    tfma.MetricConfig(class_name="MeanPrediction"),
+                ]
+            )
+        ],
+    )
+
+
+def create_pipeline(
+    pipeline_name: str,
+    pipeline_root: str,
+    data_root: str,
+    spans: List[int],
+    serving_model_dir: str,
+    metadata_connection_config: Optional[metadata_store_pb2.ConnectionConfig],
+    options: configs.PipelineOptions = configs.PipelineOptions(),
+    beam_pipeline_args: Optional[List[str]] = None,
+) -> tfx.dsl.Pipeline:
+    """Builds the taxi pipeline, from CSV spans to a pushed, blessed model.
+
+    Args:
+        pipeline_name: Name recorded in ML Metadata.
+        pipeline_root: Where components write their artifacts.
+        data_root: Folder of `span-<N>/` folders of CSV files.
+        spans: The span numbers to train on (consecutive, ascending), e.g. from
+            `pipeline.spans.window(...)`.
+        serving_model_dir: Where Pusher writes numbered versions for TF Serving.
+        metadata_connection_config: ML Metadata connection (None lets the orchestrator choose).
+        options: Steps, thresholds, window and hyperparameters.
+        beam_pipeline_args: Beam options for the Beam-powered components.
+
+    Returns:
+        The pipeline, ready for any TFX orchestrator.
+
+    Raises:
+        ValueError: when `spans` is empty or not consecutive.
+    """
+    if not spans or list(spans) != list(range(spans[0], spans[0] + len(spans))):
+        raise ValueError(f"spans must be a non-empty run of consecutive numbers, got {spans}")
+    components = []
+
+    example_gen = FileBasedExampleGen(
+        input_base=data_root,
+        input_config=example_gen_pb2.Input(
+            splits=[
+                example_gen_pb2.Input.Split(
+                    name="single_split",
+                    pattern=f"{configs.SPAN_FOLDER_PREFIX}*/{configs.SPAN_FILE_PATTERN}",
+                )
+            ]
+        ),
+        output_config=example_gen_pb2.Output(
+            split_config=example_gen_pb2.SplitConfig(
+                splits=[
+                    example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=options.train_buckets),
+                    example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=options.eval_buckets),
+                ]
+            )
+        ),
+        custom_config=span_example_gen.span_window_config(spans[0], spans[-1]),
+        custom_executor_spec=executor_spec.BeamExecutorSpec(span_example_gen.Executor),
+    ).with_id(EXAMPLE_GEN)
+    components.append(example_gen)
+
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"]).with_id(STATISTICS_GEN)
+    components.append(statistics_gen)
+
+    schema_gen = tfx.components.ImportSchemaGen(schema_file=CURATED_SCHEMA_PATH).with_id(SCHEMA_GEN)
+    components.append(schema_gen)
+
+    example_validator = tfx.components.ExampleValidator(
+        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
+    ).with_id(EXAMPLE_VALIDATOR)
+    components.append(example_validator)
+
+    data_gate = DataGate(anomalies=example_validator.outputs["anomalies"]).with_id(DATA_GATE)
+    components.append(data_gate)
+
+    code_config = {"module_fingerprint": options.module_fingerprint}
+    transform = tfx.components.Transform(
+        examples=example_gen.outputs["examples"],
+        schema=schema_gen.outputs["schema"],
+        preprocessing_fn=configs.PREPROCESSING_FN,
+        custom_config=code_config,
+    ).with_id(TRANSFORM)
+    transform.add_upstream_node(data_gate)
+    components.append(transform)
+
+    trainer = tfx.components.Trainer(
+        run_fn=configs.RUN_FN,
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema_gen.outputs["schema"],
+        train_args=tfx.proto.TrainArgs(num_steps=options.train_steps),
+        eval_args=tfx.proto.EvalArgs(num_steps=options.eval_steps),
+        custom_config={**options.hyperparameters, **code_config},
+    ).with_id(TRAINER)
+    components.append(trainer)
+
+    model_resolver = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id(MODEL_RESOLVER)
+    components.append(model_resolver)
+
+    evaluator = tfx.components.Evaluator(
+        examples=example_gen.outputs["examples"],
+        model=trainer.outputs["model"],
+        baseline_model=model_resolver.outputs["model"],
+        eval_config=make_eval_config(options.thresholds),
+    ).with_id(EVALUATOR)
+    components.append(evaluator)
+
+    pusher = tfx.components.Pusher(
+        model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir)
+        ),
+    ).with_id(PUSHER)
+    components.append(pusher)
+
+    return tfx.dsl.Pipeline(
+        pipeline_name=pipeline_name,
+        pipeline_root=pipeline_root,
+        components=components,
+        enable_cache=True,
+        metadata_connection_config=metadata_connection_config,
+        beam_pipeline_args=beam_pipeline_args or [],
+    )

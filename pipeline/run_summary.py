@@ -1,0 +1,172 @@
+"""What a pipeline run did, read back from ML Metadata and the artifacts: spans, anomalies,
+metrics against thresholds and against the serving model, the blessing and the push."""
+import dataclasses
+import json
+import os
+from typing import Dict, List, Optional, Tuple
+
+import tensorflow_model_analysis as tfma
+from ml_metadata.proto import metadata_store_pb2
+from tfx.orchestration import metadata
+from tfx.types import artifact_utils
+
+from modules import features
+from pipeline import pipeline as pipeline_def
+from pipeline.data_gate import read_anomalies
+from pipeline.span_example_gen import SPANS_PROPERTY
+
+SUMMARY_METRICS = ("auc", "binary_accuracy", "example_count")
+
+
+@dataclasses.dataclass
+class RunSummary:
+    """The facts a person wants after a run, each None when that step did not run."""
+
+    spans: Optional[str] = None
+    anomalies: Optional[List[str]] = None
+    # metric -> (candidate, baseline or None)
+    metrics: Dict[str, Tuple[float, Optional[float]]] = dataclasses.field(default_factory=dict)
+    failed_thresholds: List[str] = dataclasses.field(default_factory=list)
+    blessed: Optional[bool] = None
+    pushed_path: Optional[str] = None
+    pushed_version: Optional[str] = None
+    model_uri: Optional[str] = None
+    slices: Dict[str, Dict[str, float]] = dataclasses.field(default_factory=dict)
+
+
+def _latest_outputs(store, pipeline_name: str, node_id: str) -> Dict[str, List[metadata_store_pb2.Artifact]]:
+    """Returns the output artifacts of the newest execution of a node, by output key."""
+    context = store.get_context_by_type_and_name("node", f"{pipeline_name}.{node_id}")
+    if context is None:
+        return {}
+    executions = store.get_executions_by_context(context.id)
+    if not executions:
+        return {}
+    execution = max(executions, key=lambda e: e.id)
+    if execution.last_known_state not in (
+        metadata_store_pb2.Execution.COMPLETE,
+        metadata_store_pb2.Execution.CACHED,
+    ):
+        return {}
+    outputs: Dict[str, List[metadata_store_pb2.Artifact]] = {}
+    events = [e for e in store.get_events_by_execution_ids([execution.id]) if e.type == metadata_store_pb2.Event.OUTPUT]
+    artifacts = {a.id: a for a in store.get_artifacts_by_id([e.artifact_id for e in events])}
+    for event in events:
+        key = event.path.steps[0].key if event.path.steps else ""
+        outputs.setdefault(key, []).append(artifacts[event.artifact_id])
+    return outputs
+
+
+def _custom(artifact: metadata_store_pb2.Artifact, name: str):
+    value = artifact.custom_properties.get(name)
+    if value is None:
+        return None
+    return value.string_value or value.int_value
+
+
+def _metric_value(metric) -> Optional[float]:
+    if metric.HasField("double_value"):
+        return metric.double_value.value
+    return None
+
+
+def _describe_failure(failure) -> str:
+    """Says in words which threshold a metric missed and by how much."""
+    name = failure.metric_key.name
+    value = failure.metric_value.double_value.value
+    threshold = failure.metric_threshold
+    if failure.metric_key.is_diff:
+        allowed = -threshold.change_threshold.absolute.value
+        return f"{name} is {-value:.4f} lower than the serving model's (allowed drop: {allowed:.4f})"
+    return f"{name} {value:.4f} is below the required {threshold.value_threshold.lower_bound.value:.4f}"
+
+
+def _read_evaluation(summary: RunSummary, evaluation_uri: str) -> None:
+    for slice_metrics in tfma.load_metrics(evaluation_uri):
+        slice_key = tuple((s.column, s.bytes_value.decode() if s.bytes_value else (s.int64_value if s.HasField("int64_value") else s.float_value)) for s in slice_metrics.slice_key.single_slice_keys)
+        for item in slice_metrics.metric_keys_and_values:
+            name = item.key.name
+            if name not in SUMMARY_METRICS or item.key.is_diff:
+                continue
+            value = _metric_value(item.value)
+            if value is None:
+                continue
+            is_baseline = item.key.model_name == "baseline"
+            if not slice_key:
+                candidate, baseline = summary.metrics.get(name, (None, None))
+                summary.metrics[name] = (candidate, value) if is_baseline else (value, baseline)
+            elif not is_baseline:
+                label = ", ".join(f"{column}={value}" for column, value in slice_key)
+                summary.slices.setdefault(label, {})[name] = value
+    validation = tfma.load_validation_result(evaluation_uri)
+    for failure in validation.metric_validations_per_slice:
+        for metric_failure in failure.failures:
+            summary.failed_thresholds.append(_describe_failure(metric_failure))
+
+
+def collect(connection_config: metadata_store_pb2.ConnectionConfig, pipeline_name: str) -> RunSummary:
+    """Reads the newest run's results of every component from ML Metadata."""
+    summary = RunSummary()
+    with metadata.Metadata(connection_config) as metadata_handler:
+        store = metadata_handler.store
+        examples = _latest_outputs(store, pipeline_name, pipeline_def.EXAMPLE_GEN).get("examples")
+        if examples:
+            summary.spans = _custom(examples[0], SPANS_PROPERTY)
+        anomalies = _latest_outputs(store, pipeline_name, pipeline_def.EXAMPLE_VALIDATOR).get("anomalies")
+        if anomalies:
+            split_names = artifact_utils.decode_split_names(anomalies[0].properties["split_names"].string_value)
+            summary.anomalies = read_anomalies(anomalies[0].uri, split_names)
+        model = _latest_outputs(store, pipeline_name, pipeline_def.TRAINER).get("model")
+        if model:
+            summary.model_uri = model[0].uri
+        evaluator_outputs = _latest_outputs(store, pipeline_name, pipeline_def.EVALUATOR)
+        if evaluator_outputs.get("evaluation"):
+            _read_evaluation(summary, evaluator_outputs["evaluation"][0].uri)
+        if evaluator_outputs.get("blessing"):
+            summary.blessed = bool(_custom(evaluator_outputs["blessing"][0], "blessed"))
+        pushed = _latest_outputs(store, pipeline_name, pipeline_def.PUSHER).get("pushed_model")
+        if pushed and _custom(pushed[0], "pushed"):
+            summary.pushed_path = _custom(pushed[0], "pushed_destination")
+            summary.pushed_version = str(_custom(pushed[0], "pushed_version"))
+    return summary
+
+
+def _format_metric(value: Optional[float]) -> str:
+    return "-" if value is None else (f"{value:.0f}" if value > 10 else f"{value:.4f}")
+
+
+def format_summary(summary: RunSummary, thresholds_text: Dict[str, str], timings: List[Tuple[str, str, float]]) -> str:
+    """Renders the summary a person reads in five seconds."""
+    lines = ["", "=" * 72, "Run summary", "-" * 72]
+    if timings:
+        lines.append("components: " + ", ".join(f"{name} {state} {seconds:.1f}s" for name, state, seconds in timings))
+    lines.append(f"spans used: {summary.spans or '-'}")
+    if summary.anomalies is None:
+        lines.append("data anomalies: not checked")
+    else:
+        lines.append(f"data anomalies: {len(summary.anomalies) or 'none'}")
+        lines.extend(f"  - {line}" for line in summary.anomalies)
+    if summary.metrics:
+        lines.append(f"{'metric':<18}{'new model':>12}{'serving model':>16}   threshold")
+        for name in SUMMARY_METRICS:
+            if name in summary.metrics:
+                candidate, baseline = summary.metrics[name]
+                lines.append(f"{name:<18}{_format_metric(candidate):>12}{_format_metric(baseline):>16}   {thresholds_text.get(name, '')}")
+        weakest = sorted(
+            ((values.get("auc"), label) for label, values in summary.slices.items() if values.get("auc") is not None)
+        )[:3]
+        if weakest:
+            lines.append("weakest slices by AUC: " + "; ".join(f"{label} {auc:.3f}" for auc, label in weakest))
+    if summary.blessed is None:
+        lines.append("decision: NOT EVALUATED (the run stopped before the Evaluator)")
+    elif summary.blessed:
+        lines.append("decision: BLESSED (every threshold met)")
+    else:
+        lines.append("decision: NOT BLESSED")
+        lines.extend(f"  - {failure}" for failure in summary.failed_thresholds)
+    if summary.pushed_path:
+        lines.append(f"pushed: version {summary.pushed_version} -> {summary.pushed_path}")
+    else:
+        lines.append("pushed: nothing (" + ("not blessed" if summary.blessed is False else "the run did not reach the Pusher") + ")")
+    lines.append("=" * 72)
+    return "\n".join(lines)

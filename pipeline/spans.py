@@ -1,0 +1,56 @@
+"""Finds the span folders of a data root and picks the training window."""
+import os
+import re
+from typing import List, Optional
+
+from pipeline.configs import SPAN_FILE_PATTERN, SPAN_FOLDER_PREFIX
+
+_SPAN_FOLDER = re.compile(re.escape(SPAN_FOLDER_PREFIX) + r"(\d+)$")
+
+
+class SpanError(ValueError):
+    """The data root does not hold usable spans."""
+
+
+def span_of_folder(name: str) -> Optional[int]:
+    """Returns the span number of a folder named `span-<N>`, or None for any other name."""
+    match = _SPAN_FOLDER.match(name)
+    return int(match.group(1)) if match else None
+
+
+def discover_spans(data_root: str) -> List[int]:
+    """Lists the span numbers under `data_root`, in ascending order.
+
+    Raises:
+        SpanError: when the folder is missing, holds no span, or a `span-` folder has a bad
+            name or no CSV file.
+    """
+    if not os.path.isdir(data_root):
+        raise SpanError(f"data root {data_root!r} is not a folder")
+    spans = []
+    for name in sorted(os.listdir(data_root)):
+        path = os.path.join(data_root, name)
+        if not os.path.isdir(path) or not name.startswith(SPAN_FOLDER_PREFIX):
+            continue
+        span = span_of_folder(name)
+        if span is None:
+            raise SpanError(f"folder {path!r}: span folders are named {SPAN_FOLDER_PREFIX}<N> with N a number")
+        if not any(entry.endswith(SPAN_FILE_PATTERN.lstrip("*")) for entry in os.listdir(path)):
+            raise SpanError(f"span folder {path!r} holds no {SPAN_FILE_PATTERN} file")
+        spans.append(span)
+    if not spans:
+        raise SpanError(f"data root {data_root!r} holds no {SPAN_FOLDER_PREFIX}<N> folder")
+    return sorted(spans)
+
+
+def window(spans: List[int], span_window: Optional[int]) -> List[int]:
+    """Returns the newest `span_window` spans (all of them when `span_window` is None).
+
+    Raises:
+        SpanError: when `span_window` is not a positive number.
+    """
+    if span_window is None:
+        return list(spans)
+    if span_window < 1:
+        raise SpanError(f"span window must be at least 1, got {span_window}")
+    return list(spans)[-span_window:]
