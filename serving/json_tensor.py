@@ -674,7 +674,11 @@ def predict_outputs_to_json(outputs: Mapping[str, np.ndarray], request_format: s
             )
         batch_size = array.shape[0]
     rows_by_name = {
-        name: [_write_array(row, is_bytes_alias(name, outputs[name])) for row in outputs[name]]
+        # `[index, ...]` keeps each row an array, even a 0-d one of an object (string) array.
+        name: [
+            _write_array(outputs[name][index, ...], is_bytes_alias(name, outputs[name]))
+            for index in range(batch_size)
+        ]
         for name in names
     }
     if len(names) == 1:

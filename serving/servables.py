@@ -20,14 +20,14 @@ import logging
 import os
 import threading
 import time
-from typing import Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import grpc
 import numpy as np
 import tensorflow as tf
 from google.protobuf import message as proto_message
 from tensorflow.core.framework import types_pb2
-from tensorflow.core.protobuf import meta_graph_pb2, saved_model_pb2
+from tensorflow.core.protobuf import config_pb2, meta_graph_pb2, saved_model_pb2
 from tensorflow_serving.apis import (
     get_model_status_pb2,
     model_pb2,
@@ -50,19 +50,6 @@ _MAX_WARMUP_RECORDS = 1000
 
 State = get_model_status_pb2.ModelVersionStatus.State
 
-# TF1 SavedModels (TensorFlow Serving's own test models among them) hold reference variables;
-# loading them in TF2 logs one warning per variable that says nothing useful to a server user.
-_REFERENCE_VARIABLE_NOISE = "Unable to create a python object for variable"
-
-
-class _DropReferenceVariableNoise(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return _REFERENCE_VARIABLE_NOISE not in str(record.msg)
-
-
-tf.get_logger().addFilter(_DropReferenceVariableNoise())
-
-
 def _status_code_from_tf(error: tf.errors.OpError) -> grpc.StatusCode:
     for code in grpc.StatusCode:
         if code.value[0] == error.error_code:
@@ -81,7 +68,14 @@ def _dtype_name(dtype: int) -> str:
 
 
 class Servable:
-    """One loaded version of one model: its SignatureDefs and callable signatures.
+    """One loaded version of one model: its SignatureDefs and a session to run them.
+
+    Like tensorflow_model_server, a version is loaded into its own graph and session with the
+    SavedModel loader, and each request runs a session callable that feeds the signature's
+    input tensors and fetches its outputs. This serves TF1 graphs and TF2 (Keras) SavedModels
+    alike, with TensorFlow Serving's semantics: only the C++ runtime checks shapes (a [3]
+    batch fed to a placeholder declared [-1, 1] works, as it does in TensorFlow Serving), and
+    one odd signature never keeps the others from loading.
 
     Attributes:
         name: The model name.
@@ -98,13 +92,39 @@ class Servable:
         self.signature_defs: Dict[str, meta_graph_pb2.SignatureDef] = dict(
             _read_serving_meta_graph(path).signature_def
         )
+        self._graph = tf.Graph()
+        self._session = tf.compat.v1.Session(graph=self._graph)
         try:
-            self._loaded = tf.saved_model.load(path, tags=[SERVING_TAG])
+            with self._graph.as_default():
+                tf.compat.v1.saved_model.loader.load(self._session, [SERVING_TAG], path)
         except tf.errors.OpError as error:
+            self._session.close()
             raise ServingError(_status_code_from_tf(error), error.message) from error
-        except (ValueError, OSError) as error:
+        except (ValueError, OSError, RuntimeError) as error:
+            self._session.close()
             raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, str(error)) from error
-        self._functions = dict(self._loaded.signatures)
+        self._graph.finalize()
+        self._callables: Dict[Tuple, Callable] = {}
+        self._callables_lock = threading.Lock()
+
+    def __del__(self) -> None:
+        # Unloading drops the manager's reference; requests still running keep the servable
+        # alive, so the session closes only once the last of them is done.
+        session = getattr(self, "_session", None)
+        if session is not None:
+            session.close()
+
+    def _callable(self, feeds: Tuple[str, ...], fetches: Tuple[str, ...]) -> Callable:
+        key = (feeds, fetches)
+        with self._callables_lock:
+            runner = self._callables.get(key)
+            if runner is None:
+                options = config_pb2.CallableOptions(feed=list(feeds), fetch=list(fetches))
+                # Session callables run without the Python client's feed-shape check, which
+                # tensorflow_model_server (C++) does not have either.
+                runner = self._session._make_callable_from_options(options)  # noqa: SLF001
+                self._callables[key] = runner
+        return runner
 
     def signature(self, signature_name: str) -> Tuple[str, meta_graph_pb2.SignatureDef]:
         """Returns (key, SignatureDef) for a requested name, "" meaning `serving_default`.
@@ -141,23 +161,18 @@ class Servable:
         signature_def = self.signature_defs[signature_key]
         self.validate_inputs(signature_key, inputs)
         outputs = _selected_outputs(signature_def, output_filter)
-        tensors = {
-            alias: _to_tensor(alias, array, signature_def.inputs[alias].dtype)
-            for alias, array in inputs.items()
-        }
-        function = self._functions.get(signature_key)
-        if function is None:
-            raise failed_precondition(
-                f'Serving signature key "{signature_key}" cannot be run (it has no function).'
-            )
+        aliases = sorted(inputs)
+        runner = self._callable(
+            tuple(signature_def.inputs[alias].name for alias in aliases),
+            tuple(signature_def.outputs[alias].name for alias in outputs),
+        )
         try:
-            results = function(**tensors)
+            results = runner(*[_feed_value(inputs[alias]) for alias in aliases])
         except tf.errors.OpError as error:
             raise ServingError(_status_code_from_tf(error), error.message) from error
         except (ValueError, TypeError) as error:
-            # Concrete functions check shapes in Python before running the graph.
             raise invalid_argument(str(error)) from error
-        return {alias: _to_numpy(results[alias]) for alias in outputs}
+        return {alias: _as_output(value) for alias, value in zip(outputs, results)}
 
     def validate_inputs(self, signature_key: str, inputs: Mapping[str, np.ndarray]) -> None:
         """Checks input names and dtypes against a signature without running it.
@@ -184,19 +199,21 @@ def _check_dtype(alias: str, array: np.ndarray, expected: int) -> None:
         )
 
 
-def _to_tensor(alias: str, array: np.ndarray, expected: int) -> tf.Tensor:
-    _check_dtype(alias, array, expected)
-    return tf.constant(array, dtype=tf.dtypes.as_dtype(expected))
+def _feed_value(array: np.ndarray) -> np.ndarray:
+    if array.dtype.kind == "U":
+        # Text arrays (numpy str) feed a DT_STRING tensor as UTF-8 bytes.
+        return np.vectorize(lambda text: text.encode("utf-8"), otypes=[object])(array)
+    return array
 
 
-def _to_numpy(tensor: tf.Tensor) -> np.ndarray:
-    array = tensor.numpy()
-    if isinstance(array, bytes):
-        # A scalar string comes back as bytes; keep every string output an object array.
-        holder = np.empty((), dtype=object)
-        holder[()] = array
-        return holder
-    return np.asarray(array)
+def _as_output(value: Any) -> np.ndarray:
+    array = np.asarray(value)
+    if array.dtype.kind in "SU":
+        # Keep every string output an object array of bytes, whatever its rank.
+        converted = np.empty(array.shape, dtype=object)
+        converted[...] = array
+        return converted
+    return array
 
 
 def _check_input_names(signature_def: meta_graph_pb2.SignatureDef, inputs: Mapping) -> None:

@@ -1,0 +1,472 @@
+"""The local model server's REST API, over real sockets, against TF Serving's wire contract."""
+import base64
+import concurrent.futures
+import json
+import math
+import time
+
+import pytest
+
+from tests.integration.serving_fixtures import (
+    HALF_PLUS_THREE,
+    HALF_PLUS_TWO,
+    HALF_PLUS_TWO_METADATA,
+    OFFSET_V1,
+    make_base_path,
+    model_templates,  # noqa: F401 - pytest fixture
+    rest_call,
+    shared_model_path,
+    start_server,
+)
+
+pytestmark = pytest.mark.timeout(120)
+
+MAX_REQUEST_BYTES = 64 * 1024
+
+
+@pytest.fixture(scope="module")
+def half_plus_two_server():
+    """half_plus_two served as `default`, with Prometheus on (TF Serving's conformance setup)."""
+    server = start_server(
+        model_base_path=str(shared_model_path(HALF_PLUS_TWO)),
+        prometheus_path="/monitoring/prometheus/metrics",
+    )
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def trip_server(tmp_path_factory, model_templates):  # noqa: F811 - pytest fixture injection
+    """The project's own test model (float, int64 and string inputs) served as `trips`."""
+    base_path = make_base_path(
+        tmp_path_factory.mktemp("trips"), model_templates, {"1": OFFSET_V1}
+    )
+    server = start_server(
+        model_name="trips",
+        model_base_path=str(base_path),
+        max_request_bytes=MAX_REQUEST_BYTES,
+    )
+    yield server
+    server.stop()
+
+
+# ---------------------------------------------------------------------------------------------
+# TensorFlow Serving's own conformance cases (half_plus_two as `default`)
+
+
+def test_row_predict_matches_tensorflow_serving(half_plus_two_server):
+    status, headers, body = rest_call(
+        half_plus_two_server.rest_url + "/v1/models/default:predict",
+        {"instances": [2.0, 3.0, 4.0]},
+    )
+    assert (status, body) == (200, {"predictions": [3.0, 3.5, 4.0]})
+    assert headers["Content-Type"] == "application/json"
+
+
+def test_columnar_predict_matches_tensorflow_serving(half_plus_two_server):
+    status, _, body = rest_call(
+        half_plus_two_server.rest_url + "/v1/models/default:predict", {"inputs": [2.0, 3.0, 4.0]}
+    )
+    assert (status, body) == (200, {"outputs": [3.0, 3.5, 4.0]})
+
+
+def test_classify_matches_tensorflow_serving(half_plus_two_server):
+    status, _, body = rest_call(
+        half_plus_two_server.rest_url + "/v1/models/default:classify",
+        {"signature_name": "classify_x_to_y", "examples": [{"x": 2.0}]},
+    )
+    assert (status, body) == (200, {"results": [[["", 3.0]]]})
+
+
+def test_regress_matches_tensorflow_serving(half_plus_two_server):
+    status, _, body = rest_call(
+        half_plus_two_server.rest_url + "/v1/models/default:regress",
+        {"signature_name": "regress_x_to_y", "examples": [{"x": 2.0}]},
+    )
+    assert (status, body) == (200, {"results": [3.0]})
+
+
+def test_regress_with_context_merges_features(half_plus_two_server):
+    status, _, body = rest_call(
+        half_plus_two_server.rest_url + "/v1/models/default:regress",
+        {"signature_name": "regress_x_to_y", "context": {"x": 4.0}, "examples": [{}, {"x": 2.0}]},
+    )
+    assert (status, body) == (200, {"results": [4.0, 3.0]})
+
+
+def test_model_status_matches_tensorflow_serving(half_plus_two_server):
+    status, _, body = rest_call(half_plus_two_server.rest_url + "/v1/models/default")
+    assert status == 200
+    assert body == {
+        "model_version_status": [
+            {
+                "version": "123",
+                "state": "AVAILABLE",
+                "status": {"error_code": "OK", "error_message": ""},
+            }
+        ]
+    }
+    status, _, body = rest_call(half_plus_two_server.rest_url + "/v1/models/default/versions/123")
+    assert status == 200 and body["model_version_status"][0]["version"] == "123"
+
+
+def test_metadata_equals_tensorflow_serving_body(half_plus_two_server):
+    expected = json.loads(shared_model_path(HALF_PLUS_TWO_METADATA).read_text())
+    status, headers, body = rest_call(half_plus_two_server.rest_url + "/v1/models/default/metadata")
+    assert status == 200
+    assert headers["Content-Type"] == "application/json"
+    assert body == expected
+
+
+def test_half_plus_three_answers_four(tmp_path):
+    server = start_server(model_base_path=str(shared_model_path(HALF_PLUS_THREE)))
+    try:
+        _, _, body = rest_call(server.rest_url + "/v1/models/default:predict", {"instances": [2.0]})
+        assert body == {"predictions": [4.0]}
+    finally:
+        server.stop()
+
+
+def test_routes_are_case_insensitive(half_plus_two_server):
+    status, _, body = rest_call(
+        half_plus_two_server.rest_url + "/V1/Models/default/VERSIONS/123:PREDICT",
+        {"instances": [2.0]},
+    )
+    assert (status, body) == (200, {"predictions": [3.0]})
+
+
+def test_nan_and_infinity_round_trip(half_plus_two_server):
+    status, headers, body = rest_call(
+        half_plus_two_server.rest_url + "/v1/models/default:predict",
+        raw=b'{"instances": [NaN, Infinity, -Infinity]}',
+    )
+    assert status == 200
+    predictions = body["predictions"]
+    assert math.isnan(predictions[0]) and predictions[1:] == [math.inf, -math.inf]
+
+
+def test_prometheus_metrics_use_tensorflow_serving_names(half_plus_two_server):
+    rest_call(half_plus_two_server.rest_url + "/v1/models/default:predict", {"instances": [1.0]})
+    rest_call(half_plus_two_server.rest_url + "/v1/models/default:predict", {"instances": ["x"]})
+    status, headers, text = rest_call(
+        half_plus_two_server.rest_url + "/monitoring/prometheus/metrics"
+    )
+    assert status == 200
+    assert headers["Content-Type"].startswith("text/plain")
+    assert "# TYPE :tensorflow:serving:request_count counter" in text
+    assert ':tensorflow:serving:request_count{model_name="default",status="OK"}' in text
+    assert ':tensorflow:serving:request_count{model_name="default",status="INVALID_ARGUMENT"}' in text
+    assert (
+        ':tensorflow:serving:request_latency_bucket{API="Predict",entrypoint="REST"' in text
+    )
+    assert ":tensorflow:serving:request_latency_count" in text
+
+
+def test_prometheus_page_is_absent_without_monitoring(trip_server):
+    status, _, body = rest_call(trip_server.rest_url + "/monitoring/prometheus/metrics")
+    assert status == 404 and "Not found" in body["error"]
+
+
+# ---------------------------------------------------------------------------------------------
+# The project's own model: several named inputs of mixed dtypes, strings, bytes
+
+
+def test_row_predict_with_mixed_dtype_named_inputs(trip_server):
+    status, _, body = rest_call(
+        trip_server.rest_url + "/v1/models/trips:predict",
+        {
+            "instances": [
+                {"trip_miles": 1.5, "trip_start_hour": 19, "payment_type": "Credit Card"},
+                {"trip_miles": 2.0, "trip_start_hour": 7, "payment_type": "Cash"},
+            ]
+        },
+    )
+    assert status == 200
+    assert body == {
+        "predictions": [
+            {
+                "score": 22.0,
+                "hour": 19,
+                "payment_upper": "CREDIT CARD",
+                "payment_bytes": {"b64": base64.b64encode(b"Credit Card").decode()},
+            },
+            {
+                "score": 111.0,
+                "hour": 7,
+                "payment_upper": "CASH",
+                "payment_bytes": {"b64": base64.b64encode(b"Cash").decode()},
+            },
+        ]
+    }
+
+
+def test_columnar_predict_with_b64_string_input(trip_server):
+    status, _, body = rest_call(
+        trip_server.rest_url + "/v1/models/trips:predict",
+        {
+            "inputs": {
+                "trip_miles": [0.5],
+                "trip_start_hour": [1],
+                "payment_type": [{"b64": base64.b64encode(b"Cash").decode()}],
+            }
+        },
+    )
+    assert status == 200
+    assert body["outputs"]["score"] == [102.0]
+    assert body["outputs"]["payment_upper"] == ["CASH"]
+    assert body["outputs"]["hour"] == [1]
+
+
+def test_floats_are_written_in_shortest_form(trip_server):
+    _, _, body = rest_call(
+        trip_server.rest_url + "/v1/models/trips:predict",
+        {"signature_name": "plus_offset", "instances": [0.1, 1e20]},
+    )
+    assert body == {"predictions": [0.1, 1e20]}
+    status, _, text = rest_call(
+        trip_server.rest_url + "/v1/models/trips:predict",
+        {"signature_name": "plus_offset", "instances": [0.1]},
+    )
+    assert status == 200
+
+
+def test_nested_instances_keep_their_shape(trip_server):
+    status, _, body = rest_call(
+        trip_server.rest_url + "/v1/models/trips:predict",
+        {"signature_name": "sum_pairs", "instances": [[1.0, 2.0], [3.0, 4.5]]},
+    )
+    assert (status, body) == (200, {"predictions": [3.0, 7.5]})
+
+
+def test_label_and_version_urls_are_decoded(tmp_path, model_templates):  # noqa: F811
+    from tensorflow_serving.config import model_server_config_pb2
+
+    base_path = make_base_path(tmp_path / "m", model_templates, {"1": OFFSET_V1})
+    config = model_server_config_pb2.ModelServerConfig()
+    model = config.model_config_list.config.add(name="my model", base_path=str(base_path))
+    model.version_labels["new stable"] = 1
+    server = start_server(model_config=config)
+    try:
+        status, _, body = rest_call(
+            server.rest_url + "/v1/models/my%20model/labels/new%20stable:predict",
+            {"signature_name": "plus_offset", "instances": [1.0]},
+        )
+        assert (status, body) == (200, {"predictions": [1.0]})
+        status, _, body = rest_call(server.rest_url + "/v1/models/my%20model/labels/new%20stable")
+        assert status == 200 and body["model_version_status"][0]["version"] == "1"
+    finally:
+        server.stop()
+
+
+def test_many_concurrent_clients_all_get_their_own_answer(trip_server):
+    url = trip_server.rest_url + "/v1/models/trips:predict"
+
+    def one_call(index: int):
+        return rest_call(url, {"signature_name": "plus_offset", "instances": [float(index)]})
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
+        results = list(pool.map(one_call, range(64)))
+    assert [status for status, _, _ in results] == [200] * 64
+    assert [body["predictions"] for _, _, body in results] == [[float(i)] for i in range(64)]
+
+
+def test_slow_inference_answers_504_after_the_timeout(tmp_path, model_templates):  # noqa: F811
+    base_path = make_base_path(tmp_path / "slow", model_templates, {"1": OFFSET_V1})
+    server = start_server(model_name="slow", model_base_path=str(base_path), rest_api_timeout_in_ms=200)
+    try:
+        servable = server.manager.get_servable("slow")
+        original_run = servable.run
+
+        def slow_run(*args, **kwargs):
+            time.sleep(1.0)
+            return original_run(*args, **kwargs)
+
+        servable.run = slow_run  # In-process: make this one servable slow, deterministically.
+        status, headers, body = rest_call(
+            server.rest_url + "/v1/models/slow:predict",
+            {"signature_name": "plus_offset", "instances": [1.0]},
+        )
+        assert status == 504
+        assert headers["Content-Type"] == "application/json"
+        assert "Deadline exceeded" in body["error"]
+    finally:
+        server.stop()
+
+
+# ---------------------------------------------------------------------------------------------
+# Bad input: the documented error, the documented status, and the server keeps running
+
+
+@pytest.mark.parametrize(
+    "path, payload, expected_status, expected_error",
+    [
+        ("/v1/models/trips:predict", b"", 400, "JSON Parse error: The document is empty"),
+        ("/v1/models/trips:predict", b'{"instances": [1.0', 400, "JSON Parse error: "),
+        ("/v1/models/trips:predict", b"[1, 2]", 400, "Is not object"),
+        (
+            "/v1/models/trips:predict",
+            b'{"instances": [], "inputs": []}',
+            400,
+            "expecting only one of 'inputs' or 'instances' keys to exist",
+        ),
+        ("/v1/models/trips:predict", b'{"signature_name": "plus_offset"}', 400,
+         "Missing 'inputs' or 'instances' key"),
+        ("/v1/models/trips:predict", b'{"signature_name": 3, "instances": [1.0]}', 400,
+         "'signature_name' key must be a string value."),
+        ("/v1/models/trips:predict", b'{"signature_name": "plus_offset", "instances": []}', 400,
+         "No values in 'instances' array"),
+        (
+            "/v1/models/trips:predict",
+            b'{"signature_name": "plus_offset", "instances": ["a"]}',
+            400,
+            'JSON Value: "a" Type: String is not of expected type: float',
+        ),
+        (
+            "/v1/models/trips:predict",
+            b'{"instances": [{"trip_miles": 1.0, "trip_start_hour": 1.5, "payment_type": "x"}]}',
+            400,
+            "key: trip_start_hour of 'instances' list. Error: INVALID_ARGUMENT: JSON Value: 1.5 "
+            "Type: Number is not of expected type: int64",
+        ),
+        (
+            "/v1/models/trips:predict",
+            b'{"instances": [{"trip_miles": 1.0, "trip_start_hour": 1}]}',
+            400,
+            "must only have keys: payment_type,trip_miles,trip_start_hour",
+        ),
+        (
+            "/v1/models/trips:predict",
+            b'{"instances": [{"trip_miles": 1.0, "trip_start_hour": 1, "payment_type": "x", '
+            b'"tips": 1.0}]}',
+            400,
+            "JSON object: does not have named input: tips",
+        ),
+        (
+            "/v1/models/trips:predict",
+            b'{"instances": [1.0]}',
+            400,
+            "instances is a plain list, but expecting list of objects as multiple input tensors",
+        ),
+        (
+            "/v1/models/trips:predict",
+            b'{"inputs": {"trip_miles": [1.0], "trip_start_hour": [1]}}',
+            400,
+            "Missing named input: payment_type in 'inputs' object.",
+        ),
+        (
+            "/v1/models/trips:predict",
+            b'{"signature_name": "sum_pairs", "instances": [[1.0, 2.0], [3.0]]}',
+            400,
+            "Expecting tensor size: 2 but got: 1",
+        ),
+        (
+            "/v1/models/trips:predict",
+            b'{"signature_name": "sum_pairs", "inputs": [[1.0, 2.0], [3.0]]}',
+            400,
+            "Encountered list at unexpected size: 1 at level: 1 expected size: 2",
+        ),
+        (
+            "/v1/models/trips:predict",
+            b'{"signature_name": "plus_offset", "instances": [16777217]}',
+            400,
+            "Cannot convert JSON value: 16777217 to float without loss of precision.",
+        ),
+        (
+            "/v1/models/trips:predict",
+            b'{"inputs": {"trip_miles": [1.0], "trip_start_hour": [1], '
+            b'"payment_type": [{"b64": "***"}]}}',
+            400,
+            "Unable to base64 decode",
+        ),
+        ("/v1/models/trips:predict", b'{"signature_name": "nope", "instances": [1.0]}', 400,
+         'Serving signature name: "nope" not found in signature def'),
+        ("/v1/models/missing:predict", b'{"instances": [1.0]}', 404,
+         "Servable not found for request: Latest(missing)"),
+        ("/v1/models/trips/versions/99:predict", b'{"instances": [1.0]}', 404,
+         "Servable not found for request: Specific(trips, 99)"),
+        ("/v1/models/trips/labels/canary:predict", b'{"instances": [1.0]}', 400,
+         "Unrecognized servable version label: canary"),
+        ("/v1/models/trips/versions/99999999999999999999:predict", b'{"instances": [1.0]}', 400,
+         "Failed to convert version: 99999999999999999999 to numeric."),
+        ("/v1/models/..%2F..%2Fetc:predict", b'{"instances": [1.0]}', 404,
+         "Servable not found for request: Latest(../../etc)"),
+        ("/v1/models/trips:classify", b'{"examples": [{"x": 1.0}]}', 400,
+         "Expected classification signature method_name to be tensorflow/serving/classify. "
+         "Was: tensorflow/serving/predict"),
+        ("/v1/models/trips:regress", b'{"signature_name": "nope", "examples": [{"x": 1.0}]}',
+         400, "No signature was found with the name: nope"),
+        ("/v1/models/trips:regress", b'{"signature_name": "plus_offset"}', 400,
+         "When method is classify, key 'examples' is expected and was not found"),
+        ("/v1/models/trips:regress", b'{"examples": []}', 400, "'examples' value is an empty array"),
+        ("/v1/models/trips:regress", b'{"examples": [{"x": [1.0, "a"]}]}', 400,
+         "Unexpected element type in feature: x expecting type: float"),
+        ("/v1/models/trips:regress", b'{"examples": [{"x": null}]}', 400,
+         "Feature: x has element with unexpected JSON type: Null"),
+        ("/v1/models/trips:regress", b'{"examples": [3]}', 400,
+         "Example must be JSON object but got JSON Number"),
+    ],
+)
+def test_bad_predict_requests_get_tensorflow_serving_errors(
+    trip_server, path, payload, expected_status, expected_error
+):
+    status, headers, body = rest_call(trip_server.rest_url + path, raw=payload, method="POST")
+    assert status == expected_status, body
+    assert headers["Content-Type"] == "application/json"
+    assert expected_error in body["error"]
+    # The server keeps serving after every bad request.
+    status, _, _ = rest_call(trip_server.rest_url + "/v1/models/trips")
+    assert status == 200
+
+
+@pytest.mark.parametrize(
+    "method, path, expected_status, expected_error",
+    [
+        ("GET", "/v1/models", 400, "Missing model name in request."),
+        ("GET", "/v1/models/", 400, "Malformed request: GET /v1/models/"),
+        ("GET", "/v1/models/missing", 404, "Could not find any versions of model missing"),
+        ("GET", "/v1/models/trips/versions/7", 404, "Could not find version 7 of model trips"),
+        ("GET", "/v1/models/trips/labels/stable", 400, "Unrecognized servable version label: stable"),
+        ("GET", "/v1/models/missing/metadata", 404, "Servable not found for request: Latest(missing)"),
+        ("GET", "/v1/models/trips:predict", 400, "Malformed request: GET /v1/models/trips:predict"),
+        ("PUT", "/v1/models/trips", 400, "Malformed request: PUT /v1/models/trips"),
+        ("DELETE", "/v1/models/trips", 400, "Malformed request: DELETE /v1/models/trips"),
+        ("GET", "/v2/models/trips", 404, "Not found: GET /v2/models/trips"),
+        ("GET", "/", 404, "Not found: GET /"),
+    ],
+)
+def test_bad_routes_get_documented_errors(trip_server, method, path, expected_status, expected_error):
+    status, headers, body = rest_call(trip_server.rest_url + path, method=method)
+    assert status == expected_status, body
+    assert headers["Content-Type"] == "application/json"
+    assert expected_error in body["error"]
+
+
+def test_oversize_body_is_refused_with_413_and_server_keeps_running(trip_server):
+    payload = json.dumps(
+        {"signature_name": "plus_offset", "instances": [1.0] * (MAX_REQUEST_BYTES // 4)}
+    ).encode()
+    assert len(payload) > MAX_REQUEST_BYTES
+    status, headers, body = rest_call(
+        trip_server.rest_url + "/v1/models/trips:predict", raw=payload, method="POST"
+    )
+    assert status == 413
+    assert headers["Content-Type"] == "application/json"
+    assert f"larger than the server's limit of {MAX_REQUEST_BYTES} bytes" in body["error"]
+    status, _, body = rest_call(
+        trip_server.rest_url + "/v1/models/trips:predict",
+        {"signature_name": "plus_offset", "instances": [1.0]},
+    )
+    assert (status, body) == (200, {"predictions": [1.0]})
+
+
+def test_model_status_and_metadata_of_own_model(trip_server):
+    status, _, body = rest_call(trip_server.rest_url + "/v1/models/trips/metadata")
+    assert status == 200
+    assert body["model_spec"] == {"name": "trips", "signature_name": "", "version": "1"}
+    signatures = body["metadata"]["signature_def"]["signature_def"]
+    inputs = signatures["serving_default"]["inputs"]
+    assert {alias: spec["dtype"] for alias, spec in inputs.items()} == {
+        "trip_miles": "DT_FLOAT",
+        "trip_start_hour": "DT_INT64",
+        "payment_type": "DT_STRING",
+    }
