@@ -25,6 +25,8 @@ import sys  # noqa: E402
 import time  # noqa: E402
 import warnings  # noqa: E402
 
+from pipeline.configs import PipelineOptions  # noqa: E402  (light: no TensorFlow import)
+
 EXIT_DATA_REFUSED = 2
 EXIT_FAILED = 1
 
@@ -35,7 +37,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     repo_root = os.path.dirname(os.path.abspath(__file__))
     parser.add_argument("--data-root", default=os.path.join(repo_root, "data"), help="folder of span-<N>/ CSV folders (default: the shipped data/)")
     parser.add_argument("--output-dir", default=os.path.join(repo_root, "outputs"), help="everything the run writes (default: outputs/)")
-    parser.add_argument("--train-steps", type=int, default=None, help="training steps (default: %d)" % 2000)
+    parser.add_argument("--train-steps", type=int, default=None, help="training steps (default: %d)" % PipelineOptions.train_steps)
     parser.add_argument("--span-window", type=int, default=None, help="train on the newest N spans (default: every span)")
     parser.add_argument(
         "--beam-mode",

@@ -40,7 +40,7 @@ class BlessingThresholds:
 class PipelineOptions:
     """Optional parts of the pipeline, all with working defaults."""
 
-    train_steps: int = 2000
+    train_steps: int = 400
     eval_steps: int = 20
     # How many of the newest spans make the training window; None means every span present.
     span_window: Optional[int] = None

@@ -16,6 +16,8 @@ from pipeline.data_gate import read_anomalies
 from pipeline.span_example_gen import SPANS_PROPERTY
 
 SUMMARY_METRICS = ("auc", "binary_accuracy", "example_count")
+# Slices smaller than this are left out of "weakest slices": their AUC is mostly noise.
+MIN_SLICE_EXAMPLES = 50
 
 
 @dataclasses.dataclass
@@ -153,7 +155,9 @@ def format_summary(summary: RunSummary, thresholds_text: Dict[str, str], timings
                 candidate, baseline = summary.metrics[name]
                 lines.append(f"{name:<18}{_format_metric(candidate):>12}{_format_metric(baseline):>16}   {thresholds_text.get(name, '')}")
         weakest = sorted(
-            ((values.get("auc"), label) for label, values in summary.slices.items() if values.get("auc") is not None)
+            (values["auc"], label)
+            for label, values in summary.slices.items()
+            if values.get("auc") is not None and values.get("example_count", 0) >= MIN_SLICE_EXAMPLES
         )[:3]
         if weakest:
             lines.append("weakest slices by AUC: " + "; ".join(f"{label} {auc:.3f}" for auc, label in weakest))

@@ -1,0 +1,56 @@
+"""Invariants of the feature definitions and the pipeline configuration a user would trip over."""
+import importlib
+
+import pytest
+import tensorflow_data_validation as tfdv
+
+from modules import features
+from pipeline import configs
+from tests.conftest import SCHEMA_PATH, read_csv_header
+
+
+def test_every_model_feature_is_a_column_of_the_shipped_data():
+    assert set(features.RAW_FEATURE_KEYS) <= set(read_csv_header())
+
+
+def test_every_column_is_used_by_the_model_or_named_as_unused():
+    accounted = set(features.RAW_FEATURE_KEYS) | set(features.UNUSED_RAW_KEYS) | {features.TIPS_KEY}
+    assert accounted == set(read_csv_header())
+
+
+def test_the_label_source_never_reaches_the_model_inputs():
+    assert features.TIPS_KEY not in features.RAW_FEATURE_KEYS
+
+
+def test_transformed_names_do_not_collide():
+    names = (
+        [features.transformed_name(key) for key in features.RAW_FEATURE_KEYS + features.DERIVED_FEATURE_KEYS]
+        + [features.bucket_name(key) for key in features.QUANTILE_BUCKET_FEATURE_KEYS]
+        + [features.missing_name(key) for key in features.NUMERIC_FEATURE_KEYS]
+        + [features.LABEL_KEY]
+    )
+    assert len(names) == len(set(names))
+
+
+def test_schema_describes_every_column_and_keeps_tips_out_of_serving():
+    schema = tfdv.load_schema_text(str(SCHEMA_PATH))
+    assert {feature.name for feature in schema.feature} == set(read_csv_header())
+    tips = tfdv.get_feature(schema, features.TIPS_KEY)
+    assert list(tips.not_in_environment) == ["SERVING"]
+
+
+def test_slices_are_model_features():
+    assert set(features.SLICE_FEATURE_KEYS) <= set(features.RAW_FEATURE_KEYS)
+
+
+@pytest.mark.parametrize("dotted_path", [configs.PREPROCESSING_FN, configs.RUN_FN])
+def test_every_dotted_module_path_in_the_configuration_imports(dotted_path):
+    module_name, _, attribute = dotted_path.rpartition(".")
+    assert callable(getattr(importlib.import_module(module_name), attribute))
+
+
+def test_blessing_floors_sit_above_the_trivial_answers():
+    thresholds = configs.BlessingThresholds()
+    # Always answering "not a big tipper" scores accuracy 0.775 on the shipped data.
+    assert thresholds.min_binary_accuracy > 0.775
+    assert thresholds.min_auc > 0.9

@@ -1,0 +1,52 @@
+"""Finding span folders and choosing the training window, with the errors a user sees."""
+import pytest
+
+from pipeline import spans
+
+
+def _span(root, name, with_csv=True):
+    folder = root / name
+    folder.mkdir()
+    if with_csv:
+        (folder / "data.csv").write_text("a,b\n1,2\n")
+
+
+def test_spans_are_found_in_numeric_order(tmp_path):
+    for name in ["span-10", "span-2", "span-1"]:
+        _span(tmp_path, name)
+    (tmp_path / "README.md").write_text("not a span")
+    assert spans.discover_spans(str(tmp_path)) == [1, 2, 10]
+
+
+def test_shipped_data_has_four_yearly_spans(data_root):
+    assert spans.discover_spans(str(data_root)) == [1, 2, 3, 4]
+
+
+def test_window_keeps_the_newest_spans():
+    assert spans.window([1, 2, 3, 4], None) == [1, 2, 3, 4]
+    assert spans.window([1, 2, 3, 4], 2) == [3, 4]
+    assert spans.window([1, 2], 5) == [1, 2]
+
+
+@pytest.mark.parametrize(
+    "make, message",
+    [
+        (lambda root: None, "holds no span-<N> folder"),
+        (lambda root: _span(root, "span-x"), "span folders are named span-<N>"),
+        (lambda root: _span(root, "span-3", with_csv=False), "holds no *.csv file"),
+    ],
+)
+def test_bad_data_roots_are_named(tmp_path, make, message):
+    make(tmp_path)
+    with pytest.raises(spans.SpanError, match=message.replace("*", r"\*")):
+        spans.discover_spans(str(tmp_path))
+
+
+def test_missing_data_root_is_named(tmp_path):
+    with pytest.raises(spans.SpanError, match="is not a folder"):
+        spans.discover_spans(str(tmp_path / "nope"))
+
+
+def test_window_must_be_positive():
+    with pytest.raises(spans.SpanError, match="at least 1"):
+        spans.window([1, 2], 0)
