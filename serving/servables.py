@@ -282,6 +282,12 @@ def _read_serving_meta_graph(path: str) -> meta_graph_pb2.MetaGraphDef:
         raise ServingError(
             grpc.StatusCode.DATA_LOSS, f"Could not parse SavedModel at {path}: {error}"
         ) from error
+    if not saved_model.meta_graphs:
+        # Garbage bytes can parse "successfully" as an empty message; that is still corrupt.
+        raise ServingError(
+            grpc.StatusCode.DATA_LOSS,
+            f"Could not parse SavedModel at {path}: it holds no MetaGraphDef",
+        )
     for meta_graph in saved_model.meta_graphs:
         if SERVING_TAG in meta_graph.meta_info_def.tags:
             return meta_graph
