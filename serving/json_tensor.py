@@ -18,14 +18,13 @@ import json
 import math
 from typing import Any, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple
 
+import grpc
 import numpy as np
 from tensorflow.core.example import example_pb2, feature_pb2
 from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import input_pb2
 
 from serving.errors import ServingError, invalid_argument
-
-import grpc
 
 ROW_FORMAT = "row"
 COLUMNAR_FORMAT = "columnar"

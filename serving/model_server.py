@@ -156,6 +156,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
+    # TensorFlow's Python logger has its own handler: keep it from printing twice through the
+    # root logger, and keep only its errors (deprecation notes and checkpoint chatter are noise
+    # to someone running a server).
+    tf_logger = logging.getLogger("tensorflow")
+    tf_logger.propagate = False
+    tf_logger.setLevel(logging.ERROR)
     flags = parse_flags(argv)
     try:
         server = ModelServer(build_options(flags))

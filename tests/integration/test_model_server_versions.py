@@ -101,6 +101,7 @@ def test_new_version_replaces_old_without_a_failed_request(tmp_path, model_templ
     assert 1.0 + OFFSET_V1 in answers and answers[-1] == 1.0 + OFFSET_V2
 
 
+@pytest.mark.filterwarnings("ignore:Unexpected end-group tag")
 def test_corrupt_version_reports_its_error_and_old_version_keeps_serving(
     tmp_path, model_templates  # noqa: F811
 ):
