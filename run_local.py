@@ -7,6 +7,9 @@ Examples:
       Another data root (a folder of span-<N>/ folders of CSV files) and a quick run.
   python run_local.py --span-window 2
       Train on the newest two spans only.
+  python run_local.py --serve
+      Run the pipeline, then serve the pushed model with the project's TF-Serving-compatible
+      server (REST on 8501, gRPC on 8500) and print a curl and a gRPC client command.
 
 Writes OUTPUT_DIR/serving_model/<version>/ (pushed models, what TF Serving reads),
 OUTPUT_DIR/metadata.db (ML Metadata, SQLite) and OUTPUT_DIR/pipeline_root/ (artifacts).
@@ -45,6 +48,9 @@ def parse_args(argv=None) -> argparse.Namespace:
         default="in_memory",
         help="DirectRunner mode for the data processing (default: in_memory)",
     )
+    parser.add_argument("--serve", action="store_true", help="after the run, serve the newest pushed version until Ctrl-C")
+    parser.add_argument("--rest-port", type=int, default=8501, help="REST port for --serve (default: 8501)")
+    parser.add_argument("--grpc-port", type=int, default=8500, help="gRPC port for --serve (default: 8500)")
     return parser.parse_args(argv)
 
 
@@ -91,12 +97,13 @@ def main(argv=None) -> int:
         beam_pipeline_args=beam_args,
     )
     print(f"pipeline {configs.PIPELINE_NAME}: spans {span_numbers} from {args.data_root}, output {output_dir}", flush=True)
+    first_new_execution = run_summary.newest_execution_id(connection_config) if os.path.exists(metadata_path) else 0
     failure = None
     try:
         tfx.orchestration.LocalDagRunner().run(pipeline)
     except Exception as error:  # noqa: BLE001 - reported below with the run's summary
         failure = error
-    summary = run_summary.collect(connection_config, configs.PIPELINE_NAME)
+    summary = run_summary.collect(connection_config, configs.PIPELINE_NAME, first_new_execution)
     thresholds = options.thresholds
     print(
         run_summary.format_summary(
@@ -117,15 +124,70 @@ def main(argv=None) -> int:
             return EXIT_DATA_REFUSED
         print(f"error: the pipeline failed: {type(failure).__name__}: {failure}", file=sys.stderr)
         return EXIT_FAILED
+    if args.serve:
+        return serve(serving_model_dir, args.rest_port, args.grpc_port)
     return 0
 
 
-def _caused_by(error: BaseException, error_type: type) -> bool:
-    while error is not None:
-        if isinstance(error, error_type):
-            return True
-        error = error.__cause__ or error.__context__
-    return False
+EXAMPLE_TRIP = {
+    "trip_miles": 1.2,
+    "fare": 7.25,
+    "trip_seconds": 480,
+    "payment_type": "Credit Card",
+    "company": "Taxi Affiliation Services",
+    "trip_start_hour": 19,
+    "trip_start_day": 6,
+    "trip_start_month": 5,
+    "pickup_community_area": 8,
+    "dropoff_community_area": 32,
+}
+
+
+def serve(serving_model_dir: str, rest_port: int, grpc_port: int) -> int:
+    """Serves the pushed versions under `serving_model_dir` until SIGINT or SIGTERM."""
+    import json
+    import signal
+    import threading
+
+    from pipeline.configs import SERVING_MODEL_NAME
+    from serving.server import ModelServer, ServerOptions
+
+    if not os.path.isdir(serving_model_dir) or not any(name.isdigit() for name in os.listdir(serving_model_dir)):
+        print(f"error: nothing to serve: no pushed version under {serving_model_dir}", file=sys.stderr)
+        return EXIT_FAILED
+    server = ModelServer(
+        ServerOptions(
+            model_name=SERVING_MODEL_NAME,
+            model_base_path=serving_model_dir,
+            port=grpc_port,
+            rest_api_port=rest_port,
+            prometheus_path="/monitoring/prometheus/metrics",
+        )
+    ).start()
+    trip_json = json.dumps(EXAMPLE_TRIP)
+    from serving import client
+
+    metadata = client.model_metadata_rest(f"127.0.0.1:{server.rest_port}", SERVING_MODEL_NAME)
+    instance = client.fill_missing_features(EXAMPLE_TRIP, client.signature_inputs(metadata))
+    raw_instance = json.dumps({"instances": [instance]})
+    print(
+        f"\nServing {SERVING_MODEL_NAME} from {serving_model_dir}\n"
+        f"  REST {server.rest_url}   gRPC {server.grpc_target}\n\n"
+        f"Try it (REST; every raw feature by name, missing ones as NaN / -1 / \"\"):\n"
+        f"  curl -s -X POST {server.rest_url}/v1/models/{SERVING_MODEL_NAME}:predict -d '{raw_instance}'\n"
+        f"Or with the client, which fills in missing features (gRPC):\n"
+        f"  python -m serving.client predict --grpc --host 127.0.0.1 --grpc-port {server.grpc_port} "
+        f"--model {SERVING_MODEL_NAME} --json '{trip_json}'\n"
+        f"Status: curl -s {server.rest_url}/v1/models/{SERVING_MODEL_NAME}\n"
+        "Ctrl-C stops the server.",
+        flush=True,
+    )
+    stopped = threading.Event()
+    for signal_number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signal_number, lambda *_: stopped.set())
+    stopped.wait()
+    server.stop()
+    return 0
 
 
 if __name__ == "__main__":

@@ -36,12 +36,22 @@ class RunSummary:
     slices: Dict[str, Dict[str, float]] = dataclasses.field(default_factory=dict)
 
 
-def _latest_outputs(store, pipeline_name: str, node_id: str) -> Dict[str, List[metadata_store_pb2.Artifact]]:
-    """Returns the output artifacts of the newest execution of a node, by output key."""
+def newest_execution_id(connection_config: metadata_store_pb2.ConnectionConfig) -> int:
+    """Returns the id of the newest execution in ML Metadata (0 when there is none), so that a
+    summary taken after a run reads only that run's executions."""
+    with metadata.Metadata(connection_config) as metadata_handler:
+        return max((execution.id for execution in metadata_handler.store.get_executions()), default=0)
+
+
+def _latest_node_outputs(
+    store, pipeline_name: str, node_id: str, after_execution_id: int
+) -> Dict[str, List[metadata_store_pb2.Artifact]]:
+    """Returns the output artifacts of the newest execution of a node newer than
+    `after_execution_id`, by output key."""
     context = store.get_context_by_type_and_name("node", f"{pipeline_name}.{node_id}")
     if context is None:
         return {}
-    executions = store.get_executions_by_context(context.id)
+    executions = [e for e in store.get_executions_by_context(context.id) if e.id > after_execution_id]
     if not executions:
         return {}
     execution = max(executions, key=lambda e: e.id)
@@ -106,27 +116,38 @@ def _read_evaluation(summary: RunSummary, evaluation_uri: str) -> None:
             summary.failed_thresholds.append(_describe_failure(metric_failure))
 
 
-def collect(connection_config: metadata_store_pb2.ConnectionConfig, pipeline_name: str) -> RunSummary:
-    """Reads the newest run's results of every component from ML Metadata."""
+def collect(
+    connection_config: metadata_store_pb2.ConnectionConfig, pipeline_name: str, after_execution_id: int = 0
+) -> RunSummary:
+    """Reads a run's results of every component from ML Metadata.
+
+    Args:
+        connection_config: The ML Metadata the run wrote to.
+        pipeline_name: The pipeline's name.
+        after_execution_id: `newest_execution_id(...)` taken before the run; executions up to
+            it belong to earlier runs and are ignored.
+    """
     summary = RunSummary()
     with metadata.Metadata(connection_config) as metadata_handler:
-        store = metadata_handler.store
-        examples = _latest_outputs(store, pipeline_name, pipeline_def.EXAMPLE_GEN).get("examples")
+        def outputs_of(node_id: str) -> Dict[str, List[metadata_store_pb2.Artifact]]:
+            return _latest_node_outputs(metadata_handler.store, pipeline_name, node_id, after_execution_id)
+
+        examples = outputs_of(pipeline_def.EXAMPLE_GEN).get("examples")
         if examples:
             summary.spans = _custom(examples[0], SPANS_PROPERTY)
-        anomalies = _latest_outputs(store, pipeline_name, pipeline_def.EXAMPLE_VALIDATOR).get("anomalies")
+        anomalies = outputs_of(pipeline_def.EXAMPLE_VALIDATOR).get("anomalies")
         if anomalies:
             split_names = artifact_utils.decode_split_names(anomalies[0].properties["split_names"].string_value)
             summary.anomalies = read_anomalies(anomalies[0].uri, split_names)
-        model = _latest_outputs(store, pipeline_name, pipeline_def.TRAINER).get("model")
+        model = outputs_of(pipeline_def.TRAINER).get("model")
         if model:
             summary.model_uri = model[0].uri
-        evaluator_outputs = _latest_outputs(store, pipeline_name, pipeline_def.EVALUATOR)
+        evaluator_outputs = outputs_of(pipeline_def.EVALUATOR)
         if evaluator_outputs.get("evaluation"):
             _read_evaluation(summary, evaluator_outputs["evaluation"][0].uri)
         if evaluator_outputs.get("blessing"):
             summary.blessed = bool(_custom(evaluator_outputs["blessing"][0], "blessed"))
-        pushed = _latest_outputs(store, pipeline_name, pipeline_def.PUSHER).get("pushed_model")
+        pushed = outputs_of(pipeline_def.PUSHER).get("pushed_model")
         if pushed and _custom(pushed[0], "pushed"):
             summary.pushed_path = _custom(pushed[0], "pushed_destination")
             summary.pushed_version = str(_custom(pushed[0], "pushed_version"))

@@ -5,6 +5,8 @@ from typing import Dict, List
 
 import pytest
 
+from pipeline import configs
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -68,3 +70,68 @@ def data_root() -> pathlib.Path:
 @pytest.fixture(scope="session")
 def schema_path() -> pathlib.Path:
     return SCHEMA_PATH
+
+
+# The small pipeline run shared by the end-to-end and serving tests (one run per session).
+ROWS_PER_SPAN = 400
+# Thresholds for a small sample: still far above a model that learnt nothing (AUC 0.5).
+SAMPLE_THRESHOLDS = configs.BlessingThresholds(min_auc=0.85, min_binary_accuracy=0.8)
+
+
+def sample_data_root(root: pathlib.Path, spans=(1, 2, 3)) -> pathlib.Path:
+    """Writes the first ROWS_PER_SPAN trips of each shipped span under `root`/span-<N>/."""
+    for span in spans:
+        source = DATA_ROOT / f"span-{span}" / "data.csv"
+        target = root / f"span-{span}" / "data.csv"
+        target.parent.mkdir(parents=True)
+        with open(source) as source_file, open(target, "w") as target_file:
+            for index, line in enumerate(source_file):
+                if index > ROWS_PER_SPAN:
+                    break
+                target_file.write(line)
+    return root
+
+
+def run_small_pipeline(data_root, output_dir, span_numbers, **option_overrides):
+    """Runs the real pipeline with LocalDagRunner on a sample; returns (RunSummary, MLMD config)."""
+    import dataclasses
+
+    from tfx import v1 as tfx
+
+    from pipeline import configs, run_summary
+    from pipeline.pipeline import create_pipeline
+
+    options = dataclasses.replace(
+        configs.PipelineOptions(train_steps=150, eval_steps=5, thresholds=SAMPLE_THRESHOLDS), **option_overrides
+    )
+    connection = tfx.orchestration.metadata.sqlite_metadata_connection_config(str(output_dir / "metadata.db"))
+    before = run_summary.newest_execution_id(connection)
+    tfx.orchestration.LocalDagRunner().run(
+        create_pipeline(
+            pipeline_name=configs.PIPELINE_NAME,
+            pipeline_root=str(output_dir / "pipeline_root"),
+            data_root=str(data_root),
+            spans=span_numbers,
+            serving_model_dir=str(output_dir / "serving_model"),
+            metadata_connection_config=connection,
+            options=options,
+        )
+    )
+    return run_summary.collect(connection, configs.PIPELINE_NAME, before), connection
+
+
+@pytest.fixture(scope="session")
+def small_pipeline_run(tmp_path_factory):
+    """One real pipeline run on 3 spans x 400 trips, blessed and pushed. Returns a dict with
+    data_root, output_dir, serving_model_dir, summary and connection. Tests may add runs to
+    its output dir but must not delete what is there."""
+    data_root = sample_data_root(tmp_path_factory.mktemp("data"))
+    output_dir = tmp_path_factory.mktemp("output")
+    summary, connection = run_small_pipeline(data_root, output_dir, [1, 2, 3])
+    return {
+        "data_root": data_root,
+        "output_dir": output_dir,
+        "serving_model_dir": output_dir / "serving_model",
+        "summary": summary,
+        "connection": connection,
+    }
