@@ -15,7 +15,11 @@ _FINISHED = re.compile(r"Component (\S+) is finished\.")
 _CACHED = re.compile(r"A cached execution \d+ is used\.")
 _SKIPPED = re.compile(r"Skipping component (\S+)\.")
 # Warnings TFX 1.16 prints on every resolver step of a correct pipeline.
-_KNOWN_HARMLESS = {"ArtifactQuery.property_predicate is not supported."}
+_KNOWN_HARMLESS = {
+    "ArtifactQuery.property_predicate is not supported.",
+    # Transform's output carries no payload_format; TFX then assumes tf.Example, which it is.
+    "Examples artifact does not have payload_format custom property. Falling back to FORMAT_TF_EXAMPLE",
+}
 
 
 class ProgressHandler(logging.Handler):

@@ -1,0 +1,97 @@
+"""Scores a pushed model on trips it never saw, next to two baselines on the same split.
+
+Trains nothing itself except the baselines: run the pipeline on spans 1-3 first, then score
+span 4 (trips from a later year: an out-of-time holdout, the honest test for a model that
+will serve future traffic):
+
+    mkdir -p /tmp/holdout/data && cp -r data/span-1 data/span-2 data/span-3 /tmp/holdout/data/
+    python run_local.py --data-root /tmp/holdout/data --output-dir /tmp/holdout/out
+    python benchmarks/holdout_quality.py --model-dir /tmp/holdout/out/serving_model \\
+        --train-csv data/span-1/data.csv data/span-2/data.csv data/span-3/data.csv \\
+        --holdout-csv data/span-4/data.csv
+
+Baselines: the one-feature rule "payment_type is Credit Card", and scikit-learn's
+HistGradientBoostingClassifier on the raw columns trained on the same training CSVs.
+"""
+import argparse
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from sklearn.ensemble import HistGradientBoostingClassifier  # noqa: E402
+from sklearn.metrics import accuracy_score, roc_auc_score  # noqa: E402
+
+from modules import features, signatures  # noqa: E402
+
+
+def _labels(frame: pd.DataFrame) -> np.ndarray:
+    fare = frame[features.FARE_KEY]
+    return ((frame[features.TIPS_KEY] > features.BIG_TIP_FRACTION * fare) & fare.notna()).astype(int).to_numpy()
+
+
+def _example(row: pd.Series, dtypes: dict) -> bytes:
+    feature = {}
+    for key, dtype in dtypes.items():
+        value = row[key]
+        if pd.isna(value):
+            continue
+        if dtype == tf.string:
+            feature[key] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[str(value).encode()]))
+        elif dtype == tf.int64:
+            feature[key] = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(value)]))
+        else:
+            feature[key] = tf.train.Feature(float_list=tf.train.FloatList(value=[float(value)]))
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+
+
+def _model_scores(model_dir: str, frame: pd.DataFrame) -> np.ndarray:
+    versions = sorted((name for name in os.listdir(model_dir) if name.isdigit()), key=int)
+    model = tf.saved_model.load(os.path.join(model_dir, versions[-1]))
+    serving_default = model.signatures[signatures.SERVING_DEFAULT]
+    dtypes = {key: spec.dtype for key, spec in serving_default.structured_input_signature[1].items()}
+    serve_examples = model.signatures[signatures.SERVING_TF_EXAMPLE]
+    examples = [_example(row, dtypes) for _, row in frame.iterrows()]
+    scores = [
+        serve_examples(examples=tf.constant(examples[start : start + 1024]))[signatures.PROBABILITY_OUTPUT].numpy()
+        for start in range(0, len(examples), 1024)
+    ]
+    return np.concatenate(scores)
+
+
+def _raw_matrix(frame: pd.DataFrame, categories: dict) -> pd.DataFrame:
+    matrix = frame[features.RAW_FEATURE_KEYS].copy()
+    for key in features.VOCABULARY_FEATURE_KEYS:
+        matrix[key] = pd.Categorical(matrix[key], categories=categories[key]).codes
+    return matrix
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model-dir", required=True, help="the serving_model folder the Pusher wrote")
+    parser.add_argument("--train-csv", nargs="+", required=True, help="CSV files the model was trained on")
+    parser.add_argument("--holdout-csv", nargs="+", required=True, help="CSV files never seen in training")
+    args = parser.parse_args()
+    train = pd.concat([pd.read_csv(path) for path in args.train_csv], ignore_index=True)
+    holdout = pd.concat([pd.read_csv(path) for path in args.holdout_csv], ignore_index=True)
+    labels = _labels(holdout)
+    rows = []
+    scores = _model_scores(args.model_dir, holdout)
+    rows.append(("pushed model", roc_auc_score(labels, scores), accuracy_score(labels, scores > 0.5)))
+    rule = (holdout["payment_type"] == "Credit Card").astype(float).to_numpy()
+    rows.append(("rule: payment_type is Credit Card", roc_auc_score(labels, rule), accuracy_score(labels, rule > 0.5)))
+    categories = {key: sorted(train[key].dropna().unique()) for key in features.VOCABULARY_FEATURE_KEYS}
+    booster = HistGradientBoostingClassifier(max_iter=300, random_state=0).fit(_raw_matrix(train, categories), _labels(train))
+    boosted = booster.predict_proba(_raw_matrix(holdout, categories))[:, 1]
+    rows.append(("gradient-boosted trees, raw columns", roc_auc_score(labels, boosted), accuracy_score(labels, boosted > 0.5)))
+    rows.append(("always 'not a big tipper'", 0.5, accuracy_score(labels, np.zeros_like(labels))))
+    print(f"holdout: {len(holdout)} trips from {', '.join(args.holdout_csv)}; training: {len(train)} trips")
+    print(f"{'model':<40}{'AUC':>8}{'accuracy':>10}")
+    for name, auc, accuracy in rows:
+        print(f"{name:<40}{auc:>8.4f}{accuracy:>10.4f}")
+
+
+if __name__ == "__main__":
+    main()
