@@ -1,0 +1,163 @@
+"""The Airflow DAG's settings: environment variables, parsed to their types once, here.
+
+Airflow parses DAG files often and in many processes, so the settings come from the
+environment of the scheduler and workers (no database look-up per parse, as Airflow Variables
+would need). Every variable the DAG reads is listed in `ENVIRONMENT_VARIABLES` with its
+meaning; `docs/orchestrators.md` shows a deployment's settings.
+"""
+import dataclasses
+import datetime
+import os
+from typing import Dict, Mapping, Optional
+
+from croniter import croniter  # Airflow's own cron parser; importing it does not import Airflow
+
+from pipeline import configs
+
+ENVIRONMENT_VARIABLES: Dict[str, str] = {
+    "TAXI_DATA_ROOT": "folder of span-<N>/ CSV folders (required); spans are listed when the DAG is parsed",
+    "TAXI_OUTPUT_DIR": "folder for pipeline_root/, metadata.db and serving_model/ (required)",
+    "TAXI_METADATA_PATH": "ML Metadata SQLite file (default: TAXI_OUTPUT_DIR/metadata.db)",
+    "TAXI_SERVING_MODEL_DIR": "where Pusher writes numbered versions (default: TAXI_OUTPUT_DIR/serving_model)",
+    "TAXI_SCHEDULE": "Airflow schedule: a cron expression, a preset such as @daily, or 'none' (default: @daily)",
+    "TAXI_START_DATE": "first logical date, YYYY-MM-DD, UTC (default: 2024-01-01)",
+    "TAXI_SPAN_WINDOW": "train on the newest N spans (default: every span)",
+    "TAXI_TRAIN_STEPS": f"training steps (default: {configs.PipelineOptions.train_steps})",
+    "TAXI_EVAL_STEPS": f"evaluation steps during training (default: {configs.PipelineOptions.eval_steps})",
+    "TAXI_MIN_AUC": f"blessing floor for AUC (default: {configs.BlessingThresholds.min_auc})",
+    "TAXI_MIN_BINARY_ACCURACY": f"blessing floor for accuracy (default: {configs.BlessingThresholds.min_binary_accuracy})",
+    "TAXI_BEAM_MODE": "DirectRunner mode on the Airflow worker: in_memory or multi_processing (default: in_memory)",
+    "TAXI_BEAM_WORKERS": "workers for multi_processing (default: one per core)",
+}
+
+DEFAULT_SCHEDULE = "@daily"
+# Airflow's schedule presets (airflow.utils.dates.cron_presets plus @once and @continuous),
+# listed here so that parsing settings does not import Airflow; Airflow checks again when
+# the DAG is built.
+AIRFLOW_PRESETS = ("@once", "@continuous", "@hourly", "@daily", "@weekly", "@monthly", "@quarterly", "@yearly")
+DEFAULT_START_DATE = datetime.datetime(2024, 1, 1, tzinfo=datetime.timezone.utc)
+
+
+class AirflowConfigError(ValueError):
+    """An environment variable of the DAG is missing or malformed; the message names it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class AirflowSettings:
+    """Where the Airflow-run pipeline reads and writes, when it runs, and its options."""
+
+    data_root: str
+    pipeline_root: str
+    metadata_path: str
+    serving_model_dir: str
+    schedule: Optional[str] = DEFAULT_SCHEDULE
+    start_date: datetime.datetime = DEFAULT_START_DATE
+    span_window: Optional[int] = None
+    train_steps: int = configs.PipelineOptions.train_steps
+    eval_steps: int = configs.PipelineOptions.eval_steps
+    thresholds: configs.BlessingThresholds = configs.BlessingThresholds()
+    beam_mode: str = "in_memory"
+    beam_workers: Optional[int] = None
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> "AirflowSettings":
+        """Reads the settings from `environ` (usually `os.environ`).
+
+        Raises:
+            AirflowConfigError: when a required variable is missing or a value does not parse;
+                the message names the variable and the value.
+        """
+        data_root = _required_path(environ, "TAXI_DATA_ROOT")
+        output_dir = _required_path(environ, "TAXI_OUTPUT_DIR")
+        defaults = configs.BlessingThresholds()
+        return cls(
+            data_root=data_root,
+            pipeline_root=os.path.join(output_dir, "pipeline_root"),
+            metadata_path=_optional_path(environ, "TAXI_METADATA_PATH") or os.path.join(output_dir, "metadata.db"),
+            serving_model_dir=_optional_path(environ, "TAXI_SERVING_MODEL_DIR")
+            or os.path.join(output_dir, "serving_model"),
+            schedule=_schedule(environ.get("TAXI_SCHEDULE", DEFAULT_SCHEDULE)),
+            start_date=_start_date(environ),
+            span_window=_positive_int(environ, "TAXI_SPAN_WINDOW", None),
+            train_steps=_positive_int(environ, "TAXI_TRAIN_STEPS", configs.PipelineOptions.train_steps),
+            eval_steps=_positive_int(environ, "TAXI_EVAL_STEPS", configs.PipelineOptions.eval_steps),
+            thresholds=dataclasses.replace(
+                defaults,
+                min_auc=_fraction(environ, "TAXI_MIN_AUC", defaults.min_auc),
+                min_binary_accuracy=_fraction(environ, "TAXI_MIN_BINARY_ACCURACY", defaults.min_binary_accuracy),
+            ),
+            beam_mode=_choice(environ, "TAXI_BEAM_MODE", ("in_memory", "multi_processing"), "in_memory"),
+            beam_workers=_positive_int(environ, "TAXI_BEAM_WORKERS", None),
+        )
+
+
+def _required_path(environ: Mapping[str, str], name: str) -> str:
+    value = environ.get(name, "").strip()
+    if not value:
+        raise AirflowConfigError(f"{name} is not set: {ENVIRONMENT_VARIABLES[name]}")
+    if not os.path.isabs(value):
+        raise AirflowConfigError(f"{name} must be an absolute path (Airflow workers start elsewhere), got {value!r}")
+    return value
+
+
+def _optional_path(environ: Mapping[str, str], name: str) -> Optional[str]:
+    return _required_path(environ, name) if environ.get(name, "").strip() else None
+
+
+def _schedule(value: str) -> Optional[str]:
+    value = value.strip()
+    if value.lower() == "none":
+        return None
+    if not value:
+        raise AirflowConfigError("TAXI_SCHEDULE is empty: give a cron expression, a preset such as @daily, or 'none'")
+    if value.startswith("@"):
+        if value not in AIRFLOW_PRESETS:
+            raise AirflowConfigError(f"TAXI_SCHEDULE {value!r} is not an Airflow preset ({', '.join(AIRFLOW_PRESETS)})")
+        return value
+    if not croniter.is_valid(value):
+        raise AirflowConfigError(f"TAXI_SCHEDULE {value!r} is not a cron expression such as '0 3 * * *'")
+    return value
+
+
+def _start_date(environ: Mapping[str, str]) -> datetime.datetime:
+    value = environ.get("TAXI_START_DATE", "").strip()
+    if not value:
+        return DEFAULT_START_DATE
+    try:
+        date = datetime.date.fromisoformat(value)
+    except ValueError:
+        raise AirflowConfigError(f"TAXI_START_DATE must be YYYY-MM-DD, got {value!r}") from None
+    return datetime.datetime(date.year, date.month, date.day, tzinfo=datetime.timezone.utc)
+
+
+def _positive_int(environ: Mapping[str, str], name: str, default: Optional[int]) -> Optional[int]:
+    value = environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        number = int(value)
+    except ValueError:
+        raise AirflowConfigError(f"{name} must be a whole number, got {value!r}") from None
+    if number < 1:
+        raise AirflowConfigError(f"{name} must be at least 1, got {number}")
+    return number
+
+
+def _fraction(environ: Mapping[str, str], name: str, default: float) -> float:
+    value = environ.get(name, "").strip()
+    if not value:
+        return default
+    try:
+        number = float(value)
+    except ValueError:
+        raise AirflowConfigError(f"{name} must be a number between 0 and 1, got {value!r}") from None
+    if not 0.0 <= number <= 1.0:
+        raise AirflowConfigError(f"{name} must be between 0 and 1, got {number}")
+    return number
+
+
+def _choice(environ: Mapping[str, str], name: str, allowed: tuple, default: str) -> str:
+    value = environ.get(name, "").strip() or default
+    if value not in allowed:
+        raise AirflowConfigError(f"{name} must be one of {', '.join(allowed)}, got {value!r}")
+    return value
