@@ -338,18 +338,26 @@ class _InstanceColumn:
     def __init__(self, dtype: int) -> None:
         self.dtype = dtype
         self.shape: Optional[List[int]] = None
+        self.size = 0
         self.values: List[Any] = []
 
     def add(self, item: Any) -> None:
-        shape = _dense_shape(item)
-        flat: List[Any] = []
-        _fill(item, 0, shape, self.dtype, flat)
+        if isinstance(item, list):
+            shape = _dense_shape(item)
+            flat: List[Any] = []
+            _fill(item, 0, shape, self.dtype, flat)
+        else:
+            # A scalar per instance (every taxi column): skip the nested-list machinery,
+            # which costs more than the conversion itself on a 64-row request.
+            if isinstance(item, dict) and self.dtype != types_pb2.DT_STRING:
+                raise _type_error(item, self.dtype)
+            shape = _SCALAR_SHAPE
+            flat = [_convert_leaf(item, self.dtype)]
         if self.shape is None:
             self.shape = shape
-        elif int(np.prod(self.shape)) != len(flat):
-            raise invalid_argument(
-                f"Expecting tensor size: {int(np.prod(self.shape))} but got: {len(flat)}"
-            )
+            self.size = math.prod(shape)
+        elif self.size != len(flat):
+            raise invalid_argument(f"Expecting tensor size: {self.size} but got: {len(flat)}")
         elif self.shape != shape:
             raise invalid_argument(
                 f"Expecting shape [{','.join(map(str, self.shape))}] "
@@ -361,9 +369,71 @@ class _InstanceColumn:
         return _to_numpy(self.values, [count] + list(self.shape or []), self.dtype)
 
 
+_SCALAR_SHAPE: List[int] = []
+
+
+def _scalar_column(values: List[Any], dtype: int) -> Optional[np.ndarray]:
+    """Converts one input's per-instance scalars, or returns None when any value needs the
+    general path (a wrong type, a lossy number, an infinity, a b64 object, a dtype without a
+    fast rule), which then decides and words the answer."""
+    if dtype in _DECIMAL_DTYPES:
+        numpy_type, max_exact_int, _, _ = _DECIMAL_DTYPES[dtype]
+        for value in values:
+            kind = type(value)
+            if kind is not float and not (kind is int and -max_exact_int <= value <= max_exact_int):
+                return None
+        with np.errstate(over="ignore"):  # An overflow is refused just below, not warned.
+            array = np.array(values, dtype=numpy_type)
+        # An infinity is either sent (allowed) or an overflow (refused): the general path knows.
+        return None if np.isinf(array).any() else array
+    if dtype in _INT_DTYPES:
+        numpy_type, low, high = _INT_DTYPES[dtype]
+        if any(type(value) is not int for value in values) or min(values) < low or max(values) > high:
+            return None
+        return np.array(values, dtype=numpy_type)
+    if dtype == types_pb2.DT_STRING:
+        if any(type(value) is not str for value in values):
+            return None
+        array = np.empty(len(values), dtype=object)
+        array[:] = [value.encode("utf-8") for value in values]
+        return array
+    if dtype == types_pb2.DT_BOOL:
+        if any(type(value) is not bool for value in values):
+            return None
+        return np.array(values, dtype=np.bool_)
+    return None
+
+
+def _scalar_instances(
+    instances: List[Any], input_dtypes: Mapping[str, int]
+) -> Optional[Dict[str, np.ndarray]]:
+    """The fast path of the usual row request (the taxi model's): every instance an object
+    with exactly the signature's inputs, each one scalar. Converts column by column instead of
+    value by value; returns None for anything else, which `_inputs_from_instances` handles."""
+    count = len(input_dtypes)
+    for element in instances:
+        if type(element) is not dict or len(element) != count:
+            return None
+    arrays = {}
+    for name, dtype in input_dtypes.items():
+        try:
+            values = [element[name] for element in instances]
+        except KeyError:
+            return None
+        array = _scalar_column(values, dtype)
+        if array is None:
+            return None
+        arrays[name] = array
+    return arrays
+
+
 def _inputs_from_instances(
     instances: List[Any], input_dtypes: Mapping[str, int]
 ) -> Dict[str, np.ndarray]:
+    if len(input_dtypes) > 1:
+        arrays = _scalar_instances(instances, input_dtypes)
+        if arrays is not None:
+            return arrays
     if not _is_named_object(instances[0]) and len(input_dtypes) > 1:
         raise invalid_argument(
             "instances is a plain list, but expecting list of objects as multiple input "
@@ -380,18 +450,22 @@ def _inputs_from_instances(
                 )
             for name, item in element.items():
                 try:
-                    if name not in input_dtypes:
-                        raise invalid_argument(
-                            f"JSON object: does not have named input: {name}"
-                        )
-                    columns.setdefault(name, _InstanceColumn(input_dtypes[name])).add(item)
+                    column = columns.get(name)
+                    if column is None:
+                        if name not in input_dtypes:
+                            raise invalid_argument(
+                                f"JSON object: does not have named input: {name}"
+                            )
+                        column = columns[name] = _InstanceColumn(input_dtypes[name])
+                    column.add(item)
                 except ServingError as error:
                     raise ServingError(
                         error.code,
                         f"Failed to process element: {index} key: {name} of 'instances' list. "
                         f"Error: {_status_text(error)}",
                     ) from error
-            if sorted(element) != input_names:
+            # Every key was just checked to be an input, so equal counts mean equal key sets.
+            if len(element) != len(input_names):
                 raise invalid_argument(
                     f"Failed to process element: {index} of 'instances' list. JSON object: "
                     f"{value_to_text(element)} must only have keys: {','.join(input_names)}"
@@ -403,7 +477,10 @@ def _inputs_from_instances(
                 )
             name = input_names[0]
             try:
-                columns.setdefault(name, _InstanceColumn(input_dtypes[name])).add(element)
+                column = columns.get(name)
+                if column is None:
+                    column = columns[name] = _InstanceColumn(input_dtypes[name])
+                column.add(element)
             except ServingError as error:
                 raise ServingError(
                     error.code,
@@ -621,6 +698,16 @@ def _write_array(array: np.ndarray, as_bytes: bool) -> str:
     return _nest(iter(flat), list(array.shape))
 
 
+def _write_rows(array: np.ndarray, as_bytes: bool) -> List[str]:
+    """Writes each row (first-dimension slice) of an array as JSON text."""
+    if array.ndim == 1:
+        # One scalar per row, the usual prediction: no 0-d array per row.
+        write = _scalar_writer(array.dtype, as_bytes)
+        return [write(value) for value in (array if array.dtype == object else array.tolist())]
+    # `[index, ...]` keeps each row an array, even a 0-d one of an object (string) array.
+    return [_write_array(array[index, ...], as_bytes) for index in range(array.shape[0])]
+
+
 def _nest(items: Iterator[str], shape: List[int]) -> str:
     if len(shape) == 1:
         return "[" + ", ".join(next(items) for _ in range(shape[0])) + "]"
@@ -673,12 +760,7 @@ def predict_outputs_to_json(outputs: Mapping[str, np.ndarray], request_format: s
             )
         batch_size = array.shape[0]
     rows_by_name = {
-        # `[index, ...]` keeps each row an array, even a 0-d one of an object (string) array.
-        name: [
-            _write_array(outputs[name][index, ...], is_bytes_alias(name, outputs[name]))
-            for index in range(batch_size)
-        ]
-        for name in names
+        name: _write_rows(outputs[name], is_bytes_alias(name, outputs[name])) for name in names
     }
     if len(names) == 1:
         rows = rows_by_name[names[0]]

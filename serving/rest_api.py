@@ -261,9 +261,7 @@ class RestApi:
         key = signature_name or DEFAULT_SIGNATURE
         if key not in servable.signature_defs:
             raise invalid_argument(f'Serving signature name: "{key}" not found in signature def')
-        input_dtypes = {
-            alias: info.dtype for alias, info in servable.signature_defs[key].inputs.items()
-        }
+        input_dtypes = servable.input_dtypes(key)
         inputs, request_format = json_tensor.predict_inputs_from_json(doc, input_dtypes, signature_name)
         _, outputs = self._service.predict(servable, signature_name, inputs)
         return json_tensor.predict_outputs_to_json(outputs, request_format)

@@ -106,6 +106,10 @@ class Servable:
         self._graph.finalize()
         self._callables: Dict[Tuple, Callable] = {}
         self._callables_lock = threading.Lock()
+        # Per signature key, what every request would otherwise re-derive from the protos.
+        self._input_dtypes: Dict[str, Dict[str, int]] = {}
+        self._expected_numpy: Dict[str, Dict[str, Optional[np.dtype]]] = {}
+        self._runners: Dict[Tuple, Tuple[Callable, Tuple[str, ...]]] = {}
 
     def __del__(self) -> None:
         # Unloading drops the manager's reference; requests still running keep the servable
@@ -125,6 +129,38 @@ class Servable:
                 runner = self._session._make_callable_from_options(options)  # noqa: SLF001
                 self._callables[key] = runner
         return runner
+
+    def _runner(
+        self, signature_key: str, aliases: Tuple[str, ...], output_filter: Sequence[str]
+    ) -> Tuple[Callable, Tuple[str, ...]]:
+        """(session callable, output aliases) for sorted input aliases and an output filter.
+
+        Cached per request shape, so the steady state is one dict lookup without a lock
+        (a dict read is atomic; a miss builds under `_callables_lock`).
+        """
+        key = (signature_key, aliases, tuple(output_filter))
+        found = self._runners.get(key)
+        if found is not None:
+            return found
+        signature_def = self.signature_defs[signature_key]
+        outputs = tuple(_selected_outputs(signature_def, output_filter))
+        runner = self._callable(
+            tuple(signature_def.inputs[alias].name for alias in aliases),
+            tuple(signature_def.outputs[alias].name for alias in outputs),
+        )
+        self._runners[key] = (runner, outputs)
+        return runner, outputs
+
+    def input_dtypes(self, signature_key: str) -> Dict[str, int]:
+        """Input alias -> DataType enum of a signature (a key of `signature_defs`)."""
+        dtypes = self._input_dtypes.get(signature_key)
+        if dtypes is None:
+            dtypes = {
+                alias: info.dtype
+                for alias, info in self.signature_defs[signature_key].inputs.items()
+            }
+            self._input_dtypes[signature_key] = dtypes
+        return dtypes
 
     def signature(self, signature_name: str) -> Tuple[str, meta_graph_pb2.SignatureDef]:
         """Returns (key, SignatureDef) for a requested name, "" meaning `serving_default`.
@@ -158,14 +194,9 @@ class Servable:
             ServingError: INVALID_ARGUMENT for missing, extra or mistyped inputs, unknown output
                 aliases, or a shape the model rejects; the TensorFlow error's own code otherwise.
         """
-        signature_def = self.signature_defs[signature_key]
         self.validate_inputs(signature_key, inputs)
-        outputs = _selected_outputs(signature_def, output_filter)
-        aliases = sorted(inputs)
-        runner = self._callable(
-            tuple(signature_def.inputs[alias].name for alias in aliases),
-            tuple(signature_def.outputs[alias].name for alias in outputs),
-        )
+        aliases = tuple(sorted(inputs))
+        runner, outputs = self._runner(signature_key, aliases, output_filter)
         try:
             results = runner(*[_feed_value(inputs[alias]) for alias in aliases])
         except tf.errors.OpError as error:
@@ -181,10 +212,33 @@ class Servable:
             ServingError: INVALID_ARGUMENT with TensorFlow Serving's message for missing, extra
                 or mistyped inputs.
         """
+        expected = self._expected_numpy.get(signature_key)
+        if expected is None:
+            expected = {
+                alias: _numpy_dtype_of(dtype)
+                for alias, dtype in self.input_dtypes(signature_key).items()
+            }
+            self._expected_numpy[signature_key] = expected
+        if len(inputs) == len(expected) and all(
+            expected.get(alias) is not None and array.dtype == expected[alias]
+            for alias, array in inputs.items()
+        ):
+            return  # The usual request: exactly the inputs, each of its numpy dtype.
         signature_def = self.signature_defs[signature_key]
         _check_input_names(signature_def, inputs)
         for alias, array in inputs.items():
             _check_dtype(alias, array, signature_def.inputs[alias].dtype)
+
+
+def _numpy_dtype_of(dtype: int) -> Optional[np.dtype]:
+    """The numpy dtype an input of DataType `dtype` arrives as (object for strings), or None
+    when it has none (those inputs always take the full check)."""
+    if dtype == types_pb2.DT_STRING:
+        return np.dtype(object)
+    try:
+        return np.dtype(tf.dtypes.as_dtype(dtype).as_numpy_dtype)
+    except TypeError:
+        return None
 
 
 def _check_dtype(alias: str, array: np.ndarray, expected: int) -> None:
