@@ -30,8 +30,15 @@ import warnings  # noqa: E402
 
 from pipeline.configs import PipelineOptions  # noqa: E402  (light: no TensorFlow import)
 
-EXIT_DATA_REFUSED = 2
-EXIT_FAILED = 1
+EXIT_FAILED = 1  # as pipeline.local_run.EXIT_FAILED; kept here so --serve needs no TFX import
+
+
+def local_beam_args(beam_mode: str) -> list:
+    """Beam options for DirectRunner in `beam_mode` ("in_memory" or "multi_processing")."""
+    beam_args = ["--direct_running_mode=" + beam_mode]
+    if beam_mode == "multi_processing":
+        beam_args.append("--direct_num_workers=0")  # one worker per core
+    return beam_args
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -65,67 +72,28 @@ def main(argv=None) -> int:
     from pipeline import progress
 
     handler = progress.install()
-    from tfx import v1 as tfx
-
-    from pipeline import configs, run_summary, spans
+    from pipeline import configs, run_summary
     from pipeline.code_fingerprint import module_fingerprint
-    from pipeline.pipeline import create_pipeline
+    from pipeline.local_run import EXIT_DATA_REFUSED, EXIT_OK, LocalPaths, run_once, thresholds_text
 
-    try:
-        span_numbers = spans.window(spans.discover_spans(args.data_root), args.span_window)
-    except spans.SpanError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_DATA_REFUSED
     options = configs.PipelineOptions(span_window=args.span_window, module_fingerprint=module_fingerprint())
     if args.train_steps is not None:
         options = dataclasses.replace(options, train_steps=args.train_steps)
-    output_dir = os.path.abspath(args.output_dir)
-    serving_model_dir = os.path.join(output_dir, "serving_model")
-    metadata_path = os.path.join(output_dir, "metadata.db")
-    connection_config = tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path)
-    beam_args = ["--direct_running_mode=" + args.beam_mode]
-    if args.beam_mode == "multi_processing":
-        beam_args.append("--direct_num_workers=0")  # one worker per core
-    pipeline = create_pipeline(
-        pipeline_name=configs.PIPELINE_NAME,
-        pipeline_root=os.path.join(output_dir, "pipeline_root"),
-        data_root=os.path.abspath(args.data_root),
-        spans=span_numbers,
-        serving_model_dir=serving_model_dir,
-        metadata_connection_config=connection_config,
-        options=options,
-        beam_pipeline_args=beam_args,
-    )
-    print(f"pipeline {configs.PIPELINE_NAME}: spans {span_numbers} from {args.data_root}, output {output_dir}", flush=True)
-    first_new_execution = run_summary.newest_execution_id(connection_config) if os.path.exists(metadata_path) else 0
-    failure = None
-    try:
-        tfx.orchestration.LocalDagRunner().run(pipeline)
-    except Exception as error:  # noqa: BLE001 - reported below with the run's summary
-        failure = error
-    summary = run_summary.collect(connection_config, configs.PIPELINE_NAME, first_new_execution)
-    thresholds = options.thresholds
-    print(
-        run_summary.format_summary(
-            summary,
-            {
-                "auc": f">= {thresholds.min_auc}, drop <= {thresholds.max_auc_drop}",
-                "binary_accuracy": f">= {thresholds.min_binary_accuracy}, drop <= {thresholds.max_binary_accuracy_drop}",
-            },
-            handler.timings,
-        )
-    )
+    paths = LocalPaths(data_root=args.data_root, output_dir=os.path.abspath(args.output_dir))
+    print(f"pipeline {configs.PIPELINE_NAME}: data {args.data_root}, output {paths.output_dir}", flush=True)
+    result = run_once(paths, options, local_beam_args(args.beam_mode), handler)
+    if result.summary is not None:
+        print(run_summary.format_summary(result.summary, thresholds_text(options.thresholds), result.timings))
     print(f"total time: {time.monotonic() - started:.1f}s")
-    if failure is not None:
-        from pipeline.data_gate import DataAnomaliesError
-
-        if _caused_by(failure, DataAnomaliesError) or summary.anomalies:
-            print("DATA REFUSED: nothing was trained or pushed; the serving directory is untouched.", file=sys.stderr)
-            return EXIT_DATA_REFUSED
-        print(f"error: the pipeline failed: {type(failure).__name__}: {failure}", file=sys.stderr)
-        return EXIT_FAILED
+    if result.exit_code == EXIT_DATA_REFUSED:
+        print(f"DATA REFUSED: {result.error}", file=sys.stderr)
+        print("Nothing was trained or pushed; the serving directory is untouched.", file=sys.stderr)
+        return result.exit_code
+    if result.exit_code != EXIT_OK:
+        print(f"error: the pipeline failed: {result.error}", file=sys.stderr)
+        return result.exit_code
     if args.serve:
-        return serve(serving_model_dir, args.rest_port, args.grpc_port)
+        return serve(paths.serving_model_dir, args.rest_port, args.grpc_port)
     return 0
 
 
@@ -191,4 +159,10 @@ def serve(serving_model_dir: str, rest_port: int, grpc_port: int) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_code = main()
+    # Collect TensorFlow's function objects while the interpreter is whole; left to
+    # interpreter teardown, their finalizers print pages of harmless TypeErrors.
+    import gc
+
+    gc.collect()
+    sys.exit(exit_code)

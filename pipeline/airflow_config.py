@@ -30,6 +30,8 @@ ENVIRONMENT_VARIABLES: Dict[str, str] = {
     "TAXI_BEAM_WORKERS": "workers for multi_processing (default: one per core)",
 }
 
+# TFX's AirflowDagRunner names the DAG after the pipeline.
+DAG_ID = configs.PIPELINE_NAME
 DEFAULT_SCHEDULE = "@daily"
 # Airflow's schedule presets (airflow.utils.dates.cron_presets plus @once and @continuous),
 # listed here so that parsing settings does not import Airflow; Airflow checks again when

@@ -3,7 +3,7 @@
 Machine-dependent paths (data root, output dir) belong to the entry points.
 """
 import dataclasses
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Tuple
 
 PIPELINE_NAME = "taxi_big_tipper"
 # The name TF Serving serves the model under (`/models/<name>` in the container).
@@ -16,6 +16,9 @@ RUN_FN = "modules.train.run_fn"
 # Layout of the data root: one folder per span, holding CSV files with a header row.
 SPAN_FOLDER_PREFIX = "span-"
 SPAN_FILE_PATTERN = "*.csv"
+# Written last into a span folder by whatever produces it (as Hadoop, Spark and Beam jobs do):
+# the watcher only takes spans that have it, so a span still being copied is never read.
+SPAN_COMPLETE_MARKER = "_SUCCESS"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,6 +39,38 @@ class BlessingThresholds:
     max_binary_accuracy_drop: float = 0.005
 
 
+DRIFT_STOP = "stop"
+DRIFT_WARN = "warn"
+
+
+@dataclasses.dataclass(frozen=True)
+class DriftConfig:
+    """How much the newest span may differ from the previous one (TFDV drift comparators).
+
+    Categorical columns use the L-infinity distance between value frequencies, numeric ones
+    the Jensen-Shannon divergence between histograms. Defaults sit above what the shipped
+    yearly spans show between neighbours (L-infinity at most 0.08; Jensen-Shannon at most
+    0.40 for fare and 0.29 for trip_seconds, while trip_miles, whose recorded precision
+    changed between years, reaches 0.75), so the shipped data passes and a real shift (fares
+    tripled, the payment mix flipped) does not.
+    """
+
+    categorical_max_l_infinity: float = 0.2
+    numeric_max_jensen_shannon: float = 0.5
+    # Per-column thresholds that replace the defaults above.
+    per_feature: Dict[str, float] = dataclasses.field(default_factory=lambda: {"trip_miles": 0.9})
+    # Columns not compared: the timestamp is the span itself.
+    ignored: Tuple[str, ...] = ("trip_start_timestamp",)
+    # "stop": a drifted span stops the run before training; "warn": train, and say so loudly.
+    on_drift: str = DRIFT_STOP
+
+    def threshold_for(self, feature: str, categorical: bool) -> float:
+        """Returns the drift threshold of one column."""
+        if feature in self.per_feature:
+            return self.per_feature[feature]
+        return self.categorical_max_l_infinity if categorical else self.numeric_max_jensen_shannon
+
+
 @dataclasses.dataclass(frozen=True)
 class PipelineOptions:
     """Optional parts of the pipeline, all with working defaults."""
@@ -45,6 +80,7 @@ class PipelineOptions:
     # How many of the newest spans make the training window; None means every span present.
     span_window: Optional[int] = None
     thresholds: BlessingThresholds = BlessingThresholds()
+    drift: DriftConfig = DriftConfig()
     # Overrides of `modules.hparams.HParams`, passed to the Trainer as custom_config.
     hyperparameters: Dict[str, Any] = dataclasses.field(default_factory=dict)
     # Fingerprint of the code in `modules/`: part of the components' configuration, so a change

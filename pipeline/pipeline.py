@@ -10,8 +10,10 @@ from tfx.dsl.components.base import executor_spec
 from tfx.proto import example_gen_pb2
 
 from modules import features, signatures
-from pipeline import configs, span_example_gen
+from pipeline import configs, pusher, span_example_gen
 from pipeline.data_gate import DataGate
+from pipeline.drift import SpanDriftCheck, drift_config_json
+from pipeline.serving_check import ServingCheck
 
 # Component ids, used by the entry points to report on what ran.
 EXAMPLE_GEN = "CsvExampleGen"
@@ -19,10 +21,12 @@ STATISTICS_GEN = "StatisticsGen"
 SCHEMA_GEN = "ImportSchemaGen"
 EXAMPLE_VALIDATOR = "ExampleValidator"
 DATA_GATE = "DataGate"
+DRIFT_CHECK = "SpanDriftCheck"
 TRANSFORM = "Transform"
 TRAINER = "Trainer"
 MODEL_RESOLVER = "latest_blessed_model_resolver"
 EVALUATOR = "Evaluator"
+SERVING_CHECK = "ServingCheck"
 PUSHER = "Pusher"
 
 CURATED_SCHEMA_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schema", "schema.pbtxt")
@@ -153,6 +157,15 @@ def create_pipeline(
     data_gate = DataGate(anomalies=example_validator.outputs["anomalies"]).with_id(DATA_GATE)
     components.append(data_gate)
 
+    drift_check = SpanDriftCheck(
+        examples=example_gen.outputs["examples"],
+        schema=schema_gen.outputs["schema"],
+        drift_config=drift_config_json(options.drift),
+    ).with_id(DRIFT_CHECK)
+    # Schema anomalies are reported first: a span that breaks the schema is refused as such.
+    drift_check.add_upstream_node(data_gate)
+    components.append(drift_check)
+
     code_config = {"module_fingerprint": options.module_fingerprint}
     transform = tfx.components.Transform(
         examples=example_gen.outputs["examples"],
@@ -161,6 +174,7 @@ def create_pipeline(
         custom_config=code_config,
     ).with_id(TRANSFORM)
     transform.add_upstream_node(data_gate)
+    transform.add_upstream_node(drift_check)
     components.append(transform)
 
     trainer = tfx.components.Trainer(
@@ -189,14 +203,21 @@ def create_pipeline(
     ).with_id(EVALUATOR)
     components.append(evaluator)
 
-    pusher = tfx.components.Pusher(
+    serving_check = ServingCheck(model=trainer.outputs["model"], examples=example_gen.outputs["examples"]).with_id(
+        SERVING_CHECK
+    )
+    components.append(serving_check)
+
+    model_pusher = tfx.components.Pusher(
         model=trainer.outputs["model"],
         model_blessing=evaluator.outputs["blessing"],
+        infra_blessing=serving_check.outputs["infra_blessing"],
+        custom_executor_spec=executor_spec.ExecutorClassSpec(pusher.Executor),
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir)
         ),
     ).with_id(PUSHER)
-    components.append(pusher)
+    components.append(model_pusher)
 
     return tfx.dsl.Pipeline(
         pipeline_name=pipeline_name,

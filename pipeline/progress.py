@@ -15,19 +15,22 @@ _FINISHED = re.compile(r"Component (\S+) is finished\.")
 _CACHED = re.compile(r"A cached execution \d+ is used\.")
 _SKIPPED = re.compile(r"Skipping component (\S+)\.")
 # Warnings TFX 1.16 prints on every resolver step of a correct pipeline.
-_KNOWN_HARMLESS = {
+_KNOWN_HARMLESS = (
     "ArtifactQuery.property_predicate is not supported.",
     # Transform's output carries no payload_format; TFX then assumes tf.Example, which it is.
-    "Examples artifact does not have payload_format custom property. Falling back to FORMAT_TF_EXAMPLE",
-}
+    "Examples artifact does not have payload_format custom property.",
+    # TFT's analysis traces vocabulary lookups in a tf.function; the exported graph is fine.
+    "Tables initialized inside a tf.function",
+)
 
 
 class ProgressHandler(logging.Handler):
     """Prints component progress and collects (component, state, seconds) timings."""
 
-    def __init__(self, stream=sys.stdout):
+    def __init__(self, stream=sys.stdout, quiet: bool = False):
         super().__init__(level=logging.INFO)
         self.stream = stream
+        self.quiet = quiet
         self.timings: List[Tuple[str, str, float]] = []
         self._current: Optional[str] = None
         self._started = 0.0
@@ -35,25 +38,31 @@ class ProgressHandler(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         message = record.getMessage()
-        if record.levelno >= logging.WARNING and message not in _KNOWN_HARMLESS:
+        if record.levelno >= logging.WARNING and not message.startswith(_KNOWN_HARMLESS):
             print(f"{record.levelname}: {message}", file=sys.stderr, flush=True)
             return
         if match := _RUNNING.match(message):
             self._current, self._started, self._cached = match.group(1), time.monotonic(), False
-            print(f"[{time.strftime('%H:%M:%S')}] {self._current} ...", file=self.stream, flush=True)
+            if not self.quiet:
+                print(f"[{time.strftime('%H:%M:%S')}] {self._current} ...", file=self.stream, flush=True)
         elif _CACHED.match(message):
             self._cached = True
         elif match := _FINISHED.match(message):
             seconds = time.monotonic() - self._started
             state = "cached" if self._cached else "ran"
             self.timings.append((match.group(1), state, seconds))
-            print(f"[{time.strftime('%H:%M:%S')}] {match.group(1)} {state} in {seconds:.1f}s", file=self.stream, flush=True)
+            if not self.quiet:
+                print(f"[{time.strftime('%H:%M:%S')}] {match.group(1)} {state} in {seconds:.1f}s", file=self.stream, flush=True)
         elif match := _SKIPPED.match(message):
             self.timings.append((match.group(1), "skipped", 0.0))
 
 
-def install() -> ProgressHandler:
-    """Routes absl's log records through a ProgressHandler and returns it."""
+def install(quiet: bool = False) -> ProgressHandler:
+    """Routes absl's log records through a ProgressHandler and returns it.
+
+    Args:
+        quiet: Collect timings without printing a line per component.
+    """
     from absl import logging as absl_logging
 
     absl_logging.set_verbosity(absl_logging.INFO)
@@ -61,10 +70,12 @@ def install() -> ProgressHandler:
     for handler in list(absl_logger.handlers):
         absl_logger.removeHandler(handler)
     logging.root.handlers = [h for h in logging.root.handlers if not isinstance(h, absl_logging.ABSLHandler)]
-    handler = ProgressHandler()
+    handler = ProgressHandler(quiet=quiet)
     absl_logger.addHandler(handler)
     absl_logger.propagate = False
     absl_logger.setLevel(logging.INFO)
     # TensorFlow's Python deprecation notices are for library authors, not pipeline users.
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    # Beam's note that python-snappy is not installed is about speed, not correctness.
+    logging.getLogger("apache_beam.io.tfrecordio").setLevel(logging.ERROR)
     return handler

@@ -13,6 +13,9 @@ from tfx.types import artifact_utils
 from modules import features
 from pipeline import pipeline as pipeline_def
 from pipeline.data_gate import read_anomalies
+from pipeline.drift import describe as describe_drift
+from pipeline.drift import read_report as read_drift_report
+from pipeline.pusher import NOT_PUSHED_REASON_PROPERTY
 from pipeline.span_example_gen import SPANS_PROPERTY
 
 SUMMARY_METRICS = ("auc", "binary_accuracy", "example_count")
@@ -26,14 +29,26 @@ class RunSummary:
 
     spans: Optional[str] = None
     anomalies: Optional[List[str]] = None
+    # The drift report of the newest span against the previous one (see pipeline.drift).
+    drift: Optional[dict] = None
     # metric -> (candidate, baseline or None)
     metrics: Dict[str, Tuple[float, Optional[float]]] = dataclasses.field(default_factory=dict)
     failed_thresholds: List[str] = dataclasses.field(default_factory=list)
     blessed: Optional[bool] = None
+    # Whether the candidate loaded and answered in the local model server, and what was seen.
+    serves: Optional[bool] = None
+    serving_check_detail: Optional[str] = None
     pushed_path: Optional[str] = None
+    # Set when a blessed model was not pushed because that same model already serves.
+    already_serving_version: Optional[str] = None
     pushed_version: Optional[str] = None
     model_uri: Optional[str] = None
     slices: Dict[str, Dict[str, float]] = dataclasses.field(default_factory=dict)
+
+    @property
+    def drifted(self) -> List[str]:
+        """Columns whose drift score is over their threshold."""
+        return [score["feature"] for score in (self.drift or {}).get("scores", []) if score["drifted"]]
 
 
 def newest_execution_id(connection_config: metadata_store_pb2.ConnectionConfig) -> int:
@@ -139,6 +154,9 @@ def collect(
         if anomalies:
             split_names = artifact_utils.decode_split_names(anomalies[0].properties["split_names"].string_value)
             summary.anomalies = read_anomalies(anomalies[0].uri, split_names)
+        drift_report = outputs_of(pipeline_def.DRIFT_CHECK).get("drift_report")
+        if drift_report:
+            summary.drift = read_drift_report(drift_report[0].uri)
         model = outputs_of(pipeline_def.TRAINER).get("model")
         if model:
             summary.model_uri = model[0].uri
@@ -147,10 +165,17 @@ def collect(
             _read_evaluation(summary, evaluator_outputs["evaluation"][0].uri)
         if evaluator_outputs.get("blessing"):
             summary.blessed = bool(_custom(evaluator_outputs["blessing"][0], "blessed"))
+        infra_blessing = outputs_of(pipeline_def.SERVING_CHECK).get("infra_blessing")
+        if infra_blessing:
+            summary.serves = bool(_custom(infra_blessing[0], "blessed"))
+            summary.serving_check_detail = _custom(infra_blessing[0], "detail")
         pushed = outputs_of(pipeline_def.PUSHER).get("pushed_model")
         if pushed and _custom(pushed[0], "pushed"):
             summary.pushed_path = _custom(pushed[0], "pushed_destination")
             summary.pushed_version = str(_custom(pushed[0], "pushed_version"))
+        elif pushed and _custom(pushed[0], NOT_PUSHED_REASON_PROPERTY):
+            reason = json.loads(_custom(pushed[0], NOT_PUSHED_REASON_PROPERTY))
+            summary.already_serving_version = reason["already_serving_version"]
     return summary
 
 
@@ -169,6 +194,14 @@ def format_summary(summary: RunSummary, thresholds_text: Dict[str, str], timings
     else:
         lines.append(f"data anomalies: {len(summary.anomalies) or 'none'}")
         lines.extend(f"  - {line}" for line in summary.anomalies)
+    if summary.drift and summary.drift["compared_spans"]:
+        previous, newest = summary.drift["compared_spans"]
+        top = ", ".join(f"{s['feature']} {s['score']:.3f}" for s in summary.drift["scores"][:3])
+        lines.append(f"drift span {previous} -> {newest}: highest scores {top}")
+        if summary.drifted:
+            lines.append(f"  DRIFT over threshold (policy: {summary.drift['on_drift']}): {describe_drift(summary.drift['scores'])}")
+    elif summary.drift:
+        lines.append("drift: not checked (one span in the window)")
     if summary.metrics:
         lines.append(f"{'metric':<18}{'new model':>12}{'serving model':>16}   threshold")
         for name in SUMMARY_METRICS:
@@ -189,9 +222,19 @@ def format_summary(summary: RunSummary, thresholds_text: Dict[str, str], timings
     else:
         lines.append("decision: NOT BLESSED")
         lines.extend(f"  - {failure}" for failure in summary.failed_thresholds)
+    if summary.serves is not None:
+        lines.append(f"serving check: {'passed' if summary.serves else 'FAILED'} ({summary.serving_check_detail})")
     if summary.pushed_path:
         lines.append(f"pushed: version {summary.pushed_version} -> {summary.pushed_path}")
     else:
-        lines.append("pushed: nothing (" + ("not blessed" if summary.blessed is False else "the run did not reach the Pusher") + ")")
+        if summary.already_serving_version:
+            reason = f"this same model already serves as version {summary.already_serving_version}"
+        elif summary.blessed is False:
+            reason = "not blessed"
+        elif summary.serves is False:
+            reason = "the candidate failed the serving check"
+        else:
+            reason = "the run did not reach the Pusher"
+        lines.append(f"pushed: nothing ({reason})")
     lines.append("=" * 72)
     return "\n".join(lines)

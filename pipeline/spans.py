@@ -3,7 +3,7 @@ import os
 import re
 from typing import List, Optional
 
-from pipeline.configs import SPAN_FILE_PATTERN, SPAN_FOLDER_PREFIX
+from pipeline.configs import SPAN_COMPLETE_MARKER, SPAN_FILE_PATTERN, SPAN_FOLDER_PREFIX
 
 _SPAN_FOLDER = re.compile(re.escape(SPAN_FOLDER_PREFIX) + r"(\d+)$")
 
@@ -18,8 +18,18 @@ def span_of_folder(name: str) -> Optional[int]:
     return int(match.group(1)) if match else None
 
 
-def discover_spans(data_root: str) -> List[int]:
+def is_complete(span_dir: str) -> bool:
+    """True when the producer of a span folder has written its completeness marker."""
+    return os.path.isfile(os.path.join(span_dir, SPAN_COMPLETE_MARKER))
+
+
+def discover_spans(data_root: str, complete_only: bool = False) -> List[int]:
     """Lists the span numbers under `data_root`, in ascending order.
+
+    Args:
+        data_root: Folder of `span-<N>/` folders.
+        complete_only: Keep only spans whose folder holds the completeness marker, and only
+            up to the first one that does not (a later span never jumps a gap).
 
     Raises:
         SpanError: when the folder is missing, holds no span, or a `span-` folder has a bad
@@ -38,9 +48,19 @@ def discover_spans(data_root: str) -> List[int]:
         if not any(entry.endswith(SPAN_FILE_PATTERN.lstrip("*")) for entry in os.listdir(path)):
             raise SpanError(f"span folder {path!r} holds no {SPAN_FILE_PATTERN} file")
         spans.append(span)
+    spans = sorted(spans)
+    if complete_only:
+        complete = []
+        for span in spans:
+            if not is_complete(os.path.join(data_root, f"{SPAN_FOLDER_PREFIX}{span}")):
+                break
+            complete.append(span)
+        if not complete:
+            raise SpanError(f"data root {data_root!r} holds no complete span (a span folder is complete once it holds {SPAN_COMPLETE_MARKER})")
+        spans = complete
     if not spans:
         raise SpanError(f"data root {data_root!r} holds no {SPAN_FOLDER_PREFIX}<N> folder")
-    return sorted(spans)
+    return spans
 
 
 def window(spans: List[int], span_window: Optional[int]) -> List[int]:

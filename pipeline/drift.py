@@ -1,0 +1,144 @@
+"""Drift between spans: the newest span of the window against the one before it.
+
+TFDV's drift comparators (L-infinity distance for categorical columns, Jensen-Shannon
+divergence for numeric ones) score every compared column on every run, so a trend can be
+followed even below the thresholds. Beyond a threshold the run stops before training or goes
+on with a warning, as `pipeline.configs.DriftConfig.on_drift` says.
+"""
+import copy
+import dataclasses
+import json
+import logging
+import os
+from typing import Dict, List
+
+import tensorflow_data_validation as tfdv
+from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2
+from tfx import v1 as tfx
+from tfx.types import standard_artifacts
+from tfx.types.artifact import Artifact
+
+from pipeline import configs
+from pipeline.span_example_gen import SPAN_FILES_PROPERTY
+from pipeline.spans import span_of_folder
+
+logger = logging.getLogger(__name__)
+
+REPORT_FILE = "drift.json"
+# Custom properties of the DriftReport artifact.
+DRIFTED_FEATURES_PROPERTY = "drifted_features"
+COMPARED_SPANS_PROPERTY = "compared_spans"
+
+
+class DriftReport(Artifact):
+    """Drift scores of the newest span against the previous one (a JSON file, REPORT_FILE)."""
+
+    # "<namespace>.<Name>", the form the Vertex (KFP v2) compiler requires of custom types.
+    TYPE_NAME = "taxi.DriftReport"
+
+
+class DataDriftError(RuntimeError):
+    """The newest span drifted beyond a threshold; the message names features and scores."""
+
+
+def _with_comparators(schema: schema_pb2.Schema, drift: configs.DriftConfig) -> schema_pb2.Schema:
+    schema = copy.deepcopy(schema)
+    for feature in schema.feature:
+        if feature.name in drift.ignored:
+            continue
+        categorical = feature.type == schema_pb2.BYTES
+        threshold = drift.threshold_for(feature.name, categorical)
+        if categorical:
+            feature.drift_comparator.infinity_norm.threshold = threshold
+        else:
+            feature.drift_comparator.jensen_shannon_divergence.threshold = threshold
+    return schema
+
+
+def _span_statistics(span_dir: str, schema: schema_pb2.Schema):
+    options = tfdv.StatsOptions(schema=schema, infer_type_from_schema=True)
+    return tfdv.generate_statistics_from_csv(data_location=os.path.join(span_dir, "*.csv"), stats_options=options)
+
+
+def compare_spans(
+    previous_span_dir: str, newest_span_dir: str, schema: schema_pb2.Schema, drift: configs.DriftConfig
+) -> List[Dict[str, object]]:
+    """Scores every compared column of the newest span folder against the previous one.
+
+    Returns:
+        One dict per column: feature, measure ("L-infinity" or "Jensen-Shannon"), score,
+        threshold, drifted (score above threshold), highest score first.
+    """
+    schema_with_comparators = _with_comparators(schema, drift)
+    previous = _span_statistics(previous_span_dir, schema)
+    newest = _span_statistics(newest_span_dir, schema)
+    anomalies = tfdv.validate_statistics(newest, schema_with_comparators, previous_statistics=previous)
+    names = {
+        anomalies_pb2.DriftSkewInfo.Measurement.L_INFTY: "L-infinity",
+        anomalies_pb2.DriftSkewInfo.Measurement.JENSEN_SHANNON_DIVERGENCE: "Jensen-Shannon",
+    }
+    scores = []
+    for info in anomalies.drift_skew_info:
+        feature = ".".join(info.path.step)
+        for measurement in info.drift_measurements:
+            scores.append(
+                {
+                    "feature": feature,
+                    "measure": names.get(measurement.type, str(measurement.type)),
+                    "score": round(measurement.value, 4),
+                    "threshold": measurement.threshold,
+                    "drifted": measurement.value > measurement.threshold,
+                }
+            )
+    return sorted(scores, key=lambda score: -score["score"])
+
+
+def describe(scores: List[Dict[str, object]]) -> str:
+    """One line per drifted column: feature, measure, score against threshold."""
+    return "; ".join(
+        f"{s['feature']} {s['measure']} {s['score']:.3f} > {s['threshold']}" for s in scores if s["drifted"]
+    )
+
+
+@tfx.dsl.components.component
+def SpanDriftCheck(
+    examples: tfx.dsl.components.InputArtifact[standard_artifacts.Examples],
+    schema: tfx.dsl.components.InputArtifact[standard_artifacts.Schema],
+    drift_report: tfx.dsl.components.OutputArtifact[DriftReport],
+    drift_config: tfx.dsl.components.Parameter[str],
+) -> None:
+    """Scores drift of the newest span against the previous one; stops the run or warns.
+
+    `drift_config` is `pipeline.configs.DriftConfig` as JSON (see `drift_config_json`).
+    """
+    drift = configs.DriftConfig(**json.loads(drift_config))
+    span_dirs: Dict[int, str] = {}
+    for path in json.loads(examples.get_string_custom_property(SPAN_FILES_PROPERTY) or "{}"):
+        span_dirs[span_of_folder(os.path.basename(os.path.dirname(path)))] = os.path.dirname(path)
+    report = {"compared_spans": None, "scores": [], "on_drift": drift.on_drift}
+    if len(span_dirs) >= 2:
+        previous_span, newest_span = sorted(span_dirs)[-2:]
+        schema_proto = tfdv.load_schema_text(os.path.join(schema.uri, "schema.pbtxt"))
+        report["compared_spans"] = [previous_span, newest_span]
+        report["scores"] = compare_spans(span_dirs[previous_span], span_dirs[newest_span], schema_proto, drift)
+        drift_report.set_string_custom_property(COMPARED_SPANS_PROPERTY, f"{previous_span},{newest_span}")
+    drifted = [score["feature"] for score in report["scores"] if score["drifted"]]
+    drift_report.set_string_custom_property(DRIFTED_FEATURES_PROPERTY, ",".join(drifted))
+    with open(os.path.join(drift_report.uri, REPORT_FILE), "w") as report_file:
+        json.dump(report, report_file, indent=2)
+    if drifted:
+        message = f"span {report['compared_spans'][1]} drifted from span {report['compared_spans'][0]}: {describe(report['scores'])}"
+        if drift.on_drift == configs.DRIFT_STOP:
+            raise DataDriftError(message)
+        logger.warning("DRIFT (policy: warn, training goes on): %s", message)
+
+
+def drift_config_json(drift: configs.DriftConfig) -> str:
+    """Serializes a DriftConfig for the SpanDriftCheck component's parameter."""
+    return json.dumps({**dataclasses.asdict(drift), "ignored": list(drift.ignored)}, sort_keys=True)
+
+
+def read_report(uri: str) -> dict:
+    """Reads the JSON report of a DriftReport artifact."""
+    with open(os.path.join(uri, REPORT_FILE)) as report_file:
+        return json.load(report_file)

@@ -1,0 +1,123 @@
+"""Before a push: load the candidate in the project's model server and send it real requests.
+
+TFX's InfraValidator does this job with Docker and the real TF Serving binary, neither of
+which runs here. This component copies the candidate SavedModel into a fresh base path,
+serves it with `serving.server.ModelServer` on free loopback ports, waits for the version to
+be AVAILABLE, and sends trips from the evaluation split over REST and gRPC. A model that
+fails to load or to answer (wrong count, a probability outside [0, 1], REST and gRPC
+disagreeing) gets an InfraBlessing with `blessed` = 0, and TFX's Pusher then pushes nothing.
+"""
+import glob
+import logging
+import math
+import os
+import shutil
+import tempfile
+import time
+from typing import Dict, List, Tuple
+
+import tensorflow as tf
+from tfx import v1 as tfx
+from tfx.types import standard_artifacts
+
+from pipeline.configs import SERVING_MODEL_NAME
+
+logger = logging.getLogger(__name__)
+
+# Custom properties of the InfraBlessing artifact; `blessed` is what TFX's Pusher reads.
+BLESSED_PROPERTY = "blessed"
+DETAIL_PROPERTY = "detail"
+LOAD_TIMEOUT_SECONDS = 60.0
+CANDIDATE_VERSION = "1"
+
+
+def read_trips(examples_uri: str, split: str, limit: int) -> List[Dict[str, object]]:
+    """Reads up to `limit` raw trips (feature -> value or None) from an Examples artifact split."""
+    files = sorted(glob.glob(os.path.join(examples_uri, f"Split-{split}", "*")))
+    trips: List[Dict[str, object]] = []
+    for record in tf.data.TFRecordDataset(files, compression_type="GZIP").take(limit):
+        example = tf.train.Example.FromString(record.numpy())
+        trip: Dict[str, object] = {}
+        for key, feature in example.features.feature.items():
+            kind = feature.WhichOneof("kind")
+            values = list(getattr(feature, kind).value) if kind else []
+            value = values[0] if values else None
+            trip[key] = value.decode() if isinstance(value, bytes) else value
+        trips.append(trip)
+    return trips
+
+
+def _wait_available(rest_address: str) -> None:
+    from serving import client
+
+    deadline = time.monotonic() + LOAD_TIMEOUT_SECONDS
+    while True:
+        status = client.model_status_rest(rest_address, SERVING_MODEL_NAME)
+        version = status["model_version_status"][0]
+        if version["state"] == "AVAILABLE":
+            return
+        if version["status"]["error_code"] != "OK":
+            raise RuntimeError(f"the model did not load: {version['status']['error_message']}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the model was not AVAILABLE after {LOAD_TIMEOUT_SECONDS:.0f}s (state {version['state']})")
+        time.sleep(0.2)
+
+
+def check_model_serves(saved_model_dir: str, trips: List[Dict[str, object]]) -> Tuple[bool, str]:
+    """Serves `saved_model_dir` locally and asks it about `trips` over REST and gRPC.
+
+    Returns:
+        (True, what was checked) when every answer is sound, else (False, what went wrong).
+    """
+    from serving import client
+    from serving.server import ModelServer, ServerOptions
+
+    base_path = tempfile.mkdtemp(prefix="serving_check_")
+    server = None
+    try:
+        shutil.copytree(saved_model_dir, os.path.join(base_path, CANDIDATE_VERSION))
+        server = ModelServer(
+            ServerOptions(
+                model_name=SERVING_MODEL_NAME,
+                model_base_path=base_path,
+                port=0,
+                rest_api_port=0,
+                file_system_poll_wait_seconds=0,
+            )
+        ).start()
+        rest_address = f"127.0.0.1:{server.rest_port}"
+        _wait_available(rest_address)
+        over_rest = client.predict_trips_rest(rest_address, SERVING_MODEL_NAME, trips)
+        over_grpc = client.predict_trips_grpc(server.grpc_target, SERVING_MODEL_NAME, trips)
+        if len(over_rest) != len(trips) or len(over_grpc) != len(trips):
+            return False, f"asked about {len(trips)} trips, got {len(over_rest)} answers over REST and {len(over_grpc)} over gRPC"
+        bad = [p for p in over_rest if not (0.0 <= p <= 1.0) or math.isnan(p)]
+        if bad:
+            return False, f"probabilities outside [0, 1]: {bad[:5]}"
+        differences = [abs(a - b) for a, b in zip(over_rest, over_grpc)]
+        if max(differences, default=0.0) > 1e-5:
+            return False, f"REST and gRPC answers differ by up to {max(differences):.2e}"
+        return True, f"loaded and answered {len(trips)} trips over REST and gRPC"
+    except Exception as error:  # noqa: BLE001 - any failure to load or answer refuses the push
+        logger.warning("serving check failed: %s", error)
+        return False, f"{type(error).__name__}: {error}"
+    finally:
+        if server is not None:
+            server.stop()
+        shutil.rmtree(base_path, ignore_errors=True)
+
+
+@tfx.dsl.components.component
+def ServingCheck(
+    model: tfx.dsl.components.InputArtifact[standard_artifacts.Model],
+    examples: tfx.dsl.components.InputArtifact[standard_artifacts.Examples],
+    infra_blessing: tfx.dsl.components.OutputArtifact[standard_artifacts.InfraBlessing],
+    num_trips: tfx.dsl.components.Parameter[int] = 32,
+) -> None:
+    """Blesses the candidate for the Pusher only if the local model server loads and answers it."""
+    trips = read_trips(examples.uri, "eval", num_trips)
+    serving_model_dir = os.path.join(model.uri, "Format-Serving")
+    passed, detail = check_model_serves(serving_model_dir, trips)
+    infra_blessing.set_int_custom_property(BLESSED_PROPERTY, int(passed))
+    infra_blessing.set_string_custom_property(DETAIL_PROPERTY, detail)
+    logger.info("serving check %s: %s", "passed" if passed else "FAILED", detail)

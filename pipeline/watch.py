@@ -1,0 +1,99 @@
+"""Watches a data root for new complete spans and runs the pipeline once per new span.
+
+    python -m pipeline.watch --data-root /data/taxi --output-dir /srv/taxi --poll-seconds 60
+    python -m pipeline.watch --data-root /data/taxi --output-dir /srv/taxi --once
+
+A span folder counts once it holds `_SUCCESS` (written last by whatever produces the span),
+and only spans without a gap before them count; so a span still being written is never
+read half-done. Each new newest complete span triggers one run on the span window; the
+spans already handled are kept in OUTPUT_DIR/watch_state.json, so a restart does not
+re-run them. Airflow does the same with a FileSensor on `span-<N>/_SUCCESS` ahead of the
+DAG, Vertex AI with a scheduled run that exits early when no new span is marked complete.
+"""
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import time
+from typing import Callable, List, Optional, Sequence
+
+from pipeline import configs, spans
+from pipeline.local_run import LocalPaths, RunResult, run_once
+
+STATE_FILE = "watch_state.json"
+
+
+def _load_handled(state_path: str) -> List[int]:
+    if not os.path.exists(state_path):
+        return []
+    with open(state_path) as state_file:
+        return json.load(state_file)["handled_spans"]
+
+
+def _save_handled(state_path: str, handled: List[int]) -> None:
+    tmp_path = state_path + ".tmp"
+    with open(tmp_path, "w") as state_file:
+        json.dump({"handled_spans": sorted(handled)}, state_file)
+    os.replace(tmp_path, state_path)
+
+
+def pending_span(data_root: str, handled: List[int]) -> Optional[int]:
+    """Returns the newest complete span when it has not been handled yet, else None."""
+    try:
+        complete = spans.discover_spans(data_root, complete_only=True)
+    except spans.SpanError:
+        return None
+    return complete[-1] if complete[-1] not in handled else None
+
+
+def watch_once(paths: LocalPaths, run: Callable[[], RunResult]) -> Optional[RunResult]:
+    """Runs the pipeline if a new complete span is there; returns the run's result or None."""
+    state_path = os.path.join(paths.output_dir, STATE_FILE)
+    handled = _load_handled(state_path)
+    span = pending_span(paths.data_root, handled)
+    if span is None:
+        return None
+    result = run()
+    # A refused span is handled too: it would be refused again until a new span arrives.
+    _save_handled(state_path, handled + [span])
+    return result
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Command line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data-root", required=True, help="folder of span-<N>/ folders to watch")
+    parser.add_argument("--output-dir", required=True, help="where runs write (as run_local.py --output-dir)")
+    parser.add_argument("--poll-seconds", type=float, default=60.0, help="seconds between looks (default: 60)")
+    parser.add_argument("--once", action="store_true", help="look once, run if there is a new span, and exit")
+    parser.add_argument("--span-window", type=int, default=None, help="train on the newest K spans")
+    parser.add_argument("--train-steps", type=int, default=None, help="training steps per run")
+    args = parser.parse_args(argv)
+
+    from pipeline import progress
+    from pipeline.code_fingerprint import module_fingerprint
+    from pipeline.replay import describe_step
+
+    handler = progress.install(quiet=True)
+    options = configs.PipelineOptions(span_window=args.span_window, module_fingerprint=module_fingerprint())
+    if args.train_steps is not None:
+        options = dataclasses.replace(options, train_steps=args.train_steps)
+    paths = LocalPaths(data_root=args.data_root, output_dir=os.path.abspath(args.output_dir))
+    os.makedirs(paths.output_dir, exist_ok=True)
+
+    def run() -> RunResult:
+        return run_once(paths, options, ["--direct_running_mode=in_memory"], handler, complete_spans_only=True)
+
+    print(f"watching {args.data_root} for span folders marked {configs.SPAN_COMPLETE_MARKER}", flush=True)
+    while True:
+        result = watch_once(paths, run)
+        if result is not None:
+            print(describe_step(time.strftime("%H:%M:%S new span"), result), flush=True)
+        if args.once:
+            return 0
+        time.sleep(args.poll_seconds)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

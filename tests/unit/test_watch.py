@@ -1,0 +1,52 @@
+"""The watcher's trigger rule: only complete spans, each handled once, never across a gap."""
+from pipeline import configs, spans
+from pipeline.local_run import LocalPaths, RunResult
+from pipeline.watch import pending_span, watch_once
+
+
+def _span(root, number, complete=True):
+    folder = root / f"span-{number}"
+    folder.mkdir()
+    (folder / "data.csv").write_text("a\n1\n")
+    if complete:
+        (folder / configs.SPAN_COMPLETE_MARKER).write_text("")
+
+
+def test_half_written_span_is_not_picked_up(tmp_path):
+    _span(tmp_path, 1)
+    _span(tmp_path, 2, complete=False)
+    assert spans.discover_spans(str(tmp_path), complete_only=True) == [1]
+    assert pending_span(str(tmp_path), handled=[]) == 1
+    assert pending_span(str(tmp_path), handled=[1]) is None
+
+
+def test_a_complete_span_after_an_incomplete_one_waits(tmp_path):
+    _span(tmp_path, 1)
+    _span(tmp_path, 2, complete=False)
+    _span(tmp_path, 3)
+    assert spans.discover_spans(str(tmp_path), complete_only=True) == [1]
+
+
+def test_nothing_complete_means_nothing_pending(tmp_path):
+    _span(tmp_path, 1, complete=False)
+    assert pending_span(str(tmp_path), handled=[]) is None
+
+
+def test_each_new_span_triggers_exactly_one_run(tmp_path):
+    data_root, output_dir = tmp_path / "data", tmp_path / "out"
+    data_root.mkdir()
+    output_dir.mkdir()
+    paths = LocalPaths(str(data_root), str(output_dir))
+    runs = []
+
+    def run():
+        runs.append(spans.discover_spans(str(data_root), complete_only=True))
+        return RunResult(0, runs[-1], None, [], 0.0)
+
+    _span(data_root, 1)
+    _span(data_root, 2, complete=False)
+    assert watch_once(paths, run) is not None
+    assert watch_once(paths, run) is None  # nothing new: no second run
+    (data_root / "span-2" / configs.SPAN_COMPLETE_MARKER).write_text("")
+    assert watch_once(paths, run) is not None
+    assert runs == [[1], [1, 2]]
