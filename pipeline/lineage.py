@@ -58,6 +58,7 @@ MODEL_KEY = "model"
 MODEL_BLESSING_KEY = "model_blessing"
 BASELINE_MODEL_KEY = "baseline_model"
 BLESSING_KEY = "blessing"
+INFRA_BLESSING_KEY = "infra_blessing"
 EVALUATION_KEY = "evaluation"
 EXAMPLES_KEY = "examples"
 SCHEMA_KEY = "schema"
@@ -174,6 +175,9 @@ class Lineage:
     push: PushLineage
     blessed: Optional[bool]
     blessing: Optional[ArtifactInfo]
+    # The check that the model loads and answers in a model server (an InfraBlessing).
+    serves: Optional[bool]
+    serving_check: Optional[ArtifactInfo]
     evaluation: Optional[EvaluationLineage]
     trainer: Optional[TrainerLineage]
     transform: Optional[TransformLineage]
@@ -211,7 +215,13 @@ def custom_property(artifact_or_execution, name: str) -> Any:
     return getattr(value, kind) if kind else None
 
 
-def _json_property(execution: metadata_store_pb2.Execution, name: str) -> Any:
+def json_exec_property(execution: metadata_store_pb2.Execution, name: str) -> Any:
+    """Returns an exec property TFX stored as JSON (custom_config, train_args, eval_config), or
+    None when it is not set.
+
+    Raises:
+        LineageError: when the property is not JSON.
+    """
     text = custom_property(execution, name)
     if not isinstance(text, str) or not text:
         return None
@@ -519,7 +529,8 @@ def trace_pushed_model(graph: MetadataGraph, pushed_model: metadata_store_pb2.Ar
         pushed_at_utc=_utc(pushed_model.create_time_since_epoch),
     )
     lineage = Lineage(
-        version=version, metadata_path=metadata_path, push=push, blessed=None, blessing=None, evaluation=None,
+        version=version, metadata_path=metadata_path, push=push, blessed=None, blessing=None, serves=None,
+        serving_check=None, evaluation=None,
         trainer=None, transform=None, schema=None, data=None, artifact_ids=[], execution_ids=[],
     )
     artifact_ids, execution_ids = graph.upstream([pushed_model.id])
@@ -538,15 +549,23 @@ def trace_pushed_model(graph: MetadataGraph, pushed_model: metadata_store_pb2.Ar
             evaluation = _first(graph.outputs(evaluator_id), EVALUATION_KEY)
             baseline = _first(graph.inputs(evaluator_id), BASELINE_MODEL_KEY)
             if evaluation is not None:
-                metrics, slices, failed = read_evaluation(local_artifact_path(evaluation.uri, pipeline_root))
+                evaluation_path = local_artifact_path(evaluation.uri, pipeline_root)
+                readable = evaluation.state == metadata_store_pb2.Artifact.LIVE and os.path.isdir(evaluation_path)
+                # Housekeeping may have removed the files; the record of the evaluation stays.
+                metrics, slices, failed = read_evaluation(evaluation_path) if readable else ({}, {}, [])
                 lineage.evaluation = EvaluationLineage(
                     evaluation=graph.info(evaluation),
                     metrics=metrics,
-                    thresholds=thresholds_from_eval_config(_json_property(graph.execution(evaluator_id), "eval_config") or {}),
+                    thresholds=thresholds_from_eval_config(json_exec_property(graph.execution(evaluator_id), "eval_config") or {}),
                     failed_thresholds=failed,
                     slices=slices,
                     baseline_model=graph.info(baseline) if baseline is not None else None,
                 )
+
+    infra_blessing = _first(pusher_inputs, INFRA_BLESSING_KEY)
+    if infra_blessing is not None:
+        lineage.serving_check = graph.info(infra_blessing)
+        lineage.serves = bool(custom_property(infra_blessing, BLESSED_PROPERTY))
 
     model = _first(pusher_inputs, MODEL_KEY)
     trainer_inputs: Dict[str, List[metadata_store_pb2.Artifact]] = {}
@@ -555,14 +574,14 @@ def trace_pushed_model(graph: MetadataGraph, pushed_model: metadata_store_pb2.Ar
         if trainer_id is not None:
             trainer = graph.execution(trainer_id)
             trainer_inputs = graph.inputs(trainer_id)
-            custom_config = _json_property(trainer, "custom_config") or {}
+            custom_config = json_exec_property(trainer, "custom_config") or {}
             lineage.trainer = TrainerLineage(
                 model=graph.info(model),
                 run_fn=custom_property(trainer, "run_fn"),
                 module_fingerprint=custom_config.get(MODULE_FINGERPRINT_KEY),
                 hyperparameters={k: v for k, v in custom_config.items() if k != MODULE_FINGERPRINT_KEY},
-                train_steps=(_json_property(trainer, "train_args") or {}).get("num_steps"),
-                eval_steps=(_json_property(trainer, "eval_args") or {}).get("num_steps"),
+                train_steps=(json_exec_property(trainer, "train_args") or {}).get("num_steps"),
+                eval_steps=(json_exec_property(trainer, "eval_args") or {}).get("num_steps"),
             )
 
     transform_inputs: Dict[str, List[metadata_store_pb2.Artifact]] = {}
@@ -574,7 +593,7 @@ def trace_pushed_model(graph: MetadataGraph, pushed_model: metadata_store_pb2.Ar
         if transform_id is not None:
             transform = graph.execution(transform_id)
             transform_inputs = graph.inputs(transform_id)
-            transform_config = _json_property(transform, "custom_config") or {}
+            transform_config = json_exec_property(transform, "custom_config") or {}
             preprocessing_fn = custom_property(transform, "preprocessing_fn")
         lineage.transform = TransformLineage(
             transform_graph=graph.info(transform_graph),
@@ -636,12 +655,25 @@ def trace_version(output_dir: str, version: str, pipeline_name: str = configs.PI
         LineageError: when the metadata file is missing or unreadable.
     """
     metadata_path = os.path.join(output_dir, METADATA_FILE)
-    graph = MetadataGraph(open_store(metadata_path), pipeline_name)
+    return trace_with_store(open_store(metadata_path), metadata_path, output_dir, version, pipeline_name)
+
+
+def trace_with_store(store, metadata_path: str, output_dir: str, version: str, pipeline_name: str = configs.PIPELINE_NAME) -> Lineage:
+    """Like `trace_version`, on an open ML Metadata store (e.g. the run's own connection).
+
+    Raises:
+        UnknownVersionError: when ML Metadata has no push of the version.
+    """
+    graph = MetadataGraph(store, pipeline_name)
     try:
         pushed_model = find_pushed_model(graph, version, os.path.join(output_dir, SERVING_MODEL_FOLDER))
     except UnknownVersionError as error:
         raise UnknownVersionError(f"{error} (metadata file {metadata_path})") from error
     return trace_pushed_model(graph, pushed_model, metadata_path, os.path.join(output_dir, PIPELINE_ROOT_FOLDER))
+
+
+def _state(artifact: ArtifactInfo) -> str:
+    return "" if artifact.state == "LIVE" else f", {artifact.state}"
 
 
 def _short(fingerprint: Optional[str]) -> str:
@@ -666,10 +698,15 @@ def format_text(lineage: Lineage) -> str:
         lines.append(f"blessing    {verdict} (ModelBlessing #{lineage.blessing.id}, {lineage.blessing.producer} execution #{lineage.blessing.execution_id})")
     else:
         lines.append("blessing    none recorded: the push did not depend on a blessing")
+    if lineage.serving_check is not None:
+        lines.append(f"serving     {'loads and answers' if lineage.serves else 'FAILED the serving check'} ({lineage.serving_check.type_name} #{lineage.serving_check.id})")
     evaluation = lineage.evaluation
     if evaluation is not None:
-        lines.append(f"evaluation  {evaluation.evaluation.uri} (ModelEvaluation #{evaluation.evaluation.id})")
-        lines.append(f"  {'metric':<18}{'model':>10}{'baseline':>12}   threshold")
+        lines.append(f"evaluation  {evaluation.evaluation.uri} (ModelEvaluation #{evaluation.evaluation.id}{_state(evaluation.evaluation)})")
+        if evaluation.metrics:
+            lines.append(f"  {'metric':<18}{'model':>10}{'baseline':>12}   threshold")
+        else:
+            lines.append("  metrics: not readable (the evaluation's files were removed)")
         for name, (candidate, baseline) in sorted(evaluation.metrics.items()):
             lines.append(f"  {name:<18}{_format_value(candidate):>10}{_format_value(baseline):>12}   {evaluation.thresholds.get(name, '')}")
         lines.extend(f"  failed: {failure}" for failure in evaluation.failed_thresholds)
@@ -679,13 +716,13 @@ def format_text(lineage: Lineage) -> str:
             lines.append("  compared with: no baseline (no blessed model existed)")
     trainer = lineage.trainer
     if trainer is not None:
-        lines.append(f"model       {trainer.model.uri} (Model #{trainer.model.id}, Trainer execution #{trainer.model.execution_id})")
+        lines.append(f"model       {trainer.model.uri} (Model #{trainer.model.id}, Trainer execution #{trainer.model.execution_id}{_state(trainer.model)})")
         lines.append(f"  run_fn {trainer.run_fn}, train steps {trainer.train_steps}, eval steps {trainer.eval_steps}")
         lines.append(f"  module fingerprint {trainer.module_fingerprint or '-'}")
         lines.append(f"  hyperparameters {json.dumps(trainer.hyperparameters, sort_keys=True) if trainer.hyperparameters else 'the defaults of modules/hparams.py'}")
     transform = lineage.transform
     if transform is not None:
-        lines.append(f"transform   {transform.transform_graph.uri} (TransformGraph #{transform.transform_graph.id}, Transform execution #{transform.transform_graph.execution_id})")
+        lines.append(f"transform   {transform.transform_graph.uri} (TransformGraph #{transform.transform_graph.id}, Transform execution #{transform.transform_graph.execution_id}{_state(transform.transform_graph)})")
         lines.append(f"  preprocessing_fn {transform.preprocessing_fn}, module fingerprint {_short(transform.module_fingerprint)}")
     schema = lineage.schema
     if schema is not None:
@@ -694,7 +731,7 @@ def format_text(lineage: Lineage) -> str:
             lines.append(f"  imported from {schema.imported_from}")
     data = lineage.data
     if data is not None:
-        lines.append(f"data        spans {','.join(str(s) for s in data.spans)} -> {data.examples.uri} (Examples #{data.examples.id})")
+        lines.append(f"data        spans {','.join(str(s) for s in data.spans)} -> {data.examples.uri} (Examples #{data.examples.id}{_state(data.examples)})")
         lines.extend(f"  {f.path}  sha256 {f.sha256}  ({f.status_now} now)" for f in data.files)
     return "\n".join(lines)
 
