@@ -56,7 +56,9 @@ def _with_comparators(schema: schema_pb2.Schema, drift: configs.DriftConfig) -> 
 
 
 def _span_statistics(span_dir: str, schema: schema_pb2.Schema):
-    options = tfdv.StatsOptions(schema=schema, infer_type_from_schema=True)
+    options = tfdv.StatsOptions(
+        schema=schema, infer_type_from_schema=True, num_histogram_buckets=configs.DRIFT_HISTOGRAM_BUCKETS
+    )
     return tfdv.generate_statistics_from_csv(data_location=os.path.join(span_dir, "*.csv"), stats_options=options)
 
 
