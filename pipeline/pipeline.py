@@ -2,6 +2,7 @@
 import os
 from typing import List, Optional
 
+import tensorflow_data_validation as tfdv
 import tensorflow_model_analysis as tfma
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
@@ -143,7 +144,11 @@ def create_pipeline(
     ).with_id(EXAMPLE_GEN)
     components.append(example_gen)
 
-    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"]).with_id(STATISTICS_GEN)
+    statistics_gen = tfx.components.StatisticsGen(
+        examples=example_gen.outputs["examples"],
+        # Finer histograms than TFDV's default 10 buckets, as the drift and skew checks use.
+        stats_options=tfdv.StatsOptions(num_histogram_buckets=configs.DRIFT_HISTOGRAM_BUCKETS),
+    ).with_id(STATISTICS_GEN)
     components.append(statistics_gen)
 
     schema_gen = tfx.components.ImportSchemaGen(schema_file=CURATED_SCHEMA_PATH).with_id(SCHEMA_GEN)

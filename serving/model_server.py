@@ -36,6 +36,7 @@ from serving.config_protos import (  # noqa: E402
     read_text_proto,
 )
 from serving.errors import ServingError  # noqa: E402
+from serving.request_log import RequestLogger  # noqa: E402
 from serving.rest_api import DEFAULT_PROMETHEUS_PATH  # noqa: E402
 from serving.server import (  # noqa: E402
     DEFAULT_GRPC_PORT,
@@ -99,6 +100,11 @@ def parse_flags(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help="REST per-request timeout in ms. Default %(default)s.")
     parser.add_argument("--rest_api_num_threads", type=int, default=0,
                         help="Threads for REST inference; 0 means 4 x CPUs.")
+    parser.add_argument("--request_log_dir", default="",
+                        help="Log a sample of predict requests as tf.Examples in this directory "
+                             "(for `python -m pipeline.skew`); off when empty.")
+    parser.add_argument("--request_log_sampling_rate", type=float, default=0.1,
+                        help="Share of predict requests logged, in (0, 1] (default 0.1).")
     return parser.parse_args(argv)
 
 
@@ -163,8 +169,12 @@ def main(argv: Optional[List[str]] = None) -> int:
     tf_logger.propagate = False
     tf_logger.setLevel(logging.ERROR)
     flags = parse_flags(argv)
+    request_logger = None
     try:
         server = ModelServer(build_options(flags))
+        if flags.request_log_dir:
+            request_logger = RequestLogger(flags.request_log_dir, flags.request_log_sampling_rate)
+            server.service.request_hooks.append(request_logger)
         server.start()
     except (ValueError, OSError, RuntimeError, ServingError) as error:
         logger.error("cannot start the model server: %s", error)
@@ -188,6 +198,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     while not stop_requested.wait(1.0):
         pass
     server.stop()
+    if request_logger is not None:
+        request_logger.close()
+        logger.info("logged %d request rows to %s", request_logger.logged_rows, request_logger.path)
     return 0
 
 

@@ -70,6 +70,27 @@ def test_pushed_model_answers_raw_features(first_run):
     assert probabilities[0] > 0.5 > probabilities[1]
 
 
+def test_the_candidate_passed_the_serving_check_before_the_push(first_run):
+    assert first_run["summary"].serves is True
+    assert "answered" in first_run["summary"].serving_check_detail
+
+
+def test_rerun_without_new_data_trains_nothing_and_pushes_nothing(first_run):
+    from tfx.orchestration import metadata
+
+    before = _versions(first_run["output_dir"])
+    summary, connection = run_small_pipeline(first_run["data_root"], first_run["output_dir"], [1, 2, 3])
+    assert _versions(first_run["output_dir"]) == before
+    assert summary.pushed_path is None
+    assert summary.already_serving_version == before[-1]
+    with metadata.Metadata(connection) as handler:
+        store = handler.store
+        for component in (pipeline_def.EXAMPLE_GEN, pipeline_def.TRANSFORM, pipeline_def.TRAINER):
+            context = store.get_context_by_type_and_name("node", f"{configs.PIPELINE_NAME}.{component}")
+            newest = max(store.get_executions_by_context(context.id), key=lambda execution: execution.id)
+            assert newest.last_known_state == newest.CACHED, component
+
+
 def test_weak_model_is_not_blessed_and_adds_no_version(first_run):
     before = _versions(first_run["output_dir"])
     summary, _ = run_small_pipeline(
