@@ -120,3 +120,21 @@ def test_schema_breaking_span_is_refused_before_training(first_run, tmp_path):
     assert "'trip_start_hour'" in result.stdout
     after = {path: os.path.getmtime(os.path.join(serving_dir, path)) for path in os.listdir(serving_dir)}
     assert after == before
+
+
+def test_a_drifted_span_stops_the_run_before_training(tmp_path):
+    from tests.integration.test_drift import _drifted_copy
+
+    data_root = sample_data_root(tmp_path / "data", spans=(1,))
+    _drifted_copy(data_root / "span-1" / "data.csv", data_root / "span-2")
+    output_dir = tmp_path / "out"
+    result = subprocess.run(
+        [sys.executable, str(REPO_ROOT / "run_local.py"), "--data-root", str(data_root),
+         "--output-dir", str(output_dir), "--train-steps", "20"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "drifted from span 1" in result.stderr
+    assert "fare Jensen-Shannon" in result.stderr and "payment_type L-infinity" in result.stderr
+    assert "DRIFT over threshold" in result.stdout
+    assert not (output_dir / "serving_model").exists()

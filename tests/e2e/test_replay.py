@@ -3,10 +3,9 @@ import os
 
 import pytest
 
-from pipeline import configs
 from pipeline.local_run import EXIT_OK
 from pipeline.replay import describe_step, replay
-from tests.conftest import SAMPLE_THRESHOLDS, sample_data_root
+from tests.conftest import SAMPLE_OPTIONS, sample_data_root
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -14,7 +13,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 def test_replay_pushes_refuses_and_caches_as_designed(tmp_path, capsys):
     data_root = sample_data_root(tmp_path / "data")
     output_dir = tmp_path / "out"
-    options = configs.PipelineOptions(train_steps=150, eval_steps=5, thresholds=SAMPLE_THRESHOLDS)
+    options = SAMPLE_OPTIONS
     results = replay(str(data_root), str(output_dir), options, ["--direct_running_mode=in_memory"])
     assert [result.spans for result in results] == [[1], [1, 2], [1, 2, 3], [1, 2, 3]]
     assert all(result.exit_code == EXIT_OK for result in results), [r.error for r in results]
