@@ -26,6 +26,7 @@ ENVIRONMENT_VARIABLES: Dict[str, str] = {
     "TAXI_EVAL_STEPS": f"evaluation steps during training (default: {configs.PipelineOptions.eval_steps})",
     "TAXI_MIN_AUC": f"blessing floor for AUC (default: {configs.BlessingThresholds.min_auc})",
     "TAXI_MIN_BINARY_ACCURACY": f"blessing floor for accuracy (default: {configs.BlessingThresholds.min_binary_accuracy})",
+    "TAXI_ON_DRIFT": f"when the newest span drifted: {configs.DRIFT_STOP} the run or {configs.DRIFT_WARN} and train (default: {configs.DriftConfig.on_drift})",
     "TAXI_BEAM_MODE": "DirectRunner mode on the Airflow worker: in_memory or multi_processing (default: in_memory)",
     "TAXI_BEAM_WORKERS": "workers for multi_processing (default: one per core)",
 }
@@ -58,6 +59,7 @@ class AirflowSettings:
     train_steps: int = configs.PipelineOptions.train_steps
     eval_steps: int = configs.PipelineOptions.eval_steps
     thresholds: configs.BlessingThresholds = configs.BlessingThresholds()
+    on_drift: str = configs.DriftConfig.on_drift
     beam_mode: str = "in_memory"
     beam_workers: Optional[int] = None
 
@@ -88,6 +90,7 @@ class AirflowSettings:
                 min_auc=_fraction(environ, "TAXI_MIN_AUC", defaults.min_auc),
                 min_binary_accuracy=_fraction(environ, "TAXI_MIN_BINARY_ACCURACY", defaults.min_binary_accuracy),
             ),
+            on_drift=_choice(environ, "TAXI_ON_DRIFT", (configs.DRIFT_STOP, configs.DRIFT_WARN), configs.DriftConfig.on_drift),
             beam_mode=_choice(environ, "TAXI_BEAM_MODE", ("in_memory", "multi_processing"), "in_memory"),
             beam_workers=_positive_int(environ, "TAXI_BEAM_WORKERS", None),
         )

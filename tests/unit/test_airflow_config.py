@@ -20,6 +20,7 @@ def test_defaults_put_everything_under_the_output_dir():
     assert settings.train_steps == configs.PipelineOptions.train_steps
     assert settings.thresholds == configs.BlessingThresholds()
     assert (settings.beam_mode, settings.beam_workers, settings.span_window) == ("in_memory", None, None)
+    assert settings.on_drift == configs.DriftConfig.on_drift
 
 
 def test_every_variable_is_read_to_its_type():
@@ -37,6 +38,7 @@ def test_every_variable_is_read_to_its_type():
             "TAXI_MIN_BINARY_ACCURACY": "0.8",
             "TAXI_BEAM_MODE": "multi_processing",
             "TAXI_BEAM_WORKERS": "2",
+            "TAXI_ON_DRIFT": "warn",
         }
     )
     assert settings.metadata_path == "/var/mlmd/taxi.db"
@@ -48,6 +50,7 @@ def test_every_variable_is_read_to_its_type():
     # Only the floors are set from the environment; the tolerated drops stay the project's.
     assert settings.thresholds.max_auc_drop == configs.BlessingThresholds.max_auc_drop
     assert (settings.beam_mode, settings.beam_workers) == ("multi_processing", 2)
+    assert settings.on_drift == configs.DRIFT_WARN
 
 
 def test_schedule_none_means_triggered_by_hand():
@@ -70,6 +73,7 @@ def test_schedule_none_means_triggered_by_hand():
         ({"TAXI_MIN_AUC": "high"}, "TAXI_MIN_AUC must be a number between 0 and 1, got 'high'"),
         ({"TAXI_MIN_BINARY_ACCURACY": "85"}, "TAXI_MIN_BINARY_ACCURACY must be between 0 and 1, got 85.0"),
         ({"TAXI_BEAM_MODE": "dataflow"}, "TAXI_BEAM_MODE must be one of in_memory, multi_processing, got 'dataflow'"),
+        ({"TAXI_ON_DRIFT": "ignore"}, "TAXI_ON_DRIFT must be one of stop, warn, got 'ignore'"),
         ({"TAXI_BEAM_WORKERS": "-1"}, "TAXI_BEAM_WORKERS must be at least 1, got -1"),
     ],
 )

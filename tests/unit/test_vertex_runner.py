@@ -19,22 +19,12 @@ FLAGS = [
     "--spans", "2-4",
     "--dataflow-machine-type", "n1-standard-4",
 ]  # fmt: skip
-# The resolver node becomes two resolver steps on Vertex (latest blessing, then its model).
+# The resolver node becomes two resolver steps on Vertex (latest blessing, then its model);
+# steps that read the resolved model wait for the second.
 RESOLVER_STEPS = {
     f"{taxi_pipeline.MODEL_RESOLVER}-model-blessing-resolver",
     f"{taxi_pipeline.MODEL_RESOLVER}-model-resolver",
 }
-NODE_IDS = [
-    taxi_pipeline.EXAMPLE_GEN,
-    taxi_pipeline.STATISTICS_GEN,
-    taxi_pipeline.SCHEMA_GEN,
-    taxi_pipeline.EXAMPLE_VALIDATOR,
-    taxi_pipeline.DATA_GATE,
-    taxi_pipeline.TRANSFORM,
-    taxi_pipeline.TRAINER,
-    taxi_pipeline.EVALUATOR,
-    taxi_pipeline.PUSHER,
-]
 BEAM_POWERED = [taxi_pipeline.EXAMPLE_GEN, taxi_pipeline.STATISTICS_GEN, taxi_pipeline.TRANSFORM, taxi_pipeline.EVALUATOR]
 
 
@@ -53,25 +43,43 @@ def _tasks(job):
     return job["pipelineSpec"]["root"]["dag"]["tasks"]
 
 
-def test_one_step_per_pipeline_node(compiled):
-    assert set(_tasks(compiled)) == set(NODE_IDS) | RESOLVER_STEPS
+def _pipeline_upstream() -> dict:
+    """Each node of the pipeline (as create_pipeline builds it) with the ids it waits for."""
+    pipeline = taxi_pipeline.create_pipeline(
+        pipeline_name=vertex_runner.VERTEX_PIPELINE_NAME,
+        pipeline_root="gs://unused/root",
+        data_root="gs://unused/data",
+        spans=[1],
+        serving_model_dir="gs://unused/serving",
+        metadata_connection_config=None,
+    )
+    return {node.id: {upstream.id for upstream in node.upstream_nodes} for node in pipeline.components}
+
+
+def test_one_step_per_pipeline_node_with_the_pipelines_dependencies(compiled):
+    expected = _pipeline_upstream()
+    assert set(_tasks(compiled)) == (set(expected) - {taxi_pipeline.MODEL_RESOLVER}) | RESOLVER_STEPS
+    resolved_model = f"{taxi_pipeline.MODEL_RESOLVER}-model-resolver"
+    for task, upstream in expected.items():
+        if task == taxi_pipeline.MODEL_RESOLVER:
+            continue
+        upstream = {resolved_model if node == taxi_pipeline.MODEL_RESOLVER else node for node in upstream}
+        assert set(_tasks(compiled)[task].get("dependentTasks", [])) == upstream, task
     assert compiled["pipelineSpec"]["pipelineInfo"]["name"] == vertex_runner.VERTEX_PIPELINE_NAME
 
 
 @pytest.mark.parametrize(
     "task, upstream",
     [
-        (taxi_pipeline.STATISTICS_GEN, {taxi_pipeline.EXAMPLE_GEN}),
-        (taxi_pipeline.EXAMPLE_VALIDATOR, {taxi_pipeline.STATISTICS_GEN, taxi_pipeline.SCHEMA_GEN}),
-        (taxi_pipeline.DATA_GATE, {taxi_pipeline.EXAMPLE_VALIDATOR}),
-        (taxi_pipeline.TRANSFORM, {taxi_pipeline.EXAMPLE_GEN, taxi_pipeline.SCHEMA_GEN, taxi_pipeline.DATA_GATE}),
-        (taxi_pipeline.TRAINER, {taxi_pipeline.TRANSFORM, taxi_pipeline.SCHEMA_GEN}),
-        (taxi_pipeline.EVALUATOR, {taxi_pipeline.EXAMPLE_GEN, taxi_pipeline.TRAINER} | {f"{taxi_pipeline.MODEL_RESOLVER}-model-resolver"}),
-        (taxi_pipeline.PUSHER, {taxi_pipeline.TRAINER, taxi_pipeline.EVALUATOR}),
+        (taxi_pipeline.STATISTICS_GEN, taxi_pipeline.EXAMPLE_GEN),
+        (taxi_pipeline.TRANSFORM, taxi_pipeline.DATA_GATE),
+        (taxi_pipeline.TRAINER, taxi_pipeline.TRANSFORM),
+        (taxi_pipeline.EVALUATOR, f"{taxi_pipeline.MODEL_RESOLVER}-model-resolver"),
+        (taxi_pipeline.PUSHER, taxi_pipeline.EVALUATOR),
     ],
 )
-def test_steps_wait_for_the_steps_they_read(compiled, task, upstream):
-    assert set(_tasks(compiled)[task].get("dependentTasks", [])) == upstream
+def test_steps_wait_for_the_steps_they_need(compiled, task, upstream):
+    assert upstream in _tasks(compiled)[task]["dependentTasks"]
 
 
 def _executor(job, task):
@@ -80,7 +88,7 @@ def _executor(job, task):
 
 
 def test_every_container_step_runs_in_the_project_image(compiled):
-    for task in NODE_IDS:
+    for task in set(_pipeline_upstream()) - {taxi_pipeline.MODEL_RESOLVER}:
         assert _executor(compiled, task)["image"] == IMAGE
 
 
