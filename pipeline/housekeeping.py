@@ -152,14 +152,13 @@ def plan(
     output_dir = os.path.abspath(output_dir)
     serving_model_dir = os.path.join(output_dir, lineage.SERVING_MODEL_FOLDER)
     pipeline_root = os.path.join(output_dir, lineage.PIPELINE_ROOT_FOLDER)
-    if store is None:
-        store = lineage.open_store(os.path.join(output_dir, lineage.METADATA_FILE))
-    graph = lineage.MetadataGraph(store, pipeline_name)
-
     versions = lineage.serving_versions(serving_model_dir)
     missing = [v for v in protect_versions if v not in versions]
     if missing:
         raise HousekeepingError(f"--protect-version {', '.join(missing)}: no such folder under {serving_model_dir}")
+    if store is None:
+        store = lineage.open_store(os.path.join(output_dir, lineage.METADATA_FILE))
+    graph = lineage.MetadataGraph(store, pipeline_name)
     kept_versions = sorted(set(versions[-keep_versions:]) | set(protect_versions), key=int)
 
     protected: Set[int] = set()

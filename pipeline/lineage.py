@@ -457,30 +457,34 @@ def _metric_name(class_name: str) -> str:
 
 
 def thresholds_from_eval_config(eval_config: Dict[str, Any]) -> Dict[str, str]:
-    """Returns each gated metric's thresholds in words from an EvalConfig in JSON form.
+    """Returns each gated metric's thresholds in words from an EvalConfig in JSON form (as TFX
+    stores the Evaluator's exec property; snake_case or camelCase field names).
 
     Example: {"auc": ">= 0.93, drop <= 0.002"}.
     """
+    import tensorflow_model_analysis as tfma
+    from google.protobuf import json_format
+
+    config = json_format.ParseDict(eval_config, tfma.EvalConfig(), ignore_unknown_fields=True)
     thresholds: Dict[str, str] = {}
-    for metrics_spec in eval_config.get("metrics_specs", []):
-        for metric in metrics_spec.get("metrics", []):
-            name = _metric_name(metric.get("class_name", ""))
-            entries = [metric["threshold"]] if "threshold" in metric else []
-            entries += [item.get("threshold", {}) for item in metric.get("per_slice_thresholds", [])]
+    for metrics_spec in config.metrics_specs:
+        for metric in metrics_spec.metrics:
+            entries = [metric.threshold] if metric.HasField("threshold") else []
+            entries += [item.threshold for item in metric.per_slice_thresholds]
             words = []
             for threshold in entries:
-                value = threshold.get("value_threshold", {})
-                if "lower_bound" in value:
-                    words.append(f">= {float(value['lower_bound']):g}")
-                if "upper_bound" in value:
-                    words.append(f"<= {float(value['upper_bound']):g}")
-                change = threshold.get("change_threshold", {})
-                if "absolute" in change:
-                    words.append(f"drop <= {abs(float(change['absolute'])):g}")
-                if "relative" in change:
-                    words.append(f"relative drop <= {abs(float(change['relative'])):g}")
+                value = threshold.value_threshold
+                if value.HasField("lower_bound"):
+                    words.append(f">= {value.lower_bound.value:g}")
+                if value.HasField("upper_bound"):
+                    words.append(f"<= {value.upper_bound.value:g}")
+                change = threshold.change_threshold
+                if change.HasField("absolute"):
+                    words.append(f"drop <= {abs(change.absolute.value):g}")
+                if change.HasField("relative"):
+                    words.append(f"relative drop <= {abs(change.relative.value):g}")
             if words:
-                thresholds[name] = ", ".join(words)
+                thresholds[_metric_name(metric.class_name)] = ", ".join(words)
     return thresholds
 
 
