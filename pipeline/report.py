@@ -187,6 +187,8 @@ def decision_text(summary: run_summary.RunSummary) -> Tuple[str, str, List[str]]
     else:
         headline, css = "NOT BLESSED", "no"
         reasons.extend(summary.failed_thresholds)
+    if drifted:
+        reasons.append(f"trained despite drift over threshold (policy {(summary.drift or {}).get('on_drift')}): {', '.join(drifted)}")
     serves = getattr(summary, "serves", None)
     if serves is not None:
         detail = getattr(summary, "serving_check_detail", "") or ""

@@ -1,0 +1,116 @@
+"""Housekeeping on copies of the shared small run with a second, newer pushed version."""
+import pathlib
+import shutil
+
+import pytest
+from ml_metadata import metadata_store
+from ml_metadata.proto import metadata_store_pb2
+
+from pipeline import configs, housekeeping, lineage
+from tests.conftest import run_small_pipeline
+
+pytestmark = pytest.mark.slow
+
+# Bless whatever the second run trains: these tests are about what is kept, not about quality.
+ANY_MODEL = configs.BlessingThresholds(min_auc=0.0, min_binary_accuracy=0.0, max_auc_drop=1.0, max_binary_accuracy_drop=1.0)
+
+
+@pytest.fixture(scope="module")
+def two_versions(small_pipeline_run, tmp_path_factory):
+    """A copy of the shared run's output dir plus a second run that trains (20 steps) and pushes
+    a newer version; the copy's ML Metadata still names the original dir's folders."""
+    output_dir = tmp_path_factory.mktemp("housekeeping") / "output"
+    shutil.copytree(small_pipeline_run["output_dir"], output_dir)
+    summary, _ = run_small_pipeline(small_pipeline_run["data_root"], output_dir, [1, 2, 3], train_steps=20, thresholds=ANY_MODEL)
+    assert summary.pushed_version, "the second run must push a version for these tests"
+    versions = lineage.serving_versions(str(output_dir / "serving_model"))
+    assert len(versions) >= 2
+    return {"output_dir": output_dir, "versions": versions, "original": small_pipeline_run["output_dir"]}
+
+
+@pytest.fixture
+def copy_of_two_versions(two_versions, tmp_path):
+    target = tmp_path / "output"
+    shutil.copytree(two_versions["output_dir"], target)
+    return target
+
+
+def _store(output_dir):
+    config = metadata_store_pb2.ConnectionConfig()
+    config.sqlite.filename_uri = str(output_dir / "metadata.db")
+    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
+    return metadata_store.MetadataStore(config)
+
+
+def test_dry_run_lists_exactly_what_the_real_run_removes(copy_of_two_versions, two_versions):
+    output_dir = copy_of_two_versions
+    listed = housekeeping.housekeep(str(output_dir), keep_versions=1, keep_blessed=1, dry_run=True)
+    assert listed, "the older run's outputs and version should be listed"
+    assert all(removal.path.startswith(str(output_dir)) for removal in listed)
+    old_version = output_dir / "serving_model" / two_versions["versions"][0]
+    assert str(old_version) in [r.path for r in listed if r.kind == housekeeping.SERVING_VERSION]
+    assert all((output_dir / removal.path).exists() for removal in listed), "a dry run removes nothing"
+
+    removed = housekeeping.housekeep(str(output_dir), keep_versions=1, keep_blessed=1)
+
+    assert removed == listed
+    assert not any((output_dir / removal.path).exists() for removal in removed)
+    states = {a.id: a.state for a in _store(output_dir).get_artifacts_by_id([r.artifact_id for r in removed if r.kind == housekeeping.ARTIFACT])}
+    assert set(states.values()) == {metadata_store_pb2.Artifact.DELETED}
+    assert housekeeping.housekeep(str(output_dir), keep_versions=1, keep_blessed=1, dry_run=True) == []
+    # The copy's metadata names the original dir's folders: those must be untouched.
+    for removal in removed:
+        if removal.kind == housekeeping.ARTIFACT:
+            original = two_versions["original"] / removal.path[len(str(output_dir)) + 1:]
+            assert original.exists(), f"housekeeping of a copy removed {original} from the original"
+
+
+def test_retention_never_removes_the_serving_versions_lineage(copy_of_two_versions, two_versions):
+    output_dir = copy_of_two_versions
+    newest = two_versions["versions"][-1]
+    before = lineage.trace_version(str(output_dir), newest)
+
+    housekeeping.housekeep(str(output_dir), keep_versions=1, keep_blessed=1)
+
+    after = lineage.trace_version(str(output_dir), newest)
+    artifacts = _store(output_dir).get_artifacts_by_id(before.artifact_ids)
+    assert {metadata_store_pb2.Artifact.State.Name(a.state) for a in artifacts} == {"LIVE"}
+    for artifact in artifacts:
+        if artifact.uri:
+            # The copy's own folder (component/output/execution id), not the original's.
+            assert (output_dir / "pipeline_root").joinpath(*pathlib.PurePath(artifact.uri).parts[-3:]).exists(), artifact.uri
+    assert (output_dir / "serving_model" / newest).is_dir()
+    assert after.evaluation.metrics == before.evaluation.metrics, "the evaluation behind the served model stays readable"
+    assert after.evaluation.baseline_model.id == before.evaluation.baseline_model.id
+    assert [f.sha256 for f in after.data.files] == [f.sha256 for f in before.data.files]
+
+
+def test_keeping_more_versions_keeps_their_lineage(copy_of_two_versions, two_versions):
+    output_dir = copy_of_two_versions
+    removed = housekeeping.housekeep(str(output_dir), keep_versions=2, keep_blessed=1, dry_run=True)
+    protected = set()
+    for version in two_versions["versions"][-2:]:
+        protected |= set(lineage.trace_version(str(output_dir), version).artifact_ids)
+    assert not protected & {r.artifact_id for r in removed if r.kind == housekeeping.ARTIFACT}
+    assert not [r for r in removed if r.kind == housekeeping.SERVING_VERSION]
+
+
+def test_command_line_dry_run_prints_the_list(copy_of_two_versions, capsys):
+    argv = ["--output-dir", str(copy_of_two_versions), "--keep-versions", "1", "--keep-blessed", "1", "--dry-run"]
+    assert housekeeping.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "would remove" in out and "serving version" in out
+
+
+@pytest.mark.parametrize(
+    "keep_versions, keep_blessed, message",
+    [(0, 1, "--keep-versions must be at least 1"), (1, 0, "--keep-blessed must be at least 1")],
+)
+def test_a_policy_that_would_remove_what_serves_is_refused(tmp_path, keep_versions, keep_blessed, message):
+    with pytest.raises(housekeeping.HousekeepingError, match=message):
+        housekeeping.plan(str(tmp_path), keep_versions=keep_versions, keep_blessed=keep_blessed)
+
+
+def test_missing_metadata_is_named(tmp_path, capsys):
+    assert housekeeping.main(["--output-dir", str(tmp_path), "--dry-run"]) == 1
+    assert f"no ML Metadata file at {tmp_path / 'metadata.db'}" in capsys.readouterr().err
