@@ -13,6 +13,7 @@ See pipeline/synthetic_data.py for what is resampled and how the noise keeps the
 import argparse
 import os
 import sys
+from typing import Optional, Sequence
 
 from pipeline.spans import SpanError
 from pipeline.synthetic_data import SyntheticDataError, generate
@@ -20,7 +21,7 @@ from pipeline.synthetic_data import SyntheticDataError, generate
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def main(argv=None) -> int:
+def main(argv: Optional[Sequence[str]] = None) -> int:
     """Generates the data; returns the exit code."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, required=True, help="trips to write in all")
