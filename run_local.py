@@ -84,6 +84,8 @@ def main(argv=None) -> int:
     result = run_once(paths, options, local_beam_args(args.beam_mode), handler)
     if result.summary is not None:
         print(run_summary.format_summary(result.summary, thresholds_text(options.thresholds), result.timings))
+    if result.report_path:
+        print(f"report: {result.report_path}")
     print(f"total time: {time.monotonic() - started:.1f}s")
     if result.exit_code == EXIT_DATA_REFUSED:
         print(f"DATA REFUSED: {result.error}", file=sys.stderr)

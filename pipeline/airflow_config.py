@@ -74,6 +74,10 @@ class AirflowSettings:
         data_root = _required_path(environ, "TAXI_DATA_ROOT")
         output_dir = _required_path(environ, "TAXI_OUTPUT_DIR")
         defaults = configs.BlessingThresholds()
+        beam_mode = _choice(environ, "TAXI_BEAM_MODE", ("in_memory", "multi_processing"), "in_memory")
+        beam_workers = _positive_int(environ, "TAXI_BEAM_WORKERS", None)
+        if beam_workers is not None and beam_mode == "in_memory":
+            raise AirflowConfigError("TAXI_BEAM_WORKERS applies to TAXI_BEAM_MODE=multi_processing only")
         return cls(
             data_root=data_root,
             pipeline_root=os.path.join(output_dir, "pipeline_root"),
@@ -91,8 +95,8 @@ class AirflowSettings:
                 min_binary_accuracy=_fraction(environ, "TAXI_MIN_BINARY_ACCURACY", defaults.min_binary_accuracy),
             ),
             on_drift=_choice(environ, "TAXI_ON_DRIFT", (configs.DRIFT_STOP, configs.DRIFT_WARN), configs.DriftConfig.on_drift),
-            beam_mode=_choice(environ, "TAXI_BEAM_MODE", ("in_memory", "multi_processing"), "in_memory"),
-            beam_workers=_positive_int(environ, "TAXI_BEAM_WORKERS", None),
+            beam_mode=beam_mode,
+            beam_workers=beam_workers,
         )
 
 

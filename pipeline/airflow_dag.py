@@ -8,7 +8,6 @@ Settings come from environment variables (see `pipeline.airflow_config`). The sp
 listed from TAXI_DATA_ROOT each time Airflow parses the DAG, so a new `span-<N>/` folder is
 part of the next run. Each pipeline node is one Airflow task; the DAG id is the pipeline name.
 """
-import dataclasses
 import os
 from typing import Optional
 
@@ -42,7 +41,7 @@ def build_dag(settings: AirflowSettings, fingerprint: Optional[str] = None) -> m
         eval_steps=settings.eval_steps,
         span_window=settings.span_window,
         thresholds=settings.thresholds,
-        drift=dataclasses.replace(configs.DriftConfig(), on_drift=settings.on_drift),
+        drift=configs.DriftConfig(on_drift=settings.on_drift),
         module_fingerprint=fingerprint if fingerprint is not None else module_fingerprint(),
     )
     beam_runner = DirectRunnerConfig(mode=settings.beam_mode, num_workers=settings.beam_workers)

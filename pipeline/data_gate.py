@@ -1,16 +1,23 @@
-"""A gate between data validation and training: anomalies stop the run before Transform.
+"""A gate between data validation and training: the data checks' verdicts stop the run.
 
-ExampleValidator reports anomalies but does not stop anything by itself. This component
-reads its report and fails when there is any anomaly, and Transform (hence Trainer,
-Evaluator, Pusher) runs after it, so refused data never reaches a model or the serving
-directory.
+ExampleValidator reports anomalies and SpanDriftCheck drift scores, but neither stops
+anything by itself. This component reads both reports and fails on any schema anomaly, and
+on drift over a threshold when the drift policy is "stop" (with "warn" it logs a loud
+warning). Transform (hence Trainer, Evaluator, Pusher) runs after it, so refused data
+never reaches a model or the serving directory.
 """
+import logging
 from typing import List
 
 from tfx import v1 as tfx
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.utils import io_utils
 from tensorflow_metadata.proto.v0 import anomalies_pb2
+
+from pipeline import configs
+from pipeline.drift import DataDriftError, DriftReport, drift_message, read_report
+
+logger = logging.getLogger(__name__)
 
 ANOMALIES_FILE = "SchemaDiff.pb"
 
@@ -35,8 +42,16 @@ def read_anomalies(anomalies_uri: str, split_names: List[str]) -> List[str]:
 
 
 @tfx.dsl.components.component
-def DataGate(anomalies: tfx.dsl.components.InputArtifact[standard_artifacts.ExampleAnomalies]) -> None:
-    """Fails the run when ExampleValidator found any anomaly in any split."""
+def DataGate(
+    anomalies: tfx.dsl.components.InputArtifact[standard_artifacts.ExampleAnomalies],
+    drift_report: tfx.dsl.components.InputArtifact[DriftReport],
+) -> None:
+    """Fails the run on any schema anomaly, or on drift when the drift policy says stop."""
     found = read_anomalies(anomalies.uri, artifact_utils.decode_split_names(anomalies.split_names))
     if found:
         raise DataAnomaliesError("the data does not match the schema:\n  " + "\n  ".join(found))
+    report = read_report(drift_report.uri)
+    if any(score["drifted"] for score in report["scores"]):
+        if report["on_drift"] == configs.DRIFT_STOP:
+            raise DataDriftError(drift_message(report))
+        logger.warning("DRIFT (policy: warn, training goes on): %s", drift_message(report))

@@ -494,7 +494,7 @@ def read_evaluation(evaluation_uri: str) -> Tuple[Dict[str, Tuple[Optional[float
 
     summary = run_summary.RunSummary()
     # run_summary's reader already turns TFMA's records into the words of the run summary.
-    run_summary._read_evaluation(summary, evaluation_uri)  # pylint: disable=protected-access
+    run_summary.read_evaluation(summary, evaluation_uri)
     return summary.metrics, summary.slices, summary.failed_thresholds
 
 

@@ -4,11 +4,14 @@ Builds the pipeline for a data root and output dir, runs it with LocalDagRunner,
 what happened (`pipeline.run_summary`) and turns it into an exit code.
 """
 import dataclasses
+import logging
 import os
 import time
 from typing import List, Optional, Tuple
 
 from pipeline import configs, run_summary, spans
+
+logger = logging.getLogger(__name__)
 
 # Exit codes of the entry points.
 EXIT_OK = 0
@@ -46,6 +49,8 @@ class RunResult:
     timings: List[Tuple[str, str, float]]
     seconds: float
     error: Optional[str] = None
+    # The run's HTML report (pipeline.report), when one could be written.
+    report_path: Optional[str] = None
 
 
 def thresholds_text(thresholds: configs.BlessingThresholds) -> dict:
@@ -118,9 +123,20 @@ def run_once(
         failure = error
     summary = run_summary.collect(connection_config, configs.PIPELINE_NAME, first_new_execution)
     timings = list(progress_handler.timings) if progress_handler is not None else []
+    report_path = None
+    try:
+        from pipeline import report
+
+        report_path = report.write_report(
+            paths.output_dir, connection_config, configs.PIPELINE_NAME, first_new_execution, timings
+        )
+    except Exception as error:  # noqa: BLE001 - a report failure must not change the run's outcome
+        logger.warning("no run report: %s", error)
     seconds = time.monotonic() - started
     if failure is None:
-        return RunResult(EXIT_OK, span_numbers, summary, timings, seconds)
-    if _caused_by(failure, DataAnomaliesError) or _caused_by(failure, DataDriftError) or summary.anomalies or summary.drifted:
-        return RunResult(EXIT_DATA_REFUSED, span_numbers, summary, timings, seconds, str(failure))
-    return RunResult(EXIT_FAILED, span_numbers, summary, timings, seconds, f"{type(failure).__name__}: {failure}")
+        exit_code, error_text = EXIT_OK, None
+    elif _caused_by(failure, DataAnomaliesError) or _caused_by(failure, DataDriftError) or summary.anomalies:
+        exit_code, error_text = EXIT_DATA_REFUSED, str(failure)
+    else:
+        exit_code, error_text = EXIT_FAILED, f"{type(failure).__name__}: {failure}"
+    return RunResult(exit_code, span_numbers, summary, timings, seconds, error_text, report_path)

@@ -159,17 +159,18 @@ def create_pipeline(
     ).with_id(EXAMPLE_VALIDATOR)
     components.append(example_validator)
 
-    data_gate = DataGate(anomalies=example_validator.outputs["anomalies"]).with_id(DATA_GATE)
-    components.append(data_gate)
-
     drift_check = SpanDriftCheck(
         examples=example_gen.outputs["examples"],
         schema=schema_gen.outputs["schema"],
         drift_config=drift_config_json(options.drift),
     ).with_id(DRIFT_CHECK)
-    # Schema anomalies are reported first: a span that breaks the schema is refused as such.
-    drift_check.add_upstream_node(data_gate)
     components.append(drift_check)
+
+    # Schema anomalies are judged first: a span that breaks the schema is refused as such.
+    data_gate = DataGate(
+        anomalies=example_validator.outputs["anomalies"], drift_report=drift_check.outputs["drift_report"]
+    ).with_id(DATA_GATE)
+    components.append(data_gate)
 
     code_config = {"module_fingerprint": options.module_fingerprint}
     transform = tfx.components.Transform(
@@ -179,7 +180,6 @@ def create_pipeline(
         custom_config=code_config,
     ).with_id(TRANSFORM)
     transform.add_upstream_node(data_gate)
-    transform.add_upstream_node(drift_check)
     components.append(transform)
 
     trainer = tfx.components.Trainer(

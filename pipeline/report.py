@@ -229,7 +229,7 @@ def _lineage_section(found: Optional[lineage.Lineage], note: str) -> str:
 
 def _node_outputs(store, pipeline_name: str, node_id: str, after_execution_id: int) -> Dict[str, List[metadata_store_pb2.Artifact]]:
     # run_summary's reader already picks the newest completed (or cached) execution of the run.
-    return run_summary._latest_node_outputs(store, pipeline_name, node_id, after_execution_id)  # pylint: disable=protected-access
+    return run_summary.latest_node_outputs(store, pipeline_name, node_id, after_execution_id)
 
 
 def _report_path(output_dir: str, now: datetime.datetime) -> str:

@@ -58,7 +58,7 @@ def newest_execution_id(connection_config: metadata_store_pb2.ConnectionConfig) 
         return max((execution.id for execution in metadata_handler.store.get_executions()), default=0)
 
 
-def _latest_node_outputs(
+def latest_node_outputs(
     store, pipeline_name: str, node_id: str, after_execution_id: int
 ) -> Dict[str, List[metadata_store_pb2.Artifact]]:
     """Returns the output artifacts of the newest execution of a node newer than
@@ -108,7 +108,8 @@ def _describe_failure(failure) -> str:
     return f"{name} {value:.4f} is below the required {threshold.value_threshold.lower_bound.value:.4f}"
 
 
-def _read_evaluation(summary: RunSummary, evaluation_uri: str) -> None:
+def read_evaluation(summary: RunSummary, evaluation_uri: str) -> None:
+    """Fills `summary` with the metrics, slices and threshold failures of an Evaluator output."""
     for slice_metrics in tfma.load_metrics(evaluation_uri):
         slice_key = tuple((s.column, s.bytes_value.decode() if s.bytes_value else (s.int64_value if s.HasField("int64_value") else s.float_value)) for s in slice_metrics.slice_key.single_slice_keys)
         for item in slice_metrics.metric_keys_and_values:
@@ -145,7 +146,7 @@ def collect(
     summary = RunSummary()
     with metadata.Metadata(connection_config) as metadata_handler:
         def outputs_of(node_id: str) -> Dict[str, List[metadata_store_pb2.Artifact]]:
-            return _latest_node_outputs(metadata_handler.store, pipeline_name, node_id, after_execution_id)
+            return latest_node_outputs(metadata_handler.store, pipeline_name, node_id, after_execution_id)
 
         examples = outputs_of(pipeline_def.EXAMPLE_GEN).get("examples")
         if examples:
@@ -162,7 +163,7 @@ def collect(
             summary.model_uri = model[0].uri
         evaluator_outputs = outputs_of(pipeline_def.EVALUATOR)
         if evaluator_outputs.get("evaluation"):
-            _read_evaluation(summary, evaluator_outputs["evaluation"][0].uri)
+            read_evaluation(summary, evaluator_outputs["evaluation"][0].uri)
         if evaluator_outputs.get("blessing"):
             summary.blessed = bool(_custom(evaluator_outputs["blessing"][0], "blessed"))
         infra_blessing = outputs_of(pipeline_def.SERVING_CHECK).get("infra_blessing")
@@ -194,7 +195,9 @@ def format_summary(summary: RunSummary, thresholds_text: Dict[str, str], timings
     else:
         lines.append(f"data anomalies: {len(summary.anomalies) or 'none'}")
         lines.extend(f"  - {line}" for line in summary.anomalies)
-    if summary.drift and summary.drift["compared_spans"]:
+    if summary.drift and summary.drift.get("error"):
+        lines.append(f"drift: not computed ({summary.drift['error']})")
+    elif summary.drift and summary.drift["compared_spans"]:
         previous, newest = summary.drift["compared_spans"]
         top = ", ".join(f"{s['feature']} {s['score']:.3f}" for s in summary.drift["scores"][:3])
         lines.append(f"drift span {previous} -> {newest}: highest scores {top}")

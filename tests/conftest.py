@@ -6,6 +6,7 @@ from typing import Dict, List
 import pytest
 
 from pipeline import configs
+from pipeline.code_fingerprint import module_fingerprint
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -80,6 +81,7 @@ SAMPLE_THRESHOLDS = configs.BlessingThresholds(min_auc=0.85, min_binary_accuracy
 # Jensen-Shannon 0.52 (whole spans: at most 0.33). Sample runs report drift and go on; the
 # drift stop itself is tested on a really drifted span (tests/e2e/test_pipeline.py).
 SAMPLE_OPTIONS = configs.PipelineOptions(
+    module_fingerprint=module_fingerprint(),
     train_steps=150,
     eval_steps=5,
     thresholds=SAMPLE_THRESHOLDS,

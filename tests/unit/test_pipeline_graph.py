@@ -15,10 +15,9 @@ def _upstream(node):
     return {upstream.id for upstream in node.upstream_nodes}
 
 
-def test_training_waits_for_the_schema_gate_and_the_drift_check(nodes):
-    assert {pipeline_def.DATA_GATE, pipeline_def.DRIFT_CHECK} <= _upstream(nodes[pipeline_def.TRANSFORM])
-    # A span that breaks the schema is reported as such, before any drift score.
-    assert pipeline_def.DATA_GATE in _upstream(nodes[pipeline_def.DRIFT_CHECK])
+def test_training_waits_for_the_gate_that_reads_both_data_checks(nodes):
+    assert pipeline_def.DATA_GATE in _upstream(nodes[pipeline_def.TRANSFORM])
+    assert {pipeline_def.EXAMPLE_VALIDATOR, pipeline_def.DRIFT_CHECK} <= _upstream(nodes[pipeline_def.DATA_GATE])
 
 
 def test_pusher_needs_the_evaluator_and_the_serving_check(nodes):
