@@ -74,6 +74,7 @@ def test_schedule_none_means_triggered_by_hand():
         ({"TAXI_MIN_BINARY_ACCURACY": "85"}, "TAXI_MIN_BINARY_ACCURACY must be between 0 and 1, got 85.0"),
         ({"TAXI_BEAM_MODE": "dataflow"}, "TAXI_BEAM_MODE must be one of in_memory, multi_processing, got 'dataflow'"),
         ({"TAXI_ON_DRIFT": "ignore"}, "TAXI_ON_DRIFT must be one of stop, warn, got 'ignore'"),
+        ({"TAXI_BEAM_WORKERS": "2"}, "TAXI_BEAM_WORKERS applies to TAXI_BEAM_MODE=multi_processing only"),
         ({"TAXI_BEAM_WORKERS": "-1"}, "TAXI_BEAM_WORKERS must be at least 1, got -1"),
     ],
 )
