@@ -10,7 +10,7 @@ import dataclasses
 import json
 import logging
 import os
-from typing import Dict, List
+from typing import Dict, Iterable, List, Optional
 
 import tensorflow_data_validation as tfdv
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2
@@ -41,18 +41,55 @@ class DataDriftError(RuntimeError):
     """The newest span drifted beyond a threshold; the message names features and scores."""
 
 
-def _with_comparators(schema: schema_pb2.Schema, drift: configs.DriftConfig) -> schema_pb2.Schema:
+_MEASURE_NAMES = {
+    anomalies_pb2.DriftSkewInfo.Measurement.L_INFTY: "L-infinity",
+    anomalies_pb2.DriftSkewInfo.Measurement.JENSEN_SHANNON_DIVERGENCE: "Jensen-Shannon",
+}
+
+
+def with_comparators(
+    schema: schema_pb2.Schema,
+    thresholds: configs.DriftConfig,
+    comparator: str = "drift",
+    only: Optional[Iterable[str]] = None,
+) -> schema_pb2.Schema:
+    """Returns a copy of `schema` with TFDV comparators on its columns.
+
+    Args:
+        schema: The curated schema.
+        thresholds: Per-column thresholds; `thresholds.ignored` columns get none.
+        comparator: "drift" (between spans) or "skew" (training against serving).
+        only: Put comparators on these columns only (default: every column).
+    """
     schema = copy.deepcopy(schema)
     for feature in schema.feature:
-        if feature.name in drift.ignored:
+        if feature.name in thresholds.ignored or (only is not None and feature.name not in only):
             continue
         categorical = feature.type == schema_pb2.BYTES
-        threshold = drift.threshold_for(feature.name, categorical)
+        threshold = thresholds.threshold_for(feature.name, categorical)
+        feature_comparator = getattr(feature, f"{comparator}_comparator")
         if categorical:
-            feature.drift_comparator.infinity_norm.threshold = threshold
+            feature_comparator.infinity_norm.threshold = threshold
         else:
-            feature.drift_comparator.jensen_shannon_divergence.threshold = threshold
+            feature_comparator.jensen_shannon_divergence.threshold = threshold
     return schema
+
+
+def scores_of(anomalies: anomalies_pb2.Anomalies, comparator: str = "drift", flag: str = "drifted") -> List[Dict[str, object]]:
+    """Lists TFDV's drift or skew measurements: feature, measure, score, threshold and `flag`
+    (True when the score is over the threshold), highest score first."""
+    scores = [
+        {
+            "feature": ".".join(info.path.step),
+            "measure": _MEASURE_NAMES.get(measurement.type, str(measurement.type)),
+            "score": round(measurement.value, 4),
+            "threshold": measurement.threshold,
+            flag: measurement.value > measurement.threshold,
+        }
+        for info in anomalies.drift_skew_info
+        for measurement in getattr(info, f"{comparator}_measurements")
+    ]
+    return sorted(scores, key=lambda score: -score["score"])
 
 
 def _span_statistics(span_dir: str, schema: schema_pb2.Schema):
@@ -71,28 +108,10 @@ def compare_spans(
         One dict per column: feature, measure ("L-infinity" or "Jensen-Shannon"), score,
         threshold, drifted (score above threshold), highest score first.
     """
-    schema_with_comparators = _with_comparators(schema, drift)
     previous = _span_statistics(previous_span_dir, schema)
     newest = _span_statistics(newest_span_dir, schema)
-    anomalies = tfdv.validate_statistics(newest, schema_with_comparators, previous_statistics=previous)
-    names = {
-        anomalies_pb2.DriftSkewInfo.Measurement.L_INFTY: "L-infinity",
-        anomalies_pb2.DriftSkewInfo.Measurement.JENSEN_SHANNON_DIVERGENCE: "Jensen-Shannon",
-    }
-    scores = []
-    for info in anomalies.drift_skew_info:
-        feature = ".".join(info.path.step)
-        for measurement in info.drift_measurements:
-            scores.append(
-                {
-                    "feature": feature,
-                    "measure": names.get(measurement.type, str(measurement.type)),
-                    "score": round(measurement.value, 4),
-                    "threshold": measurement.threshold,
-                    "drifted": measurement.value > measurement.threshold,
-                }
-            )
-    return sorted(scores, key=lambda score: -score["score"])
+    anomalies = tfdv.validate_statistics(newest, with_comparators(schema, drift), previous_statistics=previous)
+    return scores_of(anomalies)
 
 
 def describe(scores: List[Dict[str, object]]) -> str:

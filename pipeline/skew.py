@@ -14,7 +14,6 @@ there is no `_SUCCESS` marker, so neither the pipeline's schema check nor the wa
 it before someone fills in the labels and marks it complete.
 """
 import argparse
-import copy
 import csv
 import json
 import os
@@ -22,10 +21,10 @@ import sys
 from typing import Dict, List, Optional, Sequence
 
 import tensorflow_data_validation as tfdv
-from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2
 
 from modules import features
 from pipeline import configs
+from pipeline.drift import scores_of, with_comparators
 from pipeline.pipeline import CURATED_SCHEMA_PATH, STATISTICS_GEN
 from serving.request_log import LOG_FILE_PREFIX, read_log
 
@@ -52,20 +51,6 @@ def training_statistics_path(output_dir: str) -> str:
     return os.path.join(max(statistics, key=lambda a: a.id).uri, "Split-train", "FeatureStats.pb")
 
 
-def _with_skew_comparators(schema: schema_pb2.Schema, thresholds: configs.DriftConfig) -> schema_pb2.Schema:
-    schema = copy.deepcopy(schema)
-    for feature in schema.feature:
-        if feature.name not in features.RAW_FEATURE_KEYS:
-            continue
-        categorical = feature.type == schema_pb2.BYTES
-        threshold = thresholds.threshold_for(feature.name, categorical)
-        if categorical:
-            feature.skew_comparator.infinity_norm.threshold = threshold
-        else:
-            feature.skew_comparator.jensen_shannon_divergence.threshold = threshold
-    return schema
-
-
 def skew_scores(training_statistics_file: str, request_log_dir: str, thresholds: configs.DriftConfig) -> List[Dict[str, object]]:
     """Scores each model feature of the logged requests against the training statistics.
 
@@ -82,24 +67,11 @@ def skew_scores(training_statistics_file: str, request_log_dir: str, thresholds:
     serving = tfdv.generate_statistics_from_tfrecord(
         data_location=os.path.join(request_log_dir, f"{LOG_FILE_PREFIX}*"), stats_options=options
     )
-    schema = _with_skew_comparators(tfdv.load_schema_text(CURATED_SCHEMA_PATH), thresholds)
+    schema = with_comparators(
+        tfdv.load_schema_text(CURATED_SCHEMA_PATH), thresholds, comparator="skew", only=features.RAW_FEATURE_KEYS
+    )
     anomalies = tfdv.validate_statistics(training, schema, serving_statistics=serving)
-    names = {
-        anomalies_pb2.DriftSkewInfo.Measurement.L_INFTY: "L-infinity",
-        anomalies_pb2.DriftSkewInfo.Measurement.JENSEN_SHANNON_DIVERGENCE: "Jensen-Shannon",
-    }
-    scores = [
-        {
-            "feature": ".".join(info.path.step),
-            "measure": names.get(measurement.type, str(measurement.type)),
-            "score": round(measurement.value, 4),
-            "threshold": measurement.threshold,
-            "skewed": measurement.value > measurement.threshold,
-        }
-        for info in anomalies.drift_skew_info
-        for measurement in info.skew_measurements
-    ]
-    return sorted(scores, key=lambda score: -score["score"])
+    return scores_of(anomalies, comparator="skew", flag="skewed")
 
 
 def write_span(request_log_dir: str, data_root: str, span: int, header: List[str]) -> str:

@@ -8,6 +8,7 @@ just as an empty CSV cell is. `python -m pipeline.skew` compares such a log with
 training statistics and turns it into a span for labelling.
 """
 import base64
+import json
 import logging
 import math
 import os
@@ -33,7 +34,13 @@ def _plain(value):
 
 
 def rows_from_request(request: object) -> List[Dict[str, object]]:
-    """Returns one {input: value} dict per instance of a REST (dict) or gRPC predict request."""
+    """Returns one {input: value} dict per instance of a predict request: a REST body (bytes,
+    text or parsed JSON object) or a gRPC PredictRequest."""
+    if isinstance(request, (bytes, str)):
+        try:
+            request = json.loads(request)
+        except ValueError:
+            return []  # the server already answered this body with a JSON parse error
     if isinstance(request, dict):
         if isinstance(request.get("instances"), list):
             return [
