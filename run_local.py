@@ -35,10 +35,9 @@ EXIT_FAILED = 1  # as pipeline.local_run.EXIT_FAILED; kept here so --serve needs
 
 def local_beam_args(beam_mode: str) -> list:
     """Beam options for DirectRunner in `beam_mode` ("in_memory" or "multi_processing")."""
-    beam_args = ["--direct_running_mode=" + beam_mode]
-    if beam_mode == "multi_processing":
-        beam_args.append("--direct_num_workers=0")  # one worker per core
-    return beam_args
+    from pipeline.beam_runners import DirectRunnerConfig, beam_args_for
+
+    return beam_args_for(DirectRunnerConfig(mode=beam_mode))
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -80,7 +80,8 @@ class PipelineOptions:
     """Optional parts of the pipeline, all with working defaults."""
 
     train_steps: int = 400
-    eval_steps: int = 20
+    # Validation batches the Trainer logs (512 trips each); the Evaluator judges the model.
+    eval_steps: int = 5
     # How many of the newest spans make the training window; None means every span present.
     span_window: Optional[int] = None
     thresholds: BlessingThresholds = BlessingThresholds()
@@ -90,6 +91,9 @@ class PipelineOptions:
     # Fingerprint of the code in `modules/`: part of the components' configuration, so a change
     # of code is never answered from the cache and lineage records which code ran.
     module_fingerprint: str = ""
+    # The curated schema ImportSchemaGen reads; None means pipeline/schema/schema.pbtxt here.
+    # An orchestrator whose steps run in a container names the file's path inside the image.
+    schema_path: Optional[str] = None
     # Hash buckets of the train/eval split made by ExampleGen.
     train_buckets: int = 4
     eval_buckets: int = 1

@@ -12,6 +12,7 @@ import logging
 import os
 from typing import Dict, Iterable, List, Optional
 
+import tensorflow as tf
 import tensorflow_data_validation as tfdv
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2
 from tfx import v1 as tfx
@@ -150,7 +151,7 @@ def SpanDriftCheck(
         drift_report.set_string_custom_property(COMPARED_SPANS_PROPERTY, f"{previous_span},{newest_span}")
     drifted = [score["feature"] for score in report["scores"] if score["drifted"]]
     drift_report.set_string_custom_property(DRIFTED_FEATURES_PROPERTY, ",".join(drifted))
-    with open(os.path.join(drift_report.uri, REPORT_FILE), "w") as report_file:
+    with tf.io.gfile.GFile(os.path.join(drift_report.uri, REPORT_FILE), "w") as report_file:
         json.dump(report, report_file, indent=2)
 
 
@@ -167,5 +168,5 @@ def drift_config_json(drift: configs.DriftConfig) -> str:
 
 def read_report(uri: str) -> dict:
     """Reads the JSON report of a DriftReport artifact."""
-    with open(os.path.join(uri, REPORT_FILE)) as report_file:
+    with tf.io.gfile.GFile(os.path.join(uri, REPORT_FILE)) as report_file:
         return json.load(report_file)

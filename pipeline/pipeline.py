@@ -151,7 +151,7 @@ def create_pipeline(
     ).with_id(STATISTICS_GEN)
     components.append(statistics_gen)
 
-    schema_gen = tfx.components.ImportSchemaGen(schema_file=CURATED_SCHEMA_PATH).with_id(SCHEMA_GEN)
+    schema_gen = tfx.components.ImportSchemaGen(schema_file=options.schema_path or CURATED_SCHEMA_PATH).with_id(SCHEMA_GEN)
     components.append(schema_gen)
 
     example_validator = tfx.components.ExampleValidator(

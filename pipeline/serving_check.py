@@ -7,7 +7,6 @@ be AVAILABLE, and sends trips from the evaluation split over REST and gRPC. A mo
 fails to load or to answer (wrong count, a probability outside [0, 1], REST and gRPC
 disagreeing) gets an InfraBlessing with `blessed` = 0, and TFX's Pusher then pushes nothing.
 """
-import glob
 import logging
 import math
 import os
@@ -33,7 +32,7 @@ CANDIDATE_VERSION = "1"
 
 def read_trips(examples_uri: str, split: str, limit: int) -> List[Dict[str, object]]:
     """Reads up to `limit` raw trips (feature -> value or None) from an Examples artifact split."""
-    files = sorted(glob.glob(os.path.join(examples_uri, f"Split-{split}", "*")))
+    files = sorted(tf.io.gfile.glob(os.path.join(examples_uri, f"Split-{split}", "*")))
     trips: List[Dict[str, object]] = []
     for record in tf.data.TFRecordDataset(files, compression_type="GZIP").take(limit):
         example = tf.train.Example.FromString(record.numpy())
@@ -45,6 +44,15 @@ def read_trips(examples_uri: str, split: str, limit: int) -> List[Dict[str, obje
             trip[key] = value.decode() if isinstance(value, bytes) else value
         trips.append(trip)
     return trips
+
+
+def _copy_tree(source: str, target: str) -> None:
+    """Copies a folder tree from any filesystem TensorFlow reads to a local folder."""
+    for root, _, files in tf.io.gfile.walk(source):
+        local_root = os.path.join(target, os.path.relpath(root, source))
+        os.makedirs(local_root, exist_ok=True)
+        for name in files:
+            tf.io.gfile.copy(os.path.join(root, name), os.path.join(local_root, name), overwrite=True)
 
 
 def _wait_available(rest_address: str) -> None:
@@ -75,7 +83,8 @@ def check_model_serves(saved_model_dir: str, trips: List[Dict[str, object]]) -> 
     base_path = tempfile.mkdtemp(prefix="serving_check_")
     server = None
     try:
-        shutil.copytree(saved_model_dir, os.path.join(base_path, CANDIDATE_VERSION))
+        # Through tf.io.gfile, so a candidate on a bucket (Vertex AI) is copied like a local one.
+        _copy_tree(saved_model_dir, os.path.join(base_path, CANDIDATE_VERSION))
         server = ModelServer(
             ServerOptions(
                 model_name=SERVING_MODEL_NAME,

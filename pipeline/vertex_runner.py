@@ -188,7 +188,7 @@ def compile_pipeline(settings: VertexSettings, output_path: str, fingerprint: st
     """
     from tfx.orchestration.kubeflow.v2 import kubeflow_v2_dag_runner
 
-    from pipeline.pipeline import SCHEMA_GEN, create_pipeline
+    from pipeline.pipeline import create_pipeline
 
     pipeline = create_pipeline(
         pipeline_name=VERTEX_PIPELINE_NAME,
@@ -198,14 +198,14 @@ def compile_pipeline(settings: VertexSettings, output_path: str, fingerprint: st
         serving_model_dir=settings.serving_model_dir,
         metadata_connection_config=None,  # Vertex AI keeps the metadata
         options=configs.PipelineOptions(
-            train_steps=settings.train_steps, eval_steps=settings.eval_steps, module_fingerprint=fingerprint
+            train_steps=settings.train_steps,
+            eval_steps=settings.eval_steps,
+            module_fingerprint=fingerprint,
+            # The steps run in the image, where the repository sits at CONTAINER_REPO_ROOT.
+            schema_path=CONTAINER_SCHEMA_PATH,
         ),
         beam_pipeline_args=beam_args(settings),
     )
-    # create_pipeline names the schema by its path on this machine; the steps run in the
-    # image, where the repository sits at CONTAINER_REPO_ROOT.
-    schema_gen = next(node for node in pipeline.components if node.id == SCHEMA_GEN)
-    schema_gen.exec_properties["schema_file"] = CONTAINER_SCHEMA_PATH
     runner = kubeflow_v2_dag_runner.KubeflowV2DagRunner(
         config=kubeflow_v2_dag_runner.KubeflowV2DagRunnerConfig(default_image=settings.image),
         output_dir=os.path.dirname(os.path.abspath(output_path)),
