@@ -91,7 +91,7 @@ def _record_in_metadata(metadata_path: str, version: Optional[int], config_file:
             raise RollbackError(f"ML Metadata {metadata_path!r} has no PushedModel for version {version}")
         event = metadata_store_pb2.Event(artifact_id=pushed[-1].id, type=metadata_store_pb2.Event.INPUT)
         events.append((pushed[-1], event))
-    [execution_id], _, _ = store.put_execution(execution, artifact_and_events=events, contexts=[])
+    execution_id, _, _ = store.put_execution(execution, artifact_and_events=events, contexts=[])
     return execution_id
 
 

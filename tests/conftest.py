@@ -132,8 +132,8 @@ def run_small_pipeline(data_root, output_dir, span_numbers, **option_overrides):
 @pytest.fixture(scope="session")
 def small_pipeline_run(tmp_path_factory):
     """One real pipeline run on 3 spans x 400 trips, blessed and pushed. Returns a dict with
-    data_root, output_dir, serving_model_dir, summary and connection. Tests may add runs to
-    its output dir but must not delete what is there."""
+    data_root, output_dir, serving_model_dir, summary and connection. Tests must not change its
+    output dir: one that adds runs or removes files works on a copy (shutil.copytree)."""
     data_root = sample_data_root(tmp_path_factory.mktemp("data"))
     output_dir = tmp_path_factory.mktemp("output")
     summary, connection = run_small_pipeline(data_root, output_dir, [1, 2, 3])

@@ -1,6 +1,7 @@
 """The whole pipeline with LocalDagRunner on a small sample of the shipped trips: what ran,
 what was blessed, what was pushed, and what was refused."""
 import os
+import shutil
 import subprocess
 import sys
 
@@ -35,6 +36,15 @@ def _versions(output_dir):
 @pytest.fixture(scope="module")
 def first_run(small_pipeline_run):
     return small_pipeline_run
+
+
+@pytest.fixture
+def own_copy(small_pipeline_run, tmp_path):
+    """The shared run's output dir copied, so a test can add runs to it without changing what
+    other tests (lineage, report) read from the shared one."""
+    output_dir = tmp_path / "output"
+    shutil.copytree(small_pipeline_run["output_dir"], output_dir)
+    return {**small_pipeline_run, "output_dir": output_dir, "serving_model_dir": output_dir / "serving_model"}
 
 
 def test_every_component_ran(first_run):
@@ -75,7 +85,8 @@ def test_the_candidate_passed_the_serving_check_before_the_push(first_run):
     assert "answered" in first_run["summary"].serving_check_detail
 
 
-def test_rerun_without_new_data_trains_nothing_and_pushes_nothing(first_run):
+def test_rerun_without_new_data_trains_nothing_and_pushes_nothing(own_copy):
+    first_run = own_copy
     from tfx.orchestration import metadata
 
     before = _versions(first_run["output_dir"])
@@ -91,7 +102,8 @@ def test_rerun_without_new_data_trains_nothing_and_pushes_nothing(first_run):
             assert newest.last_known_state == newest.CACHED, component
 
 
-def test_weak_model_is_not_blessed_and_adds_no_version(first_run):
+def test_weak_model_is_not_blessed_and_adds_no_version(own_copy):
+    first_run = own_copy
     before = _versions(first_run["output_dir"])
     summary, _ = run_small_pipeline(
         first_run["data_root"], first_run["output_dir"], [1, 2, 3], hyperparameters={"learning_rate": 0.0}
@@ -104,7 +116,8 @@ def test_weak_model_is_not_blessed_and_adds_no_version(first_run):
     assert "lower than the serving model's" in failures
 
 
-def test_schema_breaking_span_is_refused_before_training(first_run, tmp_path):
+def test_schema_breaking_span_is_refused_before_training(own_copy, tmp_path):
+    first_run = own_copy
     data_root = sample_data_root(tmp_path / "data", spans=(1,))
     write_csv(data_root / "span-2" / "data.csv", [trip(payment_type="Bitcoin"), trip(trip_start_hour=31)] * 20)
     serving_dir = first_run["output_dir"] / "serving_model"
