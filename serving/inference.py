@@ -39,6 +39,7 @@ from serving.servables import (
     Servable,
     ServableManager,
     model_spec_for,
+    selected_outputs,
 )
 
 logger = logging.getLogger(__name__)
@@ -239,7 +240,7 @@ class InferenceService:
         outputs = self.batcher.run(servable, key, inputs)
         if output_filter:
             # Validate and select the same way an unbatched run would.
-            wanted = _check_output_filter(signature_def, output_filter)
+            wanted = selected_outputs(signature_def, output_filter)
             outputs = {alias: outputs[alias] for alias in wanted}
         return key, outputs
 
@@ -415,20 +416,6 @@ def signature_def_map(servable: Servable) -> get_model_metadata_pb2.SignatureDef
     for key, signature_def in servable.signature_defs.items():
         signature_map.signature_def[key].CopyFrom(signature_def)
     return signature_map
-
-
-def _check_output_filter(signature_def, output_filter: Sequence[str]) -> List[str]:
-    seen = set()
-    for alias in output_filter:
-        if alias not in signature_def.outputs:
-            raise invalid_argument(
-                f"output tensor alias not found in signature: {alias} Outputs expected to be "
-                f"in the set {{{','.join(sorted(signature_def.outputs))}}}."
-            )
-        if alias in seen:
-            raise invalid_argument(f"duplicate output tensor alias: {alias}")
-        seen.add(alias)
-    return list(output_filter)
 
 
 def _inference_signature(servable: Servable, signature_name: str, method: str):

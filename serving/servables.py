@@ -143,7 +143,7 @@ class Servable:
         if found is not None:
             return found
         signature_def = self.signature_defs[signature_key]
-        outputs = tuple(_selected_outputs(signature_def, output_filter))
+        outputs = tuple(selected_outputs(signature_def, output_filter))
         runner = self._callable(
             tuple(signature_def.inputs[alias].name for alias in aliases),
             tuple(signature_def.outputs[alias].name for alias in outputs),
@@ -290,9 +290,14 @@ def _check_input_names(signature_def: meta_graph_pb2.SignatureDef, inputs: Mappi
     )
 
 
-def _selected_outputs(
+def selected_outputs(
     signature_def: meta_graph_pb2.SignatureDef, output_filter: Sequence[str]
 ) -> List[str]:
+    """Returns the output aliases a request asks for (all, sorted, when it names none).
+
+    Raises:
+        ServingError: INVALID_ARGUMENT for an unknown or repeated alias, with TF Serving's message.
+    """
     if not output_filter:
         return sorted(signature_def.outputs)
     seen = set()
