@@ -89,15 +89,15 @@ SAMPLE_OPTIONS = configs.PipelineOptions(
 )
 
 
-def sample_data_root(root: pathlib.Path, spans=(1, 2, 3)) -> pathlib.Path:
-    """Writes the first ROWS_PER_SPAN trips of each shipped span under `root`/span-<N>/."""
+def sample_data_root(root: pathlib.Path, spans=(1, 2, 3), rows_per_span: int = ROWS_PER_SPAN) -> pathlib.Path:
+    """Writes the first `rows_per_span` trips of each shipped span under `root`/span-<N>/."""
     for span in spans:
         source = DATA_ROOT / f"span-{span}" / "data.csv"
         target = root / f"span-{span}" / "data.csv"
         target.parent.mkdir(parents=True)
         with open(source) as source_file, open(target, "w") as target_file:
             for index, line in enumerate(source_file):
-                if index > ROWS_PER_SPAN:
+                if index > rows_per_span:
                     break
                 target_file.write(line)
     return root
