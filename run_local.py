@@ -7,6 +7,8 @@ Examples:
       Another data root (a folder of span-<N>/ folders of CSV files) and a quick run.
   python run_local.py --span-window 2
       Train on the newest two spans only.
+  python run_local.py --external-table us_il_holidays=data/external/us_il_holidays/v2/holidays.csv
+      Join another version of the holiday calendar (see `python -m pipeline.export_holidays`).
   python run_local.py --serve
       Run the pipeline, then serve the pushed model with the project's TF-Serving-compatible
       server (REST on 8501, gRPC on 8500) and print a curl and a gRPC client command.
@@ -54,6 +56,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         default="in_memory",
         help="DirectRunner mode for the data processing (default: in_memory)",
     )
+    parser.add_argument(
+        "--external-table",
+        action="append",
+        default=[],
+        metavar="NAME=PATH",
+        help="use another file for an external table (default: the versioned tables under data/external/)",
+    )
     parser.add_argument("--serve", action="store_true", help="after the run, serve the newest pushed version until Ctrl-C")
     parser.add_argument("--rest-port", type=int, default=8501, help="REST port for --serve (default: 8501)")
     parser.add_argument("--grpc-port", type=int, default=8500, help="gRPC port for --serve (default: 8500)")
@@ -75,7 +84,16 @@ def main(argv=None) -> int:
     from pipeline.code_fingerprint import module_fingerprint
     from pipeline.local_run import EXIT_DATA_REFUSED, EXIT_OK, LocalPaths, run_once, thresholds_text
 
-    options = configs.PipelineOptions(span_window=args.span_window, module_fingerprint=module_fingerprint())
+    from pipeline.external_tables import parse_overrides, resolve_sources
+
+    try:
+        external_tables = resolve_sources(parse_overrides(args.external_table))
+    except (ValueError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_FAILED
+    options = configs.PipelineOptions(
+        span_window=args.span_window, module_fingerprint=module_fingerprint(), external_tables=external_tables
+    )
     if args.train_steps is not None:
         options = dataclasses.replace(options, train_steps=args.train_steps)
     paths = LocalPaths(data_root=args.data_root, output_dir=os.path.abspath(args.output_dir))

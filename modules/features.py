@@ -42,9 +42,23 @@ RANGE_FEATURE_SIZES: Dict[str, int] = {
     "dropoff_community_area": 78,
 }
 
-# Raw columns that are in the data but not used by the model: the timestamp only places a
-# trip in a span, and the pickup census tract is empty in every row of the shipped sample.
-UNUSED_RAW_KEYS: List[str] = ["trip_start_timestamp", "pickup_census_tract"]
+# Raw columns that are in the data but not used by the model: the pickup census tract is
+# empty in every row of the shipped sample.
+UNUSED_RAW_KEYS: List[str] = ["pickup_census_tract"]
+
+# External tables (`modules/external.py`) joined to each trip inside the Transform graph.
+# The holiday calendar is keyed by the trip's date, taken from its start timestamp: the
+# shipped timestamps are Chicago wall-clock time written as if it were UTC (their UTC hour
+# equals trip_start_hour in every row), so the UTC calendar date is the local date.
+HOLIDAY_TABLE = "us_il_holidays"
+TIMESTAMP_KEY = "trip_start_timestamp"
+# Joined columns that become model features: table -> column -> number of valid values
+# (0 .. n-1). A trip whose date is not in the table gets bucket n, like a missing value.
+EXTERNAL_FEATURE_SIZES: Dict[str, Dict[str, int]] = {
+    HOLIDAY_TABLE: {"day_of_week": 7, "is_holiday": 2, "is_day_before_holiday": 2},
+}
+# The raw columns external tables are joined on.
+EXTERNAL_JOIN_KEYS: List[str] = [TIMESTAMP_KEY]
 
 # Every raw column the model reads, in a stable order: the inputs of the serving signature.
 RAW_FEATURE_KEYS: List[str] = sorted(
@@ -54,6 +68,7 @@ RAW_FEATURE_KEYS: List[str] = sorted(
     | set(VOCABULARY_FEATURE_KEYS)
     | set(INTEGER_VOCABULARY_FEATURE_KEYS)
     | set(RANGE_FEATURE_SIZES)
+    | set(EXTERNAL_JOIN_KEYS)
 )
 
 # Slices the Evaluator reports, so a user sees where the model is weak.
@@ -63,6 +78,11 @@ SLICE_FEATURE_KEYS: List[str] = ["payment_type", "trip_start_hour"]
 MISSING_FLOAT = math.nan
 MISSING_INT = -1
 MISSING_STRING = ""
+
+
+def external_feature_names() -> List[str]:
+    """Returns every joined external column the model reads, over all tables."""
+    return [column for columns in EXTERNAL_FEATURE_SIZES.values() for column in columns]
 
 
 def transformed_name(key: str) -> str:

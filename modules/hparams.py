@@ -18,6 +18,9 @@ class HParams:
     dropout: float = 0.2
     train_batch_size: int = 256
     eval_batch_size: int = 512
+    # Read the columns joined from external tables (the holiday calendar). Transform computes
+    # them either way; False trains the model without them, to measure what they add.
+    external_features: bool = True
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> "HParams":
@@ -31,6 +34,11 @@ class HParams:
             if field.name not in config:
                 continue
             value = config[field.name]
+            if isinstance(field.default, bool):
+                if not isinstance(value, bool):
+                    raise ValueError(f"hyperparameter {field.name!r} must be true or false, got {value!r}")
+                values[field.name] = value
+                continue
             try:
                 values[field.name] = tuple(int(v) for v in value) if field.name == "hidden_units" else type(field.default)(value)
             except (TypeError, ValueError) as error:

@@ -9,9 +9,18 @@ from modules import features
 from modules.hparams import HParams
 
 
-def categorical_sizes(tf_transform_output: tft.TFTransformOutput) -> Dict[str, int]:
-    """Returns, for every categorical Transform output, how many distinct ids it can take."""
+def categorical_sizes(tf_transform_output: tft.TFTransformOutput, external_features: bool = True) -> Dict[str, int]:
+    """Returns, for every categorical Transform output the model reads, how many ids it can take.
+
+    Args:
+        tf_transform_output: Transform's output, for vocabulary sizes.
+        external_features: Include the columns joined from external tables.
+    """
     sizes: Dict[str, int] = {}
+    if external_features:
+        for columns in features.EXTERNAL_FEATURE_SIZES.values():
+            for key, size in columns.items():
+                sizes[features.transformed_name(key)] = size + 1
     for key in features.QUANTILE_BUCKET_FEATURE_KEYS:
         sizes[features.bucket_name(key)] = features.NUM_QUANTILE_BUCKETS
     for key in features.COORDINATE_FEATURE_KEYS:

@@ -2,12 +2,16 @@
 
 TFX entry point: `modules.preprocessing.preprocessing_fn`.
 """
-from typing import Dict, Union
+from typing import Any, Dict, Mapping, Optional, Union
 
 import tensorflow as tf
 import tensorflow_transform as tft
 
-from modules import features
+from modules import external, features
+
+# Key of custom_config that maps each external table's name to its file; TFX's Transform gets
+# it from `pipeline.external_tables.EnrichingTransform`.
+EXTERNAL_TABLES_CONFIG_KEY = "external_tables"
 
 RawTensor = Union[tf.Tensor, tf.SparseTensor]
 
@@ -36,21 +40,49 @@ def _log_scaled(value: tf.Tensor) -> tf.Tensor:
     return tft.scale_to_z_score(tf.math.log1p(tf.maximum(value, 0.0)))
 
 
-def preprocessing_fn(inputs: Dict[str, RawTensor]) -> Dict[str, tf.Tensor]:
+def _external_tables(custom_config: Optional[Mapping[str, Any]]) -> Dict[str, external.ExternalTable]:
+    """Reads every table the model joins from the files named in custom_config."""
+    files = (custom_config or {}).get(EXTERNAL_TABLES_CONFIG_KEY) or {}
+    missing = sorted(set(external.TABLES) - set(files))
+    if missing:
+        raise external.ExternalTableError(
+            f"preprocessing_fn joins external tables {missing} but custom_config[{EXTERNAL_TABLES_CONFIG_KEY!r}] "
+            f"names no file for them (it names {sorted(files)})"
+        )
+    return {name: external.read_table(files[name], spec) for name, spec in external.TABLES.items()}
+
+
+def preprocessing_fn(
+    inputs: Dict[str, RawTensor], custom_config: Optional[Mapping[str, Any]] = None
+) -> Dict[str, tf.Tensor]:
     """Maps raw taxi columns to model-ready features and the big-tipper label.
 
     Missing values are handled explicitly: numeric columns get a 0/1 "missing" feature and
-    a neutral fill, categorical columns get a bucket of their own.
+    a neutral fill, categorical columns get a bucket of their own. Columns of the external
+    tables are joined here, so the exported graph carries them.
 
     Args:
         inputs: Raw columns as parsed with the pipeline's schema; optional columns arrive as
             SparseTensors with at most one value per row.
+        custom_config: `{"external_tables": {name: file}}` for every table of
+            `modules.external.TABLES`.
 
     Returns:
         Transformed features keyed by `features.transformed_name(...)` and friends, plus the
         label under `features.LABEL_KEY`.
+
+    Raises:
+        modules.external.ExternalTableError: when a table's file is not named or is malformed.
     """
     outputs: Dict[str, tf.Tensor] = {}
+    for name, table in _external_tables(custom_config).items():
+        join_value = inputs[table.spec.join_feature]
+        joined = external.join(_dense(join_value, features.MISSING_INT), _present(join_value), table)
+        for key, size in features.EXTERNAL_FEATURE_SIZES[name].items():
+            # A trip the table has no row for shares bucket `size` with missing values.
+            in_range = tf.logical_and(joined[key] >= 0, joined[key] < size)
+            outputs[features.transformed_name(key)] = tf.where(in_range, joined[key], tf.cast(size, tf.int64))
+
     numeric = {key: tf.cast(_dense(inputs[key], 0), tf.float32) for key in features.NUMERIC_FEATURE_KEYS}
     for key in features.NUMERIC_FEATURE_KEYS:
         outputs[features.transformed_name(key)] = _log_scaled(numeric[key])

@@ -46,7 +46,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     """
     hparams = HParams.from_config(fn_args.custom_config or {})
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
-    model = build_model(categorical_sizes(tf_transform_output), hparams)
+    model = build_model(categorical_sizes(tf_transform_output, hparams.external_features), hparams)
     train_dataset = _dataset(
         fn_args.train_files, fn_args.data_accessor, tf_transform_output, hparams.train_batch_size, model.input_names
     )

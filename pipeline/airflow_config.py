@@ -29,6 +29,7 @@ ENVIRONMENT_VARIABLES: Dict[str, str] = {
     "TAXI_ON_DRIFT": f"when the newest span drifted: {configs.DRIFT_STOP} the run or {configs.DRIFT_WARN} and train (default: {configs.DriftConfig.on_drift})",
     "TAXI_BEAM_MODE": "DirectRunner mode on the Airflow worker: in_memory or multi_processing (default: in_memory)",
     "TAXI_BEAM_WORKERS": "workers for multi_processing (default: one per core)",
+    "TAXI_EXTERNAL_TABLES": "other files for external tables, NAME=PATH[,NAME=PATH] (default: the versioned tables under data/external/)",
 }
 
 # TFX's AirflowDagRunner names the DAG after the pipeline.
@@ -62,6 +63,8 @@ class AirflowSettings:
     on_drift: str = configs.DriftConfig.on_drift
     beam_mode: str = "in_memory"
     beam_workers: Optional[int] = None
+    # External table name -> file, replacing the shipped table of that name.
+    external_tables: Mapping[str, str] = dataclasses.field(default_factory=dict)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> "AirflowSettings":
@@ -97,7 +100,19 @@ class AirflowSettings:
             on_drift=_choice(environ, "TAXI_ON_DRIFT", (configs.DRIFT_STOP, configs.DRIFT_WARN), configs.DriftConfig.on_drift),
             beam_mode=beam_mode,
             beam_workers=beam_workers,
+            external_tables=_external_tables(environ),
         )
+
+
+def _external_tables(environ: Mapping[str, str]) -> Dict[str, str]:
+    value = environ.get("TAXI_EXTERNAL_TABLES", "").strip()
+    tables: Dict[str, str] = {}
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        name, separator, path = item.partition("=")
+        if not separator or not name or not os.path.isabs(path):
+            raise AirflowConfigError(f"TAXI_EXTERNAL_TABLES: {item!r} is not NAME=/absolute/path")
+        tables[name] = path
+    return tables
 
 
 def _required_path(environ: Mapping[str, str], name: str) -> str:

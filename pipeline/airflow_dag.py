@@ -19,6 +19,7 @@ from pipeline import configs, spans
 from pipeline.airflow_config import DAG_ID, AirflowSettings
 from pipeline.beam_runners import DirectRunnerConfig, beam_args_for
 from pipeline.code_fingerprint import module_fingerprint
+from pipeline.external_tables import resolve_sources
 from pipeline.pipeline import create_pipeline
 
 
@@ -43,6 +44,7 @@ def build_dag(settings: AirflowSettings, fingerprint: Optional[str] = None) -> m
         thresholds=settings.thresholds,
         drift=configs.DriftConfig(on_drift=settings.on_drift),
         module_fingerprint=fingerprint if fingerprint is not None else module_fingerprint(),
+        external_tables=resolve_sources(settings.external_tables),
     )
     beam_runner = DirectRunnerConfig(mode=settings.beam_mode, num_workers=settings.beam_workers)
     pipeline = create_pipeline(

@@ -3,7 +3,12 @@
 Machine-dependent paths (data root, output dir) belong to the entry points.
 """
 import dataclasses
-from typing import Any, Dict, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
+
+from modules import features
+
+if TYPE_CHECKING:  # configs stays free of TensorFlow imports; entry points import it first
+    from pipeline.external_tables import ExternalTableSource
 
 PIPELINE_NAME = "taxi_big_tipper"
 # The name TF Serving serves the model under (`/models/<name>` in the container).
@@ -19,6 +24,9 @@ SPAN_FILE_PATTERN = "*.csv"
 # Written last into a span folder by whatever produces it (as Hadoop, Spark and Beam jobs do):
 # the watcher only takes spans that have it, so a span still being copied is never read.
 SPAN_COMPLETE_MARKER = "_SUCCESS"
+# External tables (`modules/external.py`), under a data root laid out like the shipped data/:
+# name -> file. A new export goes into a new version folder (`pipeline/export_holidays.py`).
+EXTERNAL_TABLE_FILES: Dict[str, str] = {features.HOLIDAY_TABLE: f"external/{features.HOLIDAY_TABLE}/v1/holidays.csv"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,6 +102,9 @@ class PipelineOptions:
     # The curated schema ImportSchemaGen reads; None means pipeline/schema/schema.pbtxt here.
     # An orchestrator whose steps run in a container names the file's path inside the image.
     schema_path: Optional[str] = None
+    # The external tables the model joins (`pipeline.external_tables.table_source`), one per
+    # name in `modules.external.TABLES`; the entry point fingerprints the files.
+    external_tables: Tuple["ExternalTableSource", ...] = ()
     # Hash buckets of the train/eval split made by ExampleGen.
     train_buckets: int = 4
     eval_buckets: int = 1

@@ -66,7 +66,7 @@ def with_comparators(
     for feature in schema.feature:
         if feature.name in thresholds.ignored or (only is not None and feature.name not in only):
             continue
-        categorical = feature.type == schema_pb2.BYTES
+        categorical = feature.type == schema_pb2.BYTES or feature.int_domain.is_categorical
         threshold = thresholds.threshold_for(feature.name, categorical)
         feature_comparator = getattr(feature, f"{comparator}_comparator")
         if categorical:

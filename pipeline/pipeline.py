@@ -14,10 +14,14 @@ from modules import features, signatures
 from pipeline import configs, pusher, span_example_gen
 from pipeline.data_gate import DataGate
 from pipeline.drift import SpanDriftCheck, drift_config_json
+from pipeline.external_check import ExternalFeatureCheck
+from pipeline.external_tables import EnrichingTransform, ExternalTableGen, check_sources, sources_json
 from pipeline.serving_check import ServingCheck
 
 # Component ids, used by the entry points to report on what ran.
 EXAMPLE_GEN = "CsvExampleGen"
+EXTERNAL_TABLE_GEN = "ExternalTableGen"
+EXTERNAL_FEATURE_CHECK = "ExternalFeatureCheck"
 STATISTICS_GEN = "StatisticsGen"
 SCHEMA_GEN = "ImportSchemaGen"
 EXAMPLE_VALIDATOR = "ExampleValidator"
@@ -115,10 +119,12 @@ def create_pipeline(
         The pipeline, ready for any TFX orchestrator.
 
     Raises:
-        ValueError: when `spans` is empty or not consecutive.
+        ValueError: when `spans` is empty or not consecutive, or `options.external_tables`
+            does not name each table the model joins exactly once.
     """
     if not spans or list(spans) != list(range(spans[0], spans[0] + len(spans))):
         raise ValueError(f"spans must be a non-empty run of consecutive numbers, got {spans}")
+    check_sources(options.external_tables)
     components = []
 
     example_gen = FileBasedExampleGen(
@@ -166,16 +172,29 @@ def create_pipeline(
     ).with_id(DRIFT_CHECK)
     components.append(drift_check)
 
+    external_table_gen = ExternalTableGen(sources=sources_json(options.external_tables)).with_id(EXTERNAL_TABLE_GEN)
+    components.append(external_table_gen)
+
+    external_check = ExternalFeatureCheck(
+        examples=example_gen.outputs["examples"],
+        external_tables=external_table_gen.outputs["tables"],
+        drift_config=drift_config_json(options.drift),
+    ).with_id(EXTERNAL_FEATURE_CHECK)
+    components.append(external_check)
+
     # Schema anomalies are judged first: a span that breaks the schema is refused as such.
     data_gate = DataGate(
-        anomalies=example_validator.outputs["anomalies"], drift_report=drift_check.outputs["drift_report"]
+        anomalies=example_validator.outputs["anomalies"],
+        drift_report=drift_check.outputs["drift_report"],
+        external_report=external_check.outputs["report"],
     ).with_id(DATA_GATE)
     components.append(data_gate)
 
     code_config = {"module_fingerprint": options.module_fingerprint}
-    transform = tfx.components.Transform(
+    transform = EnrichingTransform(
         examples=example_gen.outputs["examples"],
         schema=schema_gen.outputs["schema"],
+        external_tables=external_table_gen.outputs["tables"],
         preprocessing_fn=configs.PREPROCESSING_FN,
         custom_config=code_config,
     ).with_id(TRANSFORM)

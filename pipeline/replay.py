@@ -101,7 +101,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from pipeline.code_fingerprint import module_fingerprint
 
     handler = progress.install(quiet=True)
-    options = configs.PipelineOptions(span_window=args.span_window, module_fingerprint=module_fingerprint())
+    from pipeline.external_tables import resolve_sources
+
+    options = configs.PipelineOptions(
+        span_window=args.span_window, module_fingerprint=module_fingerprint(), external_tables=resolve_sources()
+    )
     if args.train_steps is not None:
         options = dataclasses.replace(options, train_steps=args.train_steps)
     if args.on_drift is not None:

@@ -21,7 +21,7 @@ import dataclasses
 import json
 import os
 import sys
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from pipeline import configs
 
@@ -175,6 +175,21 @@ def beam_args(settings: VertexSettings) -> List[str]:
     )
 
 
+def container_table_sources() -> Tuple["ExternalTableSource", ...]:  # noqa: F821
+    """The shipped external tables at their paths inside the image, fingerprinted from this
+    checkout (the image is built from it)."""
+    from pipeline.external_tables import file_sha256, shipped_table_path, table_source
+
+    return tuple(
+        table_source(
+            name,
+            f"{CONTAINER_REPO_ROOT}/data/{configs.EXTERNAL_TABLE_FILES[name]}",
+            sha256=file_sha256(shipped_table_path(name)),
+        )
+        for name in sorted(configs.EXTERNAL_TABLE_FILES)
+    )
+
+
 def compile_pipeline(settings: VertexSettings, output_path: str, fingerprint: str = "") -> Dict:
     """Compiles the pipeline into a Vertex AI pipeline spec (JSON) at `output_path`.
 
@@ -203,6 +218,7 @@ def compile_pipeline(settings: VertexSettings, output_path: str, fingerprint: st
             module_fingerprint=fingerprint,
             # The steps run in the image, where the repository sits at CONTAINER_REPO_ROOT.
             schema_path=CONTAINER_SCHEMA_PATH,
+            external_tables=container_table_sources(),
         ),
         beam_pipeline_args=beam_args(settings),
     )

@@ -3,12 +3,13 @@ import os
 import pathlib
 from typing import Dict, List
 
-import pytest
-
-from pipeline import configs
-from pipeline.code_fingerprint import module_fingerprint
-
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import pytest  # noqa: E402
+
+from pipeline import configs  # noqa: E402
+from pipeline.code_fingerprint import module_fingerprint  # noqa: E402
+from pipeline.external_tables import resolve_sources  # noqa: E402
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 DATA_ROOT = REPO_ROOT / "data"
@@ -49,6 +50,18 @@ def trip(**overrides) -> Dict[str, object]:
     return row
 
 
+# The shipped tables, as `preprocessing_fn`'s custom_config names them in a pipeline run.
+SHIPPED_TABLES_CONFIG = {"external_tables": {source.name: source.uri for source in resolve_sources()}}
+HOLIDAY_HEADER = "date,day_of_week,is_holiday,is_day_before_holiday,holiday_name"
+
+
+def write_holiday_table(path: pathlib.Path, lines: List[str], header: str = HOLIDAY_HEADER) -> pathlib.Path:
+    """Writes a holiday table: `header`, then `lines` as given (CSV text, one row each)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join([header] + lines) + "\n")
+    return path
+
+
 def write_csv(path: pathlib.Path, rows: List[Dict[str, object]]) -> pathlib.Path:
     """Writes `rows` as a CSV with the shipped data's header; None becomes an empty cell."""
     import csv
@@ -82,6 +95,7 @@ SAMPLE_THRESHOLDS = configs.BlessingThresholds(min_auc=0.85, min_binary_accuracy
 # drift stop itself is tested on a really drifted span (tests/e2e/test_pipeline.py).
 SAMPLE_OPTIONS = configs.PipelineOptions(
     module_fingerprint=module_fingerprint(),
+    external_tables=resolve_sources(),
     train_steps=150,
     eval_steps=5,
     thresholds=SAMPLE_THRESHOLDS,

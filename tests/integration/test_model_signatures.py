@@ -1,8 +1,10 @@
 """The model's forward pass and its exported signatures, on a Transform graph built from a few
 hundred shipped trips: raw features and serialized tf.Examples must give the same answer."""
 import csv
-import os
+import functools
 import math
+import os
+import shutil
 import tempfile
 
 import apache_beam as beam
@@ -18,7 +20,11 @@ from modules import features, signatures
 from modules.hparams import HParams
 from modules.model import as_model_inputs, build_model, categorical_sizes
 from modules.preprocessing import preprocessing_fn
-from tests.conftest import DATA_ROOT, SCHEMA_PATH
+from tests.conftest import DATA_ROOT, SCHEMA_PATH, SHIPPED_TABLES_CONFIG
+
+# 2014-05-26 00:15, Memorial Day (the shipped timestamps are Chicago wall-clock time as UTC).
+MEMORIAL_DAY = 1401063300
+DAY = 86400
 
 pytestmark = pytest.mark.slow
 NUM_TRIPS = 300
@@ -51,9 +57,16 @@ def trained(tmp_path_factory):
     trips = _shipped_trips(schema)
     instances = [{key: [] if value is None else [value] for key, value in trip.items()} for trip in trips]
     transform_dir = str(tmp_path_factory.mktemp("transform"))
+    # A copy of the shipped holiday table, deleted once the model is saved: the exported
+    # model must carry the calendar itself.
+    table_copy = tmp_path_factory.mktemp("external") / "holidays.csv"
+    shutil.copy(SHIPPED_TABLES_CONFIG["external_tables"][features.HOLIDAY_TABLE], table_copy)
+    custom_config = {"external_tables": {features.HOLIDAY_TABLE: str(table_copy)}}
     with beam.Pipeline() as pipeline, tft_beam.Context(temp_dir=tempfile.mkdtemp()):
         raw = pipeline | beam.Create(instances)
-        transform_fn = (raw, dataset_metadata.DatasetMetadata(schema)) | tft_beam.AnalyzeDataset(preprocessing_fn)
+        transform_fn = (raw, dataset_metadata.DatasetMetadata(schema)) | tft_beam.AnalyzeDataset(
+            functools.partial(preprocessing_fn, custom_config=custom_config)
+        )
         _ = transform_fn | tft_beam.WriteTransformFn(transform_dir)
         # The raw schema, next to the graph, as TFX's Transform component writes it.
         raw_metadata_dir = os.path.join(transform_dir, tft.TFTransformOutput.RAW_METADATA_DIR)
@@ -67,6 +80,7 @@ def trained(tmp_path_factory):
     model.fit(inputs, transformed[features.LABEL_KEY], epochs=3, batch_size=64, verbose=0)
     export_dir = str(tmp_path_factory.mktemp("model"))
     model.save(export_dir, save_format="tf", signatures=signatures.make_signatures(model, tf_transform_output))
+    table_copy.unlink()
     return {"trips": trips, "model": model, "inputs": inputs, "export_dir": export_dir}
 
 
@@ -133,3 +147,17 @@ def test_missing_marker_is_the_same_as_an_absent_value(trained):
     answer = serving_default(**_raw_request([without_fare], spec))[signatures.PROBABILITY_OUTPUT].numpy()
     expected = loaded.signatures[signatures.SERVING_TF_EXAMPLE](examples=tf.constant([_example(without_fare)]))
     assert math.isclose(answer[0], expected[signatures.PROBABILITY_OUTPUT].numpy()[0], rel_tol=1e-5, abs_tol=1e-6)
+
+
+def test_the_served_model_joins_the_holiday_calendar_from_the_raw_timestamp(trained):
+    loaded = tf.saved_model.load(trained["export_dir"])  # the table file is gone by now
+    spec = loaded.signatures[signatures.SERVING_DEFAULT].structured_input_signature[1]
+    assert features.TIMESTAMP_KEY in spec
+    assert not set(features.external_feature_names()) & set(spec)  # clients send raw trips only
+    days = [MEMORIAL_DAY - DAY, MEMORIAL_DAY, MEMORIAL_DAY + DAY, 4102444800]  # ..., 2100-01-01
+    trips = [dict(trained["trips"][0], trip_start_timestamp=day) for day in days]
+    transformed = loaded.signatures[signatures.TRANSFORM_FEATURES](examples=tf.constant([_example(t) for t in trips]))
+    sizes = features.EXTERNAL_FEATURE_SIZES[features.HOLIDAY_TABLE]
+    assert transformed[features.transformed_name("is_holiday")].numpy().tolist() == [0, 1, 0, sizes["is_holiday"]]
+    assert transformed[features.transformed_name("is_day_before_holiday")].numpy().tolist() == [1, 0, 0, sizes["is_day_before_holiday"]]
+    assert transformed[features.transformed_name("day_of_week")].numpy().tolist() == [6, 0, 1, sizes["day_of_week"]]

@@ -1,4 +1,5 @@
 """preprocessing_fn through tft_beam on a handful of trips, compared with values worked out by hand."""
+import functools
 import math
 import tempfile
 
@@ -10,7 +11,11 @@ from tensorflow_transform.tf_metadata import dataset_metadata
 
 from modules import features
 from modules.preprocessing import preprocessing_fn
-from tests.conftest import SCHEMA_PATH, trip
+from tests.conftest import SCHEMA_PATH, trip, write_holiday_table
+
+# 2014-05-16 19:45 (the shipped timestamps are Chicago wall-clock time written as UTC).
+FRIDAY = 1400269500
+DAY = 86400
 
 
 def _as_instance(row):
@@ -19,20 +24,45 @@ def _as_instance(row):
 
 
 @pytest.fixture(scope="module")
-def transformed():
+def transformed(tmp_path_factory):
     schema = tfdv.load_schema_text(str(SCHEMA_PATH))
+    # A tiny holiday table: an ordinary Friday, the day before a holiday, the holiday.
+    table = write_holiday_table(
+        tmp_path_factory.mktemp("external") / "holidays.csv",
+        ["2014-05-16,4,0,0,", "2014-05-25,6,0,1,", "2014-05-26,0,1,0,Memorial Day"],
+    )
     rows = [
-        trip(),  # tip 25% of the fare: a big tipper
-        trip(fare=20.0, tips=2.0, payment_type="Cash", company=None),  # 10%: not
-        trip(fare=None, tips=3.0, trip_miles=None, dropoff_latitude=None),  # no fare: label 0
-        trip(fare=8.0, tips=1.6, trip_start_hour=23),  # exactly 20%: not (strictly greater)
+        trip(),  # tip 25% of the fare: a big tipper; an ordinary Friday
+        trip(fare=20.0, tips=2.0, payment_type="Cash", company=None, trip_start_timestamp=FRIDAY + 9 * DAY),  # 10%: not; the day before
+        trip(fare=None, tips=3.0, trip_miles=None, dropoff_latitude=None, trip_start_timestamp=FRIDAY + 10 * DAY),  # no fare: label 0; the holiday
+        trip(fare=8.0, tips=1.6, trip_start_hour=23, trip_start_timestamp=FRIDAY + 4 * DAY),  # exactly 20%: not; a date not in the table
     ]
+    custom_config = {"external_tables": {features.HOLIDAY_TABLE: str(table)}}
     with tft_beam.Context(temp_dir=tempfile.mkdtemp()):
         (transformed_data, _), _ = (
             [_as_instance(row) for row in rows],
             dataset_metadata.DatasetMetadata(schema),
-        ) | tft_beam.AnalyzeAndTransformDataset(preprocessing_fn, output_record_batches=False)
+        ) | tft_beam.AnalyzeAndTransformDataset(
+            functools.partial(preprocessing_fn, custom_config=custom_config), output_record_batches=False
+        )
     return transformed_data
+
+
+def test_holiday_features_are_joined_by_the_trip_s_date(transformed):
+    def column(key):
+        return [row[features.transformed_name(key)] for row in transformed]
+
+    sizes = features.EXTERNAL_FEATURE_SIZES[features.HOLIDAY_TABLE]
+    # Friday, the day before the holiday (Sunday), the holiday (Monday), a date not in the
+    # table: its own bucket, one past the valid values, as a missing value gets.
+    assert column("day_of_week") == [4, 6, 0, sizes["day_of_week"]]
+    assert column("is_holiday") == [0, 0, 1, sizes["is_holiday"]]
+    assert column("is_day_before_holiday") == [0, 1, 0, sizes["is_day_before_holiday"]]
+
+
+def test_preprocessing_without_the_tables_names_what_is_missing():
+    with pytest.raises(ValueError, match=r"joins external tables \['us_il_holidays'\] but custom_config\['external_tables'\] names no file"):
+        preprocessing_fn({}, custom_config={})
 
 
 def test_label_is_tip_above_a_fifth_of_the_fare_and_zero_without_fare(transformed):

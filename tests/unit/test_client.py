@@ -212,9 +212,10 @@ def test_partial_trip_is_filled_with_the_missing_markers(taxi_dtypes):
 
 
 def test_none_means_missing_and_a_csv_row_can_be_sent_whole(taxi_dtypes):
-    row = trip(company=None, trip_seconds=None)  # carries tips and the timestamp too
+    row = trip(company=None, trip_seconds=None)  # carries tips and the pickup census tract too
     instance = client.fill_missing_features(row, taxi_dtypes)
-    assert "tips" not in instance and "trip_start_timestamp" not in instance
+    assert "tips" not in instance and "pickup_census_tract" not in instance
+    assert instance["trip_start_timestamp"] == row["trip_start_timestamp"]  # the holiday join's key
     assert instance["company"] == "" and instance["trip_seconds"] == -1
     assert instance["fare"] == 10.0 and instance["dropoff_census_tract"] == 17031839100
 

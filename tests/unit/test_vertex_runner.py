@@ -6,6 +6,7 @@ import types
 
 import pytest
 
+from pipeline import configs
 from pipeline import pipeline as taxi_pipeline
 from pipeline import vertex_runner
 
@@ -52,6 +53,7 @@ def _pipeline_upstream() -> dict:
         spans=[1],
         serving_model_dir="gs://unused/serving",
         metadata_connection_config=None,
+        options=configs.PipelineOptions(external_tables=vertex_runner.container_table_sources()),
     )
     return {node.id: {upstream.id for upstream in node.upstream_nodes} for node in pipeline.components}
 

@@ -1,0 +1,170 @@
+"""Checks the joined external columns of every span like any other feature.
+
+For each table and each span of the window: join the span's trips to the table (with the
+same `modules.external.join` the Transform graph runs), compute TFDV statistics of the
+joined columns, and validate them against a schema made from the table's spec (each value
+in its column's range, every trip matched). The newest span's joined columns are also
+scored for drift against the previous span with the DriftConfig's thresholds. Everything
+goes into a report; the DataGate decides, so the report is kept even for a refused run.
+"""
+import json
+import os
+from collections import defaultdict
+from typing import Dict, List
+
+import pandas as pd
+import tensorflow as tf
+import tensorflow_data_validation as tfdv
+from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
+from tfx import v1 as tfx
+from tfx.types import artifact_utils, standard_artifacts
+from tfx.types.artifact import Artifact
+from tfx.utils import io_utils
+
+from modules import external, features
+from pipeline import configs
+from pipeline.drift import scores_of, with_comparators
+from pipeline.external_tables import ExternalTables, load_tables, table_records
+from pipeline.span_example_gen import SPAN_FILES_PROPERTY
+from pipeline.spans import span_of_folder
+
+REPORT_FILE = "external_features.json"
+STATISTICS_FILE = "FeatureStats.pb"
+
+
+class ExternalFeatureReport(Artifact):
+    """Per table: trips matched per span, schema anomalies and drift scores (REPORT_FILE)."""
+
+    TYPE_NAME = "taxi.ExternalFeatureReport"
+
+
+def joined_schema(spec: external.ExternalTableSpec) -> schema_pb2.Schema:
+    """The schema of a table's joined columns: one value per trip, within the column's range.
+
+    A trip the table has no row for gets `features.MISSING_INT`, outside every range, so an
+    unmatched trip is a schema anomaly.
+    """
+    schema = schema_pb2.Schema()
+    for name in spec.joined:
+        column = spec.column(name)
+        feature = schema.feature.add(name=name, type=schema_pb2.INT)
+        feature.value_count.min = 1
+        feature.value_count.max = 1
+        feature.presence.min_fraction = 1.0
+        feature.int_domain.min = column.min_value
+        feature.int_domain.max = column.max_value
+        feature.int_domain.is_categorical = True
+    return schema
+
+
+def joined_frame(trips: pd.DataFrame, table: external.ExternalTable) -> pd.DataFrame:
+    """Joins trips (a frame with the spec's join column) to the table, as the Transform graph does."""
+    column = trips[table.spec.join_feature]
+    present = column.notna().to_numpy()
+    keys = column.fillna(0).astype("int64").to_numpy()
+    joined = external.join(tf.constant(keys), tf.constant(present), table)
+    return pd.DataFrame({name: values.numpy() for name, values in joined.items()})
+
+
+def _span_files(examples: standard_artifacts.Examples) -> Dict[int, List[str]]:
+    by_span: Dict[int, List[str]] = defaultdict(list)
+    for path in json.loads(examples.get_string_custom_property(SPAN_FILES_PROPERTY) or "[]"):
+        by_span[span_of_folder(os.path.basename(os.path.dirname(path)))].append(path)
+    return dict(sorted(by_span.items()))
+
+
+def check_table(
+    table: external.ExternalTable, span_files: Dict[int, List[str]], drift: configs.DriftConfig
+) -> Dict[str, object]:
+    """Joins each span to one table and checks the joined columns.
+
+    Returns:
+        {"spans": {span: {"trips", "unmatched"}}, "anomalies": [line, ...],
+         "compared_spans": [previous, newest] or None, "scores": drift scores (see
+         `pipeline.drift.scores_of`), "statistics": {span: DatasetFeatureStatisticsList}}.
+    """
+    spec = table.spec
+    schema = joined_schema(spec)
+    options = tfdv.StatsOptions(schema=schema, num_histogram_buckets=configs.DRIFT_HISTOGRAM_BUCKETS)
+    result: Dict[str, object] = {"spans": {}, "anomalies": [], "compared_spans": None, "scores": [], "statistics": {}}
+    coverage = f"{table.key_text(table.keys[0])} .. {table.key_text(table.keys[-1])}"
+    for span, paths in span_files.items():
+        trips = pd.concat([pd.read_csv(path, usecols=[spec.join_feature]) for path in paths], ignore_index=True)
+        joined = joined_frame(trips, table)
+        unmatched = int((joined[spec.joined[0]] == features.MISSING_INT).sum())
+        result["spans"][span] = {"trips": len(trips), "unmatched": unmatched}
+        if unmatched:
+            result["anomalies"].append(
+                f"span {span}: {unmatched} of {len(trips)} trips have no row in external table {spec.name!r} "
+                f"(it covers {coverage}; joined on {spec.join_feature})"
+            )
+        statistics = tfdv.generate_statistics_from_dataframe(joined, stats_options=options)
+        result["statistics"][span] = statistics
+        for name, info in sorted(tfdv.validate_statistics(statistics, schema).anomaly_info.items()):
+            result["anomalies"].append(f"span {span}: feature {name!r}: {info.short_description}: {info.description}")
+    if len(span_files) >= 2:
+        previous, newest = list(span_files)[-2:]
+        anomalies = tfdv.validate_statistics(
+            result["statistics"][newest],
+            with_comparators(schema, drift),
+            previous_statistics=result["statistics"][previous],
+        )
+        result["compared_spans"] = [previous, newest]
+        result["scores"] = scores_of(anomalies)
+    return result
+
+
+def _write_statistics(statistics: tfx.dsl.components.OutputArtifact, by_split: Dict[str, statistics_pb2.DatasetFeatureStatisticsList]) -> None:
+    for split, proto in by_split.items():
+        io_utils.write_bytes_file(os.path.join(statistics.uri, f"Split-{split}", STATISTICS_FILE), proto.SerializeToString())
+    statistics.split_names = artifact_utils.encode_split_names(sorted(by_split))
+
+
+@tfx.dsl.components.component
+def ExternalFeatureCheck(
+    examples: tfx.dsl.components.InputArtifact[standard_artifacts.Examples],
+    external_tables: tfx.dsl.components.InputArtifact[ExternalTables],
+    statistics: tfx.dsl.components.OutputArtifact[standard_artifacts.ExampleStatistics],
+    report: tfx.dsl.components.OutputArtifact[ExternalFeatureReport],
+    drift_config: tfx.dsl.components.Parameter[str],
+) -> None:
+    """Checks every table's joined columns on every span; writes statistics and a report.
+
+    Statistics splits are named `<table>-span-<N>`. `drift_config` is
+    `pipeline.drift.drift_config_json(...)`.
+    """
+    drift = configs.DriftConfig(**json.loads(drift_config))
+    span_files = _span_files(examples)
+    tables = load_tables(external_tables.uri, sorted(table_records(external_tables)))
+    summary: Dict[str, object] = {"tables": {}, "on_drift": drift.on_drift}
+    by_split = {}
+    for name, table in tables.items():
+        checked = check_table(table, span_files, drift)
+        for span, proto in checked.pop("statistics").items():
+            by_split[f"{name}-span-{span}"] = proto
+        summary["tables"][name] = checked
+    _write_statistics(statistics, by_split)
+    with tf.io.gfile.GFile(os.path.join(report.uri, REPORT_FILE), "w") as report_file:
+        json.dump(summary, report_file, indent=2)
+
+
+def read_report(uri: str) -> dict:
+    """Reads the JSON report of an ExternalFeatureReport artifact."""
+    with tf.io.gfile.GFile(os.path.join(uri, REPORT_FILE)) as report_file:
+        return json.load(report_file)
+
+
+def refusals(report: dict) -> List[str]:
+    """Every anomaly line of the report, over all tables."""
+    return [line for checked in report["tables"].values() for line in checked["anomalies"]]
+
+
+def drifted(report: dict) -> List[str]:
+    """One line per drifted joined column: table, feature, measure, score against threshold."""
+    return [
+        f"{name}.{score['feature']} {score['measure']} {score['score']:.3f} > {score['threshold']} "
+        f"(span {checked['compared_spans'][1]} against span {checked['compared_spans'][0]})"
+        for name, checked in report["tables"].items()
+        for score in checked["scores"]
+        if score["drifted"]
+    ]
