@@ -41,6 +41,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 from ml_metadata.proto import metadata_store_pb2
 
 from pipeline import configs
+from pipeline.external_tables import EXTERNAL_TABLES_KEY, TABLES_PROPERTY
 from pipeline.span_example_gen import SPAN_FILES_PROPERTY, SPANS_PROPERTY
 
 logger = logging.getLogger(__name__)
@@ -135,6 +136,13 @@ class TransformLineage:
 
 
 @dataclasses.dataclass
+class ExternalTablesLineage:
+    tables: ArtifactInfo
+    # Table name -> source_uri, sha256, rows, first_key, last_key (as ExternalTableGen recorded).
+    records: Dict[str, Dict[str, Any]]
+
+
+@dataclasses.dataclass
 class TrainerLineage:
     model: ArtifactInfo
     run_fn: Optional[str]
@@ -183,6 +191,8 @@ class Lineage:
     transform: Optional[TransformLineage]
     schema: Optional[SchemaLineage]
     data: Optional[DataLineage]
+    # The external tables the Transform graph joined (modules/external.py).
+    external_tables: Optional[ExternalTablesLineage]
     # Every artifact and execution walked, ids ascending (the baseline model is listed, its own
     # history is not: it is the model this one was compared with, not one it was made from).
     artifact_ids: List[int]
@@ -535,7 +545,7 @@ def trace_pushed_model(graph: MetadataGraph, pushed_model: metadata_store_pb2.Ar
     lineage = Lineage(
         version=version, metadata_path=metadata_path, push=push, blessed=None, blessing=None, serves=None,
         serving_check=None, evaluation=None,
-        trainer=None, transform=None, schema=None, data=None, artifact_ids=[], execution_ids=[],
+        trainer=None, transform=None, schema=None, data=None, external_tables=None, artifact_ids=[], execution_ids=[],
     )
     artifact_ids, execution_ids = graph.upstream([pushed_model.id])
     lineage.artifact_ids, lineage.execution_ids = sorted(artifact_ids), sorted(execution_ids)
@@ -614,6 +624,12 @@ def trace_pushed_model(graph: MetadataGraph, pushed_model: metadata_store_pb2.Ar
             schema_file=schema_file,
             sha256=file_sha256(schema_file) if os.path.exists(schema_file) else None,
             imported_from=custom_property(graph.execution(schema_producer), "schema_file") if schema_producer is not None else None,
+        )
+
+    tables = _first(transform_inputs, EXTERNAL_TABLES_KEY)
+    if tables is not None:
+        lineage.external_tables = ExternalTablesLineage(
+            tables=graph.info(tables), records=json.loads(custom_property(tables, TABLES_PROPERTY) or "{}")
         )
 
     examples = _first(transform_inputs, EXAMPLES_KEY)
@@ -733,6 +749,10 @@ def format_text(lineage: Lineage) -> str:
         lines.append(f"schema      {schema.schema_file} sha256 {schema.sha256 or 'file missing'}")
         if schema.imported_from:
             lines.append(f"  imported from {schema.imported_from}")
+    if lineage.external_tables is not None:
+        for name, record in sorted(lineage.external_tables.records.items()):
+            lines.append(f"external    {name}: {record['source_uri']} sha256 {record['sha256']}")
+            lines.append(f"  {record['rows']} rows, {record['first_key']} .. {record['last_key']}; snapshot {lineage.external_tables.tables.uri} (ExternalTables #{lineage.external_tables.tables.id})")
     data = lineage.data
     if data is not None:
         lines.append(f"data        spans {','.join(str(s) for s in data.spans)} -> {data.examples.uri} (Examples #{data.examples.id}{_state(data.examples)})")

@@ -87,11 +87,12 @@ def run_once(
         complete_spans_only: Use only spans marked complete (see `spans.discover_spans`).
 
     Returns:
-        The run's result; `exit_code` is EXIT_DATA_REFUSED when the spans or the data were
-        refused (nothing trained or pushed), EXIT_FAILED on other failures.
+        The run's result; `exit_code` is EXIT_DATA_REFUSED when the spans, the data or an
+        external table were refused (nothing trained or pushed), EXIT_FAILED on other failures.
     """
     from tfx import v1 as tfx
 
+    from modules.external import ExternalTableError
     from pipeline.data_gate import DataAnomaliesError
     from pipeline.drift import DataDriftError
     from pipeline.pipeline import create_pipeline
@@ -135,7 +136,7 @@ def run_once(
     seconds = time.monotonic() - started
     if failure is None:
         exit_code, error_text = EXIT_OK, None
-    elif _caused_by(failure, DataAnomaliesError) or _caused_by(failure, DataDriftError) or summary.anomalies:
+    elif any(_caused_by(failure, refusal) for refusal in (DataAnomaliesError, DataDriftError, ExternalTableError)) or summary.anomalies:
         exit_code, error_text = EXIT_DATA_REFUSED, str(failure)
     else:
         exit_code, error_text = EXIT_FAILED, f"{type(failure).__name__}: {failure}"
