@@ -125,6 +125,8 @@ EXAMPLE_TRIP = {
     "trip_start_hour": 19,
     "trip_start_day": 6,
     "trip_start_month": 5,
+    # Friday 2014-05-16 19:45, Chicago time: the model joins the holiday calendar on its date.
+    "trip_start_timestamp": 1400269500,
     "pickup_community_area": 8,
     "dropoff_community_area": 32,
 }

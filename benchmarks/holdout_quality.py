@@ -47,9 +47,14 @@ def _example(row: pd.Series, dtypes: dict) -> bytes:
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
 
 
-def _model_scores(model_dir: str, frame: pd.DataFrame) -> np.ndarray:
-    versions = sorted((name for name in os.listdir(model_dir) if name.isdigit()), key=int)
-    model = tf.saved_model.load(os.path.join(model_dir, versions[-1]))
+def labels(frame: pd.DataFrame) -> np.ndarray:
+    """The big-tipper label of each trip, as the Transform graph computes it."""
+    return _labels(frame)
+
+
+def saved_model_scores(saved_model_dir: str, frame: pd.DataFrame) -> np.ndarray:
+    """P(big tipper) of each trip, from a SavedModel's serialized-example signature."""
+    model = tf.saved_model.load(saved_model_dir)
     serving_default = model.signatures[signatures.SERVING_DEFAULT]
     dtypes = {key: spec.dtype for key, spec in serving_default.structured_input_signature[1].items()}
     serve_examples = model.signatures[signatures.SERVING_TF_EXAMPLE]
@@ -61,8 +66,15 @@ def _model_scores(model_dir: str, frame: pd.DataFrame) -> np.ndarray:
     return np.concatenate(scores)
 
 
+def _model_scores(model_dir: str, frame: pd.DataFrame) -> np.ndarray:
+    versions = sorted((name for name in os.listdir(model_dir) if name.isdigit()), key=int)
+    return saved_model_scores(os.path.join(model_dir, versions[-1]), frame)
+
+
 def _raw_matrix(frame: pd.DataFrame, categories: dict) -> pd.DataFrame:
-    matrix = frame[features.RAW_FEATURE_KEYS].copy()
+    # The raw columns of the trip itself: the timestamp (the holiday join's key) is left out,
+    # since a tree on raw Unix time cannot extrapolate to a later year.
+    matrix = frame[[key for key in features.RAW_FEATURE_KEYS if key not in features.EXTERNAL_JOIN_KEYS]].copy()
     for key in features.VOCABULARY_FEATURE_KEYS:
         matrix[key] = pd.Categorical(matrix[key], categories=categories[key]).codes
     return matrix

@@ -7,6 +7,7 @@ from typing import List
 
 import tensorflow as tf
 import tensorflow_transform as tft
+import tf_keras as keras
 from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
@@ -24,11 +25,12 @@ def _dataset(
     tf_transform_output: tft.TFTransformOutput,
     batch_size: int,
     model_input_names: List[str],
+    seed: int,
 ) -> tf.data.Dataset:
-    """Returns batches of (model inputs, label) read from transformed examples."""
+    """Returns batches of (model inputs, label) read from transformed examples, shuffled with `seed`."""
     dataset = data_accessor.tf_dataset_factory(
         file_pattern,
-        tfxio.TensorFlowDatasetOptions(batch_size=batch_size, label_key=features.LABEL_KEY),
+        tfxio.TensorFlowDatasetOptions(batch_size=batch_size, label_key=features.LABEL_KEY, shuffle_seed=seed),
         tf_transform_output.transformed_metadata.schema,
     )
     return dataset.map(
@@ -46,12 +48,13 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     """
     hparams = HParams.from_config(fn_args.custom_config or {})
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
+    keras.utils.set_random_seed(hparams.seed)
     model = build_model(categorical_sizes(tf_transform_output, hparams.external_features), hparams)
     train_dataset = _dataset(
-        fn_args.train_files, fn_args.data_accessor, tf_transform_output, hparams.train_batch_size, model.input_names
+        fn_args.train_files, fn_args.data_accessor, tf_transform_output, hparams.train_batch_size, model.input_names, hparams.seed
     )
     eval_dataset = _dataset(
-        fn_args.eval_files, fn_args.data_accessor, tf_transform_output, hparams.eval_batch_size, model.input_names
+        fn_args.eval_files, fn_args.data_accessor, tf_transform_output, hparams.eval_batch_size, model.input_names, hparams.seed
     )
     logger.info("training for %d steps with %s", fn_args.train_steps, hparams)
     model.fit(

@@ -114,7 +114,7 @@ def check_table(
     return result
 
 
-def _write_statistics(statistics: tfx.dsl.components.OutputArtifact, by_split: Dict[str, statistics_pb2.DatasetFeatureStatisticsList]) -> None:
+def _write_statistics(statistics: standard_artifacts.ExampleStatistics, by_split: Dict[str, statistics_pb2.DatasetFeatureStatisticsList]) -> None:
     for split, proto in by_split.items():
         io_utils.write_bytes_file(os.path.join(statistics.uri, f"Split-{split}", STATISTICS_FILE), proto.SerializeToString())
     statistics.split_names = artifact_utils.encode_split_names(sorted(by_split))
@@ -124,7 +124,9 @@ def _write_statistics(statistics: tfx.dsl.components.OutputArtifact, by_split: D
 def ExternalFeatureCheck(
     examples: tfx.dsl.components.InputArtifact[standard_artifacts.Examples],
     external_tables: tfx.dsl.components.InputArtifact[ExternalTables],
-    statistics: tfx.dsl.components.OutputArtifact[standard_artifacts.ExampleStatistics],
+    # Not "statistics": the Airflow runner names artifacts "<output key>:<run id>", and
+    # StatisticsGen's output of the same type already takes that name.
+    joined_statistics: tfx.dsl.components.OutputArtifact[standard_artifacts.ExampleStatistics],
     report: tfx.dsl.components.OutputArtifact[ExternalFeatureReport],
     drift_config: tfx.dsl.components.Parameter[str],
 ) -> None:
@@ -143,7 +145,7 @@ def ExternalFeatureCheck(
         for span, proto in checked.pop("statistics").items():
             by_split[f"{name}-span-{span}"] = proto
         summary["tables"][name] = checked
-    _write_statistics(statistics, by_split)
+    _write_statistics(joined_statistics, by_split)
     with tf.io.gfile.GFile(os.path.join(report.uri, REPORT_FILE), "w") as report_file:
         json.dump(summary, report_file, indent=2)
 

@@ -148,6 +148,29 @@ def _drift_section(drift: Optional[Dict[str, Any]]) -> str:
     return head + _table(["feature", "measure", "score", "threshold", ""], rows, numeric=(2, 3))
 
 
+def _external_section(summary: run_summary.RunSummary, statistics_uri: Optional[str]) -> str:
+    """The external tables the run joined, and the checks of the joined columns per span."""
+    if not summary.external_tables:
+        return "<p>No external table was imported in this run.</p>"
+    rows = [
+        [_e(name), f"<code>{_e(record['source_uri'])}</code>", f"<code>{_e(record['sha256'])}</code>",
+         _count(record["rows"]), _e(f"{record['first_key']} .. {record['last_key']}")]
+        for name, record in sorted(summary.external_tables.items())
+    ]
+    parts = [_table(["table", "source", "sha256", "rows", "keys"], rows, numeric=(3,))]
+    for name, checked in sorted(((summary.external_report or {}).get("tables") or {}).items()):
+        span_rows = [[_e(span), _count(counts["trips"]), _count(counts["unmatched"])] for span, counts in checked["spans"].items()]
+        parts.append(f"<h3>{_e(name)}: trips joined per span</h3>")
+        parts.append(_table(["span", "trips", "no row in the table"], span_rows, numeric=(1, 2)))
+        if checked["anomalies"]:
+            parts.append("<ul>" + "".join(f'<li class="bad">{_e(line)}</li>' for line in checked["anomalies"]) + "</ul>")
+        parts.append(f"<h3>{_e(name)}: drift of the joined columns</h3>")
+        parts.append(_drift_section({**checked, "on_drift": summary.external_report.get("on_drift")}))
+    parts.append("<h3>Statistics of the joined columns</h3>")
+    parts.append(_statistics_section(statistics_uri))
+    return "".join(parts)
+
+
 def _evaluation_section(summary: run_summary.RunSummary, thresholds: Dict[str, str]) -> str:
     if not summary.metrics:
         return "<p>Not evaluated: the run stopped before the Evaluator.</p>"
@@ -267,6 +290,7 @@ def write_report(
     summary = run_summary.collect(connection_config, pipeline_name, after_execution_id)
     store = metadata_store.MetadataStore(connection_config)
     statistics = _node_outputs(store, pipeline_name, pipeline_def.STATISTICS_GEN, after_execution_id).get("statistics")
+    joined_statistics = _node_outputs(store, pipeline_name, pipeline_def.EXTERNAL_FEATURE_CHECK, after_execution_id).get("joined_statistics")
     thresholds: Dict[str, str] = {}
     evaluation = _node_outputs(store, pipeline_name, pipeline_def.EVALUATOR, after_execution_id).get("evaluation")
     if evaluation:
@@ -306,6 +330,7 @@ def write_report(
 <h2>Data: anomalies</h2>{anomalies}
 <h2>Data: drift</h2>{_drift_section(getattr(summary, 'drift', None))}
 <h2>Data: statistics</h2>{_statistics_section(statistics[0].uri if statistics else None)}
+<h2>Data: external tables</h2>{_external_section(summary, joined_statistics[0].uri if joined_statistics else None)}
 <h2>Components</h2>{_table(['component', 'state', 'seconds'], timing_rows, numeric=(2,)) if timings else '<p>No timings recorded.</p>'}
 <p class="meta">total {total:.1f}s</p>
 <h2>Lineage of what serves</h2>{_lineage_section(traced, lineage_note)}

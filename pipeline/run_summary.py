@@ -11,10 +11,11 @@ from tfx.orchestration import metadata
 from tfx.types import artifact_utils
 
 from modules import features
-from pipeline import pipeline as pipeline_def
+from pipeline import external_check, pipeline as pipeline_def
 from pipeline.data_gate import read_anomalies
 from pipeline.drift import describe as describe_drift
 from pipeline.drift import read_report as read_drift_report
+from pipeline.external_tables import TABLES_PROPERTY
 from pipeline.pusher import NOT_PUSHED_REASON_PROPERTY
 from pipeline.span_example_gen import SPANS_PROPERTY
 
@@ -43,6 +44,10 @@ class RunSummary:
     already_serving_version: Optional[str] = None
     pushed_version: Optional[str] = None
     model_uri: Optional[str] = None
+    # Per external table: source_uri, sha256, rows, first_key, last_key (ExternalTableGen).
+    external_tables: Optional[Dict[str, dict]] = None
+    # The ExternalFeatureCheck report: joined columns per span, anomalies, drift.
+    external_report: Optional[dict] = None
     slices: Dict[str, Dict[str, float]] = dataclasses.field(default_factory=dict)
 
     @property
@@ -155,6 +160,12 @@ def collect(
         if anomalies:
             split_names = artifact_utils.decode_split_names(anomalies[0].properties["split_names"].string_value)
             summary.anomalies = read_anomalies(anomalies[0].uri, split_names)
+        tables = outputs_of(pipeline_def.EXTERNAL_TABLE_GEN).get("tables")
+        if tables:
+            summary.external_tables = json.loads(_custom(tables[0], TABLES_PROPERTY) or "{}")
+        external_report = outputs_of(pipeline_def.EXTERNAL_FEATURE_CHECK).get("report")
+        if external_report:
+            summary.external_report = external_check.read_report(external_report[0].uri)
         drift_report = outputs_of(pipeline_def.DRIFT_CHECK).get("drift_report")
         if drift_report:
             summary.drift = read_drift_report(drift_report[0].uri)
@@ -195,6 +206,22 @@ def format_summary(summary: RunSummary, thresholds_text: Dict[str, str], timings
     else:
         lines.append(f"data anomalies: {len(summary.anomalies) or 'none'}")
         lines.extend(f"  - {line}" for line in summary.anomalies)
+    for name, record in sorted((summary.external_tables or {}).items()):
+        lines.append(
+            f"external table {name}: {record['rows']} rows, {record['first_key']} .. {record['last_key']}, "
+            f"sha256 {record['sha256'][:12]}"
+        )
+    if summary.external_report is not None:
+        refused = external_check.refusals(summary.external_report)
+        scores = [
+            f"{score['feature']} {score['score']:.3f}"
+            for checked in summary.external_report["tables"].values()
+            for score in checked["scores"][:3]
+        ]
+        drift = f"; drift highest scores {', '.join(scores)}" if scores else ""
+        lines.append(f"joined columns: {len(refused) or 'every trip matched, no'} anomalies{drift}")
+        lines.extend(f"  - {line}" for line in refused)
+        lines.extend(f"  DRIFT over threshold: {line}" for line in external_check.drifted(summary.external_report))
     if summary.drift and summary.drift.get("error"):
         lines.append(f"drift: not computed ({summary.drift['error']})")
     elif summary.drift and summary.drift["compared_spans"]:

@@ -13,8 +13,10 @@ import sys
 
 import pytest
 
+from pipeline import configs
 from pipeline import pipeline as taxi_pipeline
 from pipeline.airflow_config import DAG_ID
+from pipeline.external_tables import resolve_sources
 from tests.conftest import REPO_ROOT, SAMPLE_OPTIONS, sample_data_root
 
 pytestmark = pytest.mark.slow
@@ -30,6 +32,7 @@ def _pipeline_upstream() -> dict:
         spans=[1, 2, 3],
         serving_model_dir="/unused/serving",
         metadata_connection_config=None,
+        options=configs.PipelineOptions(external_tables=resolve_sources()),
     )
     return {node.id: sorted(upstream.id for upstream in node.upstream_nodes) for node in pipeline.components}
 
