@@ -23,6 +23,7 @@ trips); and per-column sums and counts over all transformed rows.
 import argparse
 import csv
 import dataclasses
+import functools
 import json
 import os
 import pathlib
@@ -47,6 +48,7 @@ from tfx_bsl.public import tfxio  # noqa: E402
 
 from modules.preprocessing import preprocessing_fn  # noqa: E402
 from pipeline.beam_runners import DirectRunnerConfig, beam_args_for  # noqa: E402
+from pipeline.external_tables import resolve_sources  # noqa: E402
 from pipeline.pipeline import CURATED_SCHEMA_PATH  # noqa: E402
 from pipeline.synthetic_data import generate  # noqa: E402
 
@@ -143,13 +145,17 @@ def run_transform(data_root: pathlib.Path, beam_args: List[str], output_dir: pat
         telemetry_descriptors=["benchmark"],
     )
     sums_path = output_dir / "sums.json"
+    # The shipped external tables, as EnrichingTransform passes them in a pipeline run.
+    tables_config = {"external_tables": {source.name: source.uri for source in resolve_sources()}}
     with beam.Pipeline(options=PipelineOptions(beam_args)) as pipeline:
         with tft_beam.Context(temp_dir=str(output_dir / "tmp")):
             raw = pipeline | "ReadCsv" >> source.BeamSource()
             (transformed, _), transform_fn = (
                 raw,
                 source.TensorAdapterConfig(),
-            ) | "AnalyzeAndTransform" >> tft_beam.AnalyzeAndTransformDataset(preprocessing_fn, output_record_batches=True)
+            ) | "AnalyzeAndTransform" >> tft_beam.AnalyzeAndTransformDataset(
+                functools.partial(preprocessing_fn, custom_config=tables_config), output_record_batches=True
+            )
             _ = transform_fn | "WriteTransformFn" >> tft_beam.WriteTransformFn(str(output_dir))
             _ = (
                 transformed

@@ -17,8 +17,12 @@ import os
 import shutil
 import statistics
 import sys
+import warnings
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Google client libraries' Python-version notices and TFMA's NaN recall of one-class slices.
+warnings.filterwarnings("ignore", category=FutureWarning)
+warnings.filterwarnings("ignore", category=RuntimeWarning)
 
 import pandas as pd  # noqa: E402
 from sklearn.metrics import accuracy_score, roc_auc_score  # noqa: E402
