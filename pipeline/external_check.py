@@ -58,12 +58,25 @@ def joined_schema(spec: external.ExternalTableSpec) -> schema_pb2.Schema:
 
 
 def joined_frame(trips: pd.DataFrame, table: external.ExternalTable) -> pd.DataFrame:
-    """Joins trips (a frame with the spec's join column) to the table, as the Transform graph does."""
-    column = trips[table.spec.join_feature]
+    """Joins trips to the table, as the Transform graph does. A trip without the join column,
+    or with a value that is not a number, has no key (the schema check reports such values)."""
+    if table.spec.join_feature in trips:
+        column = pd.to_numeric(trips[table.spec.join_feature], errors="coerce")
+    else:
+        column = pd.Series([float("nan")] * len(trips))
     present = column.notna().to_numpy()
     keys = column.fillna(0).astype("int64").to_numpy()
     joined = external.join(tf.constant(keys), tf.constant(present), table)
     return pd.DataFrame({name: values.numpy() for name, values in joined.items()})
+
+
+def _read_column(path: str, column: str) -> pd.DataFrame:
+    """One column of a CSV file (any path tf.io.gfile reads), as strings. When the header lacks
+    it, the frame has the file's first column instead, so the trips are still counted."""
+    with tf.io.gfile.GFile(path) as csv_file:
+        header = pd.read_csv(csv_file, nrows=0).columns
+    with tf.io.gfile.GFile(path) as csv_file:
+        return pd.read_csv(csv_file, usecols=[column if column in header else header[0]], dtype=str)
 
 
 def _span_files(examples: standard_artifacts.Examples) -> Dict[int, List[str]]:
@@ -89,7 +102,7 @@ def check_table(
     result: Dict[str, object] = {"spans": {}, "anomalies": [], "compared_spans": None, "scores": [], "statistics": {}}
     coverage = f"{table.key_text(table.keys[0])} .. {table.key_text(table.keys[-1])}"
     for span, paths in span_files.items():
-        trips = pd.concat([pd.read_csv(path, usecols=[spec.join_feature]) for path in paths], ignore_index=True)
+        trips = pd.concat([_read_column(path, spec.join_feature) for path in paths], ignore_index=True)
         joined = joined_frame(trips, table)
         unmatched = int((joined[spec.joined[0]] == features.MISSING_INT).sum())
         result["spans"][span] = {"trips": len(trips), "unmatched": unmatched}

@@ -1,0 +1,59 @@
+"""ExternalFeatureCheck's logic on tiny spans: per-span matching, schema anomalies and drift of
+the joined columns."""
+from modules import external, features
+from pipeline import configs
+from pipeline.external_check import check_table, drifted, joined_schema, refusals
+from tests.conftest import trip, write_csv, write_holiday_table
+
+FRIDAY = 1400269500  # 2014-05-16 19:45
+DAY = 86400
+
+
+def _check(tmp_path, span_1, span_2):
+    table_path = write_holiday_table(
+        tmp_path / "holidays.csv", ["2014-05-16,4,0,0,", "2014-05-25,6,0,1,", "2014-05-26,0,1,0,Memorial Day"]
+    )
+    table = external.read_table(str(table_path), external.HOLIDAYS)
+    files = {
+        1: [str(write_csv(tmp_path / "span-1" / "data.csv", span_1))],
+        2: [str(write_csv(tmp_path / "span-2" / "data.csv", span_2))],
+    }
+    return check_table(table, files, configs.DriftConfig())
+
+
+def test_matched_spans_have_no_anomaly_and_every_joined_column_is_scored(tmp_path):
+    same = [trip(), trip(trip_start_timestamp=FRIDAY + 9 * DAY)] * 10
+    checked = _check(tmp_path, same, same)
+    assert checked["spans"] == {1: {"trips": 20, "unmatched": 0}, 2: {"trips": 20, "unmatched": 0}}
+    assert checked["anomalies"] == []
+    assert checked["compared_spans"] == [1, 2]
+    assert {score["feature"] for score in checked["scores"]} == set(features.EXTERNAL_FEATURE_SIZES[features.HOLIDAY_TABLE])
+    assert all(score["measure"] == "L-infinity" and not score["drifted"] for score in checked["scores"])
+
+
+def test_trips_outside_the_table_are_counted_and_break_the_joined_schema(tmp_path):
+    outside = [trip(trip_start_timestamp=FRIDAY + 4 * DAY)] * 3 + [trip()] * 7
+    checked = _check(tmp_path, [trip()] * 10, outside)
+    assert checked["spans"][2] == {"trips": 10, "unmatched": 3}
+    report = {"tables": {features.HOLIDAY_TABLE: checked}}
+    lines = refusals(report)
+    assert lines[0] == (
+        "span 2: 3 of 10 trips have no row in external table 'us_il_holidays' "
+        "(it covers 2014-05-16 .. 2014-05-26; joined on trip_start_timestamp)"
+    )
+    # TFDV's own check against the schema made from the table's spec names the columns too.
+    assert any("span 2: feature 'is_holiday'" in line for line in lines[1:])
+
+
+def test_a_span_of_holidays_drifts_from_a_span_of_ordinary_days(tmp_path):
+    checked = _check(tmp_path, [trip()] * 10, [trip(trip_start_timestamp=FRIDAY + 10 * DAY)] * 10)
+    scores = {score["feature"]: score for score in checked["scores"]}
+    assert scores["is_holiday"]["score"] == 1.0 and scores["is_holiday"]["drifted"]
+    (line, *_) = [text for text in drifted({"tables": {features.HOLIDAY_TABLE: checked}}) if "is_holiday" in text]
+    assert line.startswith("us_il_holidays.is_holiday L-infinity 1.000 > 0.15 (span 2 against span 1)")
+
+
+def test_the_joined_schema_holds_each_column_s_range():
+    schema = joined_schema(external.HOLIDAYS)
+    ranges = {feature.name: (feature.int_domain.min, feature.int_domain.max) for feature in schema.feature}
+    assert ranges == {"day_of_week": (0, 6), "is_holiday": (0, 1), "is_day_before_holiday": (0, 1)}
