@@ -6,6 +6,7 @@ import subprocess
 import pytest
 
 from pipeline import configs, report
+from pipeline.external_tables import resolve_sources
 
 pytestmark = pytest.mark.slow
 
@@ -35,6 +36,10 @@ def test_report_holds_decision_metrics_timings_and_lineage(report_path, small_pi
     assert "Trainer" in page and "30.9" in page
     assert f"version {summary.pushed_version}" in page
     assert "trip_miles" in page  # the per-feature statistics
+    # The external table with its fingerprint, and the joined columns' checks per span.
+    (source,) = resolve_sources()
+    assert source.sha256 in page and "us_il_holidays: trips joined per span" in page
+    assert "us_il_holidays-span-3 split" in page and "is_day_before_holiday" in page
 
 
 def test_report_needs_no_network(report_path):
