@@ -9,6 +9,7 @@ import pytest
 from pipeline import configs
 from pipeline import pipeline as taxi_pipeline
 from pipeline import vertex_runner
+from pipeline.external_tables import resolve_sources
 
 IMAGE = "us-central1-docker.pkg.dev/my-project/tfx/taxi:7"
 FLAGS = [
@@ -118,6 +119,14 @@ def test_locations_spans_and_schema_are_the_configured_ones(compiled):
     parameter = _tasks(compiled)[taxi_pipeline.EXAMPLE_GEN]["inputs"]["parameters"]["custom_config"]
     custom_config = json.loads(parameter["runtimeValue"]["constantValue"]["stringValue"])
     assert custom_config["custom_config"]["static_range"] == {"start_span_number": 2, "end_span_number": 4}
+
+
+def test_external_tables_are_read_inside_the_image_with_this_checkout_s_fingerprint(compiled):
+    parameter = _tasks(compiled)[taxi_pipeline.EXTERNAL_TABLE_GEN]["inputs"]["parameters"]["sources"]
+    (source,) = json.loads(parameter["runtimeValue"]["constantValue"]["stringValue"])
+    (shipped,) = resolve_sources()
+    assert source["uri"] == f"{vertex_runner.CONTAINER_REPO_ROOT}/data/external/us_il_holidays/v1/holidays.csv"
+    assert source["sha256"] == shipped.sha256
 
 
 def test_the_dockerfile_builds_the_image_the_spec_expects():
