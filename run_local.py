@@ -72,6 +72,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     """Runs the pipeline and prints the summary; returns the exit code."""
     args = parse_args(argv)
+    from serving.console import import_tensorflow
+
+    import_tensorflow()
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     warnings.filterwarnings("ignore", category=FutureWarning)
     # TFMA divides by zero for slices with no positive example; the metric is reported as NaN.

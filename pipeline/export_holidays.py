@@ -13,8 +13,11 @@ existing version is refused, so a model's lineage always points at the table it 
 """
 import os
 
-# Before TensorFlow is imported (modules.external imports it): keep start-up notices quiet.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+if __name__ == "__main__":
+    # Before TensorFlow is imported (modules.external imports it): keep start-up notices quiet.
+    from serving.console import import_tensorflow
+
+    import_tensorflow()
 
 import argparse  # noqa: E402
 import csv  # noqa: E402

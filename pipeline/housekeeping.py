@@ -23,8 +23,10 @@ import warnings
 
 if __name__ == "__main__":
     # Before TensorFlow is imported: keep its start-up notices off the terminal.
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     warnings.filterwarnings("ignore", category=FutureWarning)
+    from serving.console import import_tensorflow
+
+    import_tensorflow()
 
 import argparse
 import dataclasses

@@ -96,6 +96,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--train-steps", type=int, default=None, help="training steps per run")
     parser.add_argument("--on-drift", choices=[configs.DRIFT_STOP, configs.DRIFT_WARN], default=None, help="drift policy")
     args = parser.parse_args(argv)
+    from serving.console import import_tensorflow
+
+    import_tensorflow()
 
     from pipeline import progress
     from pipeline.code_fingerprint import module_fingerprint

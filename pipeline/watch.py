@@ -70,6 +70,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--span-window", type=int, default=None, help="train on the newest K spans")
     parser.add_argument("--train-steps", type=int, default=None, help="training steps per run")
     args = parser.parse_args(argv)
+    from serving.console import import_tensorflow
+
+    import_tensorflow()
 
     from pipeline import progress
     from pipeline.code_fingerprint import module_fingerprint

@@ -15,9 +15,11 @@ stops accepting, finishes in-flight requests and exits 0.
 """
 import os
 
-# TensorFlow reads this when it is first imported (below, through serving.server): hide its
-# INFO/WARNING console chatter by default but keep errors; an explicit setting wins.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from serving.console import import_tensorflow  # noqa: E402
+
+# Before anything below imports TensorFlow: hide its INFO/WARNING console chatter by default
+# but keep errors; an explicit TF_CPP_MIN_LOG_LEVEL wins.
+import_tensorflow()
 
 import argparse  # noqa: E402
 import logging  # noqa: E402
