@@ -71,14 +71,34 @@ class ExternalTableSpec:
     columns: Tuple[ExternalColumn, ...]
     joined: Tuple[str, ...]
 
+    def __post_init__(self) -> None:
+        if self.key_type not in (DATE, INT64):
+            raise ValueError(f"external table {self.name!r}: key type {self.key_type!r} is not {DATE!r} or {INT64!r}")
+        for column in self.columns:
+            if column.dtype not in (INT64, STRING):
+                raise ValueError(f"external table {self.name!r}: column {column.name!r} has dtype {column.dtype!r}")
+        for name in self.joined:
+            column = self.column(name)
+            if column.dtype != INT64 or column.min_value is None or column.max_value is None:
+                raise ValueError(
+                    f"external table {self.name!r}: joined column {name!r} must be {INT64} with a min and a max value"
+                )
+
     @property
     def header(self) -> List[str]:
         """The table's header row."""
         return [self.key_column] + [column.name for column in self.columns]
 
     def column(self, name: str) -> ExternalColumn:
-        """Returns the value column called `name`."""
-        return next(column for column in self.columns if column.name == name)
+        """Returns the value column called `name`.
+
+        Raises:
+            KeyError: when the spec has no such column.
+        """
+        for column in self.columns:
+            if column.name == name:
+                return column
+        raise KeyError(f"external table {self.name!r} has no column {name!r}; its columns are {self.header[1:]}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,6 +114,11 @@ class ExternalTable:
         return (_EPOCH + datetime.timedelta(days=key)).isoformat() if self.spec.key_type == DATE else str(key)
 
 
+def _joined_column(table: str, name: str) -> ExternalColumn:
+    """A joined column whose range, 0 .. size - 1, comes from `features.EXTERNAL_FEATURE_SIZES`."""
+    return ExternalColumn(name, INT64, 0, features.EXTERNAL_FEATURE_SIZES[table][name] - 1)
+
+
 # The US and Illinois public holidays, exported by `python -m pipeline.export_holidays`.
 # Days of the week count from Monday (0) to Sunday (6), as Python's `date.weekday()` does.
 HOLIDAYS = ExternalTableSpec(
@@ -102,9 +127,9 @@ HOLIDAYS = ExternalTableSpec(
     key_type=DATE,
     join_feature=features.TIMESTAMP_KEY,
     columns=(
-        ExternalColumn("day_of_week", INT64, 0, 6),
-        ExternalColumn("is_holiday", INT64, 0, 1),
-        ExternalColumn("is_day_before_holiday", INT64, 0, 1),
+        _joined_column(features.HOLIDAY_TABLE, "day_of_week"),
+        _joined_column(features.HOLIDAY_TABLE, "is_holiday"),
+        _joined_column(features.HOLIDAY_TABLE, "is_day_before_holiday"),
         ExternalColumn("holiday_name", STRING),
     ),
     joined=tuple(features.EXTERNAL_FEATURE_SIZES[features.HOLIDAY_TABLE]),
@@ -138,7 +163,8 @@ def parse_table(text: str, spec: ExternalTableSpec, source: str) -> ExternalTabl
             number of fields, a key or value does not parse as its type or is out of its
             range, a key repeats, or the table has no row. Up to ten problems are listed.
     """
-    rows = list(csv.reader(io.StringIO(text)))
+    # A byte-order mark, as spreadsheet programs write, is not part of the first header.
+    rows = list(csv.reader(io.StringIO(text.lstrip("\ufeff"))))
     if not rows:
         raise ExternalTableError(f"external table {spec.name!r} ({source}) is empty: expected header {spec.header}")
     if rows[0] != spec.header:
@@ -203,6 +229,13 @@ def parse_table(text: str, spec: ExternalTableSpec, source: str) -> ExternalTabl
 
 def read_table(path: str, spec: ExternalTableSpec) -> ExternalTable:
     """Reads and validates an external table file (any path tf.io.gfile reads: local, gs://).
+
+    Args:
+        path: The table's file.
+        spec: What the table must hold.
+
+    Returns:
+        The table, keys ascending.
 
     Raises:
         ExternalTableError: see `parse_table`.

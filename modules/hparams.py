@@ -21,8 +21,9 @@ class HParams:
     # Read the columns joined from external tables (the holiday calendar). Transform computes
     # them either way; False trains the model without them, to measure what they add.
     external_features: bool = True
-    # Seeds weight initialisation, dropout and the shuffling of training examples, so the same
-    # data, code and hyperparameters train the same model.
+    # Seeds weight initialisation, dropout and the shuffling of training examples, so reruns on
+    # the same data, code and hyperparameters train nearly the same model (TensorFlow on CPU is
+    # not bit-for-bit deterministic across thread schedules).
     seed: int = 0
 
     @classmethod

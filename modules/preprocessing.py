@@ -45,7 +45,7 @@ def _external_tables(custom_config: Optional[Mapping[str, Any]]) -> Dict[str, ex
     files = (custom_config or {}).get(EXTERNAL_TABLES_CONFIG_KEY) or {}
     missing = sorted(set(external.TABLES) - set(files))
     if missing:
-        raise external.ExternalTableError(
+        raise ValueError(
             f"preprocessing_fn joins external tables {missing} but custom_config[{EXTERNAL_TABLES_CONFIG_KEY!r}] "
             f"names no file for them (it names {sorted(files)})"
         )
@@ -72,7 +72,8 @@ def preprocessing_fn(
         label under `features.LABEL_KEY`.
 
     Raises:
-        modules.external.ExternalTableError: when a table's file is not named or is malformed.
+        ValueError: when custom_config names no file for a table the model joins.
+        modules.external.ExternalTableError: when a table's file is malformed.
     """
     outputs: Dict[str, tf.Tensor] = {}
     for name, table in _external_tables(custom_config).items():

@@ -29,7 +29,7 @@ ENVIRONMENT_VARIABLES: Dict[str, str] = {
     "TAXI_ON_DRIFT": f"when the newest span drifted: {configs.DRIFT_STOP} the run or {configs.DRIFT_WARN} and train (default: {configs.DriftConfig.on_drift})",
     "TAXI_BEAM_MODE": "DirectRunner mode on the Airflow worker: in_memory or multi_processing (default: in_memory)",
     "TAXI_BEAM_WORKERS": "workers for multi_processing (default: one per core)",
-    "TAXI_EXTERNAL_TABLES": "other files for external tables, NAME=PATH[,NAME=PATH] (default: the versioned tables under data/external/)",
+    "TAXI_EXTERNAL_TABLES": "other files for external tables, NAME=PATH[,NAME=PATH] (default: the versioned tables under TAXI_DATA_ROOT/external/)",
 }
 
 # TFX's AirflowDagRunner names the DAG after the pipeline.
@@ -109,8 +109,8 @@ def _external_tables(environ: Mapping[str, str]) -> Dict[str, str]:
     tables: Dict[str, str] = {}
     for item in filter(None, (part.strip() for part in value.split(","))):
         name, separator, path = item.partition("=")
-        if not separator or not name or not os.path.isabs(path):
-            raise AirflowConfigError(f"TAXI_EXTERNAL_TABLES: {item!r} is not NAME=/absolute/path")
+        if not separator or not name or not (os.path.isabs(path) or "://" in path):
+            raise AirflowConfigError(f"TAXI_EXTERNAL_TABLES: {item!r} is not NAME=/absolute/path or NAME=scheme://uri")
         tables[name] = path
     return tables
 

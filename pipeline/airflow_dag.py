@@ -35,6 +35,8 @@ def build_dag(settings: AirflowSettings, fingerprint: Optional[str] = None) -> m
 
     Raises:
         pipeline.spans.SpanError: when the data root holds no usable span.
+        ValueError: when TAXI_EXTERNAL_TABLES names a table the model does not join.
+        FileNotFoundError: when an external table's file does not exist.
     """
     span_numbers = spans.window(spans.discover_spans(settings.data_root), settings.span_window)
     options = configs.PipelineOptions(
@@ -44,7 +46,8 @@ def build_dag(settings: AirflowSettings, fingerprint: Optional[str] = None) -> m
         thresholds=settings.thresholds,
         drift=configs.DriftConfig(on_drift=settings.on_drift),
         module_fingerprint=fingerprint if fingerprint is not None else module_fingerprint(),
-        external_tables=resolve_sources(settings.external_tables),
+        # The tables live beside the spans, laid out like the repository's data/.
+        external_tables=resolve_sources(settings.external_tables, data_root=settings.data_root),
     )
     beam_runner = DirectRunnerConfig(mode=settings.beam_mode, num_workers=settings.beam_workers)
     pipeline = create_pipeline(

@@ -17,6 +17,7 @@ import tensorflow as tf
 import tensorflow_data_validation as tfdv
 from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
 from tfx import v1 as tfx
+from tfx.components.statistics_gen.stats_artifact_utils import BINARY_PB_BASENAME
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.types.artifact import Artifact
 from tfx.utils import io_utils
@@ -29,7 +30,6 @@ from pipeline.span_example_gen import SPAN_FILES_PROPERTY
 from pipeline.spans import span_of_folder
 
 REPORT_FILE = "external_features.json"
-STATISTICS_FILE = "FeatureStats.pb"
 
 
 class ExternalFeatureReport(Artifact):
@@ -43,6 +43,12 @@ def joined_schema(spec: external.ExternalTableSpec) -> schema_pb2.Schema:
 
     A trip the table has no row for gets `features.MISSING_INT`, outside every range, so an
     unmatched trip is a schema anomaly.
+
+    Args:
+        spec: The table's spec; its joined columns have bounds (checked by the spec).
+
+    Returns:
+        One categorical INT feature per joined column.
     """
     schema = schema_pb2.Schema()
     for name in spec.joined:
@@ -58,8 +64,16 @@ def joined_schema(spec: external.ExternalTableSpec) -> schema_pb2.Schema:
 
 
 def joined_frame(trips: pd.DataFrame, table: external.ExternalTable) -> pd.DataFrame:
-    """Joins trips to the table, as the Transform graph does. A trip without the join column,
-    or with a value that is not a number, has no key (the schema check reports such values)."""
+    """Joins trips to the table, as the Transform graph does.
+
+    Args:
+        trips: Trips, with the spec's join column as strings or numbers. A trip without the
+            column, or with a value that is not a number, has no key.
+        table: The validated table.
+
+    Returns:
+        One column per joined column, `features.MISSING_INT` where a trip has no row.
+    """
     if table.spec.join_feature in trips:
         column = pd.to_numeric(trips[table.spec.join_feature], errors="coerce")
     else:
@@ -128,9 +142,11 @@ def check_table(
 
 
 def _write_statistics(statistics: standard_artifacts.ExampleStatistics, by_split: Dict[str, statistics_pb2.DatasetFeatureStatisticsList]) -> None:
-    for split, proto in by_split.items():
-        io_utils.write_bytes_file(os.path.join(statistics.uri, f"Split-{split}", STATISTICS_FILE), proto.SerializeToString())
+    """Writes one statistics file per split, laid out as StatisticsGen lays out its own."""
     statistics.split_names = artifact_utils.encode_split_names(sorted(by_split))
+    for split, proto in by_split.items():
+        split_uri = artifact_utils.get_split_uri([statistics], split)
+        io_utils.write_bytes_file(os.path.join(split_uri, BINARY_PB_BASENAME), proto.SerializeToString())
 
 
 @tfx.dsl.components.component

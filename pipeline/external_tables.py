@@ -16,7 +16,7 @@ import hashlib
 import json
 import logging
 import os
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import tensorflow as tf
 from tfx import types
@@ -30,13 +30,13 @@ from tfx.types.component_spec import ChannelParameter
 from tfx.utils import json_utils
 
 from modules import external
+from modules.preprocessing import EXTERNAL_TABLES_CONFIG_KEY
 
 logger = logging.getLogger(__name__)
 
-# Key of `preprocessing_fn`'s custom_config that maps table names to table files.
-CUSTOM_CONFIG_KEY = "external_tables"
 # Custom property of the ExternalTables artifact: per table, source URI, SHA-256, rows, keys.
 TABLES_PROPERTY = "tables"
+# The input of EnrichingTransform that takes ExternalTableGen's output.
 EXTERNAL_TABLES_KEY = "external_tables"
 
 
@@ -61,11 +61,22 @@ def file_sha256(uri: str) -> str:
         return hashlib.sha256(table_file.read()).hexdigest()
 
 
+class ExternalTableChangedError(RuntimeError):
+    """A table's file changed between building the pipeline and running it."""
+
+
 def table_source(name: str, uri: str, sha256: Optional[str] = None) -> ExternalTableSource:
     """Describes table `name` read from `uri`, fingerprinting the file unless `sha256` is given.
 
-    Give `sha256` when `uri` is where the pipeline's steps will find the file (say inside a
-    container image) and not readable here; it is the SHA-256 of the same content.
+    Args:
+        name: One of `modules.external.TABLES`.
+        uri: The file: a local path (made absolute, so the record does not depend on the
+            working directory) or any URI tf.io.gfile reads, such as gs://.
+        sha256: The content's SHA-256, when `uri` is where the pipeline's steps will find the
+            file (say inside a container image) and it is not readable here.
+
+    Returns:
+        The source, fingerprinted.
 
     Raises:
         ValueError: when `name` is not one of `modules.external.TABLES`.
@@ -73,6 +84,8 @@ def table_source(name: str, uri: str, sha256: Optional[str] = None) -> ExternalT
     """
     if name not in external.TABLES:
         raise ValueError(f"unknown external table {name!r}; the model joins {sorted(external.TABLES)}")
+    if "://" not in uri and sha256 is None:
+        uri = os.path.abspath(uri)
     if sha256 is None and not tf.io.gfile.exists(uri):
         raise FileNotFoundError(f"external table {name!r}: no file at {uri}")
     return ExternalTableSource(name=name, uri=uri, sha256=sha256 or file_sha256(uri))
@@ -92,6 +105,12 @@ def shipped_table_path(name: str, data_root: str = REPO_DATA_ROOT) -> str:
 def parse_overrides(values: Sequence[str]) -> Dict[str, str]:
     """Parses `NAME=PATH` strings (a command line's or an environment variable's).
 
+    Args:
+        values: e.g. `["us_il_holidays=data/external/us_il_holidays/v2/holidays.csv"]`.
+
+    Returns:
+        Table name -> path.
+
     Raises:
         ValueError: when a value is not NAME=PATH or names an unknown table.
     """
@@ -106,8 +125,18 @@ def parse_overrides(values: Sequence[str]) -> Dict[str, str]:
     return overrides
 
 
-def resolve_sources(overrides: Optional[Mapping[str, str]] = None) -> Tuple[ExternalTableSource, ...]:
-    """Every table the model joins: the file in `overrides`, else the shipped one, fingerprinted.
+def resolve_sources(
+    overrides: Optional[Mapping[str, str]] = None, data_root: str = REPO_DATA_ROOT
+) -> Tuple[ExternalTableSource, ...]:
+    """Every table the model joins, fingerprinted now.
+
+    Args:
+        overrides: Table name -> file, replacing the default file of that table.
+        data_root: Where the default files are, laid out like the shipped `data/`
+            (`pipeline.configs.EXTERNAL_TABLE_FILES`); the repository's `data/` by default.
+
+    Returns:
+        One source per table of `modules.external.TABLES`, by name.
 
     Raises:
         ValueError: when `overrides` names an unknown table.
@@ -117,7 +146,15 @@ def resolve_sources(overrides: Optional[Mapping[str, str]] = None) -> Tuple[Exte
     unknown = sorted(set(overrides) - set(external.TABLES))
     if unknown:
         raise ValueError(f"unknown external tables {unknown}; the model joins {sorted(external.TABLES)}")
-    return tuple(table_source(name, overrides.get(name) or shipped_table_path(name)) for name in sorted(external.TABLES))
+    return tuple(
+        table_source(name, overrides.get(name) or shipped_table_path(name, data_root)) for name in sorted(external.TABLES)
+    )
+
+
+def refingerprint(sources: Sequence[ExternalTableSource]) -> Tuple[ExternalTableSource, ...]:
+    """The same files, fingerprinted again: for a process that builds a pipeline per run (the
+    watcher, the replay), so each run's parameter describes the file as it is then."""
+    return tuple(table_source(source.name, source.uri) for source in sources)
 
 
 def sources_json(sources: Sequence[ExternalTableSource]) -> str:
@@ -149,20 +186,35 @@ def table_records(artifact: ExternalTables) -> Dict[str, dict]:
 
 
 def load_tables(artifact_uri: str, names: Sequence[str]) -> Dict[str, external.ExternalTable]:
-    """Reads and validates the named tables of an ExternalTables artifact."""
+    """Reads and validates the named tables of an ExternalTables artifact.
+
+    Args:
+        artifact_uri: The artifact's folder.
+        names: Tables to read, e.g. `table_records(artifact)`'s keys.
+
+    Returns:
+        Table name -> table.
+
+    Raises:
+        modules.external.ExternalTableError: when a snapshot is malformed.
+    """
     return {name: external.read_table(table_file(artifact_uri, name), external.TABLES[name]) for name in names}
 
 
-@tfx.dsl.components.component
-def ExternalTableGen(
-    tables: tfx.dsl.components.OutputArtifact[ExternalTables],
-    sources: tfx.dsl.components.Parameter[str],
-) -> None:
-    """Validates each external table and snapshots it into the artifact, with its fingerprint.
+def snapshot_tables(sources: str, output_uri: str) -> Dict[str, dict]:
+    """Validates each table and copies it into `output_uri`; ExternalTableGen's work.
 
-    `sources` is `sources_json(...)`: name, URI and the SHA-256 the file had when the
-    pipeline was built. A file changed since then, or malformed, fails the run here, before
-    anything reads it.
+    Args:
+        sources: `sources_json(...)`: name, URI and the SHA-256 the file had when the pipeline
+            was built.
+        output_uri: The ExternalTables artifact's folder.
+
+    Returns:
+        Per table: source_uri, sha256, rows, first_key, last_key.
+
+    Raises:
+        ExternalTableChangedError: when a file's content is not the one the pipeline was built for.
+        modules.external.ExternalTableError: when a table is not UTF-8 text or is malformed.
     """
     records: Dict[str, dict] = {}
     for source in json.loads(sources):
@@ -170,7 +222,7 @@ def ExternalTableGen(
             content = source_file.read()
         sha256 = hashlib.sha256(content).hexdigest()
         if sha256 != source["sha256"]:
-            raise external.ExternalTableError(
+            raise ExternalTableChangedError(
                 f"external table {source['name']!r} ({source['uri']}) changed after the pipeline was built: "
                 f"SHA-256 {sha256}, expected {source['sha256']}; build the pipeline again"
             )
@@ -181,7 +233,7 @@ def ExternalTableGen(
                 f"external table {source['name']!r} ({source['uri']}) is not UTF-8 text: {error}"
             ) from error
         table = external.parse_table(text, external.TABLES[source["name"]], source["uri"])
-        with tf.io.gfile.GFile(table_file(tables.uri, source["name"]), "wb") as snapshot:
+        with tf.io.gfile.GFile(table_file(output_uri, source["name"]), "wb") as snapshot:
             snapshot.write(content)
         records[source["name"]] = {
             "source_uri": source["uri"],
@@ -191,6 +243,20 @@ def ExternalTableGen(
             "last_key": table.key_text(table.keys[-1]),
         }
         logger.info("external table %s: %d rows from %s, sha256 %s", source["name"], len(table.keys), source["uri"], sha256)
+    return records
+
+
+@tfx.dsl.components.component
+def ExternalTableGen(
+    tables: tfx.dsl.components.OutputArtifact[ExternalTables],
+    sources: tfx.dsl.components.Parameter[str],
+) -> None:
+    """Validates each external table and snapshots it into the artifact, with its fingerprint.
+
+    `sources` is `sources_json(...)`. A file changed since the pipeline was built, or a
+    malformed one, fails the run here, before anything reads it (see `snapshot_tables`).
+    """
+    records = snapshot_tables(sources, tables.uri)
     tables.set_string_custom_property(TABLES_PROPERTY, json.dumps(records, sort_keys=True))
 
 
@@ -206,12 +272,18 @@ class EnrichingTransformSpec(standard_component_specs.TransformSpec):
 class EnrichingTransformExecutor(transform_executor.Executor):
     """TFX's Transform executor; first puts the tables' files into `preprocessing_fn`'s custom_config."""
 
-    def Do(self, input_dict, output_dict, exec_properties) -> None:
+    def Do(
+        self,
+        input_dict: Dict[str, List[types.Artifact]],
+        output_dict: Dict[str, List[types.Artifact]],
+        exec_properties: Dict[str, Any],
+    ) -> None:
+        """Runs TFX's Transform with the tables' files in `preprocessing_fn`'s custom_config."""
         input_dict = dict(input_dict)
         tables_artifact = input_dict.pop(EXTERNAL_TABLES_KEY)[0]
         config_key = standard_component_specs.CUSTOM_CONFIG_KEY
         custom_config = json_utils.loads(exec_properties.get(config_key) or "null") or {}
-        custom_config[CUSTOM_CONFIG_KEY] = {
+        custom_config[EXTERNAL_TABLES_CONFIG_KEY] = {
             name: table_file(tables_artifact.uri, name) for name in table_records(tables_artifact)
         }
         super().Do(input_dict, output_dict, {**exec_properties, config_key: json_utils.dumps(custom_config)})
@@ -234,7 +306,7 @@ class EnrichingTransform(Transform):
         external_tables: types.BaseChannel,
         preprocessing_fn: str,
         custom_config: Optional[Dict] = None,
-    ):
+    ) -> None:
         """Builds the component.
 
         Args:
@@ -242,7 +314,8 @@ class EnrichingTransform(Transform):
             schema: The raw data's schema.
             external_tables: An ExternalTableGen's `tables` output.
             preprocessing_fn: Dotted path of a `preprocessing_fn(inputs, custom_config)`.
-            custom_config: Passed to `preprocessing_fn`, with CUSTOM_CONFIG_KEY added at run time.
+            custom_config: Passed to `preprocessing_fn`, with the tables' files added at run time
+                under `modules.preprocessing.EXTERNAL_TABLES_CONFIG_KEY`.
         """
         artifact = standard_artifacts
         spec = EnrichingTransformSpec(

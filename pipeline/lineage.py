@@ -139,6 +139,8 @@ class TransformLineage:
 
 @dataclasses.dataclass
 class ExternalTablesLineage:
+    """The ExternalTables artifact Transform read, and what ExternalTableGen recorded of each table."""
+
     tables: ArtifactInfo
     # Table name -> source_uri, sha256, rows, first_key, last_key (as ExternalTableGen recorded).
     records: Dict[str, Dict[str, Any]]

@@ -95,6 +95,7 @@ def run_once(
     from modules.external import ExternalTableError
     from pipeline.data_gate import DataAnomaliesError
     from pipeline.drift import DataDriftError
+    from pipeline.external_tables import refingerprint
     from pipeline.pipeline import create_pipeline
 
     started = time.monotonic()
@@ -104,6 +105,12 @@ def run_once(
         span_numbers = spans.window(spans.discover_spans(paths.data_root, complete_spans_only), options.span_window)
     except spans.SpanError as error:
         return RunResult(EXIT_DATA_REFUSED, [], None, [], time.monotonic() - started, str(error))
+    try:
+        # Fingerprinted as this run's pipeline is built, so a table edited while a watcher
+        # or a replay runs is imported again rather than refused as changed.
+        options = dataclasses.replace(options, external_tables=refingerprint(options.external_tables))
+    except FileNotFoundError as error:
+        return RunResult(EXIT_FAILED, span_numbers, None, [], time.monotonic() - started, str(error))
     os.makedirs(paths.output_dir, exist_ok=True)
     connection_config = tfx.orchestration.metadata.sqlite_metadata_connection_config(paths.metadata_path)
     pipeline = create_pipeline(

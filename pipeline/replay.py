@@ -95,6 +95,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--span-window", type=int, default=None, help="train on the newest K spans (default: all so far)")
     parser.add_argument("--train-steps", type=int, default=None, help="training steps per run")
     parser.add_argument("--on-drift", choices=[configs.DRIFT_STOP, configs.DRIFT_WARN], default=None, help="drift policy")
+    parser.add_argument(
+        "--external-table", action="append", default=[], metavar="NAME=PATH",
+        help="another file for an external table (default: the versioned tables under data/external/)",
+    )
     args = parser.parse_args(argv)
     from serving.console import import_tensorflow
 
@@ -104,10 +108,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from pipeline.code_fingerprint import module_fingerprint
 
     handler = progress.install(quiet=True)
-    from pipeline.external_tables import resolve_sources
+    from pipeline.external_tables import parse_overrides, resolve_sources
 
     options = configs.PipelineOptions(
-        span_window=args.span_window, module_fingerprint=module_fingerprint(), external_tables=resolve_sources()
+        span_window=args.span_window,
+        module_fingerprint=module_fingerprint(),
+        external_tables=resolve_sources(parse_overrides(args.external_table)),
     )
     if args.train_steps is not None:
         options = dataclasses.replace(options, train_steps=args.train_steps)

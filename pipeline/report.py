@@ -14,6 +14,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
+from tfx.components.statistics_gen.stats_artifact_utils import BINARY_PB_BASENAME
 
 from pipeline import lineage, run_summary
 from pipeline import pipeline as pipeline_def
@@ -95,7 +96,7 @@ def _statistics_section(statistics_uri: Optional[str]) -> str:
 
     parts = []
     for split in sorted(os.listdir(statistics_uri)):
-        stats_file = os.path.join(statistics_uri, split, "FeatureStats.pb")
+        stats_file = os.path.join(statistics_uri, split, BINARY_PB_BASENAME)
         if not split.startswith("Split-") or not os.path.exists(stats_file):
             continue
         dataset = tfdv.load_stats_binary(stats_file).datasets[0]

@@ -21,9 +21,12 @@ import dataclasses
 import json
 import os
 import sys
-from typing import Dict, List, Mapping, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Dict, List, Mapping, Optional, Sequence, Tuple
 
 from pipeline import configs
+
+if TYPE_CHECKING:  # the runner stays light until it compiles
+    from pipeline.external_tables import ExternalTableSource
 
 # Where the Dockerfile copies the repository inside the image. Components that read files
 # of the repository at run time (ImportSchemaGen reads the curated schema) are pointed here.
@@ -175,7 +178,7 @@ def beam_args(settings: VertexSettings) -> List[str]:
     )
 
 
-def container_table_sources() -> Tuple["ExternalTableSource", ...]:  # noqa: F821
+def container_table_sources() -> Tuple["ExternalTableSource", ...]:
     """The shipped external tables at their paths inside the image, fingerprinted from this
     checkout (the image is built from it)."""
     from pipeline.external_tables import file_sha256, shipped_table_path, table_source

@@ -69,6 +69,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--once", action="store_true", help="look once, run if there is a new span, and exit")
     parser.add_argument("--span-window", type=int, default=None, help="train on the newest K spans")
     parser.add_argument("--train-steps", type=int, default=None, help="training steps per run")
+    parser.add_argument(
+        "--external-table", action="append", default=[], metavar="NAME=PATH",
+        help="another file for an external table (default: the versioned tables under data/external/)",
+    )
     args = parser.parse_args(argv)
     from serving.console import import_tensorflow
 
@@ -79,10 +83,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from pipeline.replay import describe_step
 
     handler = progress.install(quiet=True)
-    from pipeline.external_tables import resolve_sources
+    from pipeline.external_tables import parse_overrides, resolve_sources
 
     options = configs.PipelineOptions(
-        span_window=args.span_window, module_fingerprint=module_fingerprint(), external_tables=resolve_sources()
+        span_window=args.span_window,
+        module_fingerprint=module_fingerprint(),
+        external_tables=resolve_sources(parse_overrides(args.external_table)),
     )
     if args.train_steps is not None:
         options = dataclasses.replace(options, train_steps=args.train_steps)

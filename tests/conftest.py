@@ -9,6 +9,8 @@ import pytest  # noqa: E402
 
 from pipeline import configs  # noqa: E402
 from pipeline.code_fingerprint import module_fingerprint  # noqa: E402
+from modules.external import HOLIDAYS  # noqa: E402
+from modules.preprocessing import EXTERNAL_TABLES_CONFIG_KEY  # noqa: E402
 from pipeline.external_tables import resolve_sources  # noqa: E402
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -51,8 +53,8 @@ def trip(**overrides) -> Dict[str, object]:
 
 
 # The shipped tables, as `preprocessing_fn`'s custom_config names them in a pipeline run.
-SHIPPED_TABLES_CONFIG = {"external_tables": {source.name: source.uri for source in resolve_sources()}}
-HOLIDAY_HEADER = "date,day_of_week,is_holiday,is_day_before_holiday,holiday_name"
+SHIPPED_TABLES_CONFIG = {EXTERNAL_TABLES_CONFIG_KEY: {source.name: source.uri for source in resolve_sources()}}
+HOLIDAY_HEADER = ",".join(HOLIDAYS.header)
 
 
 def write_holiday_table(path: pathlib.Path, lines: List[str], header: str = HOLIDAY_HEADER) -> pathlib.Path:

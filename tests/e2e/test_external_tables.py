@@ -120,7 +120,8 @@ def test_a_malformed_table_is_refused_before_training(own_copy, tmp_path):
 
 
 def test_trips_outside_the_table_are_refused_before_training(tmp_path):
-    # A table of 2013 only, and spans of 2013 (span 1) and 2014 (span 2) trips.
+    # A table of days 1-28 of each month of 2013 only, and spans of 2013 (span 1, partly
+    # covered) and 2014 (span 2, not covered at all) trips.
     days = [f"2013-{month:02d}-{day:02d},0,0,0," for month in range(1, 13) for day in range(1, 29)]
     table = write_holiday_table(tmp_path / "2013.csv", days)
     data_root = sample_data_root(tmp_path / "data", spans=(1, 2), rows_per_span=200)

@@ -7,6 +7,7 @@ tmp_path), as a deployment would, so nothing of this test process leaks into it.
 import json
 import os
 import pathlib
+import shutil
 import sqlite3
 import subprocess
 import sys
@@ -17,7 +18,7 @@ from pipeline import configs
 from pipeline import pipeline as taxi_pipeline
 from pipeline.airflow_config import DAG_ID
 from pipeline.external_tables import resolve_sources
-from tests.conftest import REPO_ROOT, SAMPLE_OPTIONS, sample_data_root
+from tests.conftest import DATA_ROOT, REPO_ROOT, SAMPLE_OPTIONS, sample_data_root
 
 pytestmark = pytest.mark.slow
 
@@ -102,6 +103,8 @@ def airflow_home(tmp_path_factory):
     (home / "dags").mkdir(parents=True)
     (home / "dags" / "taxi_dag.py").write_text(DAG_FILE)
     data_root = sample_data_root(root / "data")
+    # A deployment's data root holds the external tables beside the spans, as data/ does.
+    shutil.copytree(DATA_ROOT / "external", data_root / "external")
     env = _airflow_env(home, data_root, root / "output")
     result = _run(["airflow", "db", "migrate"], env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -1,8 +1,11 @@
 """ExternalFeatureCheck's logic on tiny spans: per-span matching, schema anomalies and drift of
 the joined columns."""
+import pandas as pd
+
 from modules import external, features
 from pipeline import configs
-from pipeline.external_check import check_table, drifted, joined_schema, refusals
+from pipeline.external_check import check_table, drifted, joined_frame, joined_schema, refusals
+from pipeline.external_tables import shipped_table_path
 from tests.conftest import trip, write_csv, write_holiday_table
 
 FRIDAY = 1400269500  # 2014-05-16 19:45
@@ -57,3 +60,21 @@ def test_the_joined_schema_holds_each_column_s_range():
     schema = joined_schema(external.HOLIDAYS)
     ranges = {feature.name: (feature.int_domain.min, feature.int_domain.max) for feature in schema.feature}
     assert ranges == {"day_of_week": (0, 6), "is_holiday": (0, 1), "is_day_before_holiday": (0, 1)}
+
+
+def test_a_missing_or_non_numeric_join_column_leaves_trips_unmatched():
+    table = external.read_table(shipped_table_path(features.HOLIDAY_TABLE), external.HOLIDAYS)
+    joined = joined_frame(pd.DataFrame({features.TIMESTAMP_KEY: ["1401063300", "soon", None]}), table)
+    assert joined["is_holiday"].tolist() == [1, features.MISSING_INT, features.MISSING_INT]
+    joined = joined_frame(pd.DataFrame({"fare": ["1.0", "2.0"]}), table)
+    assert joined["is_holiday"].tolist() == [features.MISSING_INT] * 2
+
+
+def test_a_span_without_the_join_column_is_counted_and_refused(tmp_path):
+    path = tmp_path / "span-1" / "data.csv"
+    path.parent.mkdir()
+    path.write_text("fare,tips\n1.0,0\n2.0,1\n")
+    table = external.read_table(str(write_holiday_table(tmp_path / "h.csv", ["2014-05-16,4,0,0,"])), external.HOLIDAYS)
+    checked = check_table(table, {1: [str(path)]}, configs.DriftConfig())
+    assert checked["spans"] == {1: {"trips": 2, "unmatched": 2}}
+    assert checked["anomalies"][0].startswith("span 1: 2 of 2 trips have no row in external table 'us_il_holidays'")

@@ -76,9 +76,19 @@ def test_schedule_none_means_triggered_by_hand():
         ({"TAXI_ON_DRIFT": "ignore"}, "TAXI_ON_DRIFT must be one of stop, warn, got 'ignore'"),
         ({"TAXI_BEAM_WORKERS": "2"}, "TAXI_BEAM_WORKERS applies to TAXI_BEAM_MODE=multi_processing only"),
         ({"TAXI_BEAM_WORKERS": "-1"}, "TAXI_BEAM_WORKERS must be at least 1, got -1"),
+        ({"TAXI_EXTERNAL_TABLES": "us_il_holidays"}, "TAXI_EXTERNAL_TABLES: 'us_il_holidays' is not NAME=/absolute/path"),
+        ({"TAXI_EXTERNAL_TABLES": "us_il_holidays=h.csv"}, "TAXI_EXTERNAL_TABLES: 'us_il_holidays=h.csv' is not NAME=/absolute/path"),
     ],
 )
 def test_bad_values_are_refused_naming_the_variable(overrides, message):
     with pytest.raises(AirflowConfigError) as raised:
         AirflowSettings.from_env({**REQUIRED, **overrides})
     assert message in str(raised.value)
+
+
+def test_external_tables_take_absolute_paths_and_uris():
+    settings = AirflowSettings.from_env(
+        {**REQUIRED, "TAXI_EXTERNAL_TABLES": "us_il_holidays=gs://bucket/h.csv, other=/srv/o.csv"}
+    )
+    assert settings.external_tables == {"us_il_holidays": "gs://bucket/h.csv", "other": "/srv/o.csv"}
+    assert AirflowSettings.from_env(REQUIRED).external_tables == {}

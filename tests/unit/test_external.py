@@ -1,13 +1,21 @@
 """External tables: what a valid table is, the errors for a malformed one, and the join."""
 import datetime
 import hashlib
+import json
 
 import pytest
 import tensorflow as tf
 
 from modules import external, features
 from pipeline import export_holidays
-from pipeline.external_tables import parse_overrides, resolve_sources, shipped_table_path
+from pipeline.external_tables import (
+    ExternalTableChangedError,
+    parse_overrides,
+    resolve_sources,
+    shipped_table_path,
+    snapshot_tables,
+    table_source,
+)
 from tests.conftest import HOLIDAY_HEADER
 
 HOLIDAYS = external.HOLIDAYS
@@ -124,3 +132,56 @@ def test_table_overrides_are_checked():
         parse_overrides(["weather=/tmp/w.csv"])
     with pytest.raises(FileNotFoundError, match="no file at /nowhere/h.csv"):
         resolve_sources({"us_il_holidays": "/nowhere/h.csv"})
+
+
+def _sources(path, sha256):
+    return json.dumps([{"name": HOLIDAYS.name, "uri": str(path), "sha256": sha256}])
+
+
+def test_a_snapshot_copies_the_table_and_records_its_fingerprint(tmp_path):
+    table = tmp_path / "holidays.csv"
+    table.write_text(HOLIDAY_HEADER + "\n2014-05-26,0,1,0,Memorial Day\n")
+    sha256 = hashlib.sha256(table.read_bytes()).hexdigest()
+    (tmp_path / "out").mkdir()  # the artifact's folder, which TFX creates
+    records = snapshot_tables(_sources(table, sha256), str(tmp_path / "out"))
+    assert records == {
+        HOLIDAYS.name: {"source_uri": str(table), "sha256": sha256, "rows": 1, "first_key": "2014-05-26", "last_key": "2014-05-26"}
+    }
+    assert (tmp_path / "out" / f"{HOLIDAYS.name}.csv").read_bytes() == table.read_bytes()
+
+
+def test_a_table_changed_since_the_pipeline_was_built_is_refused(tmp_path):
+    table = tmp_path / "holidays.csv"
+    table.write_text(HOLIDAY_HEADER + "\n2014-05-26,0,1,0,Memorial Day\n")
+    with pytest.raises(ExternalTableChangedError, match=r"changed after the pipeline was built: SHA-256 [0-9a-f]{64}, expected 0000"):
+        snapshot_tables(_sources(table, "0000"), str(tmp_path / "out"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_table_that_is_not_utf8_is_refused(tmp_path):
+    table = tmp_path / "holidays.csv"
+    table.write_bytes(HOLIDAY_HEADER.encode() + b"\n2014-05-26,0,1,0,F\xeate\n")
+    sha256 = hashlib.sha256(table.read_bytes()).hexdigest()
+    with pytest.raises(external.ExternalTableError, match="is not UTF-8 text"):
+        snapshot_tables(_sources(table, sha256), str(tmp_path / "out"))
+
+
+def test_a_byte_order_mark_is_not_part_of_the_header():
+    table = external.parse_table("\ufeff" + HOLIDAY_HEADER + "\n2014-05-26,0,1,0,\n", HOLIDAYS, "excel.csv")
+    assert table.values["is_holiday"] == (1,)
+
+
+def test_a_spec_joins_only_bounded_integer_columns():
+    with pytest.raises(ValueError, match="joined column 'name' must be int64 with a min and a max value"):
+        external.ExternalTableSpec("t", "day", external.DATE, "ts", (external.ExternalColumn("name", external.STRING),), ("name",))
+    with pytest.raises(KeyError, match="has no column 'nope'"):
+        HOLIDAYS.column("nope")
+    # The joined ranges are the feature sizes of modules/features.py, not a second copy.
+    sizes = features.EXTERNAL_FEATURE_SIZES[features.HOLIDAY_TABLE]
+    assert {name: HOLIDAYS.column(name).max_value + 1 for name in HOLIDAYS.joined} == sizes
+
+
+def test_relative_paths_are_recorded_absolute(tmp_path, monkeypatch):
+    monkeypatch.chdir(shipped_table_path(features.HOLIDAY_TABLE).rsplit("/", 1)[0])
+    source = table_source(features.HOLIDAY_TABLE, "holidays.csv")
+    assert source.uri == shipped_table_path(features.HOLIDAY_TABLE)

@@ -2,7 +2,7 @@
 import pytest
 
 from pipeline import configs, pipeline as pipeline_def
-from pipeline.external_tables import resolve_sources
+from pipeline.external_tables import EXTERNAL_TABLES_KEY, resolve_sources
 from pipeline.pipeline import create_pipeline
 
 OPTIONS = configs.PipelineOptions(external_tables=resolve_sources())
@@ -27,7 +27,7 @@ def test_training_waits_for_the_gate_that_reads_every_data_check(nodes):
 def test_transform_reads_the_external_tables_with_their_fingerprints(nodes):
     transform = nodes[pipeline_def.TRANSFORM]
     assert pipeline_def.EXTERNAL_TABLE_GEN in _upstream(transform)
-    assert transform.inputs["external_tables"].producer_component_id == pipeline_def.EXTERNAL_TABLE_GEN
+    assert transform.inputs[EXTERNAL_TABLES_KEY].producer_component_id == pipeline_def.EXTERNAL_TABLE_GEN
     sources = nodes[pipeline_def.EXTERNAL_TABLE_GEN].exec_properties["sources"]
     (holidays,) = resolve_sources()
     assert holidays.sha256 in sources and holidays.uri in sources
