@@ -46,9 +46,9 @@ from tensorflow_transform.tf_metadata import schema_utils  # noqa: E402
 from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2  # noqa: E402
 from tfx_bsl.public import tfxio  # noqa: E402
 
-from modules.preprocessing import EXTERNAL_TABLES_CONFIG_KEY, preprocessing_fn  # noqa: E402
+from modules.preprocessing import preprocessing_fn  # noqa: E402
 from pipeline.beam_runners import DirectRunnerConfig, beam_args_for  # noqa: E402
-from pipeline.external_tables import resolve_sources  # noqa: E402
+from pipeline.external_tables import preprocessing_config, resolve_sources  # noqa: E402
 from pipeline.pipeline import CURATED_SCHEMA_PATH  # noqa: E402
 from pipeline.synthetic_data import generate  # noqa: E402
 
@@ -146,7 +146,7 @@ def run_transform(data_root: pathlib.Path, beam_args: List[str], output_dir: pat
     )
     sums_path = output_dir / "sums.json"
     # The shipped external tables, as EnrichingTransform passes them in a pipeline run.
-    tables_config = {EXTERNAL_TABLES_CONFIG_KEY: {source.name: source.uri for source in resolve_sources()}}
+    tables_config = preprocessing_config({source.name: source.uri for source in resolve_sources()})
     with beam.Pipeline(options=PipelineOptions(beam_args)) as pipeline:
         with tft_beam.Context(temp_dir=str(output_dir / "tmp")):
             raw = pipeline | "ReadCsv" >> source.BeamSource()

@@ -30,16 +30,14 @@ from sklearn.metrics import accuracy_score, roc_auc_score  # noqa: E402
 from holdout_quality import labels, saved_model_scores  # noqa: E402
 from pipeline import configs, progress  # noqa: E402
 from pipeline.code_fingerprint import module_fingerprint  # noqa: E402
-from pipeline.external_tables import resolve_sources  # noqa: E402
+from pipeline.external_tables import REPO_DATA_ROOT, resolve_sources  # noqa: E402
 from pipeline.local_run import EXIT_OK, LocalPaths, run_once  # noqa: E402
-
-REPO_DATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "data")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output-dir", required=True, help="where the runs write (emptied first)")
-    parser.add_argument("--data-root", default=REPO_DATA, help="folder of span-<N>/ folders (default: data/)")
+    parser.add_argument("--data-root", default=REPO_DATA_ROOT, help="folder of span-<N>/ folders (default: data/)")
     parser.add_argument("--train-spans", type=int, nargs="+", default=[1, 2, 3])
     parser.add_argument("--holdout-span", type=int, default=4)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])

@@ -27,7 +27,8 @@ from sklearn.metrics import accuracy_score, roc_auc_score  # noqa: E402
 from modules import features, signatures  # noqa: E402
 
 
-def _labels(frame: pd.DataFrame) -> np.ndarray:
+def labels(frame: pd.DataFrame) -> np.ndarray:
+    """The big-tipper label of each trip, as the Transform graph computes it."""
     fare = frame[features.FARE_KEY]
     return ((frame[features.TIPS_KEY] > features.BIG_TIP_FRACTION * fare) & fare.notna()).astype(int).to_numpy()
 
@@ -45,11 +46,6 @@ def _example(row: pd.Series, dtypes: dict) -> bytes:
         else:
             feature[key] = tf.train.Feature(float_list=tf.train.FloatList(value=[float(value)]))
     return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
-
-
-def labels(frame: pd.DataFrame) -> np.ndarray:
-    """The big-tipper label of each trip, as the Transform graph computes it."""
-    return _labels(frame)
 
 
 def saved_model_scores(saved_model_dir: str, frame: pd.DataFrame) -> np.ndarray:
@@ -88,17 +84,17 @@ def main() -> None:
     args = parser.parse_args()
     train = pd.concat([pd.read_csv(path) for path in args.train_csv], ignore_index=True)
     holdout = pd.concat([pd.read_csv(path) for path in args.holdout_csv], ignore_index=True)
-    labels = _labels(holdout)
+    truth = labels(holdout)
     rows = []
     scores = _model_scores(args.model_dir, holdout)
-    rows.append(("pushed model", roc_auc_score(labels, scores), accuracy_score(labels, scores > 0.5)))
+    rows.append(("pushed model", roc_auc_score(truth, scores), accuracy_score(truth, scores > 0.5)))
     rule = (holdout["payment_type"] == "Credit Card").astype(float).to_numpy()
-    rows.append(("rule: payment_type is Credit Card", roc_auc_score(labels, rule), accuracy_score(labels, rule > 0.5)))
+    rows.append(("rule: payment_type is Credit Card", roc_auc_score(truth, rule), accuracy_score(truth, rule > 0.5)))
     categories = {key: sorted(train[key].dropna().unique()) for key in features.VOCABULARY_FEATURE_KEYS}
-    booster = HistGradientBoostingClassifier(max_iter=300, random_state=0).fit(_raw_matrix(train, categories), _labels(train))
+    booster = HistGradientBoostingClassifier(max_iter=300, random_state=0).fit(_raw_matrix(train, categories), labels(train))
     boosted = booster.predict_proba(_raw_matrix(holdout, categories))[:, 1]
-    rows.append(("gradient-boosted trees, raw columns", roc_auc_score(labels, boosted), accuracy_score(labels, boosted > 0.5)))
-    rows.append(("always 'not a big tipper'", 0.5, accuracy_score(labels, np.zeros_like(labels))))
+    rows.append(("gradient-boosted trees, raw columns", roc_auc_score(truth, boosted), accuracy_score(truth, boosted > 0.5)))
+    rows.append(("always 'not a big tipper'", 0.5, accuracy_score(truth, np.zeros_like(truth))))
     print(f"holdout: {len(holdout)} trips from {', '.join(args.holdout_csv)}; training: {len(train)} trips")
     print(f"{'model':<40}{'AUC':>8}{'accuracy':>10}")
     for name, auc, accuracy in rows:

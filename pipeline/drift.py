@@ -20,8 +20,7 @@ from tfx.types import standard_artifacts
 from tfx.types.artifact import Artifact
 
 from pipeline import configs
-from pipeline.span_example_gen import SPAN_FILES_PROPERTY
-from pipeline.spans import span_of_folder
+from pipeline.span_example_gen import files_by_span
 
 logger = logging.getLogger(__name__)
 
@@ -135,9 +134,7 @@ def SpanDriftCheck(
     decision (stop or warn) is the DataGate's, so the report is kept even for a stopped run.
     """
     drift = configs.DriftConfig(**json.loads(drift_config))
-    span_dirs: Dict[int, str] = {}
-    for path in json.loads(examples.get_string_custom_property(SPAN_FILES_PROPERTY) or "{}"):
-        span_dirs[span_of_folder(os.path.basename(os.path.dirname(path)))] = os.path.dirname(path)
+    span_dirs = {span: os.path.dirname(paths[0]) for span, paths in files_by_span(examples).items()}
     report = {"compared_spans": None, "scores": [], "on_drift": drift.on_drift}
     if len(span_dirs) >= 2:
         previous_span, newest_span = sorted(span_dirs)[-2:]

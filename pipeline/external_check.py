@@ -9,7 +9,6 @@ goes into a report; the DataGate decides, so the report is kept even for a refus
 """
 import json
 import os
-from collections import defaultdict
 from typing import Dict, List
 
 import pandas as pd
@@ -26,8 +25,7 @@ from modules import external, features
 from pipeline import configs
 from pipeline.drift import scores_of, with_comparators
 from pipeline.external_tables import ExternalTables, load_tables, table_records
-from pipeline.span_example_gen import SPAN_FILES_PROPERTY
-from pipeline.spans import span_of_folder
+from pipeline.span_example_gen import files_by_span
 
 REPORT_FILE = "external_features.json"
 
@@ -91,13 +89,6 @@ def _read_column(path: str, column: str) -> pd.DataFrame:
         header = pd.read_csv(csv_file, nrows=0).columns
     with tf.io.gfile.GFile(path) as csv_file:
         return pd.read_csv(csv_file, usecols=[column if column in header else header[0]], dtype=str)
-
-
-def _span_files(examples: standard_artifacts.Examples) -> Dict[int, List[str]]:
-    by_span: Dict[int, List[str]] = defaultdict(list)
-    for path in json.loads(examples.get_string_custom_property(SPAN_FILES_PROPERTY) or "[]"):
-        by_span[span_of_folder(os.path.basename(os.path.dirname(path)))].append(path)
-    return dict(sorted(by_span.items()))
 
 
 def check_table(
@@ -165,7 +156,7 @@ def ExternalFeatureCheck(
     `pipeline.drift.drift_config_json(...)`.
     """
     drift = configs.DriftConfig(**json.loads(drift_config))
-    span_files = _span_files(examples)
+    span_files = files_by_span(examples)
     tables = load_tables(external_tables.uri, sorted(table_records(external_tables)))
     summary: Dict[str, object] = {"tables": {}, "on_drift": drift.on_drift}
     by_split = {}

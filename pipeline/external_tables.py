@@ -157,6 +157,18 @@ def refingerprint(sources: Sequence[ExternalTableSource]) -> Tuple[ExternalTable
     return tuple(table_source(source.name, source.uri) for source in sources)
 
 
+def preprocessing_config(table_files: Mapping[str, str]) -> Dict[str, Dict[str, str]]:
+    """`preprocessing_fn`'s custom_config entry that names each table's file.
+
+    Args:
+        table_files: Table name -> file, e.g. `{s.name: s.uri for s in resolve_sources()}`.
+
+    Returns:
+        `{modules.preprocessing.EXTERNAL_TABLES_CONFIG_KEY: table_files}`.
+    """
+    return {EXTERNAL_TABLES_CONFIG_KEY: dict(table_files)}
+
+
 def sources_json(sources: Sequence[ExternalTableSource]) -> str:
     """Serializes the sources for ExternalTableGen's parameter."""
     return json.dumps([dataclasses.asdict(source) for source in sources], sort_keys=True)
@@ -283,9 +295,9 @@ class EnrichingTransformExecutor(transform_executor.Executor):
         tables_artifact = input_dict.pop(EXTERNAL_TABLES_KEY)[0]
         config_key = standard_component_specs.CUSTOM_CONFIG_KEY
         custom_config = json_utils.loads(exec_properties.get(config_key) or "null") or {}
-        custom_config[EXTERNAL_TABLES_CONFIG_KEY] = {
-            name: table_file(tables_artifact.uri, name) for name in table_records(tables_artifact)
-        }
+        custom_config.update(
+            preprocessing_config({name: table_file(tables_artifact.uri, name) for name in table_records(tables_artifact)})
+        )
         super().Do(input_dict, output_dict, {**exec_properties, config_key: json_utils.dumps(custom_config)})
 
 

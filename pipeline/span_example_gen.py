@@ -174,3 +174,18 @@ class Executor(BaseExampleGenExecutor):
             SPAN_FILES_PROPERTY,
             json.dumps({path: _file_fingerprint(path) for paths in files.values() for path in paths}, sort_keys=True),
         )
+
+
+def files_by_span(examples: Any) -> Dict[int, List[str]]:
+    """The CSV files an Examples artifact was made from, by span, spans ascending.
+
+    Args:
+        examples: An Examples artifact of this ExampleGen (it records SPAN_FILES_PROPERTY).
+
+    Returns:
+        Span number -> file paths, in the recorded order.
+    """
+    by_span: Dict[int, List[str]] = {}
+    for path in json.loads(examples.get_string_custom_property(SPAN_FILES_PROPERTY) or "{}"):
+        by_span.setdefault(span_of_folder(os.path.basename(os.path.dirname(path))), []).append(path)
+    return dict(sorted(by_span.items()))

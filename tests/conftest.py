@@ -10,7 +10,6 @@ import pytest  # noqa: E402
 from pipeline import configs  # noqa: E402
 from pipeline.code_fingerprint import module_fingerprint  # noqa: E402
 from modules.external import HOLIDAYS  # noqa: E402
-from modules.preprocessing import EXTERNAL_TABLES_CONFIG_KEY  # noqa: E402
 from pipeline.external_tables import resolve_sources  # noqa: E402
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -52,8 +51,6 @@ def trip(**overrides) -> Dict[str, object]:
     return row
 
 
-# The shipped tables, as `preprocessing_fn`'s custom_config names them in a pipeline run.
-SHIPPED_TABLES_CONFIG = {EXTERNAL_TABLES_CONFIG_KEY: {source.name: source.uri for source in resolve_sources()}}
 HOLIDAY_HEADER = ",".join(HOLIDAYS.header)
 
 

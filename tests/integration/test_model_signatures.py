@@ -19,8 +19,9 @@ from tensorflow_transform.tf_metadata import dataset_metadata
 from modules import features, signatures
 from modules.hparams import HParams
 from modules.model import as_model_inputs, build_model, categorical_sizes
-from modules.preprocessing import EXTERNAL_TABLES_CONFIG_KEY, preprocessing_fn
-from tests.conftest import DATA_ROOT, SCHEMA_PATH, SHIPPED_TABLES_CONFIG
+from modules.preprocessing import preprocessing_fn
+from pipeline.external_tables import preprocessing_config, shipped_table_path
+from tests.conftest import DATA_ROOT, SCHEMA_PATH
 
 # 2014-05-26 00:15, Memorial Day (the shipped timestamps are Chicago wall-clock time as UTC).
 MEMORIAL_DAY = 1401063300
@@ -60,8 +61,8 @@ def trained(tmp_path_factory):
     # A copy of the shipped holiday table, deleted once the model is saved: the exported
     # model must carry the calendar itself.
     table_copy = tmp_path_factory.mktemp("external") / "holidays.csv"
-    shutil.copy(SHIPPED_TABLES_CONFIG[EXTERNAL_TABLES_CONFIG_KEY][features.HOLIDAY_TABLE], table_copy)
-    custom_config = {EXTERNAL_TABLES_CONFIG_KEY: {features.HOLIDAY_TABLE: str(table_copy)}}
+    shutil.copy(shipped_table_path(features.HOLIDAY_TABLE), table_copy)
+    custom_config = preprocessing_config({features.HOLIDAY_TABLE: str(table_copy)})
     with beam.Pipeline() as pipeline, tft_beam.Context(temp_dir=tempfile.mkdtemp()):
         raw = pipeline | beam.Create(instances)
         transform_fn = (raw, dataset_metadata.DatasetMetadata(schema)) | tft_beam.AnalyzeDataset(

@@ -10,7 +10,8 @@ import tensorflow_transform.beam as tft_beam
 from tensorflow_transform.tf_metadata import dataset_metadata
 
 from modules import features
-from modules.preprocessing import EXTERNAL_TABLES_CONFIG_KEY, preprocessing_fn
+from modules.preprocessing import preprocessing_fn
+from pipeline.external_tables import preprocessing_config
 from tests.conftest import SCHEMA_PATH, trip, write_holiday_table
 
 # 2014-05-16 19:45 (the shipped timestamps are Chicago wall-clock time written as UTC).
@@ -37,7 +38,7 @@ def transformed(tmp_path_factory):
         trip(fare=None, tips=3.0, trip_miles=None, dropoff_latitude=None, trip_start_timestamp=FRIDAY + 10 * DAY),  # no fare: label 0; the holiday
         trip(fare=8.0, tips=1.6, trip_start_hour=23, trip_start_timestamp=FRIDAY + 4 * DAY),  # exactly 20%: not; a date not in the table
     ]
-    custom_config = {EXTERNAL_TABLES_CONFIG_KEY: {features.HOLIDAY_TABLE: str(table)}}
+    custom_config = preprocessing_config({features.HOLIDAY_TABLE: str(table)})
     with tft_beam.Context(temp_dir=tempfile.mkdtemp()):
         (transformed_data, _), _ = (
             [_as_instance(row) for row in rows],
