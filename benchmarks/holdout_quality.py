@@ -16,7 +16,9 @@ HistGradientBoostingClassifier on the raw columns trained on the same training C
 import argparse
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+from serving.console import import_tensorflow
+
+import_tensorflow()
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -29,8 +31,9 @@ from modules import features, signatures  # noqa: E402
 
 def labels(frame: pd.DataFrame) -> np.ndarray:
     """The big-tipper label of each trip, as the Transform graph computes it."""
-    fare = frame[features.FARE_KEY]
-    return ((frame[features.TIPS_KEY] > features.BIG_TIP_FRACTION * fare) & fare.notna()).astype(int).to_numpy()
+    fare_cents = (frame[features.FARE_KEY] * 100).round()
+    tips_cents = (frame[features.TIPS_KEY].fillna(0.0) * 100).round()
+    return (features.is_big_tip(tips_cents, fare_cents) & fare_cents.notna()).astype(int).to_numpy()
 
 
 def _example(row: pd.Series, dtypes: dict) -> bytes:
@@ -67,13 +70,27 @@ def _model_scores(model_dir: str, frame: pd.DataFrame) -> np.ndarray:
     return saved_model_scores(os.path.join(model_dir, versions[-1]), frame)
 
 
-def _raw_matrix(frame: pd.DataFrame, categories: dict) -> pd.DataFrame:
+def raw_matrix(frame: pd.DataFrame, categories: dict) -> pd.DataFrame:
+    """The raw columns of each trip as numbers, categories coded by the training trips' values."""
     # The raw columns of the trip itself: the timestamp (the holiday join's key) is left out,
     # since a tree on raw Unix time cannot extrapolate to a later year.
     matrix = frame[[key for key in features.RAW_FEATURE_KEYS if key not in features.EXTERNAL_JOIN_KEYS]].copy()
     for key in features.VOCABULARY_FEATURE_KEYS:
         matrix[key] = pd.Categorical(matrix[key], categories=categories[key]).codes
     return matrix
+
+
+def boosted_scores(train: pd.DataFrame, score: pd.DataFrame) -> np.ndarray:
+    """P(big tipper) of each trip of `score`, by gradient-boosted trees trained on `train`'s raw columns."""
+    categories = {key: sorted(train[key].dropna().unique()) for key in features.VOCABULARY_FEATURE_KEYS}
+    booster = HistGradientBoostingClassifier(max_iter=300, random_state=0)
+    booster.fit(raw_matrix(train, categories), labels(train))
+    return booster.predict_proba(raw_matrix(score, categories))[:, 1]
+
+
+def credit_card_rule(frame: pd.DataFrame) -> np.ndarray:
+    """The one-feature baseline: 1 where the trip was paid by credit card."""
+    return (frame["payment_type"] == "Credit Card").astype(float).to_numpy()
 
 
 def main() -> None:
@@ -88,11 +105,9 @@ def main() -> None:
     rows = []
     scores = _model_scores(args.model_dir, holdout)
     rows.append(("pushed model", roc_auc_score(truth, scores), accuracy_score(truth, scores > 0.5)))
-    rule = (holdout["payment_type"] == "Credit Card").astype(float).to_numpy()
+    rule = credit_card_rule(holdout)
     rows.append(("rule: payment_type is Credit Card", roc_auc_score(truth, rule), accuracy_score(truth, rule > 0.5)))
-    categories = {key: sorted(train[key].dropna().unique()) for key in features.VOCABULARY_FEATURE_KEYS}
-    booster = HistGradientBoostingClassifier(max_iter=300, random_state=0).fit(_raw_matrix(train, categories), labels(train))
-    boosted = booster.predict_proba(_raw_matrix(holdout, categories))[:, 1]
+    boosted = boosted_scores(train, holdout)
     rows.append(("gradient-boosted trees, raw columns", roc_auc_score(truth, boosted), accuracy_score(truth, boosted > 0.5)))
     rows.append(("always 'not a big tipper'", 0.5, accuracy_score(truth, np.zeros_like(truth))))
     print(f"holdout: {len(holdout)} trips from {', '.join(args.holdout_csv)}; training: {len(train)} trips")

@@ -10,8 +10,18 @@ from typing import Dict, List
 TIPS_KEY = "tips"
 FARE_KEY = "fare"
 LABEL_KEY = "big_tipper"
-# A trip is a "big tipper" when the tip exceeds this share of the fare.
-BIG_TIP_FRACTION = 0.2
+# A trip is a "big tipper" when the tip exceeds this percentage of the fare.
+BIG_TIP_PERCENT = 20
+
+
+def is_big_tip(tips_cents, fare_cents):
+    """Whether a tip exceeds BIG_TIP_PERCENT of the fare, both in whole cents.
+
+    Works on NumPy arrays and tensors alike, so the Transform graph and the benchmarks share it.
+    Whole cents make the comparison exact: a tip of exactly 20% (5.01 on 25.05) is not big,
+    where float32 dollars would say it is.
+    """
+    return tips_cents * 100 > fare_cents * BIG_TIP_PERCENT
 
 # Raw float columns scaled to z-scores (after log1p, they are long-tailed).
 NUMERIC_FEATURE_KEYS: List[str] = ["fare", "trip_miles", "trip_seconds"]

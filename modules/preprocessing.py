@@ -129,9 +129,10 @@ def preprocessing_fn(
         # Out-of-range and missing values share bucket `size`, one past the valid codes.
         outputs[features.transformed_name(key)] = tf.where(in_range, value, tf.cast(size, value.dtype))
 
-    fare = tf.cast(_dense(inputs[features.FARE_KEY], float("nan")), tf.float32)
-    tips = tf.cast(_dense(inputs[features.TIPS_KEY], 0.0), tf.float32)
+    # Dollars as float64 cents: float32 holds every cent amount closely enough to round back.
+    fare_cents = tf.round(tf.cast(_dense(inputs[features.FARE_KEY], float("nan")), tf.float64) * 100.0)
+    tips_cents = tf.round(tf.cast(_dense(inputs[features.TIPS_KEY], 0.0), tf.float64) * 100.0)
     # No fare means no known tip share: such trips are labelled "not a big tipper".
-    big_tipper = tf.logical_and(~tf.math.is_nan(fare), tips > features.BIG_TIP_FRACTION * fare)
+    big_tipper = tf.logical_and(~tf.math.is_nan(fare_cents), features.is_big_tip(tips_cents, fare_cents))
     outputs[features.LABEL_KEY] = tf.cast(big_tipper, tf.int64)
     return outputs

@@ -36,7 +36,8 @@ def transformed(tmp_path_factory):
         trip(),  # tip 25% of the fare: a big tipper; an ordinary Friday
         trip(fare=20.0, tips=2.0, payment_type="Cash", company=None, trip_start_timestamp=FRIDAY + 9 * DAY),  # 10%: not; the day before
         trip(fare=None, tips=3.0, trip_miles=None, dropoff_latitude=None, trip_start_timestamp=FRIDAY + 10 * DAY),  # no fare: label 0; the holiday
-        trip(fare=8.0, tips=1.6, trip_start_hour=23, trip_start_timestamp=FRIDAY + 4 * DAY),  # exactly 20%: not; a date not in the table
+        # Exactly 20%, where float32 dollars would say more (5.01 > 0.2 * 25.05): not; a date not in the table.
+        trip(fare=25.05, tips=5.01, trip_start_hour=23, trip_start_timestamp=FRIDAY + 4 * DAY),
     ]
     custom_config = preprocessing_config({features.HOLIDAY_TABLE: str(table)})
     with tft_beam.Context(temp_dir=tempfile.mkdtemp()):
