@@ -165,7 +165,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     for title, mask in parts:
         print(f"\n{title}: {int(mask.sum())} trips")
         if len(set(truth[mask])) < 2:
-            print("  too few trips of each class to score")
+            print("  all of one class: AUC is not defined")
             continue
         print(f"  {'model':<44}{'AUC':>8}{'accuracy':>10}")
         for name, score in scores.items():
