@@ -304,8 +304,8 @@ class EnrichingTransformExecutor(transform_executor.Executor):
 class EnrichingTransform(Transform):
     """Transform whose `preprocessing_fn` joins the external tables of an ExternalTableGen.
 
-    Materializes transformed examples and computes Transform's statistics, as TFX's
-    Transform does by default.
+    Materializes transformed examples, as TFX's Transform does by default, but computes no
+    pre- or post-transform statistics (StatisticsGen already has the raw data's).
     """
 
     SPEC_CLASS = EnrichingTransformSpec
@@ -337,14 +337,11 @@ class EnrichingTransform(Transform):
             preprocessing_fn=preprocessing_fn,
             custom_config=json_utils.dumps(custom_config or {}),
             force_tf_compat_v1=0,
-            disable_statistics=0,
+            # Pre-transform statistics would repeat StatisticsGen's, and nothing here reads the
+            # post-transform ones: skipping both saves about 4 s of every run.
+            disable_statistics=1,
             transform_graph=types.Channel(type=artifact.TransformGraph),
             transformed_examples=types.Channel(type=artifact.Examples),
             updated_analyzer_cache=types.Channel(type=artifact.TransformCache),
-            pre_transform_schema=types.Channel(type=artifact.Schema),
-            pre_transform_stats=types.Channel(type=artifact.ExampleStatistics),
-            post_transform_schema=types.Channel(type=artifact.Schema),
-            post_transform_stats=types.Channel(type=artifact.ExampleStatistics),
-            post_transform_anomalies=types.Channel(type=artifact.ExampleAnomalies),
         )
         base_component.BaseComponent.__init__(self, spec=spec)
