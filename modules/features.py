@@ -4,7 +4,7 @@ Every other file (preprocessing, model, signatures, pipeline configuration, serv
 tests) imports these names; a key typed a second time elsewhere is a bug.
 """
 import math
-from typing import Dict, List
+from typing import Any, Dict, List
 
 # The raw columns the label is computed from. The label itself is not a column.
 TIPS_KEY = "tips"
@@ -14,12 +14,19 @@ LABEL_KEY = "big_tipper"
 BIG_TIP_PERCENT = 20
 
 
-def is_big_tip(tips_cents, fare_cents):
+def is_big_tip(tips_cents: Any, fare_cents: Any) -> Any:
     """Whether a tip exceeds BIG_TIP_PERCENT of the fare, both in whole cents.
 
-    Works on NumPy arrays and tensors alike, so the Transform graph and the benchmarks share it.
     Whole cents make the comparison exact: a tip of exactly 20% (5.01 on 25.05) is not big,
     where float32 dollars would say it is.
+
+    Args:
+        tips_cents: Tips in whole cents: a number, a NumPy array or pandas Series, or a tensor.
+        fare_cents: Fares in whole cents, of the same kind and shape.
+
+    Returns:
+        True where the tip is big, in the inputs' kind, so that the Transform graph, the
+        benchmarks and the tests share one formula.
     """
     return tips_cents * 100 > fare_cents * BIG_TIP_PERCENT
 
