@@ -63,6 +63,7 @@ def time_tfx_example(work_dir: str) -> float:
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    """The command line: how many rounds, and where the runs write."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rounds", type=int, default=3, help="runs of each pipeline (default 3)")
     parser.add_argument("--work-dir", help="where the runs write (default: a temporary folder, removed after)")
@@ -70,6 +71,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Runs both pipelines in turn and prints each time and the summary; returns the exit code."""
     args = parse_args(argv)
     if args.rounds < 1:
         print(f"--rounds must be at least 1, got {args.rounds}", file=sys.stderr)
@@ -83,9 +85,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 seconds = run(work_dir)
                 times[name].append(seconds)
                 print(f"round {round_number}: {name:<30} {seconds:6.1f} s", flush=True)
-    finally:
-        if not args.work_dir:
-            shutil.rmtree(work_dir, ignore_errors=True)
+    except RuntimeError as error:
+        # The failed run's log stays in the work folder, which the message names.
+        print(error, file=sys.stderr)
+        return 1
+    if not args.work_dir:
+        shutil.rmtree(work_dir, ignore_errors=True)
     print(f"\n{'pipeline':<30}{'median':>9}{'fastest':>9}{'slowest':>9}   (s, {os.cpu_count()} CPUs)")
     for name, seconds in times.items():
         print(f"{name:<30}{statistics.median(seconds):>9.1f}{min(seconds):>9.1f}{max(seconds):>9.1f}")

@@ -19,7 +19,6 @@ model's own train split (like for like); the one-feature rule; always "not a big
 Last, the trees 5-fold cross-validated over the model's data: what they reach on unseen trips.
 """
 import argparse
-import glob
 import math
 import os
 import sys
@@ -29,8 +28,8 @@ from typing import Dict, List, Optional, Sequence
 from serving.console import import_tensorflow
 
 import_tensorflow()
-# The Google client libraries' deprecation notices, pulled in with the lineage reader.
-warnings.filterwarnings("ignore", category=FutureWarning)
+# The Vertex AI client's notice about google-cloud-storage, pulled in with the lineage reader.
+warnings.filterwarnings("ignore", message="Support for google-cloud-storage", category=FutureWarning)
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -39,15 +38,18 @@ from sklearn.model_selection import StratifiedKFold  # noqa: E402
 
 from holdout_quality import boosted_scores, credit_card_rule, labels, saved_model_scores  # noqa: E402
 from modules import features  # noqa: E402
-from pipeline import lineage  # noqa: E402
+from pipeline import configs, lineage  # noqa: E402
+from pipeline.serving_check import read_trips  # noqa: E402
 import tensorflow as tf  # noqa: E402
 
 # The reference CSVs, relative to the installed tfx package.
 REFERENCE_CSV_FILES = ("components/testdata/external/csv/data.csv", "components/testdata/external/csv/data2.csv")
 # Every column of a trip, label input included: a trip is the same trip only when all agree.
 TRIP_COLUMNS: List[str] = sorted(set(features.RAW_FEATURE_KEYS) | set(features.UNUSED_RAW_KEYS) | {features.TIPS_KEY})
-TRAIN_SPLIT, EVAL_SPLIT, NEITHER = "train", "eval", "neither"
+# Where a reference trip is, besides ExampleGen's splits.
+NEITHER = "neither"
 SPLIT_COLUMN = "split"
+FOLDS = 5
 
 
 def reference_csv_paths() -> List[str]:
@@ -57,9 +59,10 @@ def reference_csv_paths() -> List[str]:
     return [os.path.join(os.path.dirname(tfx.__file__), relative) for relative in REFERENCE_CSV_FILES]
 
 
-def _canonical(value) -> str:
-    # CSV text, float64 and the Examples' float32 of one value must give one string: integral
-    # values (timestamps, census tracts, community areas) print as integers, the rest as float32.
+def _canonical(value: object) -> str:
+    """One string for a value, whether it came from CSV text, float64 or an Example's float32."""
+    # Integral values (timestamps, census tracts, community areas) print as integers, the rest
+    # as float32, which absorbs the last-digit noise between copies of a coordinate.
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     if isinstance(value, (str, bytes)):
@@ -76,23 +79,12 @@ def trip_keys(frame: pd.DataFrame) -> List[str]:
     return ["|".join(_canonical(value) for value in row) for row in zip(*columns)]
 
 
-def examples_frame(file_pattern: str) -> pd.DataFrame:
-    """The trips of GZIP'd tf.Example files (an Examples split) as a DataFrame of raw columns."""
-    paths = sorted(glob.glob(file_pattern))
-    if not paths:
-        raise FileNotFoundError(f"no Examples files match {file_pattern}")
-    rows = []
-    for record in tf.data.TFRecordDataset(paths, compression_type="GZIP"):
-        example = tf.train.Example.FromString(record.numpy())
-        row = {}
-        for column in TRIP_COLUMNS:
-            feature = example.features.feature.get(column)
-            kind = feature.WhichOneof("kind") if feature is not None else None
-            values = list(getattr(feature, kind).value) if kind else []
-            value = values[0] if values else None
-            row[column] = value.decode() if isinstance(value, bytes) else value
-        rows.append(row)
-    frame = pd.DataFrame(rows, columns=TRIP_COLUMNS)
+def examples_frame(examples_dir: str, split: str) -> pd.DataFrame:
+    """The trips of one split of an Examples artifact, as a DataFrame of their raw columns."""
+    trips = read_trips(examples_dir, split)
+    if not trips:
+        raise FileNotFoundError(f"no trips in split {split!r} of the Examples at {examples_dir}")
+    frame = pd.DataFrame(trips).reindex(columns=TRIP_COLUMNS)
     for column in TRIP_COLUMNS:
         if column not in features.VOCABULARY_FEATURE_KEYS:
             frame[column] = pd.to_numeric(frame[column], errors="coerce")
@@ -108,10 +100,16 @@ def model_data(output_dir: str, version: str) -> pd.DataFrame:
     record = lineage.trace_version(output_dir, version)
     if record.data is None or not record.data.files:
         raise lineage.LineageError(f"version {version}: ML Metadata names no CSV files behind it")
+    for span_file in record.data.files:
+        if span_file.status_now != "unchanged":
+            raise lineage.LineageError(
+                f"version {version} was trained on {span_file.path}, which is {span_file.status_now} since ingestion: "
+                "its trips are no longer the ones the model saw"
+            )
     examples_dir = lineage.local_artifact_path(record.data.examples.uri, os.path.join(output_dir, lineage.PIPELINE_ROOT_FOLDER))
     split_of = {}
-    for split in (TRAIN_SPLIT, EVAL_SPLIT):
-        for key in trip_keys(examples_frame(os.path.join(examples_dir, f"Split-{split}", "*.gz"))):
+    for split in (configs.TRAIN_SPLIT, configs.EVAL_SPLIT):
+        for key in trip_keys(examples_frame(examples_dir, split)):
             split_of.setdefault(key, split)
     trips = pd.concat([pd.read_csv(span_file.path) for span_file in record.data.files], ignore_index=True)
     trips[SPLIT_COLUMN] = split_of_trips(trips, split_of)
@@ -123,7 +121,7 @@ def split_of_trips(frame: pd.DataFrame, split_of: Dict[str, str]) -> np.ndarray:
     return np.array([split_of.get(key, NEITHER) for key in trip_keys(frame)])
 
 
-def cross_validated_boosted_scores(trips: pd.DataFrame, folds: int = 5) -> np.ndarray:
+def cross_validated_boosted_scores(trips: pd.DataFrame, folds: int = FOLDS) -> np.ndarray:
     """P(big tipper) of each trip, by trees trained on the other folds: every score is on an unseen trip."""
     scores = np.zeros(len(trips))
     splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=0)
@@ -133,6 +131,7 @@ def cross_validated_boosted_scores(trips: pd.DataFrame, folds: int = 5) -> np.nd
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    """The command line: the run's output folder, and optionally a version and other CSVs."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output-dir", required=True, help="what run_local.py --output-dir wrote")
     parser.add_argument("--version", help="the pushed version to score (default: the newest)")
@@ -141,6 +140,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Prints the scores of each model on each part of the reference trips; returns the exit code."""
     args = parse_args(argv)
     # The evaluation reader's deprecation notices (tf_record_iterator), once per read.
     tf.get_logger().setLevel("ERROR")
@@ -158,19 +158,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     scores = {
         "pushed model": saved_model_scores(os.path.join(args.output_dir, lineage.SERVING_MODEL_FOLDER, version), reference),
         "trees, trained on all of data/": boosted_scores(trips, reference),
-        "trees, trained on the model's train split": boosted_scores(trips[trips[SPLIT_COLUMN] == TRAIN_SPLIT], reference),
+        "trees, trained on the model's train split": boosted_scores(trips[trips[SPLIT_COLUMN] == configs.TRAIN_SPLIT], reference),
         "rule: payment_type is Credit Card": credit_card_rule(reference),
         "always 'not a big tipper'": np.zeros(len(reference)),
     }
     print(f"reference: {len(reference)} trips from {', '.join(paths)}")
     counts = trips[SPLIT_COLUMN].value_counts()
-    print(f"pushed version {version}: trained on {counts.get(TRAIN_SPLIT, 0)} trips, evaluated on {counts.get(EVAL_SPLIT, 0)}")
+    print(f"pushed version {version}: trained on {counts.get(configs.TRAIN_SPLIT, 0)} trips, evaluated on {counts.get(configs.EVAL_SPLIT, 0)}")
     if counts.get(NEITHER, 0):
         print(f"  {counts[NEITHER]} trips of its CSV files are in neither split (changed since ingestion?)")
     parts = [
         ("all reference trips", np.ones(len(reference), dtype=bool)),
-        ("in the model's train split", where == TRAIN_SPLIT),
-        ("in the model's eval split (never trained on)", where == EVAL_SPLIT),
+        ("in the model's train split", where == configs.TRAIN_SPLIT),
+        ("in the model's eval split (never trained on)", where == configs.EVAL_SPLIT),
         ("in neither (not in the model's data)", where == NEITHER),
     ]
     for title, mask in parts:
@@ -184,7 +184,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print(f"  {name:<44}{auc:>8.4f}{accuracy:>10.4f}")
     # What trees reach on trips they never saw, over all of the model's data rather than one split.
     truth, cross_validated = labels(trips), cross_validated_boosted_scores(trips)
-    print(f"\ntrees, 5-fold cross-validated over the model's {len(trips)} trips (each scored by trees that did not train on it):")
+    print(f"\ntrees, {FOLDS}-fold cross-validated over the model's {len(trips)} trips (each scored by trees that did not train on it):")
     print(f"  AUC {roc_auc_score(truth, cross_validated):.4f}, accuracy {accuracy_score(truth, cross_validated > 0.5):.4f}")
     return 0
 

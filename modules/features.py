@@ -25,8 +25,9 @@ def is_big_tip(tips_cents: Any, fare_cents: Any) -> Any:
         fare_cents: Fares in whole cents, of the same kind and shape.
 
     Returns:
-        True where the tip is big, in the inputs' kind, so that the Transform graph, the
-        benchmarks and the tests share one formula.
+        True where the tip is big, in the inputs' kind. The Transform graph, the benchmarks and
+        the tests each turn dollars into cents with their own library's rounding, and share
+        this comparison.
     """
     return tips_cents * 100 > fare_cents * BIG_TIP_PERCENT
 

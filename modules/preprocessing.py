@@ -129,7 +129,8 @@ def preprocessing_fn(
         # Out-of-range and missing values share bucket `size`, one past the valid codes.
         outputs[features.transformed_name(key)] = tf.where(in_range, value, tf.cast(size, value.dtype))
 
-    # Dollars as float64 cents: float32 holds every cent amount closely enough to round back.
+    # Dollars as float64 cents. Below $131,072 (2^17) the stored float32 is within half a cent of
+    # the amount, so rounding gives back the exact cents.
     fare_cents = tf.round(tf.cast(_dense(inputs[features.FARE_KEY], float("nan")), tf.float64) * 100.0)
     tips_cents = tf.round(tf.cast(_dense(inputs[features.TIPS_KEY], 0.0), tf.float64) * 100.0)
     # No fare means no known tip share: such trips are labelled "not a big tipper".

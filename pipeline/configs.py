@@ -24,6 +24,9 @@ SPAN_FILE_PATTERN = "*.csv"
 # Written last into a span folder by whatever produces it (as Hadoop, Spark and Beam jobs do):
 # the watcher only takes spans that have it, so a span still being copied is never read.
 SPAN_COMPLETE_MARKER = "_SUCCESS"
+# ExampleGen's splits: the Trainer learns from the first, the Evaluator scores the second.
+TRAIN_SPLIT = "train"
+EVAL_SPLIT = "eval"
 # External tables (`modules/external.py`), under a data root laid out like the shipped data/:
 # name -> file. A new export goes into a new version folder (`pipeline/export_holidays.py`).
 EXTERNAL_TABLE_FILES: Dict[str, str] = {features.HOLIDAY_TABLE: f"external/{features.HOLIDAY_TABLE}/v1/holidays.csv"}

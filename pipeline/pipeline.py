@@ -140,8 +140,8 @@ def create_pipeline(
         output_config=example_gen_pb2.Output(
             split_config=example_gen_pb2.SplitConfig(
                 splits=[
-                    example_gen_pb2.SplitConfig.Split(name="train", hash_buckets=options.train_buckets),
-                    example_gen_pb2.SplitConfig.Split(name="eval", hash_buckets=options.eval_buckets),
+                    example_gen_pb2.SplitConfig.Split(name=configs.TRAIN_SPLIT, hash_buckets=options.train_buckets),
+                    example_gen_pb2.SplitConfig.Split(name=configs.EVAL_SPLIT, hash_buckets=options.eval_buckets),
                 ]
             )
         ),

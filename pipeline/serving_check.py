@@ -13,13 +13,13 @@ import os
 import shutil
 import tempfile
 import time
-from typing import Dict, List, Tuple
+from typing import Dict, List, Optional, Tuple
 
 import tensorflow as tf
 from tfx import v1 as tfx
 from tfx.types import standard_artifacts
 
-from pipeline.configs import SERVING_MODEL_NAME
+from pipeline.configs import EVAL_SPLIT, SERVING_MODEL_NAME
 
 logger = logging.getLogger(__name__)
 
@@ -30,11 +30,13 @@ LOAD_TIMEOUT_SECONDS = 60.0
 CANDIDATE_VERSION = "1"
 
 
-def read_trips(examples_uri: str, split: str, limit: int) -> List[Dict[str, object]]:
-    """Reads up to `limit` raw trips (feature -> value or None) from an Examples artifact split."""
+def read_trips(examples_uri: str, split: str, limit: Optional[int] = None) -> List[Dict[str, object]]:
+    """Reads up to `limit` raw trips (feature -> value or None; all when `limit` is None) from
+    an Examples artifact split."""
     files = sorted(tf.io.gfile.glob(os.path.join(examples_uri, f"Split-{split}", "*")))
     trips: List[Dict[str, object]] = []
-    for record in tf.data.TFRecordDataset(files, compression_type="GZIP").take(limit):
+    records = tf.data.TFRecordDataset(files, compression_type="GZIP")
+    for record in records if limit is None else records.take(limit):
         example = tf.train.Example.FromString(record.numpy())
         trip: Dict[str, object] = {}
         for key, feature in example.features.feature.items():
@@ -124,7 +126,7 @@ def ServingCheck(
     num_trips: tfx.dsl.components.Parameter[int] = 32,
 ) -> None:
     """Blesses the candidate for the Pusher only if the local model server loads and answers it."""
-    trips = read_trips(examples.uri, "eval", num_trips)
+    trips = read_trips(examples.uri, EVAL_SPLIT, num_trips)
     serving_model_dir = os.path.join(model.uri, "Format-Serving")
     passed, detail = check_model_serves(serving_model_dir, trips)
     infra_blessing.set_int_custom_property(BLESSED_PROPERTY, int(passed))

@@ -45,10 +45,10 @@ def training_statistics_path(output_dir: str) -> str:
     with metadata.Metadata(connection) as handler:
         context = handler.store.get_context_by_type_and_name("node", f"{configs.PIPELINE_NAME}.{STATISTICS_GEN}")
         artifacts = handler.store.get_artifacts_by_context(context.id) if context else []
-    statistics = [a for a in artifacts if os.path.exists(os.path.join(a.uri, "Split-train", "FeatureStats.pb"))]
+    statistics = [a for a in artifacts if os.path.exists(os.path.join(a.uri, f"Split-{configs.TRAIN_SPLIT}", "FeatureStats.pb"))]
     if not statistics:
         raise SkewError(f"ML Metadata at {metadata_path} has no training statistics")
-    return os.path.join(max(statistics, key=lambda a: a.id).uri, "Split-train", "FeatureStats.pb")
+    return os.path.join(max(statistics, key=lambda a: a.id).uri, f"Split-{configs.TRAIN_SPLIT}", "FeatureStats.pb")
 
 
 def skew_scores(training_statistics_file: str, request_log_dir: str, thresholds: configs.DriftConfig) -> List[Dict[str, object]]:

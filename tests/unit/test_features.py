@@ -1,6 +1,8 @@
 """Invariants of the feature definitions and the pipeline configuration a user would trip over."""
 import importlib
 
+import numpy as np
+import pandas as pd
 import pytest
 import tensorflow_data_validation as tfdv
 
@@ -20,6 +22,15 @@ def test_every_column_is_used_by_the_model_or_named_as_unused():
 
 def test_the_label_source_never_reaches_the_model_inputs():
     assert features.TIPS_KEY not in features.RAW_FEATURE_KEYS
+
+
+def test_big_tip_is_more_than_a_fifth_of_the_fare_in_whole_cents():
+    # Python ints: more than 20%, exactly 20% (5.01 on 25.05), less.
+    assert features.is_big_tip(502, 2505) and not features.is_big_tip(501, 2505) and not features.is_big_tip(500, 2505)
+    # NumPy and pandas give the same answers elementwise; a missing fare (NaN) is never a big tip.
+    tips, fares = np.array([502.0, 501.0, 300.0]), np.array([2505.0, 2505.0, np.nan])
+    assert features.is_big_tip(tips, fares).tolist() == [True, False, False]
+    assert features.is_big_tip(pd.Series(tips), pd.Series(fares)).tolist() == [True, False, False]
 
 
 def test_transformed_names_do_not_collide():

@@ -7,6 +7,7 @@ import sys
 import numpy as np
 import pytest
 
+from modules import features
 from pipeline import synthetic_data
 from pipeline.spans import SpanError
 from tests.conftest import DATA_ROOT, REPO_ROOT, read_csv_header, sample_data_root
@@ -62,7 +63,10 @@ def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path):
 
 
 def _big_tipper_share(rows):
-    labels = [bool(row["fare"]) and float(row["tips"]) > 0.2 * float(row["fare"]) for row in rows]
+    labels = [
+        bool(row["fare"]) and features.is_big_tip(round(float(row["tips"] or 0) * 100), round(float(row["fare"]) * 100))
+        for row in rows
+    ]
     return sum(labels) / len(labels)
 
 
