@@ -31,8 +31,8 @@ from modules import features, signatures  # noqa: E402
 
 def labels(frame: pd.DataFrame) -> np.ndarray:
     """The big-tipper label of each trip, as the Transform graph computes it."""
-    fare_cents = (frame[features.FARE_KEY] * 100).round()
-    tips_cents = (frame[features.TIPS_KEY].fillna(0.0) * 100).round()
+    fare_cents = features.cents(frame[features.FARE_KEY])
+    tips_cents = features.cents(frame[features.TIPS_KEY].fillna(0.0))
     return (features.is_big_tip(tips_cents, fare_cents) & fare_cents.notna()).astype(int).to_numpy()
 
 

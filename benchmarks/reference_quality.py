@@ -23,7 +23,7 @@ import math
 import os
 import sys
 import warnings
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 from serving.console import import_tensorflow
 
@@ -60,42 +60,37 @@ def reference_csv_paths() -> List[str]:
 
 
 def _canonical(value: object) -> str:
-    """One string for a value, whether it came from CSV text, float64 or an Example's float32."""
+    """One string for a value, whether it came from a CSV's float64 or an Example's float32."""
     # Integral values (timestamps, census tracts, community areas) print as integers, the rest
     # as float32, which absorbs the last-digit noise between copies of a coordinate.
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
-    if isinstance(value, (str, bytes)):
-        return value.decode() if isinstance(value, bytes) else value
+    if isinstance(value, str):
+        return value
     number = float(value)
     if number.is_integer():
         return str(int(number))
     return f"{np.float32(number):.7g}"
 
 
+def trip_key(values: Sequence[object]) -> str:
+    """One string for a trip's TRIP_COLUMNS values, equal for equal trips however the numbers were stored."""
+    return "|".join(_canonical(value) for value in values)
+
+
 def trip_keys(frame: pd.DataFrame) -> List[str]:
-    """One string per trip that is equal for equal trips, however the numbers were stored."""
-    columns = [frame[column].astype(object).tolist() for column in TRIP_COLUMNS]
-    return ["|".join(_canonical(value) for value in row) for row in zip(*columns)]
+    """The `trip_key` of each trip of a frame."""
+    return [trip_key(row) for row in zip(*(frame[column].astype(object).tolist() for column in TRIP_COLUMNS))]
 
 
-def examples_frame(examples_dir: str, split: str) -> pd.DataFrame:
-    """The trips of one split of an Examples artifact, as a DataFrame of their raw columns."""
-    trips = read_trips(examples_dir, split)
-    if not trips:
-        raise FileNotFoundError(f"no trips in split {split!r} of the Examples at {examples_dir}")
-    frame = pd.DataFrame(trips).reindex(columns=TRIP_COLUMNS)
-    for column in TRIP_COLUMNS:
-        if column not in features.VOCABULARY_FEATURE_KEYS:
-            frame[column] = pd.to_numeric(frame[column], errors="coerce")
-    return frame
-
-
-def model_data(output_dir: str, version: str) -> pd.DataFrame:
+def model_data(output_dir: str, version: str) -> Tuple[pd.DataFrame, Dict[str, str]]:
     """The CSV trips a pushed version was made from, each with the split ExampleGen put it in.
 
     ML Metadata names the CSV files behind the version's Examples and where the Examples are;
     a trip's split is found by matching it with the trips of each split.
+
+    Returns:
+        The trips, with their split in SPLIT_COLUMN; and trip key -> split, for the Examples.
     """
     record = lineage.trace_version(output_dir, version)
     if record.data is None or not record.data.files:
@@ -107,13 +102,16 @@ def model_data(output_dir: str, version: str) -> pd.DataFrame:
                 "its trips are no longer the ones the model saw"
             )
     examples_dir = lineage.local_artifact_path(record.data.examples.uri, os.path.join(output_dir, lineage.PIPELINE_ROOT_FOLDER))
-    split_of = {}
+    split_of: Dict[str, str] = {}
     for split in (configs.TRAIN_SPLIT, configs.EVAL_SPLIT):
-        for key in trip_keys(examples_frame(examples_dir, split)):
-            split_of.setdefault(key, split)
+        examples = read_trips(examples_dir, split)
+        if not examples:
+            raise FileNotFoundError(f"no trips in split {split!r} of the Examples at {examples_dir}")
+        for example in examples:
+            split_of.setdefault(trip_key([example.get(column) for column in TRIP_COLUMNS]), split)
     trips = pd.concat([pd.read_csv(span_file.path) for span_file in record.data.files], ignore_index=True)
     trips[SPLIT_COLUMN] = split_of_trips(trips, split_of)
-    return trips
+    return trips, split_of
 
 
 def split_of_trips(frame: pd.DataFrame, split_of: Dict[str, str]) -> np.ndarray:
@@ -151,8 +149,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(f"reference CSV not found: {', '.join(missing)}", file=sys.stderr)
         return 2
     reference = pd.concat([pd.read_csv(path) for path in paths], ignore_index=True)
-    trips = model_data(args.output_dir, version)
-    split_of = dict(zip(trip_keys(trips), trips[SPLIT_COLUMN]))
+    trips, split_of = model_data(args.output_dir, version)
     where = split_of_trips(reference, split_of)
     truth = labels(reference)
     scores = {

@@ -14,6 +14,14 @@ LABEL_KEY = "big_tipper"
 BIG_TIP_PERCENT = 20
 
 
+def cents(dollars: Any) -> Any:
+    """Dollars as whole cents, for a Python number or a pandas Series.
+
+    The Transform graph does the same with `tf.round`, which Python's `round` cannot call.
+    """
+    return round(dollars * 100)
+
+
 def is_big_tip(tips_cents: Any, fare_cents: Any) -> Any:
     """Whether a tip exceeds BIG_TIP_PERCENT of the fare, both in whole cents.
 
@@ -25,9 +33,8 @@ def is_big_tip(tips_cents: Any, fare_cents: Any) -> Any:
         fare_cents: Fares in whole cents, of the same kind and shape.
 
     Returns:
-        True where the tip is big, in the inputs' kind. The Transform graph, the benchmarks and
-        the tests each turn dollars into cents with their own library's rounding, and share
-        this comparison.
+        True where the tip is big, in the inputs' kind. The benchmarks and tests make the cents
+        with `cents`, the Transform graph with `tf.round`; all share this comparison.
     """
     return tips_cents * 100 > fare_cents * BIG_TIP_PERCENT
 

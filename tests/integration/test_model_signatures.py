@@ -135,7 +135,7 @@ def test_transform_signature_computes_the_label(trained):
     loaded = tf.saved_model.load(trained["export_dir"])
     trips = trained["trips"][:20]
     transformed = loaded.signatures[signatures.TRANSFORM_FEATURES](examples=tf.constant([_example(t) for t in trips]))
-    expected = [int(t["fare"] is not None and features.is_big_tip(round((t["tips"] or 0.0) * 100), round(t["fare"] * 100))) for t in trips]
+    expected = [int(t["fare"] is not None and features.is_big_tip(features.cents(t["tips"] or 0.0), features.cents(t["fare"]))) for t in trips]
     assert transformed[features.LABEL_KEY].numpy().tolist() == expected
 
 

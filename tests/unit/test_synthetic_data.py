@@ -64,7 +64,7 @@ def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path):
 
 def _big_tipper_share(rows):
     labels = [
-        bool(row["fare"]) and features.is_big_tip(round(float(row["tips"] or 0) * 100), round(float(row["fare"]) * 100))
+        bool(row["fare"]) and features.is_big_tip(features.cents(float(row["tips"] or 0)), features.cents(float(row["fare"])))
         for row in rows
     ]
     return sum(labels) / len(labels)
