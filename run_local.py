@@ -84,7 +84,7 @@ def main(argv=None) -> int:
 
     handler = progress.install()
     from pipeline import configs, run_summary
-    from pipeline.code_fingerprint import module_fingerprint
+    from pipeline.code_fingerprint import module_fingerprint, project_fingerprint
     from pipeline.local_run import EXIT_DATA_REFUSED, EXIT_OK, LocalPaths, run_once, thresholds_text
 
     from pipeline.external_tables import parse_overrides, resolve_sources
@@ -95,7 +95,10 @@ def main(argv=None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_FAILED
     options = configs.PipelineOptions(
-        span_window=args.span_window, module_fingerprint=module_fingerprint(), external_tables=external_tables
+        span_window=args.span_window,
+        module_fingerprint=module_fingerprint(),
+        code_fingerprint=project_fingerprint(),
+        external_tables=external_tables,
     )
     if args.train_steps is not None:
         options = dataclasses.replace(options, train_steps=args.train_steps)

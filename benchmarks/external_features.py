@@ -29,7 +29,7 @@ from sklearn.metrics import accuracy_score, roc_auc_score  # noqa: E402
 
 from holdout_quality import labels, saved_model_scores  # noqa: E402
 from pipeline import configs, progress  # noqa: E402
-from pipeline.code_fingerprint import module_fingerprint  # noqa: E402
+from pipeline.code_fingerprint import module_fingerprint, project_fingerprint  # noqa: E402
 from pipeline.external_tables import REPO_DATA_ROOT, resolve_sources  # noqa: E402
 from pipeline.local_run import EXIT_OK, LocalPaths, run_once  # noqa: E402
 
@@ -55,7 +55,9 @@ def main() -> int:
     )
     truth = labels(holdout)
     handler = progress.install(quiet=True)
-    base = configs.PipelineOptions(module_fingerprint=module_fingerprint(), external_tables=resolve_sources())
+    base = configs.PipelineOptions(
+        module_fingerprint=module_fingerprint(), code_fingerprint=project_fingerprint(), external_tables=resolve_sources()
+    )
     paths = LocalPaths(data_root=data_root, output_dir=os.path.join(output_dir, "runs"))
     results = {True: [], False: []}
     print(f"training spans {args.train_spans}, holdout span {args.holdout_span} ({len(holdout)} trips)")

@@ -58,6 +58,9 @@ VOCABULARY_FEATURE_KEYS: List[str] = ["payment_type", "company"]
 INTEGER_VOCABULARY_FEATURE_KEYS: List[str] = ["dropoff_census_tract"]
 VOCABULARY_TOP_K = 500
 NUM_OOV_BUCKETS = 5
+# A vocabulary column's id for a missing value; the vocabulary's ids and its out-of-vocabulary
+# buckets follow from 1.
+VOCABULARY_MISSING_ID = 0
 # Integer categories with a known range: key -> number of valid values (0 .. n-1).
 RANGE_FEATURE_SIZES: Dict[str, int] = {
     "trip_start_hour": 24,
@@ -84,6 +87,19 @@ EXTERNAL_FEATURE_SIZES: Dict[str, Dict[str, int]] = {
 }
 # The raw columns external tables are joined on.
 EXTERNAL_JOIN_KEYS: List[str] = [TIMESTAMP_KEY]
+
+# Columns that change with the span's time by construction: a daily or monthly span differs
+# from the ones before it in these, so the drift check does not judge them by default. The
+# joined calendar columns are listed by name, as they appear in the joined statistics.
+SPAN_TIME_KEYS: List[str] = [
+    "trip_start_month",
+    "trip_start_day",
+    "trip_start_hour",
+    TIMESTAMP_KEY,
+    "day_of_week",
+    "is_holiday",
+    "is_day_before_holiday",
+]
 
 # Every raw column the model reads, in a stable order: the inputs of the serving signature.
 RAW_FEATURE_KEYS: List[str] = sorted(

@@ -27,7 +27,8 @@ def categorical_sizes(tf_transform_output: tft.TFTransformOutput, external_featu
         sizes[features.transformed_name(key)] = features.NUM_COORDINATE_BUCKETS + 1
     for key in features.VOCABULARY_FEATURE_KEYS + features.INTEGER_VOCABULARY_FEATURE_KEYS:
         vocabulary_size = tf_transform_output.vocabulary_size_by_name(features.vocabulary_name(key))
-        sizes[features.transformed_name(key)] = vocabulary_size + features.NUM_OOV_BUCKETS
+        # One id for "missing", then the vocabulary, then its out-of-vocabulary buckets.
+        sizes[features.transformed_name(key)] = 1 + vocabulary_size + features.NUM_OOV_BUCKETS
     for key, size in features.RANGE_FEATURE_SIZES.items():
         sizes[features.transformed_name(key)] = size + 1
     return sizes

@@ -35,6 +35,27 @@ def _dense(value: RawTensor, default) -> tf.Tensor:
     return tf.reshape(value, [-1])
 
 
+def _vocabulary_ids(raw: RawTensor, key: str) -> tf.Tensor:
+    """Maps a categorical column through its vocabulary, computed over the present values only.
+
+    Returns [batch] ids: `features.VOCABULARY_MISSING_ID` (0) where the value is missing, then the
+    vocabulary and its out-of-vocabulary buckets shifted by one, so a missing company and a
+    company never seen in training are different inputs.
+    """
+    if isinstance(raw, tf.SparseTensor):
+        values = raw.values if raw.dtype == tf.string else tf.strings.as_string(raw.values)
+        strings: RawTensor = tf.SparseTensor(raw.indices, values, raw.dense_shape)
+    else:
+        strings = raw if raw.dtype == tf.string else tf.strings.as_string(raw)
+    ids = tft.compute_and_apply_vocabulary(
+        strings,
+        top_k=features.VOCABULARY_TOP_K,
+        num_oov_buckets=features.NUM_OOV_BUCKETS,
+        vocab_filename=features.vocabulary_name(key),
+    )
+    return tf.where(_present(raw), _dense(ids, -1) + 1, tf.constant(features.VOCABULARY_MISSING_ID, tf.int64))
+
+
 def _log_scaled(value: tf.Tensor) -> tf.Tensor:
     """Returns the z-score of log1p(value), value clipped at 0 (negative fares are refunds)."""
     return tft.scale_to_z_score(tf.math.log1p(tf.maximum(value, 0.0)))
@@ -58,7 +79,8 @@ def preprocessing_fn(
     """Maps raw taxi columns to model-ready features and the big-tipper label.
 
     Missing values are handled explicitly: numeric columns get a 0/1 "missing" feature and
-    a neutral fill, categorical columns get a bucket of their own. Columns of the external
+    a neutral fill, categorical columns get a bucket of their own (apart from the buckets of
+    values unseen in training). Columns of the external
     tables are joined here, so the exported graph carries them.
 
     Args:
@@ -110,18 +132,7 @@ def preprocessing_fn(
         )
 
     for key in features.VOCABULARY_FEATURE_KEYS + features.INTEGER_VOCABULARY_FEATURE_KEYS:
-        raw = inputs[key]
-        if raw.dtype == tf.string:
-            value = _dense(raw, features.MISSING_STRING)
-        else:
-            value = tf.strings.as_string(_dense(raw, features.MISSING_INT))
-        # The missing marker is a vocabulary entry like any other, so "missing" is learnt.
-        outputs[features.transformed_name(key)] = tft.compute_and_apply_vocabulary(
-            value,
-            top_k=features.VOCABULARY_TOP_K,
-            num_oov_buckets=features.NUM_OOV_BUCKETS,
-            vocab_filename=features.vocabulary_name(key),
-        )
+        outputs[features.transformed_name(key)] = _vocabulary_ids(inputs[key], key)
 
     for key, size in features.RANGE_FEATURE_SIZES.items():
         value = _dense(inputs[key], features.MISSING_INT)

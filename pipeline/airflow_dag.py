@@ -18,7 +18,8 @@ from tfx.orchestration.airflow.airflow_dag_runner import AirflowDagRunner, Airfl
 from pipeline import configs, spans
 from pipeline.airflow_config import DAG_ID, AirflowSettings
 from pipeline.beam_runners import DirectRunnerConfig, beam_args_for
-from pipeline.code_fingerprint import module_fingerprint
+from pipeline.acceptance import for_spans
+from pipeline.code_fingerprint import module_fingerprint, project_fingerprint
 from pipeline.external_tables import resolve_sources
 from pipeline.pipeline import create_pipeline
 
@@ -39,6 +40,7 @@ def build_dag(settings: AirflowSettings, fingerprint: Optional[str] = None) -> m
         FileNotFoundError: when an external table's file does not exist.
     """
     span_numbers = spans.window(spans.discover_spans(settings.data_root), settings.span_window)
+    connection = tfx.orchestration.metadata.sqlite_metadata_connection_config(settings.metadata_path)
     options = configs.PipelineOptions(
         train_steps=settings.train_steps,
         eval_steps=settings.eval_steps,
@@ -46,6 +48,9 @@ def build_dag(settings: AirflowSettings, fingerprint: Optional[str] = None) -> m
         thresholds=settings.thresholds,
         drift=configs.DriftConfig(on_drift=settings.on_drift),
         module_fingerprint=fingerprint if fingerprint is not None else module_fingerprint(),
+        code_fingerprint=project_fingerprint(),
+        # Spans accepted with `python -m pipeline.accept`, read when Airflow parses the DAG.
+        acceptances=for_spans(connection, span_numbers),
         # The tables live beside the spans, laid out like the repository's data/.
         external_tables=resolve_sources(settings.external_tables, data_root=settings.data_root),
     )
@@ -56,7 +61,7 @@ def build_dag(settings: AirflowSettings, fingerprint: Optional[str] = None) -> m
         data_root=settings.data_root,
         spans=span_numbers,
         serving_model_dir=settings.serving_model_dir,
-        metadata_connection_config=tfx.orchestration.metadata.sqlite_metadata_connection_config(settings.metadata_path),
+        metadata_connection_config=connection,
         options=options,
         beam_pipeline_args=beam_args_for(beam_runner),
     )

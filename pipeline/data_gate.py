@@ -1,22 +1,26 @@
 """A gate between data validation and training: the data checks' verdicts stop the run.
 
-ExampleValidator reports anomalies, SpanDriftCheck drift scores and ExternalFeatureCheck
-both for the columns joined from external tables, but none stops anything by itself. This
-component reads the reports and fails on any schema anomaly, and on drift over a threshold
-when the drift policy is "stop" (with "warn" it logs a loud warning). Transform (hence Trainer, Evaluator, Pusher) runs after it, so refused data
-never reaches a model or the serving directory.
+ExampleValidator reports the window's schema anomalies, SpanDriftCheck the newest span's own
+anomalies and its drift, and ExternalFeatureCheck both for the columns joined from external
+tables; none stops anything by itself. This component reads the reports and fails on any
+schema anomaly, and on drift over a threshold when the drift policy is "stop" (with "warn"
+it logs a loud warning), except what an owner accepted for that span with
+`python -m pipeline.accept` (`pipeline.acceptance`). Transform (hence Trainer, Evaluator,
+Pusher) runs after it, so refused data never reaches a model or the serving directory.
 """
 import logging
-from typing import List
+from typing import List, Optional
 
 from tfx import v1 as tfx
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.utils import io_utils
 from tensorflow_metadata.proto.v0 import anomalies_pb2
 
-from pipeline import configs
+from pipeline import acceptance, configs
 from pipeline import external_check
-from pipeline.drift import DataDriftError, DriftReport, drift_message, read_report
+from pipeline.drift import DataDriftError, DriftReport, read_report
+from pipeline.spans import spans_text
+from pipeline.span_example_gen import SPAN_FILES_PROPERTY, span_fingerprints
 
 logger = logging.getLogger(__name__)
 
@@ -26,42 +30,107 @@ ANOMALIES_FILE = "SchemaDiff.pb"
 class DataAnomaliesError(RuntimeError):
     """The data broke the schema; the message names every feature and problem."""
 
+    def __init__(self, message: str, span: Optional[int] = None):
+        super().__init__(message)
+        self.span = span
 
-def read_anomalies(anomalies_uri: str, split_names: List[str]) -> List[str]:
-    """Returns one line per anomaly in an ExampleAnomalies artifact: split, feature, problem."""
-    lines = []
+
+def read_anomalies(anomalies_uri: str, split_names: List[str]) -> List[acceptance.Problem]:
+    """Returns the anomalies of an ExampleAnomalies artifact as problems (`pipeline.acceptance`),
+    one per split and feature; `text` names split, feature and problem."""
+    found = []
     for split in split_names:
         path = f"{anomalies_uri}/Split-{split}/{ANOMALIES_FILE}"
         report = anomalies_pb2.Anomalies()
         report.ParseFromString(io_utils.read_bytes_file(path))
-        for feature, info in sorted(report.anomaly_info.items()):
-            lines.append(f"{split}: feature {feature!r}: {info.short_description}: {info.description}")
+        infos = sorted(report.anomaly_info.items())
         if report.HasField("dataset_anomaly_info"):
-            info = report.dataset_anomaly_info
-            lines.append(f"{split}: dataset: {info.short_description}: {info.description}")
-    return lines
+            infos.append(("(dataset)", report.dataset_anomaly_info))
+        for feature, info in infos:
+            found.append(
+                {
+                    "check": acceptance.SCHEMA_CHECK,
+                    "scope": acceptance.WINDOW_SCOPE,
+                    "feature": feature,
+                    "kind": info.short_description,
+                    "text": f"{split}: feature {feature!r}: {info.short_description}: {info.description}",
+                }
+            )
+    return found
+
+
+def anomaly_lines(anomalies_uri: str, split_names: List[str]) -> List[str]:
+    """One line per anomaly in an ExampleAnomalies artifact: split, feature, problem."""
+    return [str(problem["text"]) for problem in read_anomalies(anomalies_uri, split_names)]
+
+
+def judge(
+    window_anomalies: List[acceptance.Problem],
+    drift_report: dict,
+    joined_report: dict,
+    acceptances: List[acceptance.SpanAcceptance],
+    span_files: dict,
+) -> List[str]:
+    """Decides on one run's reports; returns the warnings to log.
+
+    Raises:
+        DataAnomaliesError: on a schema anomaly or a joined-column anomaly no acceptance covers.
+        DataDriftError: on drift no acceptance covers, when the policy is "stop".
+    """
+    span = drift_report["checked_span"]
+    valid, warnings = acceptance.valid_acceptances(acceptances, span_files)
+    refused_anomalies, refused_drift = [], []
+    for problem in acceptance.collect_problems(window_anomalies, drift_report):
+        covered = acceptance.covering(problem, valid)
+        if covered is not None:
+            warnings.append(
+                f"accepted on record {covered.artifact_id} by {covered.accepted_by} ({covered.reason!r}): {problem['text']}"
+            )
+        elif problem["check"] == acceptance.DRIFT_CHECK:
+            refused_drift.append(str(problem["text"]))
+        else:
+            refused_anomalies.append(str(problem["text"]))
+    how_to_accept = (
+        f"\nIf span {span} is right after review, accept it on the record and run again: "
+        f"{acceptance.accept_command(span)}"
+    )
+    joined = external_check.refusals(joined_report)
+    if joined:
+        raise DataAnomaliesError(
+            "the columns joined from external tables do not match their schema:\n  " + "\n  ".join(joined), span
+        )
+    if refused_anomalies:
+        raise DataAnomaliesError(
+            "the data does not match the schema:\n  " + "\n  ".join(refused_anomalies) + how_to_accept, span
+        )
+    refused_drift += [f"joined column {line}" for line in external_check.drifted(joined_report)]
+    if refused_drift:
+        message = f"span {span} drifted from spans {spans_text(drift_report['reference_spans'])}: " + "; ".join(refused_drift)
+        if drift_report["on_drift"] == configs.DRIFT_STOP:
+            raise DataDriftError(message + how_to_accept, span)
+        warnings.append(f"DRIFT (policy: warn, training goes on): {message}")
+    return warnings
 
 
 @tfx.dsl.components.component
 def DataGate(
+    examples: tfx.dsl.components.InputArtifact[standard_artifacts.Examples],
     anomalies: tfx.dsl.components.InputArtifact[standard_artifacts.ExampleAnomalies],
     drift_report: tfx.dsl.components.InputArtifact[DriftReport],
     external_report: tfx.dsl.components.InputArtifact[external_check.ExternalFeatureReport],
+    accepted_spans: tfx.dsl.components.Parameter[str] = "[]",
+    code_fingerprint: tfx.dsl.components.Parameter[str] = "",
 ) -> None:
-    """Fails the run on any schema anomaly, or on drift when the drift policy says stop."""
-    found = read_anomalies(anomalies.uri, artifact_utils.decode_split_names(anomalies.split_names))
-    if found:
-        raise DataAnomaliesError("the data does not match the schema:\n  " + "\n  ".join(found))
-    joined = external_check.read_report(external_report.uri)
-    found = external_check.refusals(joined)
-    if found:
-        raise DataAnomaliesError("the columns joined from external tables do not match their schema:\n  " + "\n  ".join(found))
-    report = read_report(drift_report.uri)
-    messages = []
-    if any(score["drifted"] for score in report["scores"]):
-        messages.append(drift_message(report))
-    messages += [f"joined column {line}" for line in external_check.drifted(joined)]
-    if messages:
-        if report["on_drift"] == configs.DRIFT_STOP:
-            raise DataDriftError("; ".join(messages))
-        logger.warning("DRIFT (policy: warn, training goes on): %s", "; ".join(messages))
+    """Fails the run on any schema anomaly, or on drift when the drift policy says stop, unless
+    an acceptance in `accepted_spans` (`pipeline.acceptance.acceptances_json`) covers it."""
+    del code_fingerprint  # part of the cache key only
+    span_files = span_fingerprints(examples.get_string_custom_property(SPAN_FILES_PROPERTY))
+    warnings = judge(
+        read_anomalies(anomalies.uri, artifact_utils.decode_split_names(anomalies.split_names)),
+        read_report(drift_report.uri),
+        external_check.read_report(external_report.uri),
+        acceptance.acceptances_from_json(accepted_spans),
+        span_files,
+    )
+    for line in warnings:
+        logger.warning("%s", line)

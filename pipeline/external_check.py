@@ -149,13 +149,15 @@ def ExternalFeatureCheck(
     joined_statistics: tfx.dsl.components.OutputArtifact[standard_artifacts.ExampleStatistics],
     report: tfx.dsl.components.OutputArtifact[ExternalFeatureReport],
     drift_config: tfx.dsl.components.Parameter[str],
+    code_fingerprint: tfx.dsl.components.Parameter[str] = "",
 ) -> None:
     """Checks every table's joined columns on every span; writes statistics and a report.
 
     Statistics splits are named `<table>-span-<N>`. `drift_config` is
-    `pipeline.drift.drift_config_json(...)`.
+    `pipeline.drift.drift_config_json(...)`; `code_fingerprint` is part of the cache key only.
     """
-    drift = configs.DriftConfig(**json.loads(drift_config))
+    del code_fingerprint
+    drift = configs.DriftConfig.from_json(drift_config)
     span_files = files_by_span(examples)
     tables = load_tables(external_tables.uri, sorted(table_records(external_tables)))
     summary: Dict[str, object] = {"tables": {}, "on_drift": drift.on_drift}

@@ -262,12 +262,14 @@ def snapshot_tables(sources: str, output_uri: str) -> Dict[str, dict]:
 def ExternalTableGen(
     tables: tfx.dsl.components.OutputArtifact[ExternalTables],
     sources: tfx.dsl.components.Parameter[str],
+    code_fingerprint: tfx.dsl.components.Parameter[str] = "",
 ) -> None:
     """Validates each external table and snapshots it into the artifact, with its fingerprint.
 
-    `sources` is `sources_json(...)`. A file changed since the pipeline was built, or a
+    `sources` is `sources_json(...)`; `code_fingerprint` is part of the cache key only. A file changed since the pipeline was built, or a
     malformed one, fails the run here, before anything reads it (see `snapshot_tables`).
     """
+    del code_fingerprint
     records = snapshot_tables(sources, tables.uri)
     tables.set_string_custom_property(TABLES_PROPERTY, json.dumps(records, sort_keys=True))
 

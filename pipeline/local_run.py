@@ -6,6 +6,7 @@ what happened (`pipeline.run_summary`) and turns it into an exit code.
 import dataclasses
 import logging
 import os
+import shlex
 import time
 from typing import List, Optional, Tuple
 
@@ -69,6 +70,19 @@ def _caused_by(error: Optional[BaseException], error_type: type) -> bool:
     return False
 
 
+def _refused_span(error: Optional[BaseException]) -> Optional[int]:
+    """The span a DataGate refusal names, found along the exception chain."""
+    while error is not None:
+        if getattr(error, "span", None) is not None:
+            return error.span
+        error = error.__cause__ or error.__context__
+    return None
+
+
+def _quoted(path: str) -> str:
+    return shlex.quote(path)
+
+
 def run_once(
     paths: LocalPaths,
     options: configs.PipelineOptions,
@@ -95,7 +109,9 @@ def run_once(
     from modules.external import ExternalTableError
     from pipeline.data_gate import DataAnomaliesError
     from pipeline.drift import DataDriftError
+    from pipeline import acceptance
     from pipeline.external_tables import refingerprint
+    from pipeline.span_rows import CsvFormatError
     from pipeline.pipeline import create_pipeline
 
     started = time.monotonic()
@@ -113,6 +129,8 @@ def run_once(
         return RunResult(EXIT_FAILED, span_numbers, None, [], time.monotonic() - started, str(error))
     os.makedirs(paths.output_dir, exist_ok=True)
     connection_config = tfx.orchestration.metadata.sqlite_metadata_connection_config(paths.metadata_path)
+    # What an owner accepted with `python -m pipeline.accept`; the DataGate applies it.
+    options = dataclasses.replace(options, acceptances=acceptance.for_spans(connection_config, span_numbers))
     pipeline = create_pipeline(
         pipeline_name=configs.PIPELINE_NAME,
         pipeline_root=paths.pipeline_root,
@@ -143,8 +161,15 @@ def run_once(
     seconds = time.monotonic() - started
     if failure is None:
         exit_code, error_text = EXIT_OK, None
-    elif any(_caused_by(failure, refusal) for refusal in (DataAnomaliesError, DataDriftError, ExternalTableError)) or summary.anomalies:
+    elif any(_caused_by(failure, refusal) for refusal in (DataAnomaliesError, DataDriftError, ExternalTableError, CsvFormatError)) or summary.anomalies:
         exit_code, error_text = EXIT_DATA_REFUSED, str(failure)
+        refused_span = _refused_span(failure)
+        if refused_span is not None:
+            # The gate does not know the paths; the exact command names them.
+            error_text = error_text.replace(
+                acceptance.accept_command(refused_span),
+                acceptance.accept_command(refused_span, _quoted(paths.data_root), _quoted(paths.output_dir)),
+            )
     else:
         exit_code, error_text = EXIT_FAILED, f"{type(failure).__name__}: {failure}"
     return RunResult(exit_code, span_numbers, summary, timings, seconds, error_text, report_path)

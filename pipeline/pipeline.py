@@ -12,11 +12,15 @@ from tfx.proto import example_gen_pb2
 
 from modules import features, signatures
 from pipeline import configs, pusher, span_example_gen
+from pipeline.acceptance import acceptances_json
 from pipeline.data_gate import DataGate
 from pipeline.drift import SpanDriftCheck, drift_config_json
 from pipeline.external_check import ExternalFeatureCheck
 from pipeline.external_tables import EnrichingTransform, ExternalTableGen, check_sources, sources_json
 from pipeline.serving_check import ServingCheck
+
+# Key of the project's code fingerprint in the custom_config of components that take one.
+CODE_FINGERPRINT_KEY = "code_fingerprint"
 
 # Component ids, used by the entry points to report on what ran.
 EXAMPLE_GEN = "CsvExampleGen"
@@ -145,7 +149,9 @@ def create_pipeline(
                 ]
             )
         ),
-        custom_config=span_example_gen.span_window_config(spans[0], spans[-1]),
+        custom_config=span_example_gen.span_window_config(
+            spans[0], spans[-1], options.schema_path or CURATED_SCHEMA_PATH, options.code_fingerprint
+        ),
         custom_executor_spec=executor_spec.BeamExecutorSpec(span_example_gen.Executor),
     ).with_id(EXAMPLE_GEN)
     components.append(example_gen)
@@ -169,24 +175,31 @@ def create_pipeline(
         examples=example_gen.outputs["examples"],
         schema=schema_gen.outputs["schema"],
         drift_config=drift_config_json(options.drift),
+        code_fingerprint=options.code_fingerprint,
     ).with_id(DRIFT_CHECK)
     components.append(drift_check)
 
-    external_table_gen = ExternalTableGen(sources=sources_json(options.external_tables)).with_id(EXTERNAL_TABLE_GEN)
+    external_table_gen = ExternalTableGen(
+        sources=sources_json(options.external_tables), code_fingerprint=options.code_fingerprint
+    ).with_id(EXTERNAL_TABLE_GEN)
     components.append(external_table_gen)
 
     external_check = ExternalFeatureCheck(
         examples=example_gen.outputs["examples"],
         external_tables=external_table_gen.outputs["tables"],
         drift_config=drift_config_json(options.drift),
+        code_fingerprint=options.code_fingerprint,
     ).with_id(EXTERNAL_FEATURE_CHECK)
     components.append(external_check)
 
     # Schema anomalies are judged first: a span that breaks the schema is refused as such.
     data_gate = DataGate(
+        examples=example_gen.outputs["examples"],
         anomalies=example_validator.outputs["anomalies"],
         drift_report=drift_check.outputs["drift_report"],
         external_report=external_check.outputs["report"],
+        accepted_spans=acceptances_json(options.acceptances),
+        code_fingerprint=options.code_fingerprint,
     ).with_id(DATA_GATE)
     components.append(data_gate)
 
@@ -196,7 +209,8 @@ def create_pipeline(
         schema=schema_gen.outputs["schema"],
         external_tables=external_table_gen.outputs["tables"],
         preprocessing_fn=configs.PREPROCESSING_FN,
-        custom_config=code_config,
+        # The executor joining the external tables is the project's code.
+        custom_config={**code_config, CODE_FINGERPRINT_KEY: options.code_fingerprint},
     ).with_id(TRANSFORM)
     transform.add_upstream_node(data_gate)
     components.append(transform)
@@ -227,9 +241,9 @@ def create_pipeline(
     ).with_id(EVALUATOR)
     components.append(evaluator)
 
-    serving_check = ServingCheck(model=trainer.outputs["model"], examples=example_gen.outputs["examples"]).with_id(
-        SERVING_CHECK
-    )
+    serving_check = ServingCheck(
+        model=trainer.outputs["model"], examples=example_gen.outputs["examples"], code_fingerprint=options.code_fingerprint
+    ).with_id(SERVING_CHECK)
     components.append(serving_check)
 
     model_pusher = tfx.components.Pusher(
@@ -237,6 +251,7 @@ def create_pipeline(
         model_blessing=evaluator.outputs["blessing"],
         infra_blessing=serving_check.outputs["infra_blessing"],
         custom_executor_spec=executor_spec.ExecutorClassSpec(pusher.Executor),
+        custom_config={CODE_FINGERPRINT_KEY: options.code_fingerprint},
         push_destination=tfx.proto.PushDestination(
             filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir)
         ),

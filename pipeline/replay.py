@@ -44,10 +44,13 @@ def describe_step(label: str, result: RunResult) -> str:
         lines.append(f"   components run: {', '.join(ran) or 'none (all cached)'}")
         if summary.anomalies:
             lines.append(f"   anomalies: {'; '.join(summary.anomalies)}")
-        if summary.drift and summary.drift.get("compared_spans"):
-            top = ", ".join(f"{s['feature']} {s['score']:.3f}" for s in summary.drift["scores"][:3])
+        if summary.drift and summary.drift.get("reference_spans"):
+            top = ", ".join(f"{s['feature']} {s['score']:.3f}" for s in [s for s in summary.drift["scores"] if s["judged"]][:3])
             drifted = f"; OVER THRESHOLD: {', '.join(summary.drifted)}" if summary.drifted else ""
-            lines.append(f"   drift span {summary.drift['compared_spans'][0]}->{summary.drift['compared_spans'][1]}: {top}{drifted}")
+            reference = spans.spans_text(summary.drift["reference_spans"])
+            lines.append(f"   drift span {summary.drift['checked_span']} against spans {reference}: {top}{drifted}")
+        if summary.accepted:
+            lines.append(f"   accepted on record: {'; '.join(summary.accepted)}")
         for name in ("auc", "binary_accuracy"):
             if name in summary.metrics:
                 new, serving = summary.metrics[name]
@@ -105,7 +108,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     import_tensorflow()
 
     from pipeline import progress
-    from pipeline.code_fingerprint import module_fingerprint
+    from pipeline.code_fingerprint import module_fingerprint, project_fingerprint
 
     handler = progress.install(quiet=True)
     from pipeline.external_tables import parse_overrides, resolve_sources
@@ -113,6 +116,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     options = configs.PipelineOptions(
         span_window=args.span_window,
         module_fingerprint=module_fingerprint(),
+        code_fingerprint=project_fingerprint(),
         external_tables=resolve_sources(parse_overrides(args.external_table)),
     )
     if args.train_steps is not None:

@@ -12,12 +12,14 @@ from tfx.types import artifact_utils
 
 from modules import features
 from pipeline import external_check, pipeline as pipeline_def
+from pipeline import acceptance
 from pipeline.data_gate import read_anomalies
 from pipeline.drift import describe as describe_drift
 from pipeline.drift import read_report as read_drift_report
 from pipeline.external_tables import TABLES_PROPERTY
 from pipeline.pusher import NOT_PUSHED_REASON_PROPERTY
-from pipeline.span_example_gen import SPANS_PROPERTY
+from pipeline.spans import spans_text
+from pipeline.span_example_gen import SPAN_FILES_PROPERTY, SPANS_PROPERTY, span_fingerprints
 
 SUMMARY_METRICS = ("auc", "binary_accuracy", "example_count")
 # Slices smaller than this are left out of "weakest slices": their AUC is mostly noise.
@@ -29,9 +31,15 @@ class RunSummary:
     """The facts a person wants after a run, each None when that step did not run."""
 
     spans: Optional[str] = None
+    # Schema anomalies no acceptance covers: the window's (ExampleValidator) and the newest
+    # span's own (SpanDriftCheck).
     anomalies: Optional[List[str]] = None
-    # The drift report of the newest span against the previous one (see pipeline.drift).
+    # The newest span's check: its anomalies and drift against the window's earlier spans
+    # (see pipeline.drift).
     drift: Optional[dict] = None
+    # Findings an owner accepted (`pipeline.accept`), and the acceptances that applied.
+    accepted: List[str] = dataclasses.field(default_factory=list)
+    acceptances: List[dict] = dataclasses.field(default_factory=list)
     # metric -> (candidate, baseline or None)
     metrics: Dict[str, Tuple[float, Optional[float]]] = dataclasses.field(default_factory=dict)
     failed_thresholds: List[str] = dataclasses.field(default_factory=list)
@@ -54,6 +62,26 @@ class RunSummary:
     def drifted(self) -> List[str]:
         """Columns whose drift score is over their threshold."""
         return [score["feature"] for score in (self.drift or {}).get("scores", []) if score["drifted"]]
+
+
+def _judge_findings(summary: RunSummary, window_anomalies: List[dict], examples, store) -> None:
+    """Splits the run's findings into refused and accepted, as the DataGate does."""
+    span_files = span_fingerprints(_custom(examples, SPAN_FILES_PROPERTY) or "") if examples is not None else {}
+    applying = acceptance.newest_per_span(acceptance.recorded(store), list(span_files))
+    valid, _ = acceptance.valid_acceptances(applying, span_files)
+    summary.acceptances = [
+        {"span": a.span, "record": a.artifact_id, "accepted_by": a.accepted_by, "accepted_at": a.accepted_at, "reason": a.reason}
+        for a in valid
+    ]
+    problems = list(window_anomalies)
+    if summary.drift is not None:
+        problems = acceptance.collect_problems(window_anomalies, summary.drift)
+    summary.anomalies = []
+    for problem in problems:
+        if acceptance.covering(problem, valid) is not None:
+            summary.accepted.append(str(problem["text"]))
+        elif problem["check"] == acceptance.SCHEMA_CHECK:
+            summary.anomalies.append(str(problem["text"]))
 
 
 def newest_execution_id(connection_config: metadata_store_pb2.ConnectionConfig) -> int:
@@ -156,19 +184,21 @@ def collect(
         examples = outputs_of(pipeline_def.EXAMPLE_GEN).get("examples")
         if examples:
             summary.spans = _custom(examples[0], SPANS_PROPERTY)
+        drift_report = outputs_of(pipeline_def.DRIFT_CHECK).get("drift_report")
+        if drift_report:
+            summary.drift = read_drift_report(drift_report[0].uri)
         anomalies = outputs_of(pipeline_def.EXAMPLE_VALIDATOR).get("anomalies")
         if anomalies:
             split_names = artifact_utils.decode_split_names(anomalies[0].properties["split_names"].string_value)
-            summary.anomalies = read_anomalies(anomalies[0].uri, split_names)
+            _judge_findings(
+                summary, read_anomalies(anomalies[0].uri, split_names), examples[0] if examples else None, metadata_handler.store
+            )
         tables = outputs_of(pipeline_def.EXTERNAL_TABLE_GEN).get("tables")
         if tables:
             summary.external_tables = json.loads(_custom(tables[0], TABLES_PROPERTY) or "{}")
         external_report = outputs_of(pipeline_def.EXTERNAL_FEATURE_CHECK).get("report")
         if external_report:
             summary.external_report = external_check.read_report(external_report[0].uri)
-        drift_report = outputs_of(pipeline_def.DRIFT_CHECK).get("drift_report")
-        if drift_report:
-            summary.drift = read_drift_report(drift_report[0].uri)
         model = outputs_of(pipeline_def.TRAINER).get("model")
         if model:
             summary.model_uri = model[0].uri
@@ -222,16 +252,23 @@ def format_summary(summary: RunSummary, thresholds_text: Dict[str, str], timings
         lines.append(f"joined columns: {len(refused) or 'every trip matched, no'} anomalies{drift}")
         lines.extend(f"  - {line}" for line in refused)
         lines.extend(f"  DRIFT over threshold: {line}" for line in external_check.drifted(summary.external_report))
-    if summary.drift and summary.drift.get("error"):
-        lines.append(f"drift: not computed ({summary.drift['error']})")
-    elif summary.drift and summary.drift["compared_spans"]:
-        previous, newest = summary.drift["compared_spans"]
-        top = ", ".join(f"{s['feature']} {s['score']:.3f}" for s in summary.drift["scores"][:3])
-        lines.append(f"drift span {previous} -> {newest}: highest scores {top}")
+    if summary.drift and summary.drift["reference_spans"]:
+        judged = [s for s in summary.drift["scores"] if s["judged"]]
+        top = ", ".join(f"{s['feature']} {s['score']:.3f}" for s in judged[:3])
+        lines.append(
+            f"drift span {summary.drift['checked_span']} against spans {spans_text(summary.drift['reference_spans'])}: "
+            f"highest scores {top or '-'} ({len(judged)} columns judged; span-time columns are not)"
+        )
         if summary.drifted:
             lines.append(f"  DRIFT over threshold (policy: {summary.drift['on_drift']}): {describe_drift(summary.drift['scores'])}")
     elif summary.drift:
-        lines.append("drift: not checked (one span in the window)")
+        lines.append(f"drift: not checked (span {summary.drift['checked_span']} is the only span in the window)")
+    for record in summary.acceptances:
+        lines.append(
+            f"accepted span {record['span']}: record {record['record']} by {record['accepted_by']} "
+            f"at {record['accepted_at']}: {record['reason']}"
+        )
+    lines.extend(f"  - accepted: {line}" for line in summary.accepted)
     if summary.metrics:
         lines.append(f"{'metric':<18}{'new model':>12}{'serving model':>16}   threshold")
         for name in SUMMARY_METRICS:

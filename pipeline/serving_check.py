@@ -124,8 +124,14 @@ def ServingCheck(
     examples: tfx.dsl.components.InputArtifact[standard_artifacts.Examples],
     infra_blessing: tfx.dsl.components.OutputArtifact[standard_artifacts.InfraBlessing],
     num_trips: tfx.dsl.components.Parameter[int] = 32,
+    code_fingerprint: tfx.dsl.components.Parameter[str] = "",
 ) -> None:
-    """Blesses the candidate for the Pusher only if the local model server loads and answers it."""
+    """Blesses the candidate for the Pusher only if the local model server loads and answers it.
+
+    `code_fingerprint` (the project's code, which holds the model server) is part of the cache
+    key only.
+    """
+    del code_fingerprint
     trips = read_trips(examples.uri, EVAL_SPLIT, num_trips)
     serving_model_dir = os.path.join(model.uri, "Format-Serving")
     passed, detail = check_model_serves(serving_model_dir, trips)

@@ -3,60 +3,77 @@
 TFX's CsvExampleGen ingests one span per run (the newest its pattern matches). Training on
 "every span so far" or "the newest K spans" needs the window in one artifact, so this
 executor keeps CsvExampleGen's component, driver and split logic and only replaces how files
-are read: it reads every `span-<N>/*.csv` with N inside the component's `range_config`
-static range, checks that all files share one header and that every row has that many
-cells, and records on the output artifact which spans and files went in.
+are read: it reads every `span-<N>/*.csv` with N inside the window of its custom_config,
+checks that all files share one header, parses each row with `pipeline.span_rows` (types
+from the curated schema, an empty cell an absent feature, a bad cell an error naming file,
+line, column and value), and records on the output artifact which spans and files went in.
 """
-import csv
 import hashlib
-import io
 import json
 import os
 from typing import Any, Dict, Iterable, List, Tuple
 
 import apache_beam as beam
 import tensorflow as tf
+import tensorflow_data_validation as tfdv
+from google.protobuf import struct_pb2
 from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
-from tfx.proto import example_gen_pb2, range_config_pb2
+from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
-from tfx_bsl.coders import csv_decoder
 
+from pipeline import span_rows
+from pipeline.span_rows import CsvFormatError
 from pipeline.spans import span_of_folder
 
 # Custom properties set on the Examples artifact, read by lineage and reports.
 SPANS_PROPERTY = "spans"
 SPAN_FILES_PROPERTY = "span_files"
+# Keys of the Struct packed in the component's custom_config (see span_window_config).
+FIRST_SPAN_KEY = "first_span"
+LAST_SPAN_KEY = "last_span"
+SCHEMA_PATH_KEY = "schema_path"
+CODE_FINGERPRINT_KEY = "code_fingerprint"
 
 
-class CsvFormatError(ValueError):
-    """A CSV file of a span is malformed."""
+def span_window_config(
+    first_span: int, last_span: int, schema_path: str, code_fingerprint: str = ""
+) -> example_gen_pb2.CustomConfig:
+    """Returns the ExampleGen custom_config that reads spans first_span..last_span.
 
-
-def span_window_config(first_span: int, last_span: int) -> example_gen_pb2.CustomConfig:
-    """Returns the ExampleGen custom_config that selects spans first_span..last_span.
-
-    The window travels as a RangeConfig static range packed in the CustomConfig (ExampleGen's
-    own range_config only admits a single span).
+    Args:
+        first_span: The window's first span.
+        last_span: The window's last span (ExampleGen's own range_config admits only one span,
+            so the window travels here).
+        schema_path: The curated schema whose column types the rows are parsed with (read when
+            the step runs, as ImportSchemaGen reads it).
+        code_fingerprint: `pipeline.code_fingerprint.project_fingerprint()`, so a change of the
+            reader's code is never answered from TFX's cache.
     """
-    custom_config = example_gen_pb2.CustomConfig()
-    custom_config.custom_config.Pack(
-        range_config_pb2.RangeConfig(
-            static_range=range_config_pb2.StaticRange(start_span_number=first_span, end_span_number=last_span)
-        )
+    settings = struct_pb2.Struct()
+    settings.update(
+        {
+            FIRST_SPAN_KEY: first_span,
+            LAST_SPAN_KEY: last_span,
+            SCHEMA_PATH_KEY: schema_path,
+            CODE_FINGERPRINT_KEY: code_fingerprint,
+        }
     )
+    custom_config = example_gen_pb2.CustomConfig()
+    custom_config.custom_config.Pack(settings)
     return custom_config
 
 
-def _selected_spans(exec_properties: Dict[str, Any]) -> Tuple[int, int]:
+def _settings(exec_properties: Dict[str, Any]) -> Tuple[int, int, str]:
+    """Returns (first span, last span, schema path) from the component's custom_config."""
     entry = exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY)
     custom_config = example_gen_pb2.CustomConfig()
-    range_config = range_config_pb2.RangeConfig()
+    settings = struct_pb2.Struct()
     if entry:
         proto_utils.json_to_proto(entry, custom_config)
-    if not entry or not custom_config.custom_config.Unpack(range_config) or not range_config.HasField("static_range"):
-        raise ValueError("the span-window ExampleGen needs custom_config=span_window_config(first, last)")
-    return range_config.static_range.start_span_number, range_config.static_range.end_span_number
+    if not entry or not custom_config.custom_config.Unpack(settings) or SCHEMA_PATH_KEY not in settings:
+        raise ValueError("the span-window ExampleGen needs custom_config=span_window_config(first, last, schema_path)")
+    return int(settings[FIRST_SPAN_KEY]), int(settings[LAST_SPAN_KEY]), settings[SCHEMA_PATH_KEY]
 
 
 def window_files(input_base: str, split_pattern: str, first_span: int, last_span: int) -> Dict[int, List[str]]:
@@ -77,7 +94,8 @@ def window_files(input_base: str, split_pattern: str, first_span: int, last_span
     return files_by_span
 
 
-def _file_fingerprint(path: str) -> str:
+def file_fingerprint(path: str) -> str:
+    """Returns the SHA-256 of a file's bytes (any path tf.io.gfile reads)."""
     digest = hashlib.sha256()
     with tf.io.gfile.GFile(path, "rb") as data_file:
         for chunk in iter(lambda: data_file.read(1 << 20), b""):
@@ -85,51 +103,30 @@ def _file_fingerprint(path: str) -> str:
     return digest.hexdigest()
 
 
-def _header(path: str) -> List[str]:
-    with tf.io.gfile.GFile(path, "r") as data_file:
-        first_line = data_file.readline()
-    if not first_line.strip():
-        raise CsvFormatError(f"{path}: the file is empty; a span CSV starts with a header row")
-    return next(csv.reader([first_line]))
+def common_header(files: List[str]) -> List[str]:
+    """Returns the header every file shares.
+
+    Raises:
+        CsvFormatError: when a file is empty or its header differs from the first file's.
+    """
+    column_names = span_rows.read_header(files[0])
+    for path in files[1:]:
+        header = span_rows.read_header(path)
+        if header != column_names:
+            raise CsvFormatError(f"{path}: header {header} differs from {files[0]}'s header {column_names}")
+    return column_names
 
 
-class _ReadRows(beam.DoFn):
-    """Reads one CSV file into lists of cells, checking each row's cell count."""
+class _ReadExamples(beam.DoFn):
+    """Reads one CSV file, row by row, into tf.Examples typed by the schema."""
 
-    def __init__(self, column_names: List[str]):
+    def __init__(self, column_names: List[str], types: span_rows.ColumnTypes):
         self._column_names = column_names
+        self._types = types
 
-    def process(self, path: str) -> Iterable[List[bytes]]:
-        with tf.io.gfile.GFile(path, "r") as data_file:
-            reader = csv.reader(io.StringIO(data_file.read()))
-            next(reader)  # the header, already checked
-            for row in reader:
-                if not row:
-                    continue
-                if len(row) != len(self._column_names):
-                    raise CsvFormatError(
-                        f"{path}, line {reader.line_num}: {len(row)} cells where the header has "
-                        f"{len(self._column_names)} ({', '.join(self._column_names)})"
-                    )
-                yield [cell.encode("utf-8") for cell in row]
-
-
-class _RowToExample(beam.DoFn):
-    """Turns a row of cells into a tf.Example; an empty cell becomes a feature with no value."""
-
-    def process(self, row: List[bytes], column_infos: List[csv_decoder.ColumnInfo]) -> Iterable[tf.train.Example]:
-        feature = {}
-        for cell, info in zip(row, column_infos):
-            if info.type == csv_decoder.ColumnType.INT:
-                value = tf.train.Feature(int64_list=tf.train.Int64List(value=[int(cell)] if cell else []))
-            elif info.type == csv_decoder.ColumnType.FLOAT:
-                value = tf.train.Feature(float_list=tf.train.FloatList(value=[float(cell)] if cell else []))
-            elif info.type == csv_decoder.ColumnType.STRING:
-                value = tf.train.Feature(bytes_list=tf.train.BytesList(value=[cell] if cell else []))
-            else:  # a column that is empty in every row
-                value = tf.train.Feature()
-            feature[info.name] = value
-        yield tf.train.Example(features=tf.train.Features(feature=feature))
+    def process(self, path: str) -> Iterable[tf.train.Example]:
+        for _, row in span_rows.read_rows(path, self._column_names, self._types):
+            yield span_rows.to_example(row, self._types)
 
 
 @beam.ptransform_fn
@@ -139,18 +136,12 @@ def _SpanWindowToExample(
     pipeline: beam.Pipeline, exec_properties: Dict[str, Any], split_pattern: str
 ) -> beam.pvalue.PCollection:
     """Reads the CSV files of the span window into tf.Examples."""
-    first_span, last_span = _selected_spans(exec_properties)
+    first_span, last_span, schema_path = _settings(exec_properties)
     input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
     files = [path for paths in window_files(input_base, split_pattern, first_span, last_span).values() for path in paths]
-    column_names = _header(files[0])
-    for path in files[1:]:
-        if _header(path) != column_names:
-            raise CsvFormatError(f"{path}: header {_header(path)} differs from {files[0]}'s header {column_names}")
-    rows = pipeline | "ListFiles" >> beam.Create(files) | "ReadRows" >> beam.ParDo(_ReadRows(column_names))
-    column_infos = beam.pvalue.AsSingleton(
-        rows | "InferColumnTypes" >> beam.CombineGlobally(csv_decoder.ColumnTypeInferrer(column_names, skip_blank_lines=True))
-    )
-    return rows | "ToExample" >> beam.ParDo(_RowToExample(), column_infos)
+    column_names = common_header(files)
+    types = span_rows.column_types(tfdv.load_schema_text(schema_path))
+    return pipeline | "ListFiles" >> beam.Create(files) | "ReadExamples" >> beam.ParDo(_ReadExamples(column_names, types))
 
 
 class Executor(BaseExampleGenExecutor):
@@ -163,7 +154,7 @@ class Executor(BaseExampleGenExecutor):
     def Do(self, input_dict: Dict[str, List[Any]], output_dict: Dict[str, List[Any]], exec_properties: Dict[str, Any]) -> None:
         """Writes the examples, then records the spans and file fingerprints on the artifact."""
         super().Do(input_dict, output_dict, exec_properties)
-        first_span, last_span = _selected_spans(exec_properties)
+        first_span, last_span, _ = _settings(exec_properties)
         input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
         pattern = json.loads(exec_properties[standard_component_specs.INPUT_CONFIG_KEY])["splits"][0]["pattern"]
         files = window_files(input_base, pattern, first_span, last_span)
@@ -172,7 +163,7 @@ class Executor(BaseExampleGenExecutor):
         examples.set_string_custom_property(SPANS_PROPERTY, ",".join(str(span) for span in sorted(files)))
         examples.set_string_custom_property(
             SPAN_FILES_PROPERTY,
-            json.dumps({path: _file_fingerprint(path) for paths in files.values() for path in paths}, sort_keys=True),
+            json.dumps({path: file_fingerprint(path) for paths in files.values() for path in paths}, sort_keys=True),
         )
 
 
@@ -185,7 +176,18 @@ def files_by_span(examples: Any) -> Dict[int, List[str]]:
     Returns:
         Span number -> file paths, in the recorded order.
     """
+    return files_by_span_json(examples.get_string_custom_property(SPAN_FILES_PROPERTY))
+
+
+def span_fingerprints(recorded_json: str) -> Dict[int, Dict[str, str]]:
+    """Span -> {path: SHA-256} from the SPAN_FILES_PROPERTY JSON of an Examples artifact."""
+    recorded = json.loads(recorded_json or "{}")
+    return {span: {path: recorded[path] for path in paths} for span, paths in files_by_span_json(recorded_json).items()}
+
+
+def files_by_span_json(recorded_json: str) -> Dict[int, List[str]]:
+    """`files_by_span` from the SPAN_FILES_PROPERTY JSON of an Examples artifact."""
     by_span: Dict[int, List[str]] = {}
-    for path in json.loads(examples.get_string_custom_property(SPAN_FILES_PROPERTY) or "{}"):
+    for path in json.loads(recorded_json or "{}"):
         by_span.setdefault(span_of_folder(os.path.basename(os.path.dirname(path))), []).append(path)
     return dict(sorted(by_span.items()))

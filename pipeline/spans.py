@@ -63,6 +63,14 @@ def discover_spans(data_root: str, complete_only: bool = False) -> List[int]:
     return spans
 
 
+def spans_text(spans: List[int]) -> str:
+    """"1-3" for a run of three or more spans, "1,2" or "1,3" otherwise."""
+    spans = list(spans)
+    if len(spans) > 2 and spans == list(range(spans[0], spans[-1] + 1)):
+        return f"{spans[0]}-{spans[-1]}"
+    return ",".join(map(str, spans))
+
+
 def window(spans: List[int], span_window: Optional[int]) -> List[int]:
     """Returns the newest `span_window` spans (all of them when `span_window` is None).
 

@@ -193,13 +193,14 @@ def container_table_sources() -> Tuple["ExternalTableSource", ...]:
     )
 
 
-def compile_pipeline(settings: VertexSettings, output_path: str, fingerprint: str = "") -> Dict:
+def compile_pipeline(settings: VertexSettings, output_path: str, fingerprint: str = "", code_fingerprint: str = "") -> Dict:
     """Compiles the pipeline into a Vertex AI pipeline spec (JSON) at `output_path`.
 
     Args:
         settings: Image, locations, spans and Beam runner.
         output_path: The JSON file to write.
         fingerprint: Fingerprint of the `modules` code, recorded in the steps' configuration.
+        code_fingerprint: Fingerprint of the project's code (`project_fingerprint`), likewise.
 
     Returns:
         The pipeline job as a dict (what was written).
@@ -219,6 +220,7 @@ def compile_pipeline(settings: VertexSettings, output_path: str, fingerprint: st
             train_steps=settings.train_steps,
             eval_steps=settings.eval_steps,
             module_fingerprint=fingerprint,
+            code_fingerprint=code_fingerprint,
             # The steps run in the image, where the repository sits at CONTAINER_REPO_ROOT.
             schema_path=CONTAINER_SCHEMA_PATH,
             external_tables=container_table_sources(),
@@ -290,9 +292,9 @@ def main(argv: Optional[Sequence[str]] = None, environ: Mapping[str, str] = os.e
     except VertexConfigError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    from pipeline.code_fingerprint import module_fingerprint
+    from pipeline.code_fingerprint import module_fingerprint, project_fingerprint
 
-    job = compile_pipeline(settings, args.output, module_fingerprint())
+    job = compile_pipeline(settings, args.output, module_fingerprint(), project_fingerprint())
     steps = sorted(job["pipelineSpec"]["root"]["dag"]["tasks"])
     print(f"wrote {args.output}: {len(steps)} steps ({', '.join(steps)}) in image {settings.image}")
     print(json.dumps({"spans": settings.spans, "beam_args": beam_args(settings)}))

@@ -79,7 +79,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     import_tensorflow()
 
     from pipeline import progress
-    from pipeline.code_fingerprint import module_fingerprint
+    from pipeline.code_fingerprint import module_fingerprint, project_fingerprint
     from pipeline.replay import describe_step
 
     handler = progress.install(quiet=True)
@@ -88,6 +88,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     options = configs.PipelineOptions(
         span_window=args.span_window,
         module_fingerprint=module_fingerprint(),
+        code_fingerprint=project_fingerprint(),
         external_tables=resolve_sources(parse_overrides(args.external_table)),
     )
     if args.train_steps is not None:

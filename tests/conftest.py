@@ -8,7 +8,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import pytest  # noqa: E402
 
 from pipeline import configs  # noqa: E402
-from pipeline.code_fingerprint import module_fingerprint  # noqa: E402
+from pipeline.code_fingerprint import module_fingerprint, project_fingerprint  # noqa: E402
 from modules.external import HOLIDAYS  # noqa: E402
 from pipeline.external_tables import resolve_sources  # noqa: E402
 
@@ -94,6 +94,7 @@ SAMPLE_THRESHOLDS = configs.BlessingThresholds(min_auc=0.85, min_binary_accuracy
 # drift stop itself is tested on a really drifted span (tests/e2e/test_pipeline.py).
 SAMPLE_OPTIONS = configs.PipelineOptions(
     module_fingerprint=module_fingerprint(),
+    code_fingerprint=project_fingerprint(),
     external_tables=resolve_sources(),
     train_steps=150,
     eval_steps=5,

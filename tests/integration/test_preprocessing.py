@@ -25,7 +25,8 @@ def _as_instance(row):
 
 
 @pytest.fixture(scope="module")
-def transformed(tmp_path_factory):
+def analysed(tmp_path_factory):
+    """(the four trips transformed, two later trips transformed with the same analysis)."""
     schema = tfdv.load_schema_text(str(SCHEMA_PATH))
     # A tiny holiday table: an ordinary Friday, the day before a holiday, the holiday.
     table = write_holiday_table(
@@ -39,15 +40,26 @@ def transformed(tmp_path_factory):
         # Exactly 20%, where float32 dollars would say more (5.01 > 0.2 * 25.05): not; a date not in the table.
         trip(fare=25.05, tips=5.01, trip_start_hour=23, trip_start_timestamp=FRIDAY + 4 * DAY),
     ]
+    # Trips the analysis never saw: a company not in the vocabulary, and one with no company.
+    later = [trip(company="A Company Founded Later"), trip(company=None)]
     custom_config = preprocessing_config({features.HOLIDAY_TABLE: str(table)})
+    metadata = dataset_metadata.DatasetMetadata(schema)
     with tft_beam.Context(temp_dir=tempfile.mkdtemp()):
-        (transformed_data, _), _ = (
-            [_as_instance(row) for row in rows],
-            dataset_metadata.DatasetMetadata(schema),
-        ) | tft_beam.AnalyzeAndTransformDataset(
-            functools.partial(preprocessing_fn, custom_config=custom_config), output_record_batches=False
+        transform_fn = ([_as_instance(row) for row in rows], metadata) | tft_beam.AnalyzeDataset(
+            functools.partial(preprocessing_fn, custom_config=custom_config)
         )
-    return transformed_data
+        transformed_data, _ = (([_as_instance(row) for row in rows], metadata), transform_fn) | tft_beam.TransformDataset(
+            output_record_batches=False
+        )
+        later_data, _ = (([_as_instance(row) for row in later], metadata), transform_fn) | tft_beam.TransformDataset(
+            output_record_batches=False
+        )
+    return transformed_data, later_data
+
+
+@pytest.fixture(scope="module")
+def transformed(analysed):
+    return analysed[0]
 
 
 def test_holiday_features_are_joined_by_the_trip_s_date(transformed):
@@ -92,9 +104,15 @@ def test_hour_is_kept_as_its_category(transformed):
     assert [row[features.transformed_name("trip_start_hour")] for row in transformed] == [19, 19, 19, 23]
 
 
-def test_vocabulary_gives_frequent_values_small_ids_and_missing_its_own(transformed):
-    payment_ids = [row[features.transformed_name("payment_type")] for row in transformed]
-    # "Credit Card" appears 3 times, "Cash" once: the most frequent value is id 0.
-    assert payment_ids == [0, 1, 0, 0]
+def test_vocabulary_gives_frequent_values_small_ids_and_missing_its_own(analysed):
+    transformed = analysed[0] + analysed[1]
+    payment_ids = [row[features.transformed_name("payment_type")] for row in transformed[:4]]
+    # "Credit Card" appears 3 times, "Cash" once: the most frequent value gets the first
+    # vocabulary id, 1 (0 is "missing").
+    assert payment_ids == [1, 2, 1, 1]
     company_ids = [row[features.transformed_name("company")] for row in transformed]
-    assert company_ids[1] != company_ids[0]
+    # Trip 2 has no company: the missing id, also for a later trip without one; a company the
+    # analysis never saw lands in an out-of-vocabulary bucket, not with the missing ones.
+    assert company_ids[1] == company_ids[5] == features.VOCABULARY_MISSING_ID
+    assert company_ids[0] == 1
+    assert company_ids[4] > 1 and company_ids[4] != company_ids[1]
