@@ -310,12 +310,30 @@ def score_columns(
     return sorted(scores, key=lambda s: (not s["drifted"], -(s["score"] if s["score"] is not None else -1)))
 
 
-def anomaly_lines(anomalies: anomalies_pb2.Anomalies, prefix: str = "") -> List[Dict[str, str]]:
-    """TFDV anomalies as {feature, kind, description}; `kind` is TFDV's short description."""
-    found = [
-        {"feature": feature, "kind": info.short_description, "description": f"{prefix}{info.description}"}
-        for feature, info in sorted(anomalies.anomaly_info.items())
-    ]
+def _completeness(feature: str, schema: schema_pb2.Schema, statistics: statistics_pb2.DatasetFeatureStatisticsList) -> str:
+    """" (present in 12.4% of the span's 833 rows; the schema expects at least 50%)", or "" for a
+    column the schema sets no completeness for."""
+    expected = next((f.presence.min_fraction for f in schema.feature if f.name == feature), 0.0)
+    if not expected:
+        return ""
+    rows = statistics.datasets[0].num_examples
+    found = _feature_statistics(statistics).get(feature)
+    present = _common(found).num_non_missing if found is not None else 0
+    return f" (present in {present / max(rows, 1):.1%} of the span's {rows} rows; the schema expects at least {expected:.0%})"
+
+
+def anomaly_lines(
+    anomalies: anomalies_pb2.Anomalies,
+    prefix: str = "",
+    schema: Optional[schema_pb2.Schema] = None,
+    statistics: Optional[statistics_pb2.DatasetFeatureStatisticsList] = None,
+) -> List[Dict[str, str]]:
+    """TFDV anomalies as {feature, kind, description}; `kind` is TFDV's short description. With
+    the schema and statistics, each names the column's completeness against the schema's."""
+    found = []
+    for feature, info in sorted(anomalies.anomaly_info.items()):
+        completeness = _completeness(feature, schema, statistics) if schema is not None and statistics is not None else ""
+        found.append({"feature": feature, "kind": info.short_description, "description": f"{prefix}feature {feature!r}: {info.description}{completeness}"})
     if anomalies.HasField("dataset_anomaly_info"):
         info = anomalies.dataset_anomaly_info
         found.append({"feature": "(dataset)", "kind": info.short_description, "description": f"{prefix}{info.description}"})
@@ -356,7 +374,7 @@ def check_span(
             "span": newest_statistics.datasets[0].num_examples,
             "reference": statistics[REFERENCE_STATISTICS_FILE].datasets[0].num_examples if reference_spans else 0,
         },
-        "anomalies": anomaly_lines(anomalies, prefix=f"span {newest} alone: "),
+        "anomalies": anomaly_lines(anomalies, f"span {newest} alone: ", schema, newest_statistics),
         "scores": [],
     }
     if reference_spans:

@@ -1,29 +1,39 @@
-"""Drift between spans with TFDV's comparators on real span files."""
+"""The newest span's checks (TFDV statistics in Beam) on real span files and shifted copies."""
 import csv
 
 import pytest
 import tensorflow_data_validation as tfdv
 
 from pipeline import configs
-from pipeline.drift import compare_spans, describe
+from pipeline.drift import check_span, describe
+from pipeline.span_rows import CsvFormatError
 from tests.conftest import DATA_ROOT, SCHEMA_PATH
 
 pytestmark = pytest.mark.slow
 
+SHIPPED = {span: [str(DATA_ROOT / f"span-{span}" / "data.csv")] for span in (1, 2, 3, 4)}
+COORDINATES = ["pickup_latitude", "pickup_longitude", "dropoff_latitude", "dropoff_longitude"]
 
-def _drifted_copy(source, target_dir):
-    """Span 3 with fares tripled and the payment mix flipped (cash <-> credit card)."""
+
+def _changed_copy(source, target_dir, change):
+    """Writes `source` with `change(row)` applied to each row into target_dir/data.csv."""
     target_dir.mkdir(parents=True)
-    flip = {"Cash": "Credit Card", "Credit Card": "Cash"}
-    with open(source) as source_file, open(target_dir / "data.csv", "w", newline="") as target_file:
+    with open(source, newline="") as source_file, open(target_dir / "data.csv", "w", newline="") as target_file:
         reader = csv.DictReader(source_file)
         writer = csv.DictWriter(target_file, fieldnames=reader.fieldnames, lineterminator="\n")
         writer.writeheader()
         for row in reader:
-            if row["fare"]:
-                row["fare"] = f"{float(row['fare']) * 3:.2f}"
-            row["payment_type"] = flip.get(row["payment_type"], row["payment_type"])
-            writer.writerow(row)
+            writer.writerow(change(row))
+    return [str(target_dir / "data.csv")]
+
+
+def _scaled_fares(factor):
+    def change(row):
+        if row["fare"]:
+            row["fare"] = f"{float(row['fare']) * factor:.2f}"
+        return row
+
+    return change
 
 
 @pytest.fixture(scope="module")
@@ -31,21 +41,66 @@ def schema():
     return tfdv.load_schema_text(str(SCHEMA_PATH))
 
 
-def test_shipped_neighbouring_spans_do_not_drift_but_every_score_is_recorded(schema):
-    scores = compare_spans(str(DATA_ROOT / "span-3"), str(DATA_ROOT / "span-4"), schema, configs.DriftConfig())
-    assert [s for s in scores if s["drifted"]] == []
-    compared = {s["feature"] for s in scores}
-    assert {"fare", "payment_type", "company", "trip_miles"} <= compared
-    assert "trip_start_timestamp" not in compared
-    measures = {s["feature"]: s["measure"] for s in scores}
-    assert measures["payment_type"] == "L-infinity" and measures["fare"] == "Jensen-Shannon"
+def _window_with(tmp_path, change):
+    return {1: SHIPPED[1], 2: SHIPPED[2], 3: SHIPPED[3], 4: _changed_copy(SHIPPED[4][0], tmp_path / "span-4", change)}
 
 
-def test_tripled_fares_and_flipped_payments_are_caught_and_named(schema, tmp_path):
-    _drifted_copy(DATA_ROOT / "span-3" / "data.csv", tmp_path / "span-4")
-    scores = compare_spans(str(DATA_ROOT / "span-3"), str(tmp_path / "span-4"), schema, configs.DriftConfig())
-    drifted = {s["feature"] for s in scores if s["drifted"]}
-    assert {"fare", "payment_type"} <= drifted
-    assert "trip_seconds" not in drifted  # unchanged columns stay quiet
-    message = describe(scores)
-    assert "fare Jensen-Shannon" in message and "payment_type L-infinity" in message
+def test_the_shipped_newest_span_passes_against_the_window_and_every_score_is_recorded(schema, tmp_path):
+    report = check_span(SHIPPED, schema, configs.DriftConfig(), str(tmp_path))
+    assert report["checked_span"] == 4 and report["reference_spans"] == [1, 2, 3]
+    assert report["anomalies"] == []
+    assert [s for s in report["scores"] if s["drifted"]] == []
+    judged = {s["feature"]: s for s in report["scores"] if s["judged"]}
+    assert {"fare", "payment_type", "company", "trip_miles", "trip_seconds"} <= set(judged)
+    assert judged["payment_type"]["measure"] == "L-infinity" and judged["fare"]["measure"] == "Jensen-Shannon"
+    # Columns that change with the span's time are reported, not judged.
+    month = next(s for s in report["scores"] if s["feature"] == "trip_start_month")
+    assert not month["judged"] and "span's time" in month["note"]
+    assert (tmp_path / "newest_span_statistics.pb").exists() and (tmp_path / "reference_statistics.pb").exists()
+
+
+def test_fares_half_as_high_again_are_flagged_and_unchanged_columns_stay_quiet(schema, tmp_path):
+    report = check_span(_window_with(tmp_path, _scaled_fares(1.5)), schema, configs.DriftConfig(), str(tmp_path))
+    drifted = {s["feature"] for s in report["scores"] if s["drifted"]}
+    assert drifted == {"fare"}
+    assert "fare Jensen-Shannon" in describe(report["scores"])
+
+
+def test_empty_coordinates_are_refused_naming_each_column_and_both_fractions(schema, tmp_path):
+    def empty(row):
+        return {**row, **{column: "" for column in COORDINATES}}
+
+    report = check_span(_window_with(tmp_path, empty), schema, configs.DriftConfig(), str(tmp_path))
+    by_feature = {anomaly["feature"]: anomaly["description"] for anomaly in report["anomalies"]}
+    assert set(by_feature) == set(COORDINATES)
+    assert "present in 0.0% of the span's 833 rows; the schema expects at least 90%" in by_feature["pickup_latitude"]
+
+
+def test_a_small_span_is_reported_but_not_judged(schema, tmp_path):
+    folder = tmp_path / "span-5"
+    folder.mkdir()
+    with open(SHIPPED[4][0]) as source:
+        lines = source.readlines()[:51]
+    (folder / "data.csv").write_text("".join(lines))
+    report = check_span({**SHIPPED, 5: [str(folder / "data.csv")]}, schema, configs.DriftConfig(), str(tmp_path))
+    fare = next(s for s in report["scores"] if s["feature"] == "fare")
+    assert not fare["judged"] and "50 values in the span" in fare["note"]
+
+
+def test_a_span_the_reader_cannot_read_fails_the_check_with_the_file_and_line(schema, tmp_path):
+    def broken(row, seen={"n": 0}):
+        seen["n"] += 1
+        return {**row, "fare": "twelve"} if seen["n"] == 3 else row
+
+    with pytest.raises(CsvFormatError, match=r"span-4/data.csv, line 4, column 'fare': value 'twelve'"):
+        check_span(_window_with(tmp_path, broken), schema, configs.DriftConfig(), str(tmp_path))
+
+
+def test_a_quoted_multi_line_cell_is_read_and_tripled_fares_are_still_flagged(schema, tmp_path):
+    def multi_line(row, seen={"n": 0}):
+        seen["n"] += 1
+        row = _scaled_fares(3.0)(row)
+        return {**row, "company": "Cab\nCompany"} if seen["n"] == 1 else row
+
+    report = check_span(_window_with(tmp_path, multi_line), schema, configs.DriftConfig(), str(tmp_path))
+    assert "fare" in {s["feature"] for s in report["scores"] if s["drifted"]}

@@ -56,6 +56,45 @@ def test_the_window_reaches_example_gen_and_must_be_consecutive():
 
 
 def test_drift_thresholds_and_policy_reach_the_drift_check(nodes):
-    parameter = nodes[pipeline_def.DRIFT_CHECK].exec_properties["drift_config"]
-    assert '"on_drift": "stop"' in parameter and '"trip_miles": 0.6' in parameter
-    assert configs.DriftConfig().threshold_for("fare", categorical=False) == 0.3
+    parameter = configs.DriftConfig.from_json(nodes[pipeline_def.DRIFT_CHECK].exec_properties["drift_config"])
+    assert parameter == configs.DriftConfig()
+    assert parameter.on_drift == configs.DRIFT_STOP
+    assert parameter.threshold_for("fare", categorical=False) == configs.DriftConfig.numeric_max_jensen_shannon
+
+
+def test_span_time_columns_are_declared_once_and_not_judged_by_default():
+    from modules import features
+
+    assert set(configs.DriftConfig().ignored) == set(features.SPAN_TIME_KEYS)
+    assert {"trip_start_month", "trip_start_day", "trip_start_hour", "trip_start_timestamp", "day_of_week"} <= set(
+        features.SPAN_TIME_KEYS
+    )
+    assert "fare" not in features.SPAN_TIME_KEYS
+
+
+def test_every_project_executor_has_the_code_fingerprint_in_its_cache_key():
+    import json
+
+    options = configs.PipelineOptions(external_tables=resolve_sources(), code_fingerprint="c0de", module_fingerprint="m0d")
+    built = {n.id: n for n in create_pipeline("p", "/tmp/root", "/tmp/data", [2, 3], "/tmp/serving", None, options).components}
+    for node_id in (
+        pipeline_def.DRIFT_CHECK,
+        pipeline_def.EXTERNAL_FEATURE_CHECK,
+        pipeline_def.EXTERNAL_TABLE_GEN,
+        pipeline_def.DATA_GATE,
+        pipeline_def.SERVING_CHECK,
+    ):
+        assert built[node_id].exec_properties["code_fingerprint"] == "c0de", node_id
+    for node_id in (pipeline_def.TRANSFORM, pipeline_def.PUSHER):
+        assert json.loads(built[node_id].exec_properties["custom_config"])[pipeline_def.CODE_FINGERPRINT_KEY] == "c0de", node_id
+    assert '"c0de"' in built[pipeline_def.EXAMPLE_GEN].exec_properties["custom_config"].__str__()
+    assert json.loads(built[pipeline_def.TRAINER].exec_properties["custom_config"])["module_fingerprint"] == "m0d"
+
+
+def test_acceptances_reach_the_gate():
+    from pipeline.acceptance import SpanAcceptance, acceptances_from_json
+
+    accepted = SpanAcceptance(3, {"/d/span-3/data.csv": "ab"}, ({"check": "drift", "scope": 3, "feature": "fare", "kind": "Jensen-Shannon", "text": "t"},), "reviewed", "me", "2026-12-01T00:00:00Z", 7)
+    options = configs.PipelineOptions(external_tables=resolve_sources(), acceptances=(accepted,))
+    built = {n.id: n for n in create_pipeline("p", "/tmp/root", "/tmp/data", [2, 3], "/tmp/serving", None, options).components}
+    assert acceptances_from_json(built[pipeline_def.DATA_GATE].exec_properties["accepted_spans"]) == [accepted]

@@ -115,10 +115,13 @@ def test_locations_spans_and_schema_are_the_configured_ones(compiled):
     # The schema is read inside the image, not from this machine's checkout.
     assert vertex_runner.CONTAINER_SCHEMA_PATH in text
     assert str(pathlib.Path(taxi_pipeline.CURATED_SCHEMA_PATH)) not in text
-    # Spans 2-4 travel as ExampleGen's static range.
+    # Spans 2-4 travel in ExampleGen's custom_config.
     parameter = _tasks(compiled)[taxi_pipeline.EXAMPLE_GEN]["inputs"]["parameters"]["custom_config"]
     custom_config = json.loads(parameter["runtimeValue"]["constantValue"]["stringValue"])
-    assert custom_config["custom_config"]["static_range"] == {"start_span_number": 2, "end_span_number": 4}
+    window = custom_config["custom_config"]["value"]
+    assert (window["first_span"], window["last_span"]) == (2, 4)
+    # ExampleGen types the rows with the schema inside the image, too.
+    assert window["schema_path"] == vertex_runner.CONTAINER_SCHEMA_PATH
 
 
 def test_external_tables_are_read_inside_the_image_with_this_checkout_s_fingerprint(compiled):

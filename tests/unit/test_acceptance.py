@@ -1,0 +1,86 @@
+"""The DataGate's verdict on a run's reports, with and without an owner's acceptance."""
+import pytest
+
+from pipeline import acceptance, configs
+from pipeline.data_gate import DataAnomaliesError, judge
+from pipeline.drift import DataDriftError
+
+FILES = {5: {"/data/span-5/data.csv": "aa"}, 4: {"/data/span-4/data.csv": "bb"}}
+NO_JOINED = {"tables": {}}
+
+
+def _report(drifted=True, anomalies=(), on_drift=configs.DRIFT_STOP, span=5):
+    scores = [
+        {"feature": "fare", "measure": "Jensen-Shannon", "score": 0.31 if drifted else 0.01, "threshold": 0.08, "drifted": drifted, "judged": True},
+        {"feature": "trip_start_month", "measure": "Jensen-Shannon", "score": None, "threshold": 0.08, "drifted": False, "judged": False},
+    ]
+    return {"checked_span": span, "reference_spans": [1, 2, 3, 4], "anomalies": list(anomalies), "scores": scores, "on_drift": on_drift}
+
+
+EMPTY_COORDINATES = {"feature": "pickup_latitude", "kind": "Column dropped", "description": "span 5 alone: feature 'pickup_latitude': not present"}
+WINDOW_ANOMALY = {"check": "schema", "scope": "window", "feature": "pickup_latitude", "kind": "Low fraction", "text": "train: low"}
+
+
+def _accepted(report, span=5, files=None, window=()):
+    problems = acceptance.collect_problems(list(window), report)
+    return acceptance.SpanAcceptance(span, files or FILES[span], tuple(problems), "reviewed: new meter rates", "owner", "2026-12-01T00:00:00Z", 11)
+
+
+def test_drift_is_refused_with_the_command_that_accepts_it():
+    with pytest.raises(DataDriftError) as raised:
+        judge([], _report(), NO_JOINED, [], FILES)
+    message = str(raised.value)
+    assert "span 5 drifted from spans 1-4: fare Jensen-Shannon 0.310 > 0.08" in message
+    assert acceptance.accept_command(5) in message
+    assert raised.value.span == 5
+
+
+def test_warn_policy_logs_instead_of_refusing():
+    warnings = judge([], _report(on_drift=configs.DRIFT_WARN), NO_JOINED, [], FILES)
+    assert any("DRIFT (policy: warn" in line for line in warnings)
+
+
+def test_an_acceptance_lets_exactly_what_it_recorded_through():
+    report = _report()
+    warnings = judge([], report, NO_JOINED, [_accepted(report)], FILES)
+    assert any("accepted on record 11" in line and "fare" in line for line in warnings)
+
+
+def test_a_problem_the_acceptance_did_not_record_is_still_refused():
+    accepted = _accepted(_report())
+    with pytest.raises(DataAnomaliesError, match="pickup_latitude"):
+        judge([], _report(anomalies=[EMPTY_COORDINATES]), NO_JOINED, [accepted], FILES)
+
+
+def test_an_acceptance_of_changed_files_no_longer_applies():
+    report = _report()
+    changed = {**FILES, 5: {"/data/span-5/data.csv": "cc"}}
+    with pytest.raises(DataDriftError, match="fare"):
+        judge([], report, NO_JOINED, [_accepted(report)], changed)
+
+
+def test_an_acceptance_of_another_span_does_not_cover_the_newest_span():
+    older = _accepted(_report(span=4), span=4)
+    with pytest.raises(DataDriftError, match="span 5 drifted"):
+        judge([], _report(), NO_JOINED, [older], FILES)
+
+
+def test_a_window_anomaly_is_covered_by_the_acceptance_of_a_span_in_the_window():
+    # Span 4 was accepted with its empty coordinates; span 5 is fine, the window still low.
+    older = _accepted(_report(span=4, drifted=False), span=4, window=[WINDOW_ANOMALY])
+    judge([WINDOW_ANOMALY], _report(drifted=False), NO_JOINED, [older], FILES)
+    with pytest.raises(DataAnomaliesError, match="train: low"):
+        judge([WINDOW_ANOMALY], _report(drifted=False), NO_JOINED, [], FILES)
+
+
+def test_joined_column_anomalies_cannot_be_accepted():
+    report = _report(drifted=False)
+    joined = {"tables": {"us_il_holidays": {"anomalies": ["span 5: 3 of 9 trips have no row"], "scores": [], "compared_spans": None}}}
+    with pytest.raises(DataAnomaliesError, match="external tables"):
+        judge([], report, joined, [_accepted(report)], FILES)
+
+
+def test_acceptances_travel_as_json_unchanged():
+    accepted = _accepted(_report())
+    assert acceptance.acceptances_from_json(acceptance.acceptances_json([accepted])) == [accepted]
+    assert acceptance.newest_per_span([accepted, _accepted(_report(), window=[WINDOW_ANOMALY])], [5])[0].problems[0] == WINDOW_ANOMALY

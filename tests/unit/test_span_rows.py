@@ -1,0 +1,89 @@
+"""The span CSV reader: types from the schema, an empty cell absent, bad cells named."""
+import pytest
+import tensorflow_data_validation as tfdv
+from tensorflow_metadata.proto.v0 import schema_pb2
+
+from pipeline import span_rows
+from tests.conftest import SCHEMA_PATH, read_csv_header, trip, write_csv
+
+
+@pytest.fixture(scope="module")
+def types():
+    return span_rows.column_types(tfdv.load_schema_text(str(SCHEMA_PATH)))
+
+
+def _rows(path, types):
+    return list(span_rows.read_rows(str(path), span_rows.read_header(str(path)), types))
+
+
+def test_an_empty_cell_is_an_absent_feature_not_an_empty_list(tmp_path, types):
+    path = write_csv(tmp_path / "data.csv", [trip(company=None, dropoff_latitude=None)])
+    (_, row), = _rows(path, types)
+    assert row["company"] is None and row["dropoff_latitude"] is None
+    example = span_rows.to_example(row, types)
+    assert "company" not in example.features.feature
+    assert "dropoff_latitude" not in example.features.feature
+    assert example.features.feature["payment_type"].bytes_list.value == [b"Credit Card"]
+
+
+def test_types_come_from_the_schema_not_from_the_values(tmp_path, types):
+    # Whole-number fares stay FLOAT; an INT column written as "780.0" stays INT.
+    path = write_csv(tmp_path / "data.csv", [trip(fare=7, trip_seconds="780.0"), trip(fare=12)])
+    rows = [row for _, row in _rows(path, types)]
+    assert [row["fare"] for row in rows] == [7.0, 12.0] and all(isinstance(row["fare"], float) for row in rows)
+    assert rows[0]["trip_seconds"] == 780 and isinstance(rows[0]["trip_seconds"], int)
+    example = span_rows.to_example(rows[0], types)
+    assert example.features.feature["fare"].float_list.value == [7.0]
+    assert example.features.feature["trip_seconds"].int64_list.value == [780]
+    assert types["fare"] == schema_pb2.FLOAT and types["trip_seconds"] == schema_pb2.INT
+
+
+@pytest.mark.parametrize(
+    "overrides, column, value",
+    [
+        ({"fare": "12,50"}, "fare", "12,50"),
+        ({"trip_seconds": "780.5"}, "trip_seconds", "780.5"),
+        ({"fare": "NaN"}, "fare", "NaN"),
+        ({"trip_miles": "inf"}, "trip_miles", "inf"),
+        ({"trip_start_hour": "seven"}, "trip_start_hour", "seven"),
+    ],
+)
+def test_a_cell_that_is_not_its_schema_type_names_file_line_column_and_value(tmp_path, types, overrides, column, value):
+    path = write_csv(tmp_path / "data.csv", [trip(), trip(**overrides)])
+    with pytest.raises(span_rows.CsvFormatError) as raised:
+        _rows(path, types)
+    message = str(raised.value)
+    assert f"{path}, line 3, column {column!r}: value {value!r}" in message
+
+
+def test_a_quoted_cell_may_span_lines_and_line_numbers_stay_the_file_s(tmp_path, types):
+    path = write_csv(tmp_path / "data.csv", [trip(company="Two\nLines Cab"), trip(fare="oops")])
+    with pytest.raises(span_rows.CsvFormatError, match=r"line 4, column 'fare'"):
+        _rows(path, types)
+    path = write_csv(tmp_path / "ok.csv", [trip(company="Two\nLines Cab"), trip()])
+    rows = _rows(path, types)
+    assert [line for line, _ in rows] == [2, 4]
+    assert rows[0][1]["company"] == b"Two\nLines Cab"
+
+
+def test_a_row_with_the_wrong_number_of_cells_is_named(tmp_path, types):
+    path = tmp_path / "data.csv"
+    path.write_text(",".join(read_csv_header()) + "\n1,2,3\n")
+    with pytest.raises(span_rows.CsvFormatError, match=r"line 2: 3 cells where the header has 18"):
+        _rows(path, types)
+
+
+def test_a_header_that_repeats_a_column_is_refused(tmp_path):
+    path = tmp_path / "data.csv"
+    path.write_text("fare,tips,fare\n1,2,3\n")
+    with pytest.raises(span_rows.CsvFormatError, match=r"line 1: the header names column\(s\) \['fare'\] more than once"):
+        span_rows.read_header(str(path))
+
+
+def test_record_batches_hold_null_where_the_cell_was_empty(tmp_path, types):
+    path = write_csv(tmp_path / "data.csv", [trip(company=None), trip()])
+    header = span_rows.read_header(str(path))
+    batch = span_rows.to_record_batch([row for _, row in _rows(path, types)], header, types)
+    company = batch.column(header.index("company"))
+    assert company.to_pylist() == [None, [b"Taxi Affiliation Services"]]
+    assert str(batch.column(header.index("fare")).type) == "list<item: float>"
