@@ -133,6 +133,13 @@ def main() -> None:
     cases["span 4, every coordinate empty"] = shifted(emptied(coordinates, 1.0))
     cases["span 4, company empty in 80% of trips"] = shifted(emptied(["company"], 0.8))
 
+    print("Completeness: the share of rows with a value, per shipped span, and the schema's floor")
+    print(f"{'column':<24}" + "".join(f"{'span ' + str(s):>9}" for s in spans) + f"{'floor':>9}")
+    floors = {feature.name: feature.presence.min_fraction for feature in schema.feature}
+    for column in header:
+        shares = [sum(1 for row in rows if row[column] != "") / len(rows) for rows in spans.values()]
+        print(f"{column:<24}" + "".join(f"{share:>9.3f}" for share in shares) + f"{floors.get(column, 0.0):>9.2f}")
+    print()
     print(f"{'case':<62} {'verdict':<8} highest judged scores (threshold)")
     for index, (name, window) in enumerate(cases.items()):
         folder = work / f"case-{index}"

@@ -42,9 +42,9 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 from ml_metadata.proto import metadata_store_pb2
 
-from pipeline import configs
+from pipeline import acceptance, configs
 from pipeline.external_tables import EXTERNAL_TABLES_KEY, TABLES_PROPERTY
-from pipeline.span_example_gen import SPAN_FILES_PROPERTY, SPANS_PROPERTY
+from pipeline.span_example_gen import SPAN_FILES_PROPERTY, SPANS_PROPERTY, span_fingerprints
 
 logger = logging.getLogger(__name__)
 
@@ -119,6 +119,9 @@ class DataLineage:
     examples: ArtifactInfo
     spans: List[int]
     files: List[SpanFile]
+    # Spans of these Examples an owner accepted after review (`pipeline.accept`) with these very
+    # files: span, record (artifact id), accepted_by, accepted_at, reason, problems (texts).
+    acceptances: List[Dict[str, Any]] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
@@ -512,6 +515,20 @@ def read_evaluation(evaluation_uri: str) -> Tuple[Dict[str, Tuple[Optional[float
     return summary.metrics, summary.slices, summary.failed_thresholds
 
 
+def _acceptances(store, examples: metadata_store_pb2.Artifact) -> List[Dict[str, Any]]:
+    """The acceptances that applied to these Examples: the newest of each span, same files."""
+    span_files = span_fingerprints(custom_property(examples, SPAN_FILES_PROPERTY) or "")
+    applying = acceptance.newest_per_span(acceptance.recorded(store), list(span_files))
+    valid, _ = acceptance.valid_acceptances(applying, span_files)
+    return [
+        {
+            "span": a.span, "record": a.artifact_id, "accepted_by": a.accepted_by, "accepted_at": a.accepted_at,
+            "reason": a.reason, "problems": [str(p["text"]) for p in a.problems],
+        }
+        for a in valid
+    ]
+
+
 def _span_files(examples: metadata_store_pb2.Artifact) -> List[SpanFile]:
     recorded = custom_property(examples, SPAN_FILES_PROPERTY)
     if not recorded:
@@ -645,6 +662,7 @@ def trace_pushed_model(graph: MetadataGraph, pushed_model: metadata_store_pb2.Ar
             examples=graph.info(examples),
             spans=[int(span) for span in str(spans_text).split(",") if span.strip()],
             files=_span_files(examples),
+            acceptances=_acceptances(graph.store, examples),
         )
     return lineage
 
@@ -761,6 +779,12 @@ def format_text(lineage: Lineage) -> str:
     if data is not None:
         lines.append(f"data        spans {','.join(str(s) for s in data.spans)} -> {data.examples.uri} (Examples #{data.examples.id}{_state(data.examples)})")
         lines.extend(f"  {f.path}  sha256 {f.sha256}  ({f.status_now} now)" for f in data.files)
+        for record in data.acceptances:
+            lines.append(
+                f"accepted    span {record['span']} on record {record['record']} by {record['accepted_by']} "
+                f"at {record['accepted_at']}: {record['reason']}"
+            )
+            lines.extend(f"  - {problem}" for problem in record["problems"])
     return "\n".join(lines)
 
 

@@ -96,6 +96,34 @@ def make_eval_config(thresholds: configs.BlessingThresholds) -> tfma.EvalConfig:
     )
 
 
+def make_example_gen(data_root: str, spans: List[int], options: configs.PipelineOptions) -> FileBasedExampleGen:
+    """Returns the ExampleGen of the span window: rows typed by the curated schema, split into
+    train and eval by hash."""
+    return FileBasedExampleGen(
+        input_base=data_root,
+        input_config=example_gen_pb2.Input(
+            splits=[
+                example_gen_pb2.Input.Split(
+                    name="single_split",
+                    pattern=f"{configs.SPAN_FOLDER_PREFIX}*/{configs.SPAN_FILE_PATTERN}",
+                )
+            ]
+        ),
+        output_config=example_gen_pb2.Output(
+            split_config=example_gen_pb2.SplitConfig(
+                splits=[
+                    example_gen_pb2.SplitConfig.Split(name=configs.TRAIN_SPLIT, hash_buckets=options.train_buckets),
+                    example_gen_pb2.SplitConfig.Split(name=configs.EVAL_SPLIT, hash_buckets=options.eval_buckets),
+                ]
+            )
+        ),
+        custom_config=span_example_gen.span_window_config(
+            spans[0], spans[-1], options.schema_path or CURATED_SCHEMA_PATH, options.code_fingerprint
+        ),
+        custom_executor_spec=executor_spec.BeamExecutorSpec(span_example_gen.Executor),
+    ).with_id(EXAMPLE_GEN)
+
+
 def create_pipeline(
     pipeline_name: str,
     pipeline_root: str,
@@ -131,29 +159,7 @@ def create_pipeline(
     check_sources(options.external_tables)
     components = []
 
-    example_gen = FileBasedExampleGen(
-        input_base=data_root,
-        input_config=example_gen_pb2.Input(
-            splits=[
-                example_gen_pb2.Input.Split(
-                    name="single_split",
-                    pattern=f"{configs.SPAN_FOLDER_PREFIX}*/{configs.SPAN_FILE_PATTERN}",
-                )
-            ]
-        ),
-        output_config=example_gen_pb2.Output(
-            split_config=example_gen_pb2.SplitConfig(
-                splits=[
-                    example_gen_pb2.SplitConfig.Split(name=configs.TRAIN_SPLIT, hash_buckets=options.train_buckets),
-                    example_gen_pb2.SplitConfig.Split(name=configs.EVAL_SPLIT, hash_buckets=options.eval_buckets),
-                ]
-            )
-        ),
-        custom_config=span_example_gen.span_window_config(
-            spans[0], spans[-1], options.schema_path or CURATED_SCHEMA_PATH, options.code_fingerprint
-        ),
-        custom_executor_spec=executor_spec.BeamExecutorSpec(span_example_gen.Executor),
-    ).with_id(EXAMPLE_GEN)
+    example_gen = make_example_gen(data_root, spans, options)
     components.append(example_gen)
 
     statistics_gen = tfx.components.StatisticsGen(

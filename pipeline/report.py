@@ -17,6 +17,7 @@ from ml_metadata.proto import metadata_store_pb2
 from tfx.components.statistics_gen.stats_artifact_utils import BINARY_PB_BASENAME
 
 from pipeline import lineage, run_summary
+from pipeline.spans import spans_text
 from pipeline import pipeline as pipeline_def
 
 logger = logging.getLogger(__name__)
@@ -128,22 +129,28 @@ def _statistics_section(statistics_uri: Optional[str]) -> str:
 
 
 def _drift_section(drift: Optional[Dict[str, Any]]) -> str:
-    """Renders a drift report (pipeline.drift's JSON) when the run has one."""
+    """Renders a drift report when the run has one: the newest span's (pipeline.drift's JSON,
+    against the window's earlier spans) or a joined table's (against the previous span)."""
     if not drift:
         return "<p>No drift check in this run.</p>"
-    compared = drift.get("compared_spans")
-    if not compared:
+    if "checked_span" in drift:
+        if not drift["reference_spans"]:
+            return f"<p>Drift not checked: span {_e(drift['checked_span'])} is the only span in the window.</p>"
+        against = f"Span {_e(drift['checked_span'])} against spans {_e(spans_text(drift['reference_spans']))} (the window's earlier spans)"
+    elif drift.get("compared_spans"):
+        against = f"Span {_e(drift['compared_spans'][1])} against span {_e(drift['compared_spans'][0])}"
+    else:
         return "<p>Drift not checked: the window holds one span.</p>"
     scores = drift.get("scores", [])
     drifted = [s for s in scores if s.get("drifted")]
     head = (
-        f"<p>Span {_e(compared[1])} against span {_e(compared[0])}; policy on drift: <b>{_e(drift.get('on_drift'))}</b>. "
+        f"<p>{against}; policy on drift: <b>{_e(drift.get('on_drift'))}</b>. "
         + (f'<span class="bad">Over threshold: {_e(", ".join(s["feature"] for s in drifted))}</span>' if drifted else '<span class="good">No column over its threshold.</span>')
         + "</p>"
     )
     rows = [
         [_e(s.get("feature")), _e(s.get("measure")), _number(s.get("score")), _number(s.get("threshold")),
-         '<span class="bad">drifted</span>' if s.get("drifted") else "ok"]
+         '<span class="bad">drifted</span>' if s.get("drifted") else ("ok" if s.get("judged", True) else _e(s.get("note", "not judged")))]
         for s in scores
     ]
     return head + _table(["feature", "measure", "score", "threshold", ""], rows, numeric=(2, 3))
@@ -320,6 +327,13 @@ def write_report(
         else '<p class="good">No anomaly against the curated schema.</p>' if not summary.anomalies
         else "<ul>" + "".join(f'<li class="bad">{_e(line)}</li>' for line in summary.anomalies) + "</ul>"
     )
+    accepted = "".join(
+        f"<p>Span {_e(record['span'])} accepted on record {_e(record['record'])} by {_e(record['accepted_by'])} "
+        f"at {_e(record['accepted_at'])}: <i>{_e(record['reason'])}</i></p>"
+        for record in summary.acceptances
+    )
+    if summary.accepted:
+        accepted += "<ul>" + "".join(f"<li>accepted: {_e(line)}</li>" for line in summary.accepted) + "</ul>"
     body = f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>{_e(pipeline_name)} run {_e(now.strftime('%Y-%m-%d %H:%M:%S UTC'))}</title>
 <style>{_CSS}</style></head><body>
@@ -329,6 +343,7 @@ def write_report(
 <ul>{''.join(f'<li>{_e(reason)}</li>' for reason in reasons)}</ul></div>
 <h2>Evaluation</h2>{_evaluation_section(summary, thresholds)}
 <h2>Data: anomalies</h2>{anomalies}
+<h2>Data: accepted after review</h2>{accepted or '<p>No span of this window was accepted after a refusal.</p>'}
 <h2>Data: drift</h2>{_drift_section(getattr(summary, 'drift', None))}
 <h2>Data: statistics</h2>{_statistics_section(statistics[0].uri if statistics else None)}
 <h2>Data: external tables</h2>{_external_section(summary, joined_statistics[0].uri if joined_statistics else None)}

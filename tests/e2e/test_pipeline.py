@@ -139,10 +139,16 @@ def test_schema_breaking_span_is_refused_before_training(own_copy, tmp_path):
 
 
 def test_a_drifted_span_stops_the_run_before_training(tmp_path):
-    from tests.integration.test_drift import _drifted_copy
+    from tests.integration.test_drift import _changed_copy, _scaled_fares
+
+    def drifted(row):
+        # Fares tripled and the payment mix flipped (cash <-> credit card).
+        row = _scaled_fares(3.0)(row)
+        row["payment_type"] = {"Cash": "Credit Card", "Credit Card": "Cash"}.get(row["payment_type"], row["payment_type"])
+        return row
 
     data_root = sample_data_root(tmp_path / "data", spans=(1,))
-    _drifted_copy(data_root / "span-1" / "data.csv", data_root / "span-2")
+    _changed_copy(data_root / "span-1" / "data.csv", data_root / "span-2", drifted)
     output_dir = tmp_path / "out"
     result = subprocess.run(
         [sys.executable, str(REPO_ROOT / "run_local.py"), "--data-root", str(data_root),
@@ -150,7 +156,8 @@ def test_a_drifted_span_stops_the_run_before_training(tmp_path):
         capture_output=True, text=True, timeout=600,
     )
     assert result.returncode == 2, result.stdout + result.stderr
-    assert "drifted from span 1" in result.stderr
+    assert "span 2 drifted from spans 1" in result.stderr
     assert "fare Jensen-Shannon" in result.stderr and "payment_type L-infinity" in result.stderr
+    assert f"python -m pipeline.accept --data-root {data_root} --output-dir {output_dir} --span 2" in result.stderr
     assert "DRIFT over threshold" in result.stdout
     assert not (output_dir / "serving_model").exists()

@@ -12,7 +12,12 @@ FRIDAY = 1400269500  # 2014-05-16 19:45
 DAY = 86400
 
 
-def _check(tmp_path, span_1, span_2):
+# The joined columns are calendar columns, which change with the span's time and are not
+# judged by default; these tests judge them to check the comparison itself.
+JUDGING_CALENDAR = configs.DriftConfig(ignored=())
+
+
+def _check(tmp_path, span_1, span_2, drift=JUDGING_CALENDAR):
     table_path = write_holiday_table(
         tmp_path / "holidays.csv", ["2014-05-16,4,0,0,", "2014-05-25,6,0,1,", "2014-05-26,0,1,0,Memorial Day"]
     )
@@ -21,7 +26,12 @@ def _check(tmp_path, span_1, span_2):
         1: [str(write_csv(tmp_path / "span-1" / "data.csv", span_1))],
         2: [str(write_csv(tmp_path / "span-2" / "data.csv", span_2))],
     }
-    return check_table(table, files, configs.DriftConfig())
+    return check_table(table, files, drift)
+
+
+def test_the_joined_calendar_columns_are_not_judged_by_default(tmp_path):
+    checked = _check(tmp_path, [trip()] * 10, [trip(trip_start_timestamp=FRIDAY + 10 * DAY)] * 10, configs.DriftConfig())
+    assert checked["scores"] == [] and checked["anomalies"] == []
 
 
 def test_matched_spans_have_no_anomaly_and_every_joined_column_is_scored(tmp_path):

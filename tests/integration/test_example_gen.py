@@ -1,0 +1,76 @@
+"""The real ExampleGen and StatisticsGen (LocalDagRunner) on CSV spans with empty cells."""
+import pytest
+import tensorflow_data_validation as tfdv
+from tfx import v1 as tfx
+
+from pipeline import configs, pipeline as pipeline_def, run_summary
+from pipeline.span_rows import CsvFormatError
+from tests.conftest import trip, write_csv
+
+pytestmark = pytest.mark.slow
+
+ROWS = 40
+
+
+def _run(data_root, output_dir, spans):
+    example_gen = pipeline_def.make_example_gen(str(data_root), spans, configs.PipelineOptions(code_fingerprint="test"))
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"]).with_id(pipeline_def.STATISTICS_GEN)
+    connection = tfx.orchestration.metadata.sqlite_metadata_connection_config(str(output_dir / "metadata.db"))
+    tfx.orchestration.LocalDagRunner().run(
+        tfx.dsl.Pipeline(
+            pipeline_name="example_gen_test",
+            pipeline_root=str(output_dir / "root"),
+            components=[example_gen, statistics_gen],
+            metadata_connection_config=connection,
+        )
+    )
+    from tfx.orchestration import metadata
+
+    with metadata.Metadata(connection) as handler:
+        outputs = run_summary.latest_node_outputs(handler.store, "example_gen_test", pipeline_def.STATISTICS_GEN, 0)
+    return outputs["statistics"][0].uri
+
+
+def _feature(statistics, name):
+    return next(f for f in statistics.datasets[0].features if f.path.step == [name])
+
+
+@pytest.fixture(scope="module")
+def statistics(tmp_path_factory):
+    data_root = tmp_path_factory.mktemp("data")
+    # Whole-number fares only, a company in one trip of four, no dropoff coordinates in half.
+    rows = [
+        trip(fare=float(10 + i % 7), company="Flash Cab" if i % 4 == 0 else None, dropoff_latitude=None if i % 2 else 41.88)
+        for i in range(ROWS)
+    ]
+    write_csv(data_root / "span-1" / "data.csv", rows)
+    uri = _run(data_root, tmp_path_factory.mktemp("out"), [1])
+    train = tfdv.load_stats_binary(f"{uri}/Split-{configs.TRAIN_SPLIT}/FeatureStats.pb")
+    evaluation = tfdv.load_stats_binary(f"{uri}/Split-{configs.EVAL_SPLIT}/FeatureStats.pb")
+    return train, evaluation
+
+
+def _counts(both, name):
+    features = [_feature(statistics, name) for statistics in both]
+    common = [f.string_stats.common_stats if f.HasField("string_stats") else f.num_stats.common_stats for f in features]
+    return sum(c.num_non_missing for c in common), sum(c.num_missing for c in common)
+
+
+def test_empty_cells_are_counted_as_missing(statistics):
+    assert _counts(statistics, "company") == (ROWS // 4, ROWS - ROWS // 4)
+    assert _counts(statistics, "dropoff_latitude") == (ROWS // 2, ROWS // 2)
+    assert _counts(statistics, "payment_type") == (ROWS, 0)
+
+
+def test_whole_number_fares_stay_the_schema_s_float(statistics):
+    from tensorflow_metadata.proto.v0 import statistics_pb2
+
+    assert _feature(statistics[0], "fare").type == statistics_pb2.FeatureNameStatistics.FLOAT
+    assert _feature(statistics[0], "trip_seconds").type == statistics_pb2.FeatureNameStatistics.INT
+
+
+def test_a_bad_cell_fails_the_run_naming_file_line_column_and_value(tmp_path):
+    data_root = tmp_path / "data"
+    path = write_csv(data_root / "span-1" / "data.csv", [trip(), trip(), trip(trip_miles="1.2.3")])
+    with pytest.raises(CsvFormatError, match=rf"{path}, line 4, column 'trip_miles': value '1.2.3'"):
+        _run(data_root, tmp_path / "out", [1])
