@@ -145,10 +145,11 @@ def accept(data_root: str, output_dir: str, span: int, reason: str, schema_path:
         )
     if not problems:
         raise AcceptError(f"span {span} was not refused: the newest run found no anomaly and no drift in it")
-    if gate.last_known_state == metadata_store_pb2.Execution.COMPLETE and report.get("on_drift") == configs.DRIFT_WARN and all(
-        p["check"] == acceptance.DRIFT_CHECK for p in problems
-    ):
-        raise AcceptError(f"span {span} was not refused: its drift was only warned about (policy {configs.DRIFT_WARN})")
+    if gate.last_known_state in (metadata_store_pb2.Execution.COMPLETE, metadata_store_pb2.Execution.CACHED):
+        raise AcceptError(
+            f"span {span} was not refused by the newest run: what it found was already accepted, or only "
+            f"warned about (drift policy {report.get('on_drift')})"
+        )
     files = current_files(data_root, span)
     if files != report["span_files"]:
         raise AcceptError(

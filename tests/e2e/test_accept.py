@@ -75,6 +75,8 @@ def test_accepted_span_trains_and_pushes_and_a_changed_file_is_refused_again(ref
     assert "span 3 accepted on record" in accepted.stdout and "fare Jensen-Shannon" in accepted.stdout
     assert f"Next: python run_local.py --data-root {data_root} --output-dir {output_dir}" in accepted.stdout
 
+    _assert_the_airflow_dag_honours_it(data_root, output_dir)
+
     trained = _run(data_root, output_dir)
     assert trained.exit_code == 0, trained.error
     assert trained.summary.acceptances and trained.summary.acceptances[0]["span"] == 3
@@ -102,6 +104,30 @@ def test_accepted_span_trains_and_pushes_and_a_changed_file_is_refused_again(ref
     assert again.exit_code == 2, again.error
     assert "span 3 drifted" in again.error
     assert len(_versions(output_dir)) == 1
+
+
+def _assert_the_airflow_dag_honours_it(data_root, output_dir):
+    """The DAG Airflow parses from the same data root and output dir gives its DataGate task the
+    acceptance, as run_local.py gives it to the LocalDagRunner."""
+    environ = {"TAXI_DATA_ROOT": str(data_root), "TAXI_OUTPUT_DIR": str(output_dir)}
+    saved = {key: os.environ.get(key) for key in environ}
+    os.environ.update(environ)
+    try:
+        from pipeline import airflow_dag
+        from pipeline import pipeline as pipeline_def
+        from pipeline.acceptance import acceptances_from_json
+        from pipeline.airflow_config import AirflowSettings
+
+        dag = airflow_dag.build_dag(AirflowSettings.from_env(environ))
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    gate = dag.get_task(pipeline_def.DATA_GATE)
+    (accepted,) = acceptances_from_json(gate.op_kwargs["exec_properties"]["accepted_spans"])
+    assert accepted.span == 3 and accepted.reason == "reviewed: fares rose with the new meter rates"
 
 
 def test_a_change_of_project_code_reruns_the_project_executors_on_unchanged_data(refused, tmp_path):
