@@ -109,7 +109,15 @@ def test_accepted_span_trains_and_pushes_and_a_changed_file_is_refused_again(ref
 def _assert_the_airflow_dag_honours_it(data_root, output_dir):
     """The DAG Airflow parses from the same data root and output dir gives its DataGate task the
     acceptance, as run_local.py gives it to the LocalDagRunner."""
-    environ = {"TAXI_DATA_ROOT": str(data_root), "TAXI_OUTPUT_DIR": str(output_dir)}
+    from modules import features
+    from pipeline.external_tables import shipped_table_path
+
+    environ = {
+        "TAXI_DATA_ROOT": str(data_root),
+        "TAXI_OUTPUT_DIR": str(output_dir),
+        # The sample data root has no external/ folder: name the shipped table.
+        "TAXI_EXTERNAL_TABLES": f"{features.HOLIDAY_TABLE}={shipped_table_path(features.HOLIDAY_TABLE)}",
+    }
     saved = {key: os.environ.get(key) for key in environ}
     os.environ.update(environ)
     try:
