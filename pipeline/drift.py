@@ -140,7 +140,8 @@ class _ReadRecordBatches(beam.DoFn):
 
     def process(self, path: str):
         rows = []
-        for _, row in span_rows.read_rows(path, self._header, self._types):
+        # Each file is read with its own header; the batches hold the columns in one order.
+        for _, row in span_rows.read_rows(path, span_rows.read_header(path), self._types):
             rows.append(row)
             if len(rows) == _BATCH_ROWS:
                 yield span_rows.to_record_batch(rows, self._header, self._types)
@@ -377,6 +378,11 @@ def check_span(
         "anomalies": anomaly_lines(anomalies, f"span {newest} alone: ", schema, newest_statistics),
         "scores": [],
     }
+    if not report["rows"]["span"]:
+        # TFDV finds nothing wrong with no rows at all; an empty span is refused here.
+        report["anomalies"].append(
+            {"feature": "(dataset)", "kind": "Empty span", "description": f"span {newest} has no rows: its files hold a header only"}
+        )
     if reference_spans:
         report["scores"] = score_columns(statistics[REFERENCE_STATISTICS_FILE], newest_statistics, schema, drift)
     return report

@@ -104,28 +104,34 @@ def file_fingerprint(path: str) -> str:
 
 
 def common_header(files: List[str]) -> List[str]:
-    """Returns the header every file shares.
+    """Returns the columns every file has (in the first file's order; files are read by column
+    name, so another order is fine).
 
     Raises:
-        CsvFormatError: when a file is empty or its header differs from the first file's.
+        CsvFormatError: when a file is empty, or its columns are not the first file's; the
+            message names the missing and the extra columns.
     """
     column_names = span_rows.read_header(files[0])
     for path in files[1:]:
         header = span_rows.read_header(path)
-        if header != column_names:
-            raise CsvFormatError(f"{path}: header {header} differs from {files[0]}'s header {column_names}")
+        missing = [name for name in column_names if name not in header]
+        extra = [name for name in header if name not in column_names]
+        if missing or extra:
+            raise CsvFormatError(
+                f"{path}: its header lacks column(s) {missing} and has column(s) {extra} that {files[0]}'s header "
+                f"does not (every span file has the same columns)"
+            )
     return column_names
 
 
 class _ReadExamples(beam.DoFn):
     """Reads one CSV file, row by row, into tf.Examples typed by the schema."""
 
-    def __init__(self, column_names: List[str], types: span_rows.ColumnTypes):
-        self._column_names = column_names
+    def __init__(self, types: span_rows.ColumnTypes):
         self._types = types
 
     def process(self, path: str) -> Iterable[tf.train.Example]:
-        for _, row in span_rows.read_rows(path, self._column_names, self._types):
+        for _, row in span_rows.read_rows(path, span_rows.read_header(path), self._types):
             yield span_rows.to_example(row, self._types)
 
 
@@ -139,9 +145,9 @@ def _SpanWindowToExample(
     first_span, last_span, schema_path = _settings(exec_properties)
     input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
     files = [path for paths in window_files(input_base, split_pattern, first_span, last_span).values() for path in paths]
-    column_names = common_header(files)
+    common_header(files)
     types = span_rows.column_types(tfdv.load_schema_text(schema_path))
-    return pipeline | "ListFiles" >> beam.Create(files) | "ReadExamples" >> beam.ParDo(_ReadExamples(column_names, types))
+    return pipeline | "ListFiles" >> beam.Create(files) | "ReadExamples" >> beam.ParDo(_ReadExamples(types))
 
 
 class Executor(BaseExampleGenExecutor):

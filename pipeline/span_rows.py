@@ -10,6 +10,8 @@ statistics from the same rows, so the checks judge exactly what the model trains
 - A cell that does not parse as its column's type, or a non-finite number (NaN, inf), is a
   `CsvFormatError` naming the file, line, column and value.
 - Quoted cells may span lines (the `csv` module's rules); line numbers are those of the file.
+- Files are UTF-8 (a leading byte order mark is dropped); other bytes are an error naming the
+  file, line and byte offset. Columns are read by name, so files may order them differently.
 """
 import csv
 import math
@@ -42,11 +44,13 @@ def read_header(path: str) -> List[str]:
     Raises:
         CsvFormatError: when the file is empty or its header names a column twice or not at all.
     """
-    with tf.io.gfile.GFile(path, "r") as data_file:
-        first_line = data_file.readline()
+    if tf.io.gfile.isdir(path):
+        raise CsvFormatError(f"{path}: is a folder, not a CSV file")
+    with tf.io.gfile.GFile(path, "rb") as data_file:
+        first_line = next(_text_lines(path, data_file), (0, ""))[1]
     if not first_line.strip():
         raise CsvFormatError(f"{path}: the file is empty; a span CSV starts with a header row")
-    header = next(csv.reader([first_line.lstrip("\ufeff")]))
+    header = next(csv.reader([first_line]))
     unnamed = [index + 1 for index, name in enumerate(header) if not name.strip()]
     if unnamed:
         raise CsvFormatError(f"{path}, line 1: header cell(s) {unnamed} name no column")
@@ -54,6 +58,26 @@ def read_header(path: str) -> List[str]:
     if repeated:
         raise CsvFormatError(f"{path}, line 1: the header names column(s) {repeated} more than once")
     return header
+
+
+def _text_lines(path: str, binary_file) -> Iterator[Tuple[int, str]]:
+    """Yields (line number, text) of a binary file decoded as UTF-8, a leading BOM dropped.
+
+    Raises:
+        CsvFormatError: at the first bytes that are not UTF-8, naming line and byte offset.
+    """
+    offset = 0
+    for number, raw in enumerate(binary_file, start=1):
+        if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
+            raw, offset = raw[3:], 3
+        try:
+            yield number, raw.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise CsvFormatError(
+                f"{path}, line {number}: bytes that are not UTF-8 at byte offset {offset + error.start} "
+                f"({raw[error.start:error.start + 8]!r}); span files are UTF-8 text"
+            ) from None
+        offset += len(raw)
 
 
 def parse_cell(cell: str, column_type: int) -> Optional[Value]:
@@ -92,8 +116,8 @@ def read_rows(path: str, header: Sequence[str], types: ColumnTypes) -> Iterator[
         CsvFormatError: for a row with the wrong number of cells or a cell that does not parse.
     """
     kinds = [types.get(name, schema_pb2.BYTES) for name in header]
-    with tf.io.gfile.GFile(path, "r") as data_file:
-        reader = csv.reader(data_file, strict=True)
+    with tf.io.gfile.GFile(path, "rb") as data_file:
+        reader = csv.reader((text for _, text in _text_lines(path, data_file)), strict=True)
         try:
             next(reader)  # the header, already read
             row_start = reader.line_num + 1

@@ -87,6 +87,17 @@ def test_a_small_span_is_reported_but_not_judged(schema, tmp_path):
     assert not fare["judged"] and "50 values in the span" in fare["note"]
 
 
+def test_a_span_with_a_header_only_is_refused(schema, tmp_path):
+    folder = tmp_path / "span-5"
+    folder.mkdir()
+    with open(SHIPPED[4][0]) as source:
+        (folder / "data.csv").write_text(source.readline())
+    report = check_span({**SHIPPED, 5: [str(folder / "data.csv")]}, schema, configs.DriftConfig(), str(tmp_path))
+    assert report["anomalies"] == [
+        {"feature": "(dataset)", "kind": "Empty span", "description": "span 5 has no rows: its files hold a header only"}
+    ]
+
+
 def test_a_span_the_reader_cannot_read_fails_the_check_with_the_file_and_line(schema, tmp_path):
     def broken(row, seen={"n": 0}):
         seen["n"] += 1

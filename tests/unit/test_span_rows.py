@@ -87,3 +87,36 @@ def test_record_batches_hold_null_where_the_cell_was_empty(tmp_path, types):
     company = batch.column(header.index("company"))
     assert company.to_pylist() == [None, [b"Taxi Affiliation Services"]]
     assert str(batch.column(header.index("fare")).type) == "list<item: float>"
+
+
+def test_bytes_that_are_not_utf8_are_named_with_file_line_and_byte_offset(tmp_path):
+    path = tmp_path / "data.csv"
+    path.write_bytes(b"fare,company\n7.5,Taxi\n8.0,Caf\xe9 Cab\n")
+    with pytest.raises(span_rows.CsvFormatError, match=r"data.csv, line 3: bytes that are not UTF-8 at byte offset 29"):
+        list(span_rows.read_rows(str(path), ["fare", "company"], {"fare": schema_pb2.FLOAT, "company": schema_pb2.BYTES}))
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_column_name(tmp_path):
+    path = tmp_path / "data.csv"
+    path.write_bytes(b"\xef\xbb\xbffare,company\n7.5,Taxi\n")
+    assert span_rows.read_header(str(path)) == ["fare", "company"]
+
+
+def test_a_folder_named_like_a_csv_file_is_named_as_a_folder(tmp_path):
+    (tmp_path / "data.csv").mkdir()
+    with pytest.raises(span_rows.CsvFormatError, match="is a folder, not a CSV file"):
+        span_rows.read_header(str(tmp_path / "data.csv"))
+
+
+def test_files_may_order_columns_differently_but_a_renamed_column_is_named(tmp_path):
+    from pipeline.span_example_gen import common_header
+
+    first = tmp_path / "a.csv"
+    first.write_text("fare,company,tips\n1,x,0\n")
+    reordered = tmp_path / "b.csv"
+    reordered.write_text("tips,fare,company\n0,1,x\n")
+    renamed = tmp_path / "c.csv"
+    renamed.write_text("fare,firm,tips\n1,x,0\n")
+    assert common_header([str(first), str(reordered)]) == ["fare", "company", "tips"]
+    with pytest.raises(span_rows.CsvFormatError, match=r"c.csv: its header lacks column\(s\) \['company'\] and has column\(s\) \['firm'\]"):
+        common_header([str(first), str(renamed)])
