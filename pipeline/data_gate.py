@@ -9,7 +9,7 @@ it logs a loud warning), except what an owner accepted for that span with
 Pusher) runs after it, so refused data never reaches a model or the serving directory.
 """
 import logging
-from typing import List, Optional
+from typing import Dict, List, Optional
 
 from tfx import v1 as tfx
 from tfx.types import artifact_utils, standard_artifacts
@@ -80,12 +80,11 @@ def judge(
     span = drift_report["checked_span"]
     valid, warnings = acceptance.valid_acceptances(acceptances, span_files)
     refused_anomalies, refused_drift = [], []
+    let_through: Dict[int, List[str]] = {}
     for problem in acceptance.collect_problems(window_anomalies, drift_report):
         covered = acceptance.covering(problem, valid)
         if covered is not None:
-            warnings.append(
-                f"accepted on record {covered.artifact_id} by {covered.accepted_by} ({covered.reason!r}): {problem['text']}"
-            )
+            let_through.setdefault(covered.artifact_id, []).append(str(problem["text"]))
         elif problem["check"] == acceptance.DRIFT_CHECK:
             refused_drift.append(str(problem["text"]))
         else:
@@ -94,21 +93,33 @@ def judge(
         f"\nIf span {span} is right after review, accept it on the record and run again: "
         f"{acceptance.accept_command(span)}"
     )
+    for record in valid:
+        texts = let_through.get(record.artifact_id)
+        if texts:
+            shown = "; ".join(texts[:3]) + (f"; and {len(texts) - 3} more" if len(texts) > 3 else "")
+            warnings.append(
+                f"span {record.span} accepted on record {record.artifact_id} by {record.accepted_by}: "
+                f"{len(texts)} finding(s) let through: {shown}"
+            )
     joined = external_check.refusals(joined_report)
     if joined:
         raise DataAnomaliesError(
             "the columns joined from external tables do not match their schema:\n  " + "\n  ".join(joined), span
         )
-    if refused_anomalies:
-        raise DataAnomaliesError(
-            "the data does not match the schema:\n  " + "\n  ".join(refused_anomalies) + how_to_accept, span
-        )
     refused_drift += [f"joined column {line}" for line in external_check.drifted(joined_report)]
+    drift_text = ""
     if refused_drift:
-        message = f"span {span} drifted from spans {spans_text(drift_report['reference_spans'])}: " + "; ".join(refused_drift)
+        drift_text = f"span {span} drifted from spans {spans_text(drift_report['reference_spans'])}: " + "; ".join(refused_drift)
+    if refused_anomalies:
+        # Every finding in one message: the acceptance will record the drift too.
+        also = f"\nand {drift_text}" if drift_text else ""
+        raise DataAnomaliesError(
+            "the data does not match the schema:\n  " + "\n  ".join(refused_anomalies) + also + how_to_accept, span
+        )
+    if drift_text:
         if drift_report["on_drift"] == configs.DRIFT_STOP:
-            raise DataDriftError(message + how_to_accept, span)
-        warnings.append(f"DRIFT (policy: warn, training goes on): {message}")
+            raise DataDriftError(drift_text + how_to_accept, span)
+        warnings.append(f"DRIFT (policy: warn, training goes on): {drift_text}")
     return warnings
 
 

@@ -268,7 +268,9 @@ def format_summary(summary: RunSummary, thresholds_text: Dict[str, str], timings
             f"accepted span {record['span']}: record {record['record']} by {record['accepted_by']} "
             f"at {record['accepted_at']}: {record['reason']}"
         )
-    lines.extend(f"  - accepted: {line}" for line in summary.accepted)
+    lines.extend(f"  - accepted: {line}" for line in summary.accepted[:5])
+    if len(summary.accepted) > 5:
+        lines.append(f"  - and {len(summary.accepted) - 5} more accepted findings (the run report lists them all)")
     if summary.metrics:
         lines.append(f"{'metric':<18}{'new model':>12}{'serving model':>16}   threshold")
         for name in SUMMARY_METRICS:

@@ -5,7 +5,8 @@ its own mix of payment types, companies, hours and areas), and every drawn trip 
 little noise:
 
 * `fare` and `tips` are scaled by the same random factor, so the tip's share of the fare,
-  hence the big-tipper label, is what the source trip had;
+  hence the big-tipper label, is what the source trip had, except where rounding each to whole
+  cents moves a tip across the 20 % line (about 0.5 % of trips, mostly tips of exactly 20 %);
 * `trip_miles` and `trip_seconds` get their own multiplicative jitter, correlated with the
   fare's (a dearer ride is a longer one);
 * every other column, including every empty cell (missing value), is copied unchanged.

@@ -43,13 +43,21 @@ def test_warn_policy_logs_instead_of_refusing():
 def test_an_acceptance_lets_exactly_what_it_recorded_through():
     report = _report()
     warnings = judge([], report, NO_JOINED, [_accepted(report)], FILES)
-    assert any("accepted on record 11" in line and "fare" in line for line in warnings)
+    assert warnings == ["span 5 accepted on record 11 by owner: 1 finding(s) let through: fare Jensen-Shannon 0.310 > 0.08"]
 
 
 def test_a_problem_the_acceptance_did_not_record_is_still_refused():
     accepted = _accepted(_report())
     with pytest.raises(DataAnomaliesError, match="pickup_latitude"):
         judge([], _report(anomalies=[EMPTY_COORDINATES]), NO_JOINED, [accepted], FILES)
+
+
+def test_a_refusal_for_anomalies_also_names_the_drift_the_acceptance_would_record():
+    with pytest.raises(DataAnomaliesError) as raised:
+        judge([], _report(anomalies=[EMPTY_COORDINATES]), NO_JOINED, [], FILES)
+    message = str(raised.value)
+    assert "pickup_latitude" in message and "and span 5 drifted from spans 1-4: fare Jensen-Shannon 0.310" in message
+    assert acceptance.accept_command(5) in message
 
 
 def test_an_acceptance_of_changed_files_no_longer_applies():
