@@ -16,7 +16,9 @@ Examples:
 Writes OUTPUT_DIR/serving_model/<version>/ (pushed models, what TF Serving reads),
 OUTPUT_DIR/metadata.db (ML Metadata, SQLite) and OUTPUT_DIR/pipeline_root/ (artifacts).
 Exit code: 0 when the pipeline completed, blessed or not; 2 when the data was refused
-(nothing trained, nothing pushed); 1 on any other failure.
+(nothing trained, nothing pushed); 64 for a usage error (a flag out of range, a data root that
+is not a folder, an output dir that cannot be written), found before anything runs; 1 on any
+other failure.
 """
 import os
 
@@ -33,6 +35,7 @@ import warnings  # noqa: E402
 from pipeline.configs import PipelineOptions  # noqa: E402  (light: no TensorFlow import)
 
 EXIT_FAILED = 1  # as pipeline.local_run.EXIT_FAILED; kept here so --serve needs no TFX import
+EXIT_USAGE = 64  # sysexits' EX_USAGE: apart from 2, which means "the data was refused"
 
 
 def local_beam_args(beam_mode: str) -> list:
@@ -69,9 +72,31 @@ def parse_args(argv=None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def usage_errors(args: argparse.Namespace) -> list:
+    """What is wrong with the command line before anything runs, one line per problem."""
+    errors = []
+    if args.train_steps is not None and args.train_steps < 1:
+        errors.append(f"--train-steps must be at least 1, got {args.train_steps}")
+    if args.span_window is not None and args.span_window < 1:
+        errors.append(f"--span-window must be at least 1, got {args.span_window}")
+    if not os.path.isdir(args.data_root):
+        errors.append(f"--data-root {args.data_root!r} is not a folder")
+    existing = os.path.abspath(args.output_dir)
+    while not os.path.exists(existing):
+        existing = os.path.dirname(existing)
+    if not os.path.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK):
+        errors.append(f"--output-dir {args.output_dir!r} cannot be written ({existing!r} is not a writable folder)")
+    return errors
+
+
 def main(argv=None) -> int:
     """Runs the pipeline and prints the summary; returns the exit code."""
     args = parse_args(argv)
+    errors = usage_errors(args)
+    if errors:
+        for line in errors:
+            print(f"error: {line}", file=sys.stderr)
+        return EXIT_USAGE
     from serving.console import import_tensorflow
 
     import_tensorflow()

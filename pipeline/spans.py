@@ -38,6 +38,7 @@ def discover_spans(data_root: str, complete_only: bool = False) -> List[int]:
     if not os.path.isdir(data_root):
         raise SpanError(f"data root {data_root!r} is not a folder")
     spans = []
+    folders = {}
     for name in sorted(os.listdir(data_root)):
         path = os.path.join(data_root, name)
         if not os.path.isdir(path) or not name.startswith(SPAN_FOLDER_PREFIX):
@@ -47,6 +48,9 @@ def discover_spans(data_root: str, complete_only: bool = False) -> List[int]:
             raise SpanError(f"folder {path!r}: span folders are named {SPAN_FOLDER_PREFIX}<N> with N a number")
         if not any(entry.endswith(SPAN_FILE_PATTERN.lstrip("*")) for entry in os.listdir(path)):
             raise SpanError(f"span folder {path!r} holds no {SPAN_FILE_PATTERN} file")
+        if span in folders:
+            raise SpanError(f"folders {folders[span]!r} and {name!r} under {data_root!r} both name span {span}; keep one")
+        folders[span] = name
         spans.append(span)
     spans = sorted(spans)
     if complete_only:
@@ -75,10 +79,16 @@ def window(spans: List[int], span_window: Optional[int]) -> List[int]:
     """Returns the newest `span_window` spans (all of them when `span_window` is None).
 
     Raises:
-        SpanError: when `span_window` is not a positive number.
+        SpanError: when `span_window` is not a positive number, or a span inside the window is
+            missing (the window is a run of consecutive spans).
     """
-    if span_window is None:
-        return list(spans)
-    if span_window < 1:
+    if span_window is not None and span_window < 1:
         raise SpanError(f"span window must be at least 1, got {span_window}")
-    return list(spans)[-span_window:]
+    chosen = list(spans) if span_window is None else list(spans)[-span_window:]
+    missing = sorted(set(range(chosen[0], chosen[-1] + 1)) - set(chosen)) if chosen else []
+    if missing:
+        raise SpanError(
+            f"span(s) {missing} missing between span {chosen[0]} and span {chosen[-1]}: a window is a run of "
+            f"consecutive spans (add the missing span folders, or train on the newest spans with --span-window)"
+        )
+    return chosen

@@ -50,3 +50,16 @@ def test_missing_data_root_is_named(tmp_path):
 def test_window_must_be_positive():
     with pytest.raises(spans.SpanError, match="at least 1"):
         spans.window([1, 2], 0)
+
+
+def test_two_folders_for_one_span_number_are_named(tmp_path):
+    _span(tmp_path, "span-1")
+    _span(tmp_path, "span-01")
+    with pytest.raises(spans.SpanError, match=r"folders 'span-01' and 'span-1' under .* both name span 1"):
+        spans.discover_spans(str(tmp_path))
+
+
+def test_a_gap_inside_the_window_is_named_and_a_window_after_it_is_fine():
+    with pytest.raises(spans.SpanError, match=r"span\(s\) \[2\] missing between span 1 and span 4"):
+        spans.window([1, 3, 4], None)
+    assert spans.window([1, 3, 4], 2) == [3, 4]

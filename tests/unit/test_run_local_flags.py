@@ -1,0 +1,36 @@
+"""run_local.py refuses a bad command line before anything runs, with its own exit code."""
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import DATA_ROOT, REPO_ROOT
+
+
+def _run(*flags):
+    return subprocess.run(
+        [sys.executable, str(REPO_ROOT / "run_local.py"), *flags], capture_output=True, text=True, timeout=120
+    )
+
+
+@pytest.mark.parametrize(
+    "flags, message",
+    [
+        (["--train-steps", "0"], "--train-steps must be at least 1, got 0"),
+        (["--train-steps", "-5"], "--train-steps must be at least 1, got -5"),
+        (["--span-window", "0"], "--span-window must be at least 1, got 0"),
+        (["--data-root", "/no/such/folder"], "--data-root '/no/such/folder' is not a folder"),
+    ],
+)
+def test_a_usage_error_is_named_and_is_not_a_data_refusal(tmp_path, flags, message):
+    result = _run("--output-dir", str(tmp_path / "out"), *(["--data-root", str(DATA_ROOT)] if "--data-root" not in flags else []), *flags)
+    assert result.returncode == 64, result.stderr
+    assert f"error: {message}" in result.stderr
+    assert "DATA REFUSED" not in result.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_output_dir_under_a_file_cannot_be_written(tmp_path):
+    (tmp_path / "file").write_text("x")
+    result = _run("--output-dir", str(tmp_path / "file" / "out"))
+    assert result.returncode == 64 and "cannot be written" in result.stderr
