@@ -6,8 +6,10 @@
 A span folder counts once it holds `_SUCCESS` (written last by whatever produces the span),
 and only spans without a gap before them count; so a span still being written is never
 read half-done. Each new newest complete span triggers one run on the span window; the
-spans already handled are kept in OUTPUT_DIR/watch_state.json, so a restart does not
-re-run them. Airflow does the same with a FileSensor on `span-<N>/_SUCCESS` ahead of the
+spans already trained on are kept in OUTPUT_DIR/watch_state.json, so a restart does not
+re-run them. A refused span is run again once it changes: a file of it changes, or an owner
+accepts it (`python -m pipeline.accept`). A run that fails for another reason leaves its span
+pending and stops the watcher with exit code 1, so it is retried once the cause is fixed. Airflow does the same with a FileSensor on `span-<N>/_SUCCESS` ahead of the
 DAG, Vertex AI with a scheduled run that exits early when no new span is marked complete.
 """
 import argparse
@@ -16,26 +18,39 @@ import json
 import os
 import sys
 import time
-from typing import Callable, List, Optional, Sequence
+from typing import Callable, Dict, List, Optional, Sequence
 
 from pipeline import configs, spans
-from pipeline.local_run import LocalPaths, RunResult, run_once
+from pipeline.local_run import EXIT_DATA_REFUSED, EXIT_FAILED, EXIT_OK, LocalPaths, RunResult, run_once
 
 STATE_FILE = "watch_state.json"
 
 
-def _load_handled(state_path: str) -> List[int]:
+def _load_state(state_path: str) -> Dict[str, object]:
     if not os.path.exists(state_path):
-        return []
+        return {"handled_spans": [], "refused": {}}
     with open(state_path) as state_file:
-        return json.load(state_file)["handled_spans"]
+        state = json.load(state_file)
+    state.setdefault("refused", {})
+    return state
 
 
-def _save_handled(state_path: str, handled: List[int]) -> None:
+def _save_state(state_path: str, state: Dict[str, object]) -> None:
     tmp_path = state_path + ".tmp"
     with open(tmp_path, "w") as state_file:
-        json.dump({"handled_spans": sorted(handled)}, state_file)
+        json.dump({**state, "handled_spans": sorted(state["handled_spans"])}, state_file, sort_keys=True)
     os.replace(tmp_path, state_path)
+
+
+def refusal_signature(paths: LocalPaths, span: int) -> Dict[str, object]:
+    """What a refused span is judged on: its files' fingerprints and its newest acceptance."""
+    from tfx.orchestration import metadata
+
+    from pipeline.accept import current_files
+    from pipeline.acceptance import for_spans
+
+    accepted = for_spans(metadata.sqlite_metadata_connection_config(paths.metadata_path), [span])
+    return {"files": current_files(paths.data_root, span), "acceptance": accepted[-1].artifact_id if accepted else 0}
 
 
 def pending_span(data_root: str, handled: List[int]) -> Optional[int]:
@@ -48,15 +63,24 @@ def pending_span(data_root: str, handled: List[int]) -> Optional[int]:
 
 
 def watch_once(paths: LocalPaths, run: Callable[[], RunResult]) -> Optional[RunResult]:
-    """Runs the pipeline if a new complete span is there; returns the run's result or None."""
+    """Runs the pipeline if a new complete span is there, or a refused one changed; returns the
+    run's result or None."""
     state_path = os.path.join(paths.output_dir, STATE_FILE)
-    handled = _load_handled(state_path)
-    span = pending_span(paths.data_root, handled)
+    state = _load_state(state_path)
+    span = pending_span(paths.data_root, state["handled_spans"])
     if span is None:
         return None
+    signature = refusal_signature(paths, span)
+    if state["refused"].get(str(span)) == signature:
+        return None  # refused, and nothing changed since: it would be refused again
     result = run()
-    # A refused span is handled too: it would be refused again until a new span arrives.
-    _save_handled(state_path, handled + [span])
+    if result.exit_code == EXIT_OK:
+        state["handled_spans"] = state["handled_spans"] + [span]
+        state["refused"].pop(str(span), None)
+    elif result.exit_code == EXIT_DATA_REFUSED:
+        state["refused"][str(span)] = signature
+    # Any other failure leaves the span pending: the next look runs it again.
+    _save_state(state_path, state)
     return result
 
 
@@ -104,6 +128,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         result = watch_once(paths, run)
         if result is not None:
             print(describe_step(time.strftime("%H:%M:%S new span"), result), flush=True)
+            if result.exit_code == EXIT_FAILED:
+                print(f"error: the run failed, the span stays pending: {result.error}", file=sys.stderr)
+                return EXIT_FAILED
         if args.once:
             return 0
         time.sleep(args.poll_seconds)

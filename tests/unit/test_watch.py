@@ -50,3 +50,25 @@ def test_each_new_span_triggers_exactly_one_run(tmp_path):
     (data_root / "span-2" / configs.SPAN_COMPLETE_MARKER).write_text("")
     assert watch_once(paths, run) is not None
     assert runs == [[1], [1, 2]]
+
+
+def test_a_refused_span_waits_for_a_change_and_a_failed_run_stays_pending(tmp_path):
+    data_root, output_dir = tmp_path / "data", tmp_path / "out"
+    data_root.mkdir()
+    output_dir.mkdir()
+    paths = LocalPaths(str(data_root), str(output_dir))
+    outcomes = [2, 1, 0]
+    runs = []
+
+    def run():
+        runs.append(outcomes[len(runs)])
+        return RunResult(runs[-1], [1], None, [], 0.0, "why")
+
+    _span(data_root, 1)
+    assert watch_once(paths, run).exit_code == 2  # refused
+    assert watch_once(paths, run) is None  # nothing changed: not run again
+    (data_root / "span-1" / "data.csv").write_text("a\n2\n")  # the producer fixed the span
+    assert watch_once(paths, run).exit_code == 1  # failed for another reason
+    assert watch_once(paths, run).exit_code == 0  # still pending, so run again: trained
+    assert watch_once(paths, run) is None
+    assert runs == [2, 1, 0]
