@@ -89,8 +89,10 @@ def judge(
             refused_drift.append(str(problem["text"]))
         else:
             refused_anomalies.append(str(problem["text"]))
+    # Acceptances that no longer apply are named in the refusal itself.
+    stale = "".join(f"\n{note}" for note in warnings)
     how_to_accept = (
-        f"\nIf span {span} is right after review, accept it on the record and run again: "
+        f"{stale}\nIf span {span} is right after review, accept it on the record and run again: "
         f"{acceptance.accept_command(span)}"
     )
     for record in valid:
@@ -106,10 +108,20 @@ def judge(
         raise DataAnomaliesError(
             "the columns joined from external tables do not match their schema:\n  " + "\n  ".join(joined), span
         )
-    refused_drift += [f"joined column {line}" for line in external_check.drifted(joined_report)]
     drift_text = ""
     if refused_drift:
         drift_text = f"span {span} drifted from spans {spans_text(drift_report['reference_spans'])}: " + "; ".join(refused_drift)
+    # Drift of the joined columns is the table's to fix, like their anomalies: no acceptance covers it.
+    joined_drift = external_check.drifted(joined_report)
+    if joined_drift and drift_report["on_drift"] == configs.DRIFT_STOP and not refused_anomalies:
+        raise DataDriftError(
+            "the columns joined from external tables drifted (an acceptance does not cover them; review the "
+            "table, or stop judging the column in DriftConfig.ignored):\n  " + "\n  ".join(joined_drift)
+            + (f"\nand {drift_text}" if drift_text else ""),
+            span,
+        )
+    if joined_drift:
+        warnings.append("DRIFT of joined columns (policy: warn, training goes on): " + "; ".join(joined_drift))
     if refused_anomalies:
         # Every finding in one message: the acceptance will record the drift too.
         also = f"\nand {drift_text}" if drift_text else ""

@@ -333,7 +333,13 @@ def anomaly_lines(
     the schema and statistics, each names the column's completeness against the schema's."""
     found = []
     for feature, info in sorted(anomalies.anomaly_info.items()):
-        completeness = _completeness(feature, schema, statistics) if schema is not None and statistics is not None else ""
+        about_presence = any(
+            "PRESENT" in anomalies_pb2.AnomalyInfo.Type.Name(reason.type) or "MISSING_COLUMN" in anomalies_pb2.AnomalyInfo.Type.Name(reason.type)
+            for reason in info.reason
+        )
+        completeness = (
+            _completeness(feature, schema, statistics) if about_presence and schema is not None and statistics is not None else ""
+        )
         found.append({"feature": feature, "kind": info.short_description, "description": f"{prefix}feature {feature!r}: {info.description}{completeness}"})
     if anomalies.HasField("dataset_anomaly_info"):
         info = anomalies.dataset_anomaly_info

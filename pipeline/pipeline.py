@@ -13,6 +13,7 @@ from tfx.proto import example_gen_pb2
 from modules import features, signatures
 from pipeline import configs, pusher, span_example_gen
 from pipeline.acceptance import acceptances_json
+from pipeline.curated_schema import ImportCuratedSchema
 from pipeline.data_gate import DataGate
 from pipeline.drift import SpanDriftCheck, drift_config_json
 from pipeline.external_check import ExternalFeatureCheck
@@ -169,7 +170,9 @@ def create_pipeline(
     ).with_id(STATISTICS_GEN)
     components.append(statistics_gen)
 
-    schema_gen = tfx.components.ImportSchemaGen(schema_file=options.schema_path or CURATED_SCHEMA_PATH).with_id(SCHEMA_GEN)
+    schema_gen = ImportCuratedSchema(
+        schema_file=options.schema_path or CURATED_SCHEMA_PATH, code_fingerprint=options.code_fingerprint
+    ).with_id(SCHEMA_GEN)
     components.append(schema_gen)
 
     example_validator = tfx.components.ExampleValidator(

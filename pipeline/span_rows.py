@@ -26,6 +26,8 @@ Value = Union[int, float, bytes]
 # so TFDV reports it as a column the schema does not know.
 ColumnTypes = Dict[str, int]
 
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
+_FLOAT32_MAX = 3.4028234663852886e38
 _TYPE_NAMES = {schema_pb2.INT: "INT", schema_pb2.FLOAT: "FLOAT", schema_pb2.BYTES: "BYTES"}
 
 
@@ -90,17 +92,24 @@ def parse_cell(cell: str, column_type: int) -> Optional[Value]:
         return None
     if column_type == schema_pb2.BYTES:
         return cell.encode("utf-8")
+    if "_" in cell:
+        raise ValueError("digits grouped with '_'")
     if column_type == schema_pb2.INT:
         try:
-            return int(cell)
+            whole = int(cell)
         except ValueError:
             number = float(cell)  # raises for text that is no number at all
             if not number.is_integer():
                 raise ValueError("not a whole number") from None
-            return int(number)
+            whole = int(number)
+        if not _INT64_MIN <= whole <= _INT64_MAX:
+            raise ValueError("outside the 64-bit integer range")
+        return whole
     number = float(cell)
     if not math.isfinite(number):
         raise ValueError("not a finite number")
+    if abs(number) > _FLOAT32_MAX:
+        raise ValueError("too large for a 32-bit float")
     return number
 
 

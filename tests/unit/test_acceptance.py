@@ -60,11 +60,21 @@ def test_a_refusal_for_anomalies_also_names_the_drift_the_acceptance_would_recor
     assert acceptance.accept_command(5) in message
 
 
-def test_an_acceptance_of_changed_files_no_longer_applies():
+def test_an_acceptance_of_changed_files_no_longer_applies_and_the_refusal_says_so():
     report = _report()
     changed = {**FILES, 5: {"/data/span-5/data.csv": "cc"}}
-    with pytest.raises(DataDriftError, match="fare"):
+    with pytest.raises(DataDriftError, match="fare") as raised:
         judge([], report, NO_JOINED, [_accepted(report)], changed)
+    assert "the acceptance of span 5 (record 11" in str(raised.value) and "files changed" in str(raised.value)
+
+
+def test_drift_of_joined_columns_is_refused_without_an_accept_command():
+    joined = {"tables": {"us_il_holidays": {"anomalies": [], "compared_spans": [4, 5], "scores": [
+        {"feature": "is_holiday", "measure": "L-infinity", "score": 0.9, "threshold": 0.15, "drifted": True}]}}}
+    with pytest.raises(DataDriftError) as raised:
+        judge([], _report(drifted=False), joined, [], FILES)
+    assert "us_il_holidays.is_holiday L-infinity 0.900" in str(raised.value)
+    assert "pipeline.accept" not in str(raised.value)
 
 
 def test_an_acceptance_of_another_span_does_not_cover_the_newest_span():

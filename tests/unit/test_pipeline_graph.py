@@ -78,6 +78,7 @@ def test_every_project_executor_has_the_code_fingerprint_in_its_cache_key():
     options = configs.PipelineOptions(external_tables=resolve_sources(), code_fingerprint="c0de", module_fingerprint="m0d")
     built = {n.id: n for n in create_pipeline("p", "/tmp/root", "/tmp/data", [2, 3], "/tmp/serving", None, options).components}
     for node_id in (
+        pipeline_def.SCHEMA_GEN,
         pipeline_def.DRIFT_CHECK,
         pipeline_def.EXTERNAL_FEATURE_CHECK,
         pipeline_def.EXTERNAL_TABLE_GEN,

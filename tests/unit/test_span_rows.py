@@ -46,6 +46,9 @@ def test_types_come_from_the_schema_not_from_the_values(tmp_path, types):
         ({"fare": "NaN"}, "fare", "NaN"),
         ({"trip_miles": "inf"}, "trip_miles", "inf"),
         ({"trip_start_hour": "seven"}, "trip_start_hour", "seven"),
+        ({"dropoff_census_tract": "99999999999999999999"}, "dropoff_census_tract", "99999999999999999999"),
+        ({"fare": "1e39"}, "fare", "1e39"),
+        ({"trip_seconds": "1_000"}, "trip_seconds", "1_000"),
     ],
 )
 def test_a_cell_that_is_not_its_schema_type_names_file_line_column_and_value(tmp_path, types, overrides, column, value):
