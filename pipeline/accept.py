@@ -69,8 +69,12 @@ def current_files(data_root: str, span: int) -> dict:
     from pipeline import configs
     from pipeline.span_example_gen import file_fingerprint
 
-    folder = os.path.join(os.path.abspath(data_root), f"{configs.SPAN_FOLDER_PREFIX}{span}")
-    return {path: file_fingerprint(path) for path in sorted(glob.glob(os.path.join(folder, configs.SPAN_FILE_PATTERN)))}
+    from pipeline.spans import span_of_folder
+
+    root = os.path.abspath(data_root)
+    folders = [name for name in sorted(os.listdir(root)) if span_of_folder(name) == span] if os.path.isdir(root) else []
+    paths = [path for name in folders for path in sorted(glob.glob(os.path.join(root, name, configs.SPAN_FILE_PATTERN)))]
+    return {path: file_fingerprint(path) for path in paths}
 
 
 def _schema_text(schema) -> str:

@@ -5,7 +5,9 @@ so an acceptance covers exactly what the refused run found. An acceptance is bou
 span's file fingerprints: once a file changes, it no longer applies.
 
 A problem is {"check": "schema" or "drift", "scope": "window" or the span number, "feature",
-"kind", "text"}; (check, feature, kind) is what an acceptance matches. A drift or span-alone
+"kind", "text"}; (check, feature, kind) is what an acceptance matches, and for drift also the
+reference spans, up to the accepted score. `kind` of a schema anomaly is TFDV's reason types,
+so an accepted "low completeness" does not cover a new "unexpected value". A drift or span-alone
 schema problem is covered only by an acceptance of that span; a window anomaly (ExampleValidator
 on the whole window) by any valid acceptance in the window that records it.
 """
@@ -94,6 +96,9 @@ def collect_problems(window_anomalies: Sequence[Problem], drift_report: dict) ->
                     "feature": score["feature"],
                     "kind": score["measure"],
                     "text": f"{score['feature']} {score['measure']} {score['score']:.3f} > {score['threshold']}",
+                    # An acceptance of drift covers this score or less, against these very spans.
+                    "score": score["score"],
+                    "reference_spans": list(drift_report["reference_spans"]),
                 }
             )
     return problems
@@ -130,9 +135,19 @@ def covering(problem: Problem, acceptances: Sequence[SpanAcceptance]) -> Optiona
     for acceptance in acceptances:
         if problem["scope"] not in (WINDOW_SCOPE, acceptance.span):
             continue
-        if any(problem_key(accepted) == key for accepted in acceptance.problems):
+        if any(problem_key(accepted) == key and _within(problem, accepted) for accepted in acceptance.problems):
             return acceptance
     return None
+
+
+def _within(problem: Problem, accepted: Problem) -> bool:
+    """A drift finding is covered up to the accepted score, against the same reference spans."""
+    if problem["check"] != DRIFT_CHECK:
+        return True
+    return (
+        problem.get("reference_spans") == accepted.get("reference_spans")
+        and float(problem.get("score", 0.0)) <= float(accepted.get("score", 0.0)) + 1e-9
+    )
 
 
 def accept_command(span: int, data_root: str = "DATA_ROOT", output_dir: str = "OUTPUT_DIR") -> str:

@@ -85,6 +85,14 @@ class DriftConfig:
     # "stop": a drifted span stops the run before training; "warn": train, and say so loudly.
     on_drift: str = DRIFT_STOP
 
+    def __post_init__(self) -> None:
+        if not 2 <= self.numeric_buckets <= 100:
+            raise ValueError(f"DriftConfig.numeric_buckets must be 2 to 100 (the statistics keep 100 quantiles), got {self.numeric_buckets}")
+        if self.min_sample_size < 1:
+            raise ValueError(f"DriftConfig.min_sample_size must be at least 1, got {self.min_sample_size}")
+        if self.on_drift not in (DRIFT_STOP, DRIFT_WARN):
+            raise ValueError(f"DriftConfig.on_drift must be {DRIFT_STOP!r} or {DRIFT_WARN!r}, got {self.on_drift!r}")
+
     @property
     def span_time(self) -> Tuple[str, ...]:
         """The columns that change with the span's time (`features.SPAN_TIME_KEYS`)."""

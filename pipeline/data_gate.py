@@ -18,7 +18,7 @@ from tensorflow_metadata.proto.v0 import anomalies_pb2
 
 from pipeline import acceptance, configs
 from pipeline import external_check
-from pipeline.drift import DataDriftError, DriftReport, read_report
+from pipeline.drift import DataDriftError, DriftReport, anomaly_kind, read_report
 from pipeline.spans import spans_text
 from pipeline.span_example_gen import SPAN_FILES_PROPERTY, span_fingerprints
 
@@ -52,7 +52,7 @@ def read_anomalies(anomalies_uri: str, split_names: List[str]) -> List[acceptanc
                     "check": acceptance.SCHEMA_CHECK,
                     "scope": acceptance.WINDOW_SCOPE,
                     "feature": feature,
-                    "kind": info.short_description,
+                    "kind": anomaly_kind(info),
                     "text": f"{split}: feature {feature!r}: {info.short_description}: {info.description}",
                 }
             )
@@ -79,6 +79,11 @@ def judge(
     """
     span = drift_report["checked_span"]
     valid, warnings = acceptance.valid_acceptances(acceptances, span_files)
+    notes = []
+    if not drift_report["reference_spans"]:
+        notes.append(f"no drift judged: span {span} is the only span in the window")
+    elif not any(score["judged"] for score in drift_report["scores"]):
+        notes.append(f"no drift judged: every column of span {span} or of its reference has too few values")
     refused_anomalies, refused_drift = [], []
     let_through: Dict[int, List[str]] = {}
     for problem in acceptance.collect_problems(window_anomalies, drift_report):
@@ -132,7 +137,7 @@ def judge(
         if drift_report["on_drift"] == configs.DRIFT_STOP:
             raise DataDriftError(drift_text + how_to_accept, span)
         warnings.append(f"DRIFT (policy: warn, training goes on): {drift_text}")
-    return warnings
+    return warnings + notes
 
 
 @tfx.dsl.components.component

@@ -311,6 +311,12 @@ def score_columns(
     return sorted(scores, key=lambda s: (not s["drifted"], -(s["score"] if s["score"] is not None else -1)))
 
 
+def anomaly_kind(info: anomalies_pb2.AnomalyInfo) -> str:
+    """What an anomaly is, in TFDV's reason types ("FEATURE_TYPE_LOW_FRACTION_PRESENT"), sorted;
+    TFDV's short description says only "Multiple errors" when a feature has several."""
+    return ",".join(sorted({anomalies_pb2.AnomalyInfo.Type.Name(reason.type) for reason in info.reason})) or info.short_description
+
+
 def _completeness(feature: str, schema: schema_pb2.Schema, statistics: statistics_pb2.DatasetFeatureStatisticsList) -> str:
     """" (present in 12.4% of the span's 833 rows; the schema expects at least 50%)", or "" for a
     column the schema sets no completeness for."""
@@ -340,10 +346,10 @@ def anomaly_lines(
         completeness = (
             _completeness(feature, schema, statistics) if about_presence and schema is not None and statistics is not None else ""
         )
-        found.append({"feature": feature, "kind": info.short_description, "description": f"{prefix}feature {feature!r}: {info.description}{completeness}"})
+        found.append({"feature": feature, "kind": anomaly_kind(info), "description": f"{prefix}feature {feature!r}: {info.description}{completeness}"})
     if anomalies.HasField("dataset_anomaly_info"):
         info = anomalies.dataset_anomaly_info
-        found.append({"feature": "(dataset)", "kind": info.short_description, "description": f"{prefix}{info.description}"})
+        found.append({"feature": "(dataset)", "kind": anomaly_kind(info), "description": f"{prefix}{info.description}"})
     return found
 
 

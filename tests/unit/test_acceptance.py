@@ -46,6 +46,29 @@ def test_an_acceptance_lets_exactly_what_it_recorded_through():
     assert warnings == ["span 5 accepted on record 11 by owner: 1 finding(s) let through: fare Jensen-Shannon 0.310 > 0.08"]
 
 
+def test_an_accepted_drift_covers_its_score_and_its_reference_only():
+    accepted = _accepted(_report())
+    higher = _report()
+    higher["scores"][0]["score"] = 0.5
+    with pytest.raises(DataDriftError, match="fare Jensen-Shannon 0.500"):
+        judge([], higher, NO_JOINED, [accepted], FILES)
+    other_reference = {**_report(), "reference_spans": [3, 4]}
+    with pytest.raises(DataDriftError, match="fare Jensen-Shannon 0.310"):
+        judge([], other_reference, NO_JOINED, [accepted], FILES)
+
+
+def test_the_gate_says_when_no_drift_was_judged():
+    one_span = {**_report(drifted=False), "reference_spans": []}
+    assert judge([], one_span, NO_JOINED, [], FILES) == ["no drift judged: span 5 is the only span in the window"]
+
+
+def test_a_drift_config_that_cannot_be_computed_is_refused():
+    with pytest.raises(ValueError, match="numeric_buckets must be 2 to 100"):
+        configs.DriftConfig(numeric_buckets=200)
+    with pytest.raises(ValueError, match="on_drift must be"):
+        configs.DriftConfig(on_drift="ignore")
+
+
 def test_a_problem_the_acceptance_did_not_record_is_still_refused():
     accepted = _accepted(_report())
     with pytest.raises(DataAnomaliesError, match="pickup_latitude"):
