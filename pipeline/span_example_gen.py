@@ -104,23 +104,19 @@ def file_fingerprint(path: str) -> str:
 
 
 def common_header(files: List[str]) -> List[str]:
-    """Returns the columns every file has (in the first file's order; files are read by column
-    name, so another order is fine).
+    """Returns every column any of the files has: the first file's in its order, then the others'.
+
+    Files are read by column name, so another order is fine, and a column a file lacks is
+    missing in each of its rows: the data checks judge that (a column that stops being filled is
+    a completeness anomaly naming it, a column the schema does not know a new-column anomaly),
+    so an owner can review and accept it like any other change.
 
     Raises:
-        CsvFormatError: when a file is empty, or its columns are not the first file's; the
-            message names the missing and the extra columns.
+        CsvFormatError: when a file is empty or its header is malformed.
     """
     column_names = span_rows.read_header(files[0])
     for path in files[1:]:
-        header = span_rows.read_header(path)
-        missing = [name for name in column_names if name not in header]
-        extra = [name for name in header if name not in column_names]
-        if missing or extra:
-            raise CsvFormatError(
-                f"{path}: its header lacks column(s) {missing} and has column(s) {extra} that {files[0]}'s header "
-                f"does not (every span file has the same columns)"
-            )
+        column_names += [name for name in span_rows.read_header(path) if name not in column_names]
     return column_names
 
 

@@ -179,6 +179,7 @@ def to_record_batch(rows: Sequence[Dict[str, Optional[Value]]], header: Sequence
     arrays = []
     for name in header:
         kind = types.get(name, schema_pb2.BYTES)
-        values = [None if row[name] is None else [row[name]] for row in rows]
+        # A column a file lacks is missing in each of its rows.
+        values = [None if row.get(name) is None else [row[name]] for row in rows]
         arrays.append(pa.array(values, type=pa.list_(_ARROW_TYPES[kind])))
     return pa.RecordBatch.from_arrays(arrays, list(header))

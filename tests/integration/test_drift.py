@@ -76,6 +76,21 @@ def test_empty_coordinates_are_refused_naming_each_column_and_both_fractions(sch
     assert "present in 0.0% of the span's 833 rows; the schema expects at least 85%" in by_feature["pickup_latitude"]
 
 
+def test_a_span_that_dropped_a_column_is_refused_naming_it(schema, tmp_path):
+    folder = tmp_path / "span-4"
+    folder.mkdir()
+    with open(SHIPPED[4][0], newline="") as source, open(folder / "data.csv", "w", newline="") as target:
+        reader = csv.DictReader(source)
+        kept = [name for name in reader.fieldnames if name != "company"]
+        writer = csv.DictWriter(target, fieldnames=kept, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(reader)
+    window = {1: SHIPPED[1], 2: SHIPPED[2], 3: SHIPPED[3], 4: [str(folder / "data.csv")]}
+    report = check_span(window, schema, configs.DriftConfig(), str(tmp_path))
+    (anomaly,) = [a for a in report["anomalies"] if a["feature"] == "company"]
+    assert "present in 0.0% of the span's 833 rows; the schema expects at least 50%" in anomaly["description"]
+
+
 def test_a_small_span_is_reported_but_not_judged(schema, tmp_path):
     folder = tmp_path / "span-5"
     folder.mkdir()
