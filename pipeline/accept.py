@@ -26,6 +26,7 @@ import glob
 import json
 import os
 import sys
+import warnings
 from typing import List, Optional, Sequence
 
 EXIT_OK = 0
@@ -39,7 +40,9 @@ class AcceptError(ValueError):
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     """Parses the command line."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline.accept", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data-root", required=True, help="the data root of the refused run (folder of span-<N>/)")
     parser.add_argument("--output-dir", required=True, help="the output dir of the refused run (holds metadata.db)")
     parser.add_argument("--span", type=int, required=True, help="the refused span to accept")
@@ -215,6 +218,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     from serving.console import import_tensorflow
 
     import_tensorflow()
+    # Google client libraries' notices about their own versions, printed on import.
+    warnings.filterwarnings("ignore", category=FutureWarning)
     try:
         record, diff = accept(args.data_root, args.output_dir, args.span, args.reason, args.schema)
     except AcceptError as error:
