@@ -22,7 +22,6 @@ import argparse
 import datetime
 import difflib
 import getpass
-import glob
 import json
 import os
 import sys
@@ -68,16 +67,17 @@ def _inputs(store, execution_id: int) -> dict:
 
 
 def current_files(data_root: str, span: int) -> dict:
-    """{path: SHA-256} of the span's CSV files under `data_root` now."""
+    """{path: SHA-256} of the span's CSV files under `data_root` now, found as ExampleGen finds
+    them (`span_example_gen.window_files`), so the paths compare with what it recorded."""
     from pipeline import configs
-    from pipeline.span_example_gen import file_fingerprint
+    from pipeline.span_example_gen import file_fingerprint, window_files
+    from pipeline.span_rows import CsvFormatError
 
-    from pipeline.spans import span_of_folder
-
-    root = os.path.abspath(data_root)
-    folders = [name for name in sorted(os.listdir(root)) if span_of_folder(name) == span] if os.path.isdir(root) else []
-    paths = [path for name in folders for path in sorted(glob.glob(os.path.join(root, name, configs.SPAN_FILE_PATTERN)))]
-    return {path: file_fingerprint(path) for path in paths}
+    try:
+        files = window_files(os.path.abspath(data_root), configs.SPAN_FILES_GLOB, span, span)[span]
+    except CsvFormatError:  # no file for the span
+        return {}
+    return {path: file_fingerprint(path) for path in files}
 
 
 def _schema_text(schema) -> str:
@@ -120,11 +120,12 @@ def accept(data_root: str, output_dir: str, span: int, reason: str, schema_path:
     from tfx.types import artifact_utils
 
     from pipeline import acceptance, configs, data_gate, drift, external_check
+    from pipeline.local_run import LocalPaths
     from pipeline.pipeline import CURATED_SCHEMA_PATH, DATA_GATE
 
     if not reason.strip():
         raise AcceptError("--reason is empty: say what was reviewed and why the span is right")
-    metadata_path = os.path.join(output_dir, "metadata.db")
+    metadata_path = LocalPaths(data_root, output_dir).metadata_path
     if not os.path.isfile(metadata_path):
         raise AcceptError(f"no ML Metadata at {metadata_path}: run the pipeline with --output-dir {output_dir} first")
     connection = metadata_store_pb2.ConnectionConfig()

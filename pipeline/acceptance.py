@@ -140,6 +140,20 @@ def covering(problem: Problem, acceptances: Sequence[SpanAcceptance]) -> Optiona
     return None
 
 
+def split_covered(
+    problems: Sequence[Problem], acceptances: Sequence[SpanAcceptance]
+) -> Tuple[List[Tuple[Problem, SpanAcceptance]], List[Problem]]:
+    """Splits findings into (those an acceptance covers, with it) and those none covers."""
+    covered, refused = [], []
+    for problem in problems:
+        record = covering(problem, acceptances)
+        if record is not None:
+            covered.append((problem, record))
+        else:
+            refused.append(problem)
+    return covered, refused
+
+
 def _within(problem: Problem, accepted: Problem) -> bool:
     """A drift finding is covered up to the accepted score, against the same reference spans."""
     if problem["check"] != DRIFT_CHECK:
@@ -184,6 +198,28 @@ def newest_per_span(acceptances: Sequence[SpanAcceptance], spans: Sequence[int])
         if acceptance.span in spans:
             newest[acceptance.span] = acceptance
     return tuple(newest[span] for span in sorted(newest))
+
+
+def applying(store, span_files: Dict[int, Dict[str, str]]) -> List[SpanAcceptance]:
+    """The newest recorded acceptance of each of the run's spans, where its files are unchanged.
+
+    Args:
+        store: The ML Metadata store.
+        span_files: The run's spans -> {path: SHA-256} (`span_example_gen.span_fingerprints`).
+    """
+    valid, _ = valid_acceptances(newest_per_span(recorded(store), list(span_files)), span_files)
+    return valid
+
+
+def summary_of(record: SpanAcceptance) -> Dict[str, object]:
+    """What a report shows of an acceptance: span, record, who, when, why."""
+    return {
+        "span": record.span,
+        "record": record.artifact_id,
+        "accepted_by": record.accepted_by,
+        "accepted_at": record.accepted_at,
+        "reason": record.reason,
+    }
 
 
 def for_spans(connection_config, spans: Sequence[int]) -> Tuple[SpanAcceptance, ...]:

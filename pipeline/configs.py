@@ -23,6 +23,8 @@ RUN_FN = "modules.train.run_fn"
 # Layout of the data root: one folder per span, holding CSV files with a header row.
 SPAN_FOLDER_PREFIX = "span-"
 SPAN_FILE_PATTERN = "*.csv"
+# Every span's files, relative to the data root (ExampleGen's input pattern).
+SPAN_FILES_GLOB = f"{SPAN_FOLDER_PREFIX}*/{SPAN_FILE_PATTERN}"
 # Written last into a span folder by whatever produces it (as Hadoop, Spark and Beam jobs do):
 # the watcher only takes spans that have it, so a span still being copied is never read.
 SPAN_COMPLETE_MARKER = "_SUCCESS"
@@ -93,11 +95,6 @@ class DriftConfig:
         if self.on_drift not in (DRIFT_STOP, DRIFT_WARN):
             raise ValueError(f"DriftConfig.on_drift must be {DRIFT_STOP!r} or {DRIFT_WARN!r}, got {self.on_drift!r}")
 
-    @property
-    def span_time(self) -> Tuple[str, ...]:
-        """The columns that change with the span's time (`features.SPAN_TIME_KEYS`)."""
-        return tuple(features.SPAN_TIME_KEYS)
-
     def threshold_for(self, feature: str, categorical: bool) -> float:
         """Returns the drift threshold of one column."""
         if feature in self.per_feature:
@@ -137,7 +134,7 @@ class PipelineOptions:
     # Spans an owner accepted after review (`python -m pipeline.accept`), read from ML Metadata
     # by the entry point; the DataGate lets through exactly what each acceptance covers.
     acceptances: Tuple["SpanAcceptance", ...] = ()
-    # The curated schema ImportSchemaGen reads; None means pipeline/schema/schema.pbtxt here.
+    # The curated schema ImportCuratedSchema and ExampleGen read; None means pipeline/schema/schema.pbtxt here.
     # An orchestrator whose steps run in a container names the file's path inside the image.
     schema_path: Optional[str] = None
     # The external tables the model joins (`pipeline.external_tables.table_source`), one per

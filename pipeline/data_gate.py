@@ -59,11 +59,6 @@ def read_anomalies(anomalies_uri: str, split_names: List[str]) -> List[acceptanc
     return found
 
 
-def anomaly_lines(anomalies_uri: str, split_names: List[str]) -> List[str]:
-    """One line per anomaly in an ExampleAnomalies artifact: split, feature, problem."""
-    return [str(problem["text"]) for problem in read_anomalies(anomalies_uri, split_names)]
-
-
 def judge(
     window_anomalies: List[acceptance.Problem],
     drift_report: dict,
@@ -84,16 +79,12 @@ def judge(
         notes.append(f"no drift judged: span {span} is the only span in the window")
     elif not any(score["judged"] for score in drift_report["scores"]):
         notes.append(f"no drift judged: every column of span {span} or of its reference has too few values")
-    refused_anomalies, refused_drift = [], []
+    covered, refused = acceptance.split_covered(acceptance.collect_problems(window_anomalies, drift_report), valid)
     let_through: Dict[int, List[str]] = {}
-    for problem in acceptance.collect_problems(window_anomalies, drift_report):
-        covered = acceptance.covering(problem, valid)
-        if covered is not None:
-            let_through.setdefault(covered.artifact_id, []).append(str(problem["text"]))
-        elif problem["check"] == acceptance.DRIFT_CHECK:
-            refused_drift.append(str(problem["text"]))
-        else:
-            refused_anomalies.append(str(problem["text"]))
+    for problem, record in covered:
+        let_through.setdefault(record.artifact_id, []).append(str(problem["text"]))
+    refused_drift = [str(p["text"]) for p in refused if p["check"] == acceptance.DRIFT_CHECK]
+    refused_anomalies = [str(p["text"]) for p in refused if p["check"] != acceptance.DRIFT_CHECK]
     # Acceptances that no longer apply are named in the refusal itself.
     stale = "".join(f"\n{note}" for note in warnings)
     how_to_accept = (

@@ -34,9 +34,10 @@ from tfx import v1 as tfx
 from tfx.types import standard_artifacts
 from tfx.types.artifact import Artifact
 
+from modules import features
 from pipeline import configs, span_rows
-from pipeline.spans import spans_text
-from pipeline.span_example_gen import SPAN_FILES_PROPERTY, common_header, files_by_span, span_fingerprints
+from pipeline.curated_schema import SCHEMA_FILE_NAME
+from pipeline.span_example_gen import SPAN_FILES_PROPERTY, common_header, span_fingerprints
 
 REPORT_FILE = "drift.json"
 # TFDV statistics of the checked span and of the reference, in the DriftReport's folder.
@@ -293,7 +294,8 @@ def score_columns(
         }
         scores.append(entry)
         if feature.name in drift.ignored:
-            entry["note"] = "not judged: changes with the span's time" if feature.name in drift.span_time else "not judged: ignored"
+            span_time = feature.name in features.SPAN_TIME_KEYS
+            entry["note"] = "not judged: changes with the span's time" if span_time else "not judged: ignored"
             continue
         ours, theirs = reference_features.get(feature.name), newest_features.get(feature.name)
         counts = [_common(side).num_non_missing if side is not None else 0 for side in (ours, theirs)]
@@ -335,18 +337,16 @@ def anomaly_lines(
     schema: Optional[schema_pb2.Schema] = None,
     statistics: Optional[statistics_pb2.DatasetFeatureStatisticsList] = None,
 ) -> List[Dict[str, str]]:
-    """TFDV anomalies as {feature, kind, description}; `kind` is TFDV's short description. With
-    the schema and statistics, each names the column's completeness against the schema's."""
+    """TFDV anomalies as {feature, kind, description}; `kind` is `anomaly_kind`. With the schema
+    and statistics, an anomaly about presence names the column's completeness against the schema's."""
     found = []
     for feature, info in sorted(anomalies.anomaly_info.items()):
-        about_presence = any(
-            "PRESENT" in anomalies_pb2.AnomalyInfo.Type.Name(reason.type) or "MISSING_COLUMN" in anomalies_pb2.AnomalyInfo.Type.Name(reason.type)
-            for reason in info.reason
-        )
+        kind = anomaly_kind(info)
+        about_presence = "PRESENT" in kind or "MISSING_COLUMN" in kind
         completeness = (
             _completeness(feature, schema, statistics) if about_presence and schema is not None and statistics is not None else ""
         )
-        found.append({"feature": feature, "kind": anomaly_kind(info), "description": f"{prefix}feature {feature!r}: {info.description}{completeness}"})
+        found.append({"feature": feature, "kind": kind, "description": f"{prefix}feature {feature!r}: {info.description}{completeness}"})
     if anomalies.HasField("dataset_anomaly_info"):
         info = anomalies.dataset_anomaly_info
         found.append({"feature": "(dataset)", "kind": anomaly_kind(info), "description": f"{prefix}{info.description}"})
@@ -417,18 +417,18 @@ def SpanDriftCheck(
 ) -> None:
     """Checks the newest span of the window (see the module docstring) and records the report.
 
-    `drift_config` is `pipeline.configs.DriftConfig` as JSON (see `drift_config_json`);
+    `drift_config` is `pipeline.configs.DriftConfig.to_json()`;
     `code_fingerprint` keeps a change of this code from being answered from the cache. The
     decision (stop or warn) is the DataGate's.
     """
     del code_fingerprint  # part of the cache key only
     drift = configs.DriftConfig.from_json(drift_config)
-    span_files = files_by_span(examples)
-    if not span_files:
+    fingerprints = span_fingerprints(examples.get_string_custom_property(SPAN_FILES_PROPERTY))
+    if not fingerprints:
         raise ValueError(f"the Examples artifact {examples.uri} records no span files ({SPAN_FILES_PROPERTY})")
-    schema_proto = tfdv.load_schema_text(os.path.join(schema.uri, "schema.pbtxt"))
-    report = check_span(span_files, schema_proto, drift, drift_report.uri)
-    report["span_files"] = span_fingerprints(examples.get_string_custom_property(SPAN_FILES_PROPERTY))[report["checked_span"]]
+    schema_proto = tfdv.load_schema_text(os.path.join(schema.uri, SCHEMA_FILE_NAME))
+    report = check_span({span: list(files) for span, files in fingerprints.items()}, schema_proto, drift, drift_report.uri)
+    report["span_files"] = fingerprints[report["checked_span"]]
     report["on_drift"] = drift.on_drift
     drift_report.set_int_custom_property(CHECKED_SPAN_PROPERTY, report["checked_span"])
     drift_report.set_string_custom_property(REFERENCE_SPANS_PROPERTY, ",".join(map(str, report["reference_spans"])))
@@ -436,16 +436,6 @@ def SpanDriftCheck(
     drift_report.set_string_custom_property(DRIFTED_FEATURES_PROPERTY, ",".join(drifted))
     with tf.io.gfile.GFile(os.path.join(drift_report.uri, REPORT_FILE), "w") as report_file:
         json.dump(report, report_file, indent=2)
-
-
-def drift_message(report: dict) -> str:
-    """Says which span drifted from which reference, naming each drifted feature with score and threshold."""
-    return f"span {report['checked_span']} drifted from spans {spans_text(report['reference_spans'])}: {describe(report['scores'])}"
-
-
-def drift_config_json(drift: configs.DriftConfig) -> str:
-    """Serializes a DriftConfig for the data check components' parameter."""
-    return drift.to_json()
 
 
 def read_report(uri: str) -> dict:

@@ -154,7 +154,7 @@ def ExternalFeatureCheck(
     """Checks every table's joined columns on every span; writes statistics and a report.
 
     Statistics splits are named `<table>-span-<N>`. `drift_config` is
-    `pipeline.drift.drift_config_json(...)`; `code_fingerprint` is part of the cache key only.
+    `pipeline.configs.DriftConfig.to_json()`; `code_fingerprint` is part of the cache key only.
     """
     del code_fingerprint
     drift = configs.DriftConfig.from_json(drift_config)

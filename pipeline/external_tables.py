@@ -266,8 +266,9 @@ def ExternalTableGen(
 ) -> None:
     """Validates each external table and snapshots it into the artifact, with its fingerprint.
 
-    `sources` is `sources_json(...)`; `code_fingerprint` is part of the cache key only. A file changed since the pipeline was built, or a
-    malformed one, fails the run here, before anything reads it (see `snapshot_tables`).
+    `sources` is `sources_json(...)`; `code_fingerprint` is part of the cache key only. A file
+    changed since the pipeline was built, or a malformed one, fails the run here, before
+    anything reads it (see `snapshot_tables`).
     """
     del code_fingerprint
     records = snapshot_tables(sources, tables.uri)

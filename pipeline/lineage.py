@@ -518,14 +518,9 @@ def read_evaluation(evaluation_uri: str) -> Tuple[Dict[str, Tuple[Optional[float
 def _acceptances(store, examples: metadata_store_pb2.Artifact) -> List[Dict[str, Any]]:
     """The acceptances that applied to these Examples: the newest of each span, same files."""
     span_files = span_fingerprints(custom_property(examples, SPAN_FILES_PROPERTY) or "")
-    applying = acceptance.newest_per_span(acceptance.recorded(store), list(span_files))
-    valid, _ = acceptance.valid_acceptances(applying, span_files)
     return [
-        {
-            "span": a.span, "record": a.artifact_id, "accepted_by": a.accepted_by, "accepted_at": a.accepted_at,
-            "reason": a.reason, "problems": [str(p["text"]) for p in a.problems],
-        }
-        for a in valid
+        {**acceptance.summary_of(record), "problems": [str(p["text"]) for p in record.problems]}
+        for record in acceptance.applying(store, span_files)
     ]
 
 

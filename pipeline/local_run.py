@@ -79,10 +79,6 @@ def _refused_span(error: Optional[BaseException]) -> Optional[int]:
     return None
 
 
-def _quoted(path: str) -> str:
-    return shlex.quote(path)
-
-
 def run_once(
     paths: LocalPaths,
     options: configs.PipelineOptions,
@@ -168,7 +164,7 @@ def run_once(
             # The gate does not know the paths; the exact command names them.
             error_text = error_text.replace(
                 acceptance.accept_command(refused_span),
-                acceptance.accept_command(refused_span, _quoted(paths.data_root), _quoted(paths.output_dir)),
+                acceptance.accept_command(refused_span, shlex.quote(paths.data_root), shlex.quote(paths.output_dir)),
             )
     else:
         exit_code, error_text = EXIT_FAILED, f"{type(failure).__name__}: {failure}"

@@ -15,13 +15,13 @@ from pipeline import configs, pusher, span_example_gen
 from pipeline.acceptance import acceptances_json
 from pipeline.curated_schema import ImportCuratedSchema
 from pipeline.data_gate import DataGate
-from pipeline.drift import SpanDriftCheck, drift_config_json
+from pipeline.drift import SpanDriftCheck
 from pipeline.external_check import ExternalFeatureCheck
 from pipeline.external_tables import EnrichingTransform, ExternalTableGen, check_sources, sources_json
 from pipeline.serving_check import ServingCheck
 
 # Key of the project's code fingerprint in the custom_config of components that take one.
-CODE_FINGERPRINT_KEY = "code_fingerprint"
+CODE_FINGERPRINT_KEY = span_example_gen.CODE_FINGERPRINT_KEY
 
 # Component ids, used by the entry points to report on what ran.
 EXAMPLE_GEN = "CsvExampleGen"
@@ -104,10 +104,7 @@ def make_example_gen(data_root: str, spans: List[int], options: configs.Pipeline
         input_base=data_root,
         input_config=example_gen_pb2.Input(
             splits=[
-                example_gen_pb2.Input.Split(
-                    name="single_split",
-                    pattern=f"{configs.SPAN_FOLDER_PREFIX}*/{configs.SPAN_FILE_PATTERN}",
-                )
+                example_gen_pb2.Input.Split(name="single_split", pattern=configs.SPAN_FILES_GLOB)
             ]
         ),
         output_config=example_gen_pb2.Output(
@@ -183,7 +180,7 @@ def create_pipeline(
     drift_check = SpanDriftCheck(
         examples=example_gen.outputs["examples"],
         schema=schema_gen.outputs["schema"],
-        drift_config=drift_config_json(options.drift),
+        drift_config=options.drift.to_json(),
         code_fingerprint=options.code_fingerprint,
     ).with_id(DRIFT_CHECK)
     components.append(drift_check)
@@ -196,7 +193,7 @@ def create_pipeline(
     external_check = ExternalFeatureCheck(
         examples=example_gen.outputs["examples"],
         external_tables=external_table_gen.outputs["tables"],
-        drift_config=drift_config_json(options.drift),
+        drift_config=options.drift.to_json(),
         code_fingerprint=options.code_fingerprint,
     ).with_id(EXTERNAL_FEATURE_CHECK)
     components.append(external_check)

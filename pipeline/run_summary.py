@@ -67,21 +67,14 @@ class RunSummary:
 def _judge_findings(summary: RunSummary, window_anomalies: List[dict], examples, store) -> None:
     """Splits the run's findings into refused and accepted, as the DataGate does."""
     span_files = span_fingerprints(_custom(examples, SPAN_FILES_PROPERTY) or "") if examples is not None else {}
-    applying = acceptance.newest_per_span(acceptance.recorded(store), list(span_files))
-    valid, _ = acceptance.valid_acceptances(applying, span_files)
-    summary.acceptances = [
-        {"span": a.span, "record": a.artifact_id, "accepted_by": a.accepted_by, "accepted_at": a.accepted_at, "reason": a.reason}
-        for a in valid
-    ]
+    valid = acceptance.applying(store, span_files)
+    summary.acceptances = [acceptance.summary_of(record) for record in valid]
     problems = list(window_anomalies)
     if summary.drift is not None:
         problems = acceptance.collect_problems(window_anomalies, summary.drift)
-    summary.anomalies = []
-    for problem in problems:
-        if acceptance.covering(problem, valid) is not None:
-            summary.accepted.append(str(problem["text"]))
-        elif problem["check"] == acceptance.SCHEMA_CHECK:
-            summary.anomalies.append(str(problem["text"]))
+    covered, refused = acceptance.split_covered(problems, valid)
+    summary.accepted = [str(problem["text"]) for problem, _ in covered]
+    summary.anomalies = [str(problem["text"]) for problem in refused if problem["check"] == acceptance.SCHEMA_CHECK]
 
 
 def newest_execution_id(connection_config: metadata_store_pb2.ConnectionConfig) -> int:

@@ -4,7 +4,7 @@ TFX's CsvExampleGen ingests one span per run (the newest its pattern matches). T
 "every span so far" or "the newest K spans" needs the window in one artifact, so this
 executor keeps CsvExampleGen's component, driver and split logic and only replaces how files
 are read: it reads every `span-<N>/*.csv` with N inside the window of its custom_config,
-checks that all files share one header, parses each row with `pipeline.span_rows` (types
+reads each file by its own header's column names, parses each row with `pipeline.span_rows` (types
 from the curated schema, an empty cell an absent feature, a bad cell an error naming file,
 line, column and value), and records on the output artifact which spans and files went in.
 """
@@ -46,7 +46,7 @@ def span_window_config(
         last_span: The window's last span (ExampleGen's own range_config admits only one span,
             so the window travels here).
         schema_path: The curated schema whose column types the rows are parsed with (read when
-            the step runs, as ImportSchemaGen reads it).
+            the step runs, as `pipeline.curated_schema.ImportCuratedSchema` reads it).
         code_fingerprint: `pipeline.code_fingerprint.project_fingerprint()`, so a change of the
             reader's code is never answered from TFX's cache.
     """

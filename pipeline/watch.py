@@ -9,7 +9,8 @@ read half-done. Each new newest complete span triggers one run on the span windo
 spans already trained on are kept in OUTPUT_DIR/watch_state.json, so a restart does not
 re-run them. A refused span is run again once it changes: a file of it changes, or an owner
 accepts it (`python -m pipeline.accept`). A run that fails for another reason leaves its span
-pending and stops the watcher with exit code 1, so it is retried once the cause is fixed. Airflow does the same with a FileSensor on `span-<N>/_SUCCESS` ahead of the
+pending and stops the watcher with exit code 1, so it is retried once the cause is fixed.
+Airflow does the same with a FileSensor on `span-<N>/_SUCCESS` ahead of the
 DAG, Vertex AI with a scheduled run that exits early when no new span is marked complete.
 """
 import argparse
