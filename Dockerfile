@@ -11,10 +11,10 @@ FROM tensorflow/tfx:1.16.0
 # only what Beam workers run. Beam 2.59.0 is the version TFX 1.16.0 and requirements.lock pin.
 COPY --from=apache/beam_python3.10_sdk:2.59.0 /opt/apache/beam /opt/apache/beam
 
-# pipeline/vertex_runner.py's CONTAINER_REPO_ROOT: the curated schema is read from here.
+# pipeline/runners/vertex.py's CONTAINER_REPO_ROOT: the curated schema is read from here.
 WORKDIR /pipeline
 COPY . /pipeline
 # The image already holds TFX and its pinned libraries; install only the project's packages.
-RUN pip install --no-cache-dir --no-deps . && cd / && python -c "import modules.train, pipeline.pipeline"
+RUN pip install --no-cache-dir --no-deps . && cd / && python -c "import modules.train, pipeline.dag"
 
 ENTRYPOINT ["/opt/apache/beam/boot"]

@@ -8,7 +8,7 @@ Examples:
   python run_local.py --span-window 2
       Train on the newest two spans only.
   python run_local.py --external-table us_il_holidays=data/external/us_il_holidays/v2/holidays.csv
-      Join another version of the holiday calendar (see `python -m pipeline.export_holidays`).
+      Join another version of the holiday calendar (see `python -m pipeline.data_tools.export_holidays`).
   python run_local.py --serve
       Run the pipeline, then serve the pushed model with the project's TF-Serving-compatible
       server (REST on 8501, gRPC on 8500) and print a curl and a gRPC client command.
@@ -34,13 +34,13 @@ import warnings  # noqa: E402
 
 from pipeline.configs import PipelineOptions  # noqa: E402  (light: no TensorFlow import)
 
-EXIT_FAILED = 1  # as pipeline.local_run.EXIT_FAILED; kept here so --serve needs no TFX import
+EXIT_FAILED = 1  # as pipeline.runners.local.EXIT_FAILED; kept here so --serve needs no TFX import
 EXIT_USAGE = 64  # sysexits' EX_USAGE: apart from 2, which means "the data was refused"
 
 
 def local_beam_args(beam_mode: str) -> list:
     """Beam options for DirectRunner in `beam_mode` ("in_memory" or "multi_processing")."""
-    from pipeline.beam_runners import DirectRunnerConfig, beam_args_for
+    from pipeline.runners.beam_args import DirectRunnerConfig, beam_args_for
 
     return beam_args_for(DirectRunnerConfig(mode=beam_mode))
 
@@ -105,14 +105,14 @@ def main(argv=None) -> int:
     # TFMA divides by zero for slices with no positive example; the metric is reported as NaN.
     warnings.filterwarnings("ignore", category=RuntimeWarning, module="tensorflow_model_analysis")
     started = time.monotonic()
-    from pipeline import progress
+    from pipeline.runners import progress
 
     handler = progress.install()
-    from pipeline import configs, run_summary
-    from pipeline.code_fingerprint import module_fingerprint, project_fingerprint
-    from pipeline.local_run import EXIT_DATA_REFUSED, EXIT_OK, LocalPaths, run_once, thresholds_text
-
-    from pipeline.external_tables import parse_overrides, resolve_sources
+    from pipeline import configs
+    from pipeline.ops import run_summary
+    from pipeline.runners.code_fingerprint import module_fingerprint, project_fingerprint
+    from pipeline.runners.local import EXIT_DATA_REFUSED, EXIT_OK, LocalPaths, run_once, thresholds_text
+    from pipeline.validation.table_sources import parse_overrides, resolve_sources
 
     try:
         external_tables = resolve_sources(parse_overrides(args.external_table))
@@ -170,7 +170,7 @@ def serve(serving_model_dir: str, rest_port: int, grpc_port: int) -> int:
     import threading
 
     from pipeline.configs import SERVING_MODEL_NAME
-    from serving.server import ModelServer, ServerOptions
+    from serving.devserver.server import ModelServer, ServerOptions
 
     if not os.path.isdir(serving_model_dir) or not any(name.isdigit() for name in os.listdir(serving_model_dir)):
         print(f"error: nothing to serve: no pushed version under {serving_model_dir}", file=sys.stderr)

@@ -7,6 +7,6 @@ setup(
     description="An end-to-end TFX pipeline from raw taxi trips to a served, monitored model.",
     python_requires=">=3.10,<3.11",
     packages=find_packages(include=["pipeline", "pipeline.*", "modules", "modules.*", "serving", "serving.*"]),
-    package_data={"pipeline": ["schema/*.pbtxt"], "serving": ["config/*", "k8s/**/*"]},
+    package_data={"pipeline": ["schema/*.pbtxt"], "serving": ["deploy/config/*", "deploy/k8s/**/*"]},
     include_package_data=True,
 )

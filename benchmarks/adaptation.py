@@ -5,7 +5,7 @@ from the shipped trips, then runs the real pipeline (run_once, LocalDagRunner):
 
 1. spans 1-4 into OUTPUT_DIR/all-spans: the serving model;
 2. span 5 (the new period's first span) arrives: the data checks refuse it; the benchmark
-   runs `python -m pipeline.accept` for it, as an owner would, and runs again on spans 1-5:
+   runs `python -m pipeline.ops.accept` for it, as an owner would, and runs again on spans 1-5:
    the retrained model, pushed or not;
 3. for each `--span-windows K`, the same data root into a fresh OUTPUT_DIR/window-K, with
    `span_window=K`: refused, accepted, run again;
@@ -28,7 +28,7 @@ the fare so that every trip keeps the label of the shipped trip it was drawn fro
 coordinates empty in 60% of trips; five companies, 29% of trips, under names never seen
 before; 30% of credit-card trips paid "Mobile" (in the schema's domain, in no shipped span);
 start times moved to 2017 (span 5) and 2018 (held-out trips) by whole weeks. Span 5 and the
-held-out trips are drawn, with `pipeline.synthetic_data`'s noise, from two disjoint halves
+held-out trips are drawn, with `pipeline.data_tools.synthetic_data`'s noise, from two disjoint halves
 of the shipped trips. Everything is seeded: the same seed writes the same files.
 """
 import argparse
@@ -51,16 +51,17 @@ warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from holdout_quality import boosted_scores, credit_card_rule, labels, saved_model_scores  # noqa: E402
 from sklearn.metrics import accuracy_score, roc_auc_score  # noqa: E402
 
-from holdout_quality import boosted_scores, credit_card_rule, labels, saved_model_scores  # noqa: E402
 from modules import features  # noqa: E402
-from pipeline import configs, progress  # noqa: E402
-from pipeline.beam_runners import DirectRunnerConfig, beam_args_for  # noqa: E402
-from pipeline.code_fingerprint import module_fingerprint, project_fingerprint  # noqa: E402
-from pipeline.external_tables import REPO_DATA_ROOT, resolve_sources  # noqa: E402
-from pipeline.local_run import EXIT_DATA_REFUSED, EXIT_OK, LocalPaths, RunResult, run_once  # noqa: E402
-from pipeline.synthetic_data import MILES_KEY, SECONDS_KEY, UPPER_BOUNDS, SpanSource, read_span, synthesize  # noqa: E402
+from pipeline import configs
+from pipeline.data_tools.synthetic_data import MILES_KEY, SECONDS_KEY, UPPER_BOUNDS, SpanSource, read_span, synthesize  # noqa: E402
+from pipeline.runners import progress  # noqa: E402
+from pipeline.runners.beam_args import DirectRunnerConfig, beam_args_for  # noqa: E402
+from pipeline.runners.code_fingerprint import module_fingerprint, project_fingerprint  # noqa: E402
+from pipeline.runners.local import EXIT_DATA_REFUSED, EXIT_OK, LocalPaths, RunResult, run_once  # noqa: E402
+from pipeline.validation.table_sources import REPO_DATA_ROOT, resolve_sources  # noqa: E402
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HISTORY_SPANS = (1, 2, 3, 4)
@@ -84,7 +85,7 @@ NEW_SPAN_YEAR = 2017
 HOLDOUT_YEAR = 2018
 NEW_SPAN_ROWS = 5000
 HOLDOUT_ROWS = 3000
-# The columns the shift changes besides those pipeline.synthetic_data and modules.features name.
+# The columns the shift changes besides those pipeline.data_tools.synthetic_data and modules.features name.
 COMPANY_KEY = "company"
 PAYMENT_KEY = "payment_type"
 MONTH_KEY = "trip_start_month"
@@ -171,7 +172,7 @@ def shift_period(columns: Dict[str, np.ndarray], year: int, rng: np.random.Gener
     fare = (_numbers(columns[features.FARE_KEY]) * FARE_FACTOR).clip(upper=UPPER_BOUNDS[features.FARE_KEY])
     # A tip is a share of the fare: it rises with it. The cents are then set so the label is
     # the drawn trip's: rounding a scaled tip and fare can move a tip of about 20% across
-    # the line (and pipeline.synthetic_data's own rounding can too).
+    # the line (and pipeline.data_tools.synthetic_data's own rounding can too).
     tips = (_numbers(columns[features.TIPS_KEY]) * FARE_FACTOR).clip(upper=UPPER_BOUNDS[features.TIPS_KEY])
     fare_cents, tips_cents = features.cents(fare), features.cents(tips)
     tips_cents = _with_label(tips_cents, fare_cents, label)
@@ -243,7 +244,7 @@ def build_period(output_dir: str, seed: int) -> Period:
             raise ValueError(f"{path}: {1 - kept:.2%} of trips lost the label of the shipped trip they were drawn from")
         files.append(path)
     if len(_frame(_span_csvs(data_root, HISTORY_SPANS))) != source.row_count:
-        raise ValueError(f"{data_root}: pandas and pipeline.synthetic_data read different trip counts from spans 1-4")
+        raise ValueError(f"{data_root}: pandas and pipeline.data_tools.synthetic_data read different trip counts from spans 1-4")
     return Period(data_root, files[0], files[1], halves[0], halves[1])
 
 
@@ -303,17 +304,17 @@ def _run(paths: LocalPaths, options: configs.PipelineOptions, handler) -> RunRes
 
 
 def accept_span(paths: LocalPaths, span: int) -> None:
-    """Runs `python -m pipeline.accept` for the refused span, as an owner would."""
+    """Runs `python -m pipeline.ops.accept` for the refused span, as an owner would."""
     command = [
-        sys.executable, "-m", "pipeline.accept",
+        sys.executable, "-m", "pipeline.ops.accept",
         "--data-root", paths.data_root, "--output-dir", paths.output_dir,
         "--span", str(span), "--reason", ACCEPT_REASON,
     ]  # fmt: skip
     completed = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, check=False)
-    print(f"  python -m pipeline.accept --span {span} ...: exit code {completed.returncode}")
+    print(f"  python -m pipeline.ops.accept --span {span} ...: exit code {completed.returncode}")
     print(_accepted_summary(completed.stdout) if completed.returncode == 0 else _shortened(completed.stderr))
     if completed.returncode != 0:
-        raise RuntimeError(f"pipeline.accept refused span {span} in {paths.output_dir}:\n{completed.stderr}")
+        raise RuntimeError(f"pipeline.ops.accept refused span {span} in {paths.output_dir}:\n{completed.stderr}")
 
 
 def run_with_new_span(paths: LocalPaths, options: configs.PipelineOptions, handler) -> RunResult:
@@ -437,7 +438,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(f"span {NEW_SPAN} (staged): {period.new_span_file}; held-out trips of the shifted period: {period.holdout_file}")
     handler = progress.install(quiet=True)
     # The DataGate logs every accepted finding again on each run; the accept step prints them once.
-    logging.getLogger("pipeline.data_gate").setLevel(logging.ERROR)
+    logging.getLogger("pipeline.components.data_gate").setLevel(logging.ERROR)
     import tensorflow as tf
 
     tf.get_logger().setLevel("ERROR")

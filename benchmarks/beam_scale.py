@@ -42,15 +42,15 @@ import tensorflow_data_validation as tfdv  # noqa: E402
 import tensorflow_transform as tft  # noqa: E402
 import tensorflow_transform.beam as tft_beam  # noqa: E402
 from apache_beam.options.pipeline_options import PipelineOptions  # noqa: E402
-from tensorflow_transform.tf_metadata import schema_utils  # noqa: E402
 from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2  # noqa: E402
+from tensorflow_transform.tf_metadata import schema_utils  # noqa: E402
 from tfx_bsl.public import tfxio  # noqa: E402
 
 from modules.preprocessing import preprocessing_fn  # noqa: E402
-from pipeline.beam_runners import DirectRunnerConfig, beam_args_for  # noqa: E402
-from pipeline.external_tables import preprocessing_config, resolve_sources  # noqa: E402
-from pipeline.pipeline import CURATED_SCHEMA_PATH  # noqa: E402
-from pipeline.synthetic_data import generate  # noqa: E402
+from pipeline.dag import CURATED_SCHEMA_PATH  # noqa: E402
+from pipeline.data_tools.synthetic_data import generate  # noqa: E402
+from pipeline.runners.beam_args import DirectRunnerConfig, beam_args_for  # noqa: E402
+from pipeline.validation.table_sources import preprocessing_config, resolve_sources  # noqa: E402
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 # Relative tolerance of "the same statistic" and "the same sum" between two runs: the

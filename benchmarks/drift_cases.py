@@ -1,4 +1,4 @@
-"""The newest-span checks (`pipeline.drift.check_span`) on the shipped spans and on shifted copies.
+"""The newest-span checks (`pipeline.components.drift_check.check_span`) on the shipped spans and on shifted copies.
 
     python benchmarks/drift_cases.py [--output-dir /tmp/drift_cases]
 
@@ -20,9 +20,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import tensorflow_data_validation as tfdv  # noqa: E402
 
-from pipeline import configs, drift  # noqa: E402
-from pipeline.external_tables import REPO_DATA_ROOT  # noqa: E402
-from pipeline.pipeline import CURATED_SCHEMA_PATH  # noqa: E402
+from pipeline import configs
+from pipeline.components import drift_check  # noqa: E402
+from pipeline.dag import CURATED_SCHEMA_PATH  # noqa: E402
+from pipeline.validation.table_sources import REPO_DATA_ROOT  # noqa: E402
 
 Row = Dict[str, str]
 
@@ -145,7 +146,7 @@ def main() -> None:
         folder = work / f"case-{index}"
         shutil.rmtree(folder, ignore_errors=True)
         span_files = {span: write_span(folder / f"span-{span}", rows, header) for span, rows in window.items()}
-        report = drift.check_span(span_files, schema, config, str(folder))
+        report = drift_check.check_span(span_files, schema, config, str(folder))
         judged = [s for s in report["scores"] if s["judged"]]
         refused = bool(report["anomalies"]) or any(s["drifted"] for s in judged)
         top = ", ".join(f"{s['feature']} {s['score']:.3f} ({s['threshold']})" for s in judged[:3])

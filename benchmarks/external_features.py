@@ -25,13 +25,14 @@ warnings.filterwarnings("ignore", category=FutureWarning)
 warnings.filterwarnings("ignore", category=RuntimeWarning)
 
 import pandas as pd  # noqa: E402
+from holdout_quality import labels, saved_model_scores  # noqa: E402
 from sklearn.metrics import accuracy_score, roc_auc_score  # noqa: E402
 
-from holdout_quality import labels, saved_model_scores  # noqa: E402
-from pipeline import configs, progress  # noqa: E402
-from pipeline.code_fingerprint import module_fingerprint, project_fingerprint  # noqa: E402
-from pipeline.external_tables import REPO_DATA_ROOT, resolve_sources  # noqa: E402
-from pipeline.local_run import EXIT_OK, LocalPaths, run_once  # noqa: E402
+from pipeline import configs
+from pipeline.runners import progress  # noqa: E402
+from pipeline.runners.code_fingerprint import module_fingerprint, project_fingerprint  # noqa: E402
+from pipeline.runners.local import EXIT_OK, LocalPaths, run_once  # noqa: E402
+from pipeline.validation.table_sources import REPO_DATA_ROOT, resolve_sources  # noqa: E402
 
 
 def main() -> int:

@@ -33,14 +33,15 @@ warnings.filterwarnings("ignore", message="Support for google-cloud-storage", ca
 
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+import tensorflow as tf  # noqa: E402
+from holdout_quality import boosted_scores, credit_card_rule, labels, saved_model_scores  # noqa: E402
 from sklearn.metrics import accuracy_score, roc_auc_score  # noqa: E402
 from sklearn.model_selection import StratifiedKFold  # noqa: E402
 
-from holdout_quality import boosted_scores, credit_card_rule, labels, saved_model_scores  # noqa: E402
 from modules import features  # noqa: E402
-from pipeline import configs, lineage  # noqa: E402
-from pipeline.serving_check import read_trips  # noqa: E402
-import tensorflow as tf  # noqa: E402
+from pipeline import configs
+from pipeline.components.artifacts import read_trips  # noqa: E402
+from pipeline.ops import lineage  # noqa: E402
 
 # The reference CSVs, relative to the installed tfx package.
 REFERENCE_CSV_FILES = ("components/testdata/external/csv/data.csv", "components/testdata/external/csv/data2.csv")

@@ -9,12 +9,12 @@ What it measures, in one run on one machine:
 1. Single-row latency (p50/p99), measured in interleaved rounds so that load from other
    processes hits every path alike, of the SavedModel's `serving_default` called in this process
    (`tf.saved_model.load(...).signatures[...]`), of the server's own session path called in
-   this process (`serving.servables.Servable.run`, no transport), and of one client asking
+   this process (`serving.devserver.servables.Servable.run`, no transport), and of one client asking
    the server over REST and over gRPC, one request at a time. The overhead of an API is
    p50(API) - p50(in-process SavedModel call).
 2. Throughput (requests/s, rows/s) and p50/p99 at 1, 8 and 32 concurrent clients, REST and
    gRPC, 1 and 64 rows per request, with and without server-side batching
-   (`serving/config/batching.config`, the batching the deployment ships).
+   (`serving/deploy/config/batching.config`, the batching the deployment ships).
 3. A soak: 32 concurrent clients for `--soak-seconds` over REST, then over gRPC, counting
    failed requests.
 
@@ -199,7 +199,7 @@ class InProcessModel:
         import tensorflow as tf
         from tensorflow.core.framework import types_pb2
 
-        from serving.servables import Servable
+        from serving.devserver.servables import Servable
 
         self._tf = tf
         self._signature = tf.saved_model.load(str(version_dir)).signatures[SERVING_DEFAULT]

@@ -23,7 +23,7 @@ from sklearn.metrics import accuracy_score, roc_auc_score  # noqa: E402
 
 from modules import features, signatures  # noqa: E402
 from pipeline import configs  # noqa: E402
-from pipeline.local_run import LocalPaths  # noqa: E402
+from pipeline.runners.local import LocalPaths  # noqa: E402
 
 
 def eval_records(output_dir: str) -> dict:

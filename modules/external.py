@@ -1,7 +1,7 @@
 """External tables: reference data from outside the trip logs, joined to each trip by a key.
 
 A table is a CSV file with a header row: one key column, then value columns. It enters the
-pipeline as a tracked artifact (`pipeline/external_tables.py`), and `preprocessing_fn` bakes
+pipeline as a tracked artifact (`pipeline/validation/table_sources.py`), and `preprocessing_fn` bakes
 it into the Transform graph as constants, so training, evaluation and serving all join the
 same values and a served model needs no side service: a client sends the raw trip, the
 graph looks up its date.
@@ -119,7 +119,7 @@ def _joined_column(table: str, name: str) -> ExternalColumn:
     return ExternalColumn(name, INT64, 0, features.EXTERNAL_FEATURE_SIZES[table][name] - 1)
 
 
-# The US and Illinois public holidays, exported by `python -m pipeline.export_holidays`.
+# The US and Illinois public holidays, exported by `python -m pipeline.data_tools.export_holidays`.
 # Days of the week count from Monday (0) to Sunday (6), as Python's `date.weekday()` does.
 HOLIDAYS = ExternalTableSpec(
     name=features.HOLIDAY_TABLE,

@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 from modules import features
 
 if TYPE_CHECKING:  # configs stays free of TensorFlow imports; entry points import it first
-    from pipeline.acceptance import SpanAcceptance
-    from pipeline.external_tables import ExternalTableSource
+    from pipeline.validation.acceptance import SpanAcceptance
+    from pipeline.validation.table_sources import ExternalTableSource
 
 PIPELINE_NAME = "taxi_big_tipper"
 # The name TF Serving serves the model under (`/models/<name>` in the container).
@@ -32,7 +32,7 @@ SPAN_COMPLETE_MARKER = "_SUCCESS"
 TRAIN_SPLIT = "train"
 EVAL_SPLIT = "eval"
 # External tables (`modules/external.py`), under a data root laid out like the shipped data/:
-# name -> file. A new export goes into a new version folder (`pipeline/export_holidays.py`).
+# name -> file. A new export goes into a new version folder (`pipeline/data_tools/export_holidays.py`).
 EXTERNAL_TABLE_FILES: Dict[str, str] = {features.HOLIDAY_TABLE: f"external/{features.HOLIDAY_TABLE}/v1/holidays.csv"}
 
 
@@ -63,7 +63,7 @@ DRIFT_WARN = "warn"
 
 @dataclasses.dataclass(frozen=True)
 class DriftConfig:
-    """How much the newest span may differ from the window's earlier spans (`pipeline.drift`).
+    """How much the newest span may differ from the window's earlier spans (`pipeline.components.drift_check`).
 
     Categorical columns are scored by the L-infinity distance between value shares, numeric
     ones by the Jensen-Shannon divergence over `numeric_buckets` buckets of equal reference
@@ -128,16 +128,16 @@ class PipelineOptions:
     # Fingerprint of the code in `modules/`: part of the components' configuration, so a change
     # of code is never answered from the cache and lineage records which code ran.
     module_fingerprint: str = ""
-    # Fingerprint of the project's own code (`pipeline.code_fingerprint.project_fingerprint`):
+    # Fingerprint of the project's own code (`pipeline.runners.code_fingerprint.project_fingerprint`):
     # a property of every custom component, so a fixed executor reruns on unchanged data.
     code_fingerprint: str = ""
-    # Spans an owner accepted after review (`python -m pipeline.accept`), read from ML Metadata
+    # Spans an owner accepted after review (`python -m pipeline.ops.accept`), read from ML Metadata
     # by the entry point; the DataGate lets through exactly what each acceptance covers.
     acceptances: Tuple["SpanAcceptance", ...] = ()
     # The curated schema ImportCuratedSchema and ExampleGen read; None means pipeline/schema/schema.pbtxt here.
     # An orchestrator whose steps run in a container names the file's path inside the image.
     schema_path: Optional[str] = None
-    # The external tables the model joins (`pipeline.external_tables.table_source`), one per
+    # The external tables the model joins (`pipeline.validation.table_sources.table_source`), one per
     # name in `modules.external.TABLES`; the entry point fingerprints the files.
     external_tables: Tuple["ExternalTableSource", ...] = ()
     # Hash buckets of the train/eval split made by ExampleGen.

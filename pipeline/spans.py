@@ -1,4 +1,9 @@
-"""Finds the span folders of a data root and picks the training window."""
+"""The data root's layout: its span folders and the training window; a file's fingerprint.
+
+`file_sha256` imports TensorFlow when called, so an entry point can parse its flags and find
+its spans before it pays for TensorFlow.
+"""
+import hashlib
 import os
 import re
 from typing import List, Optional
@@ -92,3 +97,14 @@ def window(spans: List[int], span_window: Optional[int]) -> List[int]:
             f"consecutive spans (add the missing span folders, or train on the newest spans with --span-window)"
         )
     return chosen
+
+
+def file_sha256(path: str) -> str:
+    """Returns the SHA-256 of a file's bytes (any path tf.io.gfile reads)."""
+    import tensorflow as tf
+
+    digest = hashlib.sha256()
+    with tf.io.gfile.GFile(path, "rb") as data_file:
+        for chunk in iter(lambda: data_file.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -8,15 +8,15 @@ Examples:
   .venv/bin/python run_local.py --data-root /tmp/taxi_100k
       Train on it.
 
-See pipeline/synthetic_data.py for what is resampled and how the noise keeps the label.
+See pipeline/data_tools/synthetic_data.py for what is resampled and how the noise keeps the label.
 """
 import argparse
 import os
 import sys
 from typing import Optional, Sequence
 
+from pipeline.data_tools.synthetic_data import SyntheticDataError, generate
 from pipeline.spans import SpanError
-from pipeline.synthetic_data import SyntheticDataError, generate
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

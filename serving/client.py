@@ -13,7 +13,7 @@ local model server, which speak the same API (see serving/README.md):
 
 Every REST call has a timeout and every gRPC call a deadline. A request the server refuses
 (or cannot be reached for) raises `ServingError` with the server's own message and the HTTP
-status or gRPC code. (`serving.errors.ServingError` is the server side's error; this one is
+status or gRPC code. (`serving.devserver.errors.ServingError` is the server side's error; this one is
 what a caller of the server sees.)
 
 Taxi trips may be partial: a feature that is absent or None is sent as its missing marker
@@ -724,7 +724,7 @@ def reload_config_grpc(host_port: str, model_config_text: str, timeout_s: float 
     Args:
         host_port: `host:port` of the gRPC API.
         model_config_text: A text-format ModelServerConfig, e.g. the contents of
-            serving/config/models.rollback.config.example with real version numbers.
+            serving/deploy/config/models.rollback.config.example with real version numbers.
         timeout_s: Deadline of the call, in seconds (loading a model can take a while).
 
     Raises:

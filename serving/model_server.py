@@ -4,9 +4,9 @@ Speaks TensorFlow Serving's REST and gRPC APIs and takes its flags, so one clien
 tests and one set of habits work against both. Examples:
 
     python -m serving.model_server --model_name=taxi --model_base_path=/abs/serving_model/taxi
-    python -m serving.model_server --model_config_file=serving/config/models.config \\
-        --monitoring_config_file=serving/config/monitoring.config \\
-        --enable_batching --batching_parameters_file=serving/config/batching.config
+    python -m serving.model_server --model_config_file=serving/deploy/config/models.config \\
+        --monitoring_config_file=serving/deploy/config/monitoring.config \\
+        --enable_batching --batching_parameters_file=serving/deploy/config/batching.config
     python -m serving.model_server --port=0 --rest_api_port=0 --model_base_path=...  # free ports
 
 Once serving it prints one line to stdout, e.g.
@@ -30,17 +30,17 @@ from typing import List, Optional  # noqa: E402
 
 from tensorflow_serving.config import model_server_config_pb2  # noqa: E402
 
-from serving.batching import BatchingOptions  # noqa: E402
-from serving.config_protos import (  # noqa: E402
+from serving.devserver.batching import BatchingOptions  # noqa: E402
+from serving.devserver.config_protos import (  # noqa: E402
     BatchingParameters,
     MonitoringConfig,
     parse_text_proto,
     read_text_proto,
 )
-from serving.errors import ServingError  # noqa: E402
-from serving.request_log import RequestLogger  # noqa: E402
-from serving.rest_api import DEFAULT_PROMETHEUS_PATH  # noqa: E402
-from serving.server import (  # noqa: E402
+from serving.devserver.errors import ServingError  # noqa: E402
+from serving.devserver.request_log import RequestLogger  # noqa: E402
+from serving.devserver.rest_api import DEFAULT_PROMETHEUS_PATH  # noqa: E402
+from serving.devserver.server import (  # noqa: E402
     DEFAULT_GRPC_PORT,
     DEFAULT_REST_API_PORT,
     ModelServer,
@@ -104,7 +104,7 @@ def parse_flags(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help="Threads for REST inference; 0 means 4 x CPUs.")
     parser.add_argument("--request_log_dir", default="",
                         help="Log a sample of predict requests as tf.Examples in this directory "
-                             "(for `python -m pipeline.skew`); off when empty.")
+                             "(for `python -m pipeline.ops.skew`); off when empty.")
     parser.add_argument("--request_log_sampling_rate", type=float, default=0.1,
                         help="Share of predict requests logged, in (0, 1] (default 0.1).")
     return parser.parse_args(argv)

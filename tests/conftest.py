@@ -7,10 +7,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import pytest  # noqa: E402
 
-from pipeline import configs  # noqa: E402
-from pipeline.code_fingerprint import module_fingerprint, project_fingerprint  # noqa: E402
 from modules.external import HOLIDAYS  # noqa: E402
-from pipeline.external_tables import resolve_sources  # noqa: E402
+from pipeline import configs  # noqa: E402
+from pipeline.runners.code_fingerprint import module_fingerprint, project_fingerprint  # noqa: E402
+from pipeline.validation.table_sources import resolve_sources  # noqa: E402
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 DATA_ROOT = REPO_ROOT / "data"
@@ -123,8 +123,9 @@ def run_small_pipeline(data_root, output_dir, span_numbers, **option_overrides):
 
     from tfx import v1 as tfx
 
-    from pipeline import configs, run_summary
-    from pipeline.pipeline import create_pipeline
+    from pipeline import configs
+    from pipeline.dag import create_pipeline
+    from pipeline.ops import run_summary
 
     options = dataclasses.replace(SAMPLE_OPTIONS, **option_overrides)
     connection = tfx.orchestration.metadata.sqlite_metadata_connection_config(str(output_dir / "metadata.db"))

@@ -1,4 +1,4 @@
-"""A refused span, accepted on the record with `python -m pipeline.accept`, then trained on:
+"""A refused span, accepted on the record with `python -m pipeline.ops.accept`, then trained on:
 real runs with LocalDagRunner, the real command line, ML Metadata on SQLite."""
 import dataclasses
 import json
@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from pipeline import configs
-from pipeline.code_fingerprint import project_fingerprint
+from pipeline.runners.code_fingerprint import project_fingerprint
 from tests.conftest import REPO_ROOT, SAMPLE_OPTIONS, sample_data_root
 from tests.integration.test_drift import _changed_copy, _scaled_fares
 
@@ -20,14 +20,14 @@ STOPPING = dataclasses.replace(SAMPLE_OPTIONS, drift=configs.DriftConfig())
 
 
 def _run(data_root, output_dir, options=STOPPING):
-    from pipeline.local_run import LocalPaths, run_once
+    from pipeline.runners.local import LocalPaths, run_once
 
     return run_once(LocalPaths(str(data_root), str(output_dir)), options, [])
 
 
 def _accept(data_root, output_dir, span, reason="reviewed: fares rose with the new meter rates"):
     return subprocess.run(
-        [sys.executable, "-m", "pipeline.accept", "--data-root", str(data_root), "--output-dir", str(output_dir),
+        [sys.executable, "-m", "pipeline.ops.accept", "--data-root", str(data_root), "--output-dir", str(output_dir),
          "--span", str(span), "--reason", reason],
         capture_output=True, text=True, timeout=600, cwd=REPO_ROOT,
     )
@@ -56,7 +56,7 @@ def test_a_drifted_span_is_refused_with_the_exact_command_to_accept_it(refused):
     result = refused["result"]
     assert result.exit_code == 2, result.error
     assert "span 3 drifted from spans 1,2: fare Jensen-Shannon" in result.error
-    command = f"python -m pipeline.accept --data-root {refused['data_root']} --output-dir {refused['output_dir']} --span 3"
+    command = f"python -m pipeline.ops.accept --data-root {refused['data_root']} --output-dir {refused['output_dir']} --span 3"
     assert command in result.error
     assert _versions(refused["output_dir"]) == []
 
@@ -85,7 +85,7 @@ def test_accepted_span_trains_and_pushes_and_a_changed_file_is_refused_again(ref
 
     # The acceptance is on the record of what serves, and in the run report.
     lineage = subprocess.run(
-        [sys.executable, "-m", "pipeline.lineage", "--output-dir", str(output_dir), "--json"],
+        [sys.executable, "-m", "pipeline.ops.lineage", "--output-dir", str(output_dir), "--json"],
         capture_output=True, text=True, timeout=600, cwd=REPO_ROOT,
     )
     assert lineage.returncode == 0, lineage.stderr
@@ -108,8 +108,8 @@ def test_accepted_span_trains_and_pushes_and_a_changed_file_is_refused_again(ref
 
 # Run where Airflow parses the DAG: its own process, so Airflow's logging set-up stays out of this one.
 GATE_SCRIPT = """
-from pipeline.airflow_dag import DAG
-from pipeline.pipeline import DATA_GATE
+from pipeline.runners.airflow_dag import DAG
+from pipeline.dag import DATA_GATE
 print("GATE=" + DAG.get_task(DATA_GATE).op_kwargs["exec_properties"]["accepted_spans"])
 """
 
@@ -118,8 +118,8 @@ def _assert_the_airflow_dag_honours_it(data_root, output_dir):
     """The DAG Airflow parses from the same data root and output dir gives its DataGate task the
     acceptance, as run_local.py gives it to the LocalDagRunner."""
     from modules import features
-    from pipeline.acceptance import acceptances_from_json
-    from pipeline.external_tables import shipped_table_path
+    from pipeline.validation.acceptance import acceptances_from_json
+    from pipeline.validation.table_sources import shipped_table_path
     from tests.integration.test_airflow_dag import _airflow_env
 
     home = output_dir.parent / "airflow_home"
@@ -142,7 +142,7 @@ def test_a_change_of_project_code_reruns_the_project_executors_on_unchanged_data
 
     from tfx.orchestration import metadata
 
-    from pipeline import pipeline as pipeline_def
+    from pipeline import dag
 
     output_dir = tmp_path / "output"
     shutil.copytree(refused["output_dir"], output_dir)
@@ -151,7 +151,7 @@ def test_a_change_of_project_code_reruns_the_project_executors_on_unchanged_data
     connection = metadata.sqlite_metadata_connection_config(str(output_dir / "metadata.db"))
     with metadata.Metadata(connection) as handler:
         store = handler.store
-        for component in (pipeline_def.EXAMPLE_GEN, pipeline_def.DRIFT_CHECK, pipeline_def.EXTERNAL_TABLE_GEN):
+        for component in (dag.EXAMPLE_GEN, dag.DRIFT_CHECK, dag.EXTERNAL_TABLE_GEN):
             context = store.get_context_by_type_and_name("node", f"{configs.PIPELINE_NAME}.{component}")
             newest = max(store.get_executions_by_context(context.id), key=lambda execution: execution.id)
             assert newest.last_known_state != newest.CACHED, component

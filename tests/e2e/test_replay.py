@@ -3,8 +3,8 @@ import os
 
 import pytest
 
-from pipeline.local_run import EXIT_OK
-from pipeline.replay import describe_step, replay
+from pipeline.runners.local import EXIT_OK
+from pipeline.runners.replay import describe_step, replay
 from tests.conftest import SAMPLE_OPTIONS, sample_data_root
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]

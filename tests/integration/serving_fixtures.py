@@ -129,7 +129,7 @@ def add_version(base_path: pathlib.Path, folder: str, template: pathlib.Path) ->
 
 def start_server(**options: Any):
     """Starts an in-process ModelServer on free local ports; the caller stops it."""
-    from serving.server import ModelServer, ServerOptions
+    from serving.devserver.server import ModelServer, ServerOptions
 
     options.setdefault("port", 0)
     options.setdefault("rest_api_port", 0)

@@ -15,9 +15,9 @@ import sys
 import pytest
 
 from pipeline import configs
-from pipeline import pipeline as taxi_pipeline
-from pipeline.airflow_config import DAG_ID
-from pipeline.external_tables import resolve_sources
+from pipeline import dag as taxi_pipeline
+from pipeline.runners.airflow_config import DAG_ID
+from pipeline.validation.table_sources import resolve_sources
 from tests.conftest import DATA_ROOT, REPO_ROOT, SAMPLE_OPTIONS, sample_data_root
 
 pytestmark = pytest.mark.slow
@@ -39,7 +39,7 @@ def _pipeline_upstream() -> dict:
 
 
 # The file an Airflow deployment puts in its dags folder (docs/orchestrators.md).
-DAG_FILE = "from pipeline.airflow_dag import DAG  # noqa: F401\n"
+DAG_FILE = "from pipeline.runners.airflow_dag import DAG  # noqa: F401\n"
 # Run in Airflow's environment: load the dags folder and describe what DagBag found.
 DAGBAG_SCRIPT = """
 import json, os

@@ -5,8 +5,9 @@ import pytest
 import tensorflow_data_validation as tfdv
 
 from pipeline import configs
-from pipeline.drift import check_span, describe
-from pipeline.span_rows import CsvFormatError
+from pipeline.components.drift_check import check_span
+from pipeline.validation.comparators import describe
+from pipeline.validation.span_rows import CsvFormatError
 from tests.conftest import DATA_ROOT, SCHEMA_PATH
 
 pytestmark = pytest.mark.slow

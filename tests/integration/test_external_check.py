@@ -4,8 +4,9 @@ import pandas as pd
 
 from modules import external, features
 from pipeline import configs
-from pipeline.external_check import check_table, drifted, joined_frame, joined_schema, refusals
-from pipeline.external_tables import shipped_table_path
+from pipeline.components.artifacts import drifted, refusals
+from pipeline.components.external_check import check_table, joined_frame, joined_schema
+from pipeline.validation.table_sources import shipped_table_path
 from tests.conftest import trip, write_csv, write_holiday_table
 
 FRIDAY = 1400269500  # 2014-05-16 19:45

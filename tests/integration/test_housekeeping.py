@@ -6,7 +6,8 @@ import pytest
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
-from pipeline import configs, housekeeping, lineage
+from pipeline import configs
+from pipeline.ops import housekeeping, lineage
 from tests.conftest import run_small_pipeline
 
 pytestmark = pytest.mark.slow

@@ -4,8 +4,9 @@ import json
 
 import pytest
 
-from pipeline import configs, lineage
-from pipeline.code_fingerprint import module_fingerprint
+from pipeline import configs
+from pipeline.ops import lineage
+from pipeline.runners.code_fingerprint import module_fingerprint
 
 pytestmark = pytest.mark.slow
 
@@ -84,7 +85,7 @@ def test_missing_metadata_file_is_named_and_not_created(tmp_path, capsys):
 
 
 def test_version_asked_from_a_running_server(small_pipeline_run, served, capsys):
-    from serving.server import ModelServer, ServerOptions
+    from serving.devserver.server import ModelServer, ServerOptions
 
     server = ModelServer(
         ServerOptions(

@@ -7,13 +7,13 @@ import time
 
 import pytest
 
+from tests.integration.serving_fixtures import model_templates  # noqa: F401 - pytest fixture
 from tests.integration.serving_fixtures import (
     HALF_PLUS_THREE,
     HALF_PLUS_TWO,
     HALF_PLUS_TWO_METADATA,
     OFFSET_V1,
     make_base_path,
-    model_templates,  # noqa: F401 - pytest fixture
     rest_call,
     shared_model_path,
     start_server,

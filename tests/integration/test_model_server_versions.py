@@ -12,7 +12,8 @@ import time
 import pytest
 from tensorflow_serving.config import model_server_config_pb2
 
-from serving.batching import BatchingOptions
+from serving.devserver.batching import BatchingOptions
+from tests.integration.serving_fixtures import model_templates  # noqa: F401 - pytest fixture
 from tests.integration.serving_fixtures import (
     HALF_PLUS_TWO_2_VERSIONS,
     OFFSET_V1,
@@ -20,7 +21,6 @@ from tests.integration.serving_fixtures import (
     REPO_ROOT,
     add_version,
     make_base_path,
-    model_templates,  # noqa: F401 - pytest fixture
     rest_call,
     shared_model_path,
     start_server,
@@ -185,7 +185,7 @@ def test_labels_route_to_their_versions(tmp_path, model_templates):  # noqa: F81
 
 
 def test_label_of_unavailable_version_fails_startup(tmp_path, model_templates):  # noqa: F811
-    from serving.errors import ServingError
+    from serving.devserver.errors import ServingError
 
     base_path = make_base_path(tmp_path / "m", model_templates, {"1": OFFSET_V1})
     config, _ = _config("m", base_path, stable=5)

@@ -20,7 +20,7 @@ from modules import features, signatures
 from modules.hparams import HParams
 from modules.model import as_model_inputs, build_model, categorical_sizes
 from modules.preprocessing import preprocessing_fn
-from pipeline.external_tables import preprocessing_config, shipped_table_path
+from pipeline.validation.table_sources import preprocessing_config, shipped_table_path
 from tests.conftest import DATA_ROOT, SCHEMA_PATH
 
 # 2014-05-26 00:15, Memorial Day (the shipped timestamps are Chicago wall-clock time as UTC).

@@ -11,7 +11,7 @@ from tensorflow_transform.tf_metadata import dataset_metadata
 
 from modules import features
 from modules.preprocessing import preprocessing_fn
-from pipeline.external_tables import preprocessing_config
+from pipeline.validation.table_sources import preprocessing_config
 from tests.conftest import SCHEMA_PATH, trip, write_holiday_table
 
 # 2014-05-16 19:45 (the shipped timestamps are Chicago wall-clock time written as UTC).

@@ -5,8 +5,9 @@ import subprocess
 
 import pytest
 
-from pipeline import configs, report
-from pipeline.external_tables import resolve_sources
+from pipeline import configs
+from pipeline.ops import report
+from pipeline.validation.table_sources import resolve_sources
 
 pytestmark = pytest.mark.slow
 

@@ -8,9 +8,9 @@ from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
 from pipeline.configs import SERVING_MODEL_NAME
+from pipeline.ops.rollback import ROLLBACK_EXECUTION_TYPE, RollbackError, main, rollback
 from serving import client
-from serving.rollback import ROLLBACK_EXECUTION_TYPE, RollbackError, main, rollback
-from serving.server import ModelServer, ServerOptions
+from serving.devserver.server import ModelServer, ServerOptions
 
 pytestmark = pytest.mark.slow
 

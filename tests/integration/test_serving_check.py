@@ -4,7 +4,8 @@ import shutil
 
 import pytest
 
-from pipeline.serving_check import check_model_serves, read_trips
+from pipeline.components.artifacts import read_trips
+from pipeline.components.serving_check import check_model_serves
 
 pytestmark = pytest.mark.slow
 

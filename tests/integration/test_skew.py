@@ -3,12 +3,12 @@ import os
 
 import pytest
 
-from pipeline import skew
+from pipeline.components.artifacts import read_trips
 from pipeline.configs import SERVING_MODEL_NAME, DriftConfig
-from pipeline.serving_check import read_trips
+from pipeline.ops import skew
 from serving import client
-from serving.request_log import RequestLogger, read_log
-from serving.server import ModelServer, ServerOptions
+from serving.devserver.request_log import RequestLogger, read_log
+from serving.devserver.server import ModelServer, ServerOptions
 
 pytestmark = pytest.mark.slow
 

@@ -2,7 +2,7 @@
 import pytest
 import tensorflow_data_validation as tfdv
 
-from pipeline import synthetic_data
+from pipeline.data_tools import synthetic_data
 from tests.conftest import DATA_ROOT
 
 pytestmark = pytest.mark.slow

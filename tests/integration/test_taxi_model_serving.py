@@ -1,4 +1,4 @@
-"""The taxi model the pipeline pushed, served by `serving.server.ModelServer` and queried with
+"""The taxi model the pipeline pushed, served by `serving.devserver.server.ModelServer` and queried with
 `serving.client` over REST and gRPC.
 
 What a user of the deployed model would notice: the served answers are the SavedModel's own

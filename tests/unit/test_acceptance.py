@@ -1,9 +1,9 @@
 """The DataGate's verdict on a run's reports, with and without an owner's acceptance."""
 import pytest
 
-from pipeline import acceptance, configs
-from pipeline.data_gate import DataAnomaliesError, judge
-from pipeline.drift import DataDriftError
+from pipeline import configs
+from pipeline.components.data_gate import DataAnomaliesError, DataDriftError, judge
+from pipeline.validation import acceptance
 
 FILES = {5: {"/data/span-5/data.csv": "aa"}, 4: {"/data/span-4/data.csv": "bb"}}
 NO_JOINED = {"tables": {}}
@@ -97,7 +97,7 @@ def test_drift_of_joined_columns_is_refused_without_an_accept_command():
     with pytest.raises(DataDriftError) as raised:
         judge([], _report(drifted=False), joined, [], FILES)
     assert "us_il_holidays.is_holiday L-infinity 0.900" in str(raised.value)
-    assert "pipeline.accept" not in str(raised.value)
+    assert "pipeline.ops.accept" not in str(raised.value)
 
 
 def test_an_acceptance_of_another_span_does_not_cover_the_newest_span():

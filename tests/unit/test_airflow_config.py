@@ -1,10 +1,10 @@
-"""pipeline.airflow_config: the Airflow DAG's environment variables, parsed and refused."""
+"""pipeline.runners.airflow_config: the Airflow DAG's environment variables, parsed and refused."""
 import datetime
 
 import pytest
 
 from pipeline import configs
-from pipeline.airflow_config import AirflowConfigError, AirflowSettings
+from pipeline.runners.airflow_config import AirflowConfigError, AirflowSettings
 
 REQUIRED = {"TAXI_DATA_ROOT": "/data/taxi", "TAXI_OUTPUT_DIR": "/srv/taxi"}
 

@@ -1,16 +1,10 @@
-"""pipeline.beam_runners: the arguments each runner gets, and every refused configuration."""
+"""pipeline.runners.beam_args: the arguments each runner gets, and every refused configuration."""
 import dataclasses
 
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline.beam_runners import (
-    DataflowRunnerConfig,
-    DirectRunnerConfig,
-    PortableRunnerConfig,
-    RunnerConfigError,
-    beam_args_for,
-)
+from pipeline.runners.beam_args import DataflowRunnerConfig, DirectRunnerConfig, PortableRunnerConfig, RunnerConfigError, beam_args_for
 
 DATAFLOW = DataflowRunnerConfig(
     project="my-project",

@@ -7,15 +7,9 @@ import pytest
 import tensorflow as tf
 
 from modules import external, features
-from pipeline import export_holidays
-from pipeline.external_tables import (
-    ExternalTableChangedError,
-    parse_overrides,
-    resolve_sources,
-    shipped_table_path,
-    snapshot_tables,
-    table_source,
-)
+from pipeline.components.external_table_gen import ExternalTableChangedError, snapshot_tables
+from pipeline.data_tools import export_holidays
+from pipeline.validation.table_sources import parse_overrides, resolve_sources, shipped_table_path, table_source
 from tests.conftest import HOLIDAY_HEADER
 
 HOLIDAYS = external.HOLIDAYS

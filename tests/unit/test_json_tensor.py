@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from tensorflow.core.framework import types_pb2
 
-from serving import json_tensor
-from serving.errors import ServingError
+from serving.devserver import json_tensor
+from serving.devserver.errors import ServingError
 
 FLOAT = types_pb2.DT_FLOAT
 INT64 = types_pb2.DT_INT64

@@ -1,9 +1,10 @@
 """The pipeline's wiring: data checks gate training, and the Pusher needs both blessings."""
 import pytest
 
-from pipeline import configs, pipeline as pipeline_def
-from pipeline.external_tables import EXTERNAL_TABLES_KEY, resolve_sources
-from pipeline.pipeline import create_pipeline
+from pipeline import configs, dag
+from pipeline.components.enriching_transform import EXTERNAL_TABLES_KEY
+from pipeline.dag import create_pipeline
+from pipeline.validation.table_sources import resolve_sources
 
 OPTIONS = configs.PipelineOptions(external_tables=resolve_sources())
 
@@ -19,16 +20,16 @@ def _upstream(node):
 
 
 def test_training_waits_for_the_gate_that_reads_every_data_check(nodes):
-    assert pipeline_def.DATA_GATE in _upstream(nodes[pipeline_def.TRANSFORM])
-    checks = {pipeline_def.EXAMPLE_VALIDATOR, pipeline_def.DRIFT_CHECK, pipeline_def.EXTERNAL_FEATURE_CHECK}
-    assert checks <= _upstream(nodes[pipeline_def.DATA_GATE])
+    assert dag.DATA_GATE in _upstream(nodes[dag.TRANSFORM])
+    checks = {dag.EXAMPLE_VALIDATOR, dag.DRIFT_CHECK, dag.EXTERNAL_FEATURE_CHECK}
+    assert checks <= _upstream(nodes[dag.DATA_GATE])
 
 
 def test_transform_reads_the_external_tables_with_their_fingerprints(nodes):
-    transform = nodes[pipeline_def.TRANSFORM]
-    assert pipeline_def.EXTERNAL_TABLE_GEN in _upstream(transform)
-    assert transform.inputs[EXTERNAL_TABLES_KEY].producer_component_id == pipeline_def.EXTERNAL_TABLE_GEN
-    sources = nodes[pipeline_def.EXTERNAL_TABLE_GEN].exec_properties["sources"]
+    transform = nodes[dag.TRANSFORM]
+    assert dag.EXTERNAL_TABLE_GEN in _upstream(transform)
+    assert transform.inputs[EXTERNAL_TABLES_KEY].producer_component_id == dag.EXTERNAL_TABLE_GEN
+    sources = nodes[dag.EXTERNAL_TABLE_GEN].exec_properties["sources"]
     (holidays,) = resolve_sources()
     assert holidays.sha256 in sources and holidays.uri in sources
 
@@ -39,13 +40,13 @@ def test_every_joined_table_must_be_given():
 
 
 def test_pusher_needs_the_evaluator_and_the_serving_check(nodes):
-    pusher = nodes[pipeline_def.PUSHER]
+    pusher = nodes[dag.PUSHER]
     assert {"model_blessing", "infra_blessing"} <= set(pusher.inputs)
-    assert {pipeline_def.EVALUATOR, pipeline_def.SERVING_CHECK} <= _upstream(pusher)
+    assert {dag.EVALUATOR, dag.SERVING_CHECK} <= _upstream(pusher)
 
 
 def test_evaluator_compares_with_the_latest_blessed_model(nodes):
-    assert pipeline_def.MODEL_RESOLVER in _upstream(nodes[pipeline_def.EVALUATOR])
+    assert dag.MODEL_RESOLVER in _upstream(nodes[dag.EVALUATOR])
 
 
 def test_the_window_reaches_example_gen_and_must_be_consecutive():
@@ -56,7 +57,7 @@ def test_the_window_reaches_example_gen_and_must_be_consecutive():
 
 
 def test_drift_thresholds_and_policy_reach_the_drift_check(nodes):
-    parameter = configs.DriftConfig.from_json(nodes[pipeline_def.DRIFT_CHECK].exec_properties["drift_config"])
+    parameter = configs.DriftConfig.from_json(nodes[dag.DRIFT_CHECK].exec_properties["drift_config"])
     assert parameter == configs.DriftConfig()
     assert parameter.on_drift == configs.DRIFT_STOP
     assert parameter.threshold_for("fare", categorical=False) == configs.DriftConfig.numeric_max_jensen_shannon
@@ -78,24 +79,24 @@ def test_every_project_executor_has_the_code_fingerprint_in_its_cache_key():
     options = configs.PipelineOptions(external_tables=resolve_sources(), code_fingerprint="c0de", module_fingerprint="m0d")
     built = {n.id: n for n in create_pipeline("p", "/tmp/root", "/tmp/data", [2, 3], "/tmp/serving", None, options).components}
     for node_id in (
-        pipeline_def.SCHEMA_GEN,
-        pipeline_def.DRIFT_CHECK,
-        pipeline_def.EXTERNAL_FEATURE_CHECK,
-        pipeline_def.EXTERNAL_TABLE_GEN,
-        pipeline_def.DATA_GATE,
-        pipeline_def.SERVING_CHECK,
+        dag.SCHEMA_GEN,
+        dag.DRIFT_CHECK,
+        dag.EXTERNAL_FEATURE_CHECK,
+        dag.EXTERNAL_TABLE_GEN,
+        dag.DATA_GATE,
+        dag.SERVING_CHECK,
     ):
         assert built[node_id].exec_properties["code_fingerprint"] == "c0de", node_id
-    for node_id in (pipeline_def.TRANSFORM, pipeline_def.PUSHER):
-        assert json.loads(built[node_id].exec_properties["custom_config"])[pipeline_def.CODE_FINGERPRINT_KEY] == "c0de", node_id
-    assert '"c0de"' in built[pipeline_def.EXAMPLE_GEN].exec_properties["custom_config"].__str__()
-    assert json.loads(built[pipeline_def.TRAINER].exec_properties["custom_config"])["module_fingerprint"] == "m0d"
+    for node_id in (dag.TRANSFORM, dag.PUSHER):
+        assert json.loads(built[node_id].exec_properties["custom_config"])[dag.CODE_FINGERPRINT_KEY] == "c0de", node_id
+    assert '"c0de"' in built[dag.EXAMPLE_GEN].exec_properties["custom_config"].__str__()
+    assert json.loads(built[dag.TRAINER].exec_properties["custom_config"])["module_fingerprint"] == "m0d"
 
 
 def test_acceptances_reach_the_gate():
-    from pipeline.acceptance import SpanAcceptance, acceptances_from_json
+    from pipeline.validation.acceptance import SpanAcceptance, acceptances_from_json
 
     accepted = SpanAcceptance(3, {"/d/span-3/data.csv": "ab"}, ({"check": "drift", "scope": 3, "feature": "fare", "kind": "Jensen-Shannon", "text": "t"},), "reviewed", "me", "2026-12-01T00:00:00Z", 7)
     options = configs.PipelineOptions(external_tables=resolve_sources(), acceptances=(accepted,))
     built = {n.id: n for n in create_pipeline("p", "/tmp/root", "/tmp/data", [2, 3], "/tmp/serving", None, options).components}
-    assert acceptances_from_json(built[pipeline_def.DATA_GATE].exec_properties["accepted_spans"]) == [accepted]
+    assert acceptances_from_json(built[dag.DATA_GATE].exec_properties["accepted_spans"]) == [accepted]

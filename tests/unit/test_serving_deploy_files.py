@@ -1,5 +1,5 @@
-"""Offline checks of the production serving files: serving/docker-compose.yml, serving/config/,
-serving/k8s/.
+"""Offline checks of the production serving files: serving/deploy/docker-compose.yml, serving/deploy/config/,
+serving/deploy/k8s/.
 
 No Docker engine or cluster is needed: the YAML and text-format protos are parsed here, and the
 facts several files must share (model name, ports, paths, image release, flags) are compared.
@@ -20,14 +20,14 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from tests.conftest import REPO_ROOT
 
-SERVING = REPO_ROOT / "serving"
+SERVING = REPO_ROOT / "serving" / "deploy"
 CONFIG = SERVING / "config"
 K8S = SERVING / "k8s"
 COMPOSE_PATH = SERVING / "docker-compose.yml"
 MODEL_MOUNT = "/models/big_tipper"
 METRICS_PATH = "/monitoring/prometheus/metrics"
 GRPC_PORT, REST_PORT = 8500, 8501
-# Files the server reads from the ConfigMap; serving/config/ holds the canonical copies.
+# Files the server reads from the ConfigMap; serving/deploy/config/ holds the canonical copies.
 CONFIGMAP_FILES = ["models.config", "monitoring.config", "batching.config"]
 KUSTOMIZATIONS = [K8S / "base", K8S / "overlays" / "gcs", K8S / "overlays" / "canary"]
 
@@ -50,20 +50,20 @@ def _config_proto_class(name: str) -> Any:
     """Returns TF Serving's message class `name` (MonitoringConfig or BatchingParameters).
 
     The tensorflow-serving-api wheel lacks their generated modules; the project's local model
-    server declares the same messages in serving.config_protos.
+    server declares the same messages in serving.devserver.config_protos.
     """
     generated = {
         "MonitoringConfig": "tensorflow_serving.config.monitoring_config_pb2",
         "BatchingParameters": "tensorflow_serving.servables.tensorflow.session_bundle_config_pb2",
     }
-    for module_name in (generated[name], "serving.config_protos"):
+    for module_name in (generated[name], "serving.devserver.config_protos"):
         try:
             module = importlib.import_module(module_name)
         except ImportError:
             continue
         if hasattr(module, name):
             return getattr(module, name)
-    pytest.skip(f"no {name} message: neither {generated[name]} nor serving.config_protos provides it")
+    pytest.skip(f"no {name} message: neither {generated[name]} nor serving.devserver.config_protos provides it")
 
 
 def _flags(arguments: List[str]) -> Dict[str, Optional[str]]:

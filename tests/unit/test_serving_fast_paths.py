@@ -1,7 +1,7 @@
 """The model server's fast paths give the same tensors and the same refusals as the general ones.
 
-`serving.json_tensor` converts the usual row request (objects of scalars) column by column, and
-`serving.inference.array_from_tensor_proto` decodes plain TensorProtos without
+`serving.devserver.json_tensor` converts the usual row request (objects of scalars) column by column, and
+`serving.devserver.inference.array_from_tensor_proto` decodes plain TensorProtos without
 `tf.make_ndarray`; anything unusual goes the general way. These tests pin both sides.
 """
 import base64
@@ -12,9 +12,9 @@ import pytest
 import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 
-from serving import json_tensor
-from serving.errors import ServingError
-from serving.inference import array_from_tensor_proto
+from serving.devserver import json_tensor
+from serving.devserver.errors import ServingError
+from serving.devserver.inference import array_from_tensor_proto
 
 FLOAT = types_pb2.DT_FLOAT
 INT64 = types_pb2.DT_INT64

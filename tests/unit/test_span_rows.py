@@ -3,7 +3,7 @@ import pytest
 import tensorflow_data_validation as tfdv
 from tensorflow_metadata.proto.v0 import schema_pb2
 
-from pipeline import span_rows
+from pipeline.validation import span_rows
 from tests.conftest import SCHEMA_PATH, read_csv_header, trip, write_csv
 
 
@@ -112,7 +112,7 @@ def test_a_folder_named_like_a_csv_file_is_named_as_a_folder(tmp_path):
 
 
 def test_files_may_order_columns_differently_and_a_column_a_file_lacks_is_missing_there(tmp_path, types):
-    from pipeline.span_example_gen import common_header
+    from pipeline.validation.span_rows import common_header
 
     first = tmp_path / "a.csv"
     first.write_text("fare,company,tips\n1,x,0\n")

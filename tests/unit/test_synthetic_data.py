@@ -1,4 +1,4 @@
-"""pipeline.synthetic_data (and its script): row counts, determinism, what the noise keeps."""
+"""pipeline.data_tools.synthetic_data (and its script): row counts, determinism, what the noise keeps."""
 import csv
 import hashlib
 import subprocess
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from modules import features
-from pipeline import synthetic_data
+from pipeline.data_tools import synthetic_data
 from pipeline.spans import SpanError
 from tests.conftest import DATA_ROOT, REPO_ROOT, read_csv_header, sample_data_root
 

@@ -1,4 +1,4 @@
-"""pipeline.vertex_runner: the compiled Vertex AI spec (offline), its settings and submission."""
+"""pipeline.runners.vertex: the compiled Vertex AI spec (offline), its settings and submission."""
 import json
 import pathlib
 import sys
@@ -7,9 +7,9 @@ import types
 import pytest
 
 from pipeline import configs
-from pipeline import pipeline as taxi_pipeline
-from pipeline import vertex_runner
-from pipeline.external_tables import resolve_sources
+from pipeline import dag as taxi_pipeline
+from pipeline.runners import vertex
+from pipeline.validation.table_sources import resolve_sources
 
 IMAGE = "us-central1-docker.pkg.dev/my-project/tfx/taxi:7"
 FLAGS = [
@@ -33,12 +33,12 @@ BEAM_POWERED = [taxi_pipeline.EXAMPLE_GEN, taxi_pipeline.STATISTICS_GEN, taxi_pi
 @pytest.fixture(scope="module")
 def compiled(tmp_path_factory):
     output = tmp_path_factory.mktemp("vertex") / "taxi_pipeline.json"
-    assert vertex_runner.main(FLAGS + ["--output", str(output)], environ={}) == 0
+    assert vertex.main(FLAGS + ["--output", str(output)], environ={}) == 0
     return json.loads(output.read_text())
 
 
 def _settings(flags, environ=None):
-    return vertex_runner.settings_from_args(vertex_runner.parse_args(["--output", "x.json"] + flags), environ or {})
+    return vertex.settings_from_args(vertex.parse_args(["--output", "x.json"] + flags), environ or {})
 
 
 def _tasks(job):
@@ -48,13 +48,13 @@ def _tasks(job):
 def _pipeline_upstream() -> dict:
     """Each node of the pipeline (as create_pipeline builds it) with the ids it waits for."""
     pipeline = taxi_pipeline.create_pipeline(
-        pipeline_name=vertex_runner.VERTEX_PIPELINE_NAME,
+        pipeline_name=vertex.VERTEX_PIPELINE_NAME,
         pipeline_root="gs://unused/root",
         data_root="gs://unused/data",
         spans=[1],
         serving_model_dir="gs://unused/serving",
         metadata_connection_config=None,
-        options=configs.PipelineOptions(external_tables=vertex_runner.container_table_sources()),
+        options=configs.PipelineOptions(external_tables=vertex.container_table_sources()),
     )
     return {node.id: {upstream.id for upstream in node.upstream_nodes} for node in pipeline.components}
 
@@ -68,7 +68,7 @@ def test_one_step_per_pipeline_node_with_the_pipelines_dependencies(compiled):
             continue
         upstream = {resolved_model if node == taxi_pipeline.MODEL_RESOLVER else node for node in upstream}
         assert set(_tasks(compiled)[task].get("dependentTasks", [])) == upstream, task
-    assert compiled["pipelineSpec"]["pipelineInfo"]["name"] == vertex_runner.VERTEX_PIPELINE_NAME
+    assert compiled["pipelineSpec"]["pipelineInfo"]["name"] == vertex.VERTEX_PIPELINE_NAME
 
 
 @pytest.mark.parametrize(
@@ -113,7 +113,7 @@ def test_locations_spans_and_schema_are_the_configured_ones(compiled):
     assert "gs://my-bucket/serving" in text
     assert compiled["runtimeConfig"]["gcsOutputDirectory"] == "gs://my-bucket/root"
     # The schema is read inside the image, not from this machine's checkout.
-    assert vertex_runner.CONTAINER_SCHEMA_PATH in text
+    assert vertex.CONTAINER_SCHEMA_PATH in text
     assert str(pathlib.Path(taxi_pipeline.CURATED_SCHEMA_PATH)) not in text
     # Spans 2-4 travel in ExampleGen's custom_config.
     parameter = _tasks(compiled)[taxi_pipeline.EXAMPLE_GEN]["inputs"]["parameters"]["custom_config"]
@@ -121,27 +121,27 @@ def test_locations_spans_and_schema_are_the_configured_ones(compiled):
     window = custom_config["custom_config"]["value"]
     assert (window["first_span"], window["last_span"]) == (2, 4)
     # ExampleGen types the rows with the schema inside the image, too.
-    assert window["schema_path"] == vertex_runner.CONTAINER_SCHEMA_PATH
+    assert window["schema_path"] == vertex.CONTAINER_SCHEMA_PATH
 
 
 def test_external_tables_are_read_inside_the_image_with_this_checkout_s_fingerprint(compiled):
     parameter = _tasks(compiled)[taxi_pipeline.EXTERNAL_TABLE_GEN]["inputs"]["parameters"]["sources"]
     (source,) = json.loads(parameter["runtimeValue"]["constantValue"]["stringValue"])
     (shipped,) = resolve_sources()
-    assert source["uri"] == f"{vertex_runner.CONTAINER_REPO_ROOT}/data/external/us_il_holidays/v1/holidays.csv"
+    assert source["uri"] == f"{vertex.CONTAINER_REPO_ROOT}/data/external/us_il_holidays/v1/holidays.csv"
     assert source["sha256"] == shipped.sha256
 
 
 def test_the_dockerfile_builds_the_image_the_spec_expects():
     dockerfile = (pathlib.Path(__file__).resolve().parents[2] / "Dockerfile").read_text()
     assert "FROM tensorflow/tfx:1.16.0" in dockerfile
-    assert f"WORKDIR {vertex_runner.CONTAINER_REPO_ROOT}" in dockerfile
+    assert f"WORKDIR {vertex.CONTAINER_REPO_ROOT}" in dockerfile
     assert "pip install --no-cache-dir --no-deps ." in dockerfile
 
 
 def test_direct_beam_runner_keeps_beam_inside_the_step():
     settings = _settings(FLAGS[:-2] + ["--beam-runner", "direct"])
-    assert vertex_runner.beam_args(settings) == ["--runner=DirectRunner", "--direct_running_mode=in_memory"]
+    assert vertex.beam_args(settings) == ["--runner=DirectRunner", "--direct_running_mode=in_memory"]
 
 
 def test_flags_fall_back_to_environment_variables():
@@ -164,7 +164,7 @@ def test_flags_fall_back_to_environment_variables():
     "text, spans", [("1-4", [1, 2, 3, 4]), ("3", [3]), (" 2-2 ", [2])]
 )
 def test_span_ranges(text, spans):
-    assert vertex_runner.parse_spans(text) == spans
+    assert vertex.parse_spans(text) == spans
 
 
 def _without(flag):
@@ -197,7 +197,7 @@ def _replaced(flag, value):
     ],
 )
 def test_bad_settings_are_refused_with_the_flag_named(flags, message, capsys, tmp_path):
-    assert vertex_runner.main(flags + ["--output", str(tmp_path / "p.json")], environ={}) == 2
+    assert vertex.main(flags + ["--output", str(tmp_path / "p.json")], environ={}) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "p.json").exists()
 
@@ -218,10 +218,10 @@ def test_submit_creates_a_vertex_pipeline_job(monkeypatch, tmp_path):
     monkeypatch.setitem(sys.modules, "google.cloud.aiplatform", fake)
     monkeypatch.setattr("google.cloud.aiplatform", fake, raising=False)
     settings = _settings(FLAGS + ["--service-account", "runner@my-project.iam.gserviceaccount.com"])
-    assert vertex_runner.submit(settings, str(tmp_path / "p.json")) == FakePipelineJob.resource_name
+    assert vertex.submit(settings, str(tmp_path / "p.json")) == FakePipelineJob.resource_name
     assert calls["init"] == {"project": "my-project", "location": "us-central1"}
     assert calls["job"] == {
-        "display_name": vertex_runner.VERTEX_PIPELINE_NAME,
+        "display_name": vertex.VERTEX_PIPELINE_NAME,
         "template_path": str(tmp_path / "p.json"),
         "pipeline_root": "gs://my-bucket/root",
         "enable_caching": True,

@@ -1,7 +1,7 @@
 """The watcher's trigger rule: only complete spans, each handled once, never across a gap."""
 from pipeline import configs, spans
-from pipeline.local_run import LocalPaths, RunResult
-from pipeline.watch import pending_span, watch_once
+from pipeline.runners.local import LocalPaths, RunResult
+from pipeline.runners.watch import pending_span, watch_once
 
 
 def _span(root, number, complete=True):

@@ -1,0 +1,203 @@
+"""The newest span's checks: its completeness and types against the schema, its drift from the
+training window.
+
+The newest span of the window is what changed since the last run, so it is judged alone:
+- **Schema anomalies of the span by itself** (TFDV's `validate_statistics` against the curated
+  schema): a column that goes from mostly present to mostly empty in the newest span fails
+  its `presence.min_fraction` even when the window as a whole, diluted by older spans, passes.
+- **Drift against the reference**, the window's earlier spans (what a model trained on the
+  window learnt from), so slow drift over several spans adds up instead of hiding between
+  neighbours. Categorical columns: the L-infinity distance between value frequencies.
+  Numeric columns: the Jensen-Shannon divergence (base 2, 0..1) over the reference's quantile
+  buckets, so long-tailed columns are judged where their trips are (equal-width buckets put
+  most fares in one bucket and barely move when fares rise by half).
+- Columns that change by construction with the span's time (`features.SPAN_TIME_KEYS`) are
+  not judged, and a score with fewer than `DriftConfig.min_sample_size` values on either side
+  is reported but not judged.
+
+Both sets of statistics are TFDV's, computed in a Beam pipeline from rows read with
+`pipeline.validation.span_rows`, the reader ExampleGen uses, so the checks see what the model trains on.
+Any failure to compute fails the step: the check never fails open. The DataGate decides; the
+report (and both statistics files) are kept for a refused run and for `pipeline.ops.accept`.
+"""
+import json
+import os
+from typing import Dict, List, Sequence
+
+import apache_beam as beam
+import tensorflow as tf
+import tensorflow_data_validation as tfdv
+from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
+from tfx import v1 as tfx
+from tfx.types import standard_artifacts
+
+from pipeline import configs
+from pipeline.components.artifacts import (
+    CHECKED_SPAN_PROPERTY,
+    DRIFT_REPORT_FILE,
+    DRIFTED_FEATURES_PROPERTY,
+    NEWEST_STATISTICS_FILE,
+    REFERENCE_SPANS_PROPERTY,
+    REFERENCE_STATISTICS_FILE,
+    SPAN_FILES_PROPERTY,
+    DriftReport,
+    span_fingerprints,
+)
+from pipeline.components.curated_schema import SCHEMA_FILE_NAME
+from pipeline.validation import span_rows
+from pipeline.validation.comparators import anomaly_lines, score_columns
+from pipeline.validation.span_rows import common_header
+
+# Rows per Arrow RecordBatch handed to TFDV.
+_BATCH_ROWS = 1000
+# Quantile buckets TFDV keeps per numeric column; the drift buckets are drawn from them.
+_QUANTILE_BUCKETS = 100
+
+
+# ---------------------------------------------------------------------------------------------
+# Statistics of span files, in Beam
+
+
+class _ReadRecordBatches(beam.DoFn):
+    """Reads one span CSV file into Arrow RecordBatches typed by the schema."""
+
+    def __init__(self, header: List[str], types: span_rows.ColumnTypes):
+        self._header = header
+        self._types = types
+
+    def process(self, path: str):
+        rows = []
+        # Each file is read with its own header; the batches hold the columns in one order.
+        for _, row in span_rows.read_rows(path, span_rows.read_header(path), self._types):
+            rows.append(row)
+            if len(rows) == _BATCH_ROWS:
+                yield span_rows.to_record_batch(rows, self._header, self._types)
+                rows = []
+        if rows:
+            yield span_rows.to_record_batch(rows, self._header, self._types)
+
+
+def stats_options(schema: schema_pb2.Schema) -> tfdv.StatsOptions:
+    """TFDV options of the newest-span checks: types from the schema, fine quantiles."""
+    return tfdv.StatsOptions(
+        schema=schema,
+        infer_type_from_schema=True,
+        num_histogram_buckets=configs.DRIFT_HISTOGRAM_BUCKETS,
+        num_quantiles_histogram_buckets=_QUANTILE_BUCKETS,
+    )
+
+
+def files_statistics(
+    groups: Dict[str, Sequence[str]], schema: schema_pb2.Schema, output_dir: str
+) -> Dict[str, statistics_pb2.DatasetFeatureStatisticsList]:
+    """Computes TFDV statistics of each group of CSV files in one Beam pipeline.
+
+    Args:
+        groups: Name -> CSV files (sharing one header). A group with no file is skipped.
+        schema: The curated schema, for the column types.
+        output_dir: Where each group's statistics are written as `<name>` (binary proto).
+
+    Returns:
+        Name -> statistics, for every group with files.
+
+    Raises:
+        pipeline.validation.span_rows.CsvFormatError: when a file is malformed.
+    """
+    groups = {name: list(paths) for name, paths in groups.items() if paths}
+    types = span_rows.column_types(schema)
+    header = common_header([path for paths in groups.values() for path in paths])
+    options = stats_options(schema)
+    with beam.Pipeline() as pipeline:
+        for name, paths in groups.items():
+            _ = (
+                pipeline
+                | f"Files[{name}]" >> beam.Create(paths)
+                | f"Read[{name}]" >> beam.ParDo(_ReadRecordBatches(header, types))
+                | f"Statistics[{name}]" >> tfdv.GenerateStatistics(options)
+                | f"Write[{name}]" >> tfdv.WriteStatisticsToBinaryFile(os.path.join(output_dir, name))
+            )
+    return {name: tfdv.load_stats_binary(os.path.join(output_dir, name)) for name in groups}
+
+
+# ---------------------------------------------------------------------------------------------
+# Measures on TFDV statistics
+
+
+def check_span(
+    span_files: Dict[int, List[str]], schema: schema_pb2.Schema, drift: configs.DriftConfig, output_dir: str
+) -> Dict[str, object]:
+    """Checks the newest span of a window: its schema anomalies, and its drift from the rest.
+
+    Args:
+        span_files: Span -> CSV files, the window (at least one span).
+        schema: The curated schema.
+        drift: Thresholds, ignored columns and the minimum sample size.
+        output_dir: Where the two statistics files are written.
+
+    Returns:
+        The report: checked_span, reference_spans, rows (span and reference), anomalies (of the
+        span alone), scores (see `score_columns`; none when the window has one span).
+
+    Raises:
+        pipeline.validation.span_rows.CsvFormatError: when a file is malformed.
+    """
+    newest = max(span_files)
+    reference_spans = sorted(span for span in span_files if span != newest)
+    groups = {
+        NEWEST_STATISTICS_FILE: span_files[newest],
+        REFERENCE_STATISTICS_FILE: [path for span in reference_spans for path in span_files[span]],
+    }
+    statistics = files_statistics(groups, schema, output_dir)
+    newest_statistics = statistics[NEWEST_STATISTICS_FILE]
+    anomalies = tfdv.validate_statistics(newest_statistics, schema, environment="TRAINING")
+    report: Dict[str, object] = {
+        "checked_span": newest,
+        "reference_spans": reference_spans,
+        "rows": {
+            "span": newest_statistics.datasets[0].num_examples,
+            "reference": statistics[REFERENCE_STATISTICS_FILE].datasets[0].num_examples if reference_spans else 0,
+        },
+        "anomalies": anomaly_lines(anomalies, f"span {newest} alone: ", schema, newest_statistics),
+        "scores": [],
+    }
+    if not report["rows"]["span"]:
+        # TFDV finds nothing wrong with no rows at all; an empty span is refused here.
+        report["anomalies"].append(
+            {"feature": "(dataset)", "kind": "Empty span", "description": f"span {newest} has no rows: its files hold a header only"}
+        )
+    if reference_spans:
+        report["scores"] = score_columns(statistics[REFERENCE_STATISTICS_FILE], newest_statistics, schema, drift)
+    return report
+
+
+@tfx.dsl.components.component
+def SpanDriftCheck(
+    examples: tfx.dsl.components.InputArtifact[standard_artifacts.Examples],
+    schema: tfx.dsl.components.InputArtifact[standard_artifacts.Schema],
+    drift_report: tfx.dsl.components.OutputArtifact[DriftReport],
+    drift_config: tfx.dsl.components.Parameter[str],
+    code_fingerprint: tfx.dsl.components.Parameter[str] = "",
+) -> None:
+    """Checks the newest span of the window (see the module docstring) and records the report.
+
+    `drift_config` is `pipeline.configs.DriftConfig.to_json()`;
+    `code_fingerprint` keeps a change of this code from being answered from the cache. The
+    decision (stop or warn) is the DataGate's.
+    """
+    del code_fingerprint  # part of the cache key only
+    drift = configs.DriftConfig.from_json(drift_config)
+    fingerprints = span_fingerprints(examples.get_string_custom_property(SPAN_FILES_PROPERTY))
+    if not fingerprints:
+        raise ValueError(f"the Examples artifact {examples.uri} records no span files ({SPAN_FILES_PROPERTY})")
+    schema_proto = tfdv.load_schema_text(os.path.join(schema.uri, SCHEMA_FILE_NAME))
+    report = check_span({span: list(files) for span, files in fingerprints.items()}, schema_proto, drift, drift_report.uri)
+    report["span_files"] = fingerprints[report["checked_span"]]
+    report["on_drift"] = drift.on_drift
+    drift_report.set_int_custom_property(CHECKED_SPAN_PROPERTY, report["checked_span"])
+    drift_report.set_string_custom_property(REFERENCE_SPANS_PROPERTY, ",".join(map(str, report["reference_spans"])))
+    drifted = [score["feature"] for score in report["scores"] if score["drifted"]]
+    drift_report.set_string_custom_property(DRIFTED_FEATURES_PROPERTY, ",".join(drifted))
+    with tf.io.gfile.GFile(os.path.join(drift_report.uri, DRIFT_REPORT_FILE), "w") as report_file:
+        json.dump(report, report_file, indent=2)
+
+

@@ -1,0 +1,277 @@
+"""`create_pipeline(...)`: the one definition of the pipeline every orchestrator runs."""
+import os
+from typing import List, Optional
+
+import tensorflow_data_validation as tfdv
+import tensorflow_model_analysis as tfma
+from ml_metadata.proto import metadata_store_pb2
+from tfx import v1 as tfx
+from tfx.components.example_gen.component import FileBasedExampleGen
+from tfx.dsl.components.base import executor_spec
+from tfx.proto import example_gen_pb2
+
+from modules import features, signatures
+from pipeline import configs
+from pipeline.components import example_gen, pusher
+from pipeline.components.curated_schema import ImportCuratedSchema
+from pipeline.components.data_gate import DataGate
+from pipeline.components.drift_check import SpanDriftCheck
+from pipeline.components.enriching_transform import EnrichingTransform
+from pipeline.components.external_check import ExternalFeatureCheck
+from pipeline.components.external_table_gen import ExternalTableGen
+from pipeline.components.serving_check import ServingCheck
+from pipeline.validation.acceptance import acceptances_json
+from pipeline.validation.table_sources import check_sources, sources_json
+
+# Key of the project's code fingerprint in the custom_config of components that take one.
+CODE_FINGERPRINT_KEY = example_gen.CODE_FINGERPRINT_KEY
+
+# Component ids, used by the entry points to report on what ran.
+EXAMPLE_GEN = "CsvExampleGen"
+EXTERNAL_TABLE_GEN = "ExternalTableGen"
+EXTERNAL_FEATURE_CHECK = "ExternalFeatureCheck"
+STATISTICS_GEN = "StatisticsGen"
+SCHEMA_GEN = "ImportSchemaGen"
+EXAMPLE_VALIDATOR = "ExampleValidator"
+DATA_GATE = "DataGate"
+DRIFT_CHECK = "SpanDriftCheck"
+TRANSFORM = "Transform"
+TRAINER = "Trainer"
+MODEL_RESOLVER = "latest_blessed_model_resolver"
+EVALUATOR = "Evaluator"
+SERVING_CHECK = "ServingCheck"
+PUSHER = "Pusher"
+
+CURATED_SCHEMA_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schema", "schema.pbtxt")
+
+
+def make_eval_config(thresholds: configs.BlessingThresholds) -> tfma.EvalConfig:
+    """Returns the Evaluator's configuration: metrics, slices and blessing thresholds.
+
+    The model is called through its tf.Example signature; the label comes from the model's
+    Transform signature, since it is computed from `tips` and `fare`.
+    """
+    def overall_threshold(lower_bound: float, max_drop: float) -> List[tfma.PerSliceMetricThreshold]:
+        # Blessing looks at the whole evaluation set; slices are reported, not gated (a slice
+        # such as "payment_type=Cash" has almost no positive example, so its AUC says little).
+        return [
+            tfma.PerSliceMetricThreshold(
+                slicing_specs=[tfma.SlicingSpec()],
+                threshold=tfma.MetricThreshold(
+                    value_threshold=tfma.GenericValueThreshold(lower_bound={"value": lower_bound}),
+                    change_threshold=tfma.GenericChangeThreshold(
+                        direction=tfma.MetricDirection.HIGHER_IS_BETTER, absolute={"value": -max_drop}
+                    ),
+                ),
+            )
+        ]
+
+    return tfma.EvalConfig(
+        model_specs=[
+            tfma.ModelSpec(
+                signature_name=signatures.SERVING_TF_EXAMPLE,
+                preprocessing_function_names=[signatures.TRANSFORM_FEATURES],
+                label_key=features.LABEL_KEY,
+                prediction_key=signatures.PROBABILITY_OUTPUT,
+            )
+        ],
+        slicing_specs=[tfma.SlicingSpec()] + [tfma.SlicingSpec(feature_keys=[key]) for key in features.SLICE_FEATURE_KEYS],
+        metrics_specs=[
+            tfma.MetricsSpec(
+                metrics=[
+                    tfma.MetricConfig(class_name="ExampleCount"),
+                    tfma.MetricConfig(
+                        class_name="AUC",
+                        per_slice_thresholds=overall_threshold(thresholds.min_auc, thresholds.max_auc_drop),
+                    ),
+                    tfma.MetricConfig(
+                        class_name="BinaryAccuracy",
+                        per_slice_thresholds=overall_threshold(
+                            thresholds.min_binary_accuracy, thresholds.max_binary_accuracy_drop
+                        ),
+                    ),
+                    tfma.MetricConfig(class_name="Precision"),
+                    tfma.MetricConfig(class_name="Recall"),
+                    tfma.MetricConfig(class_name="MeanLabel"),
+                    tfma.MetricConfig(class_name="MeanPrediction"),
+                ]
+            )
+        ],
+    )
+
+
+def make_example_gen(data_root: str, spans: List[int], options: configs.PipelineOptions) -> FileBasedExampleGen:
+    """Returns the ExampleGen of the span window: rows typed by the curated schema, split into
+    train and eval by hash."""
+    return FileBasedExampleGen(
+        input_base=data_root,
+        input_config=example_gen_pb2.Input(
+            splits=[
+                example_gen_pb2.Input.Split(name="single_split", pattern=configs.SPAN_FILES_GLOB)
+            ]
+        ),
+        output_config=example_gen_pb2.Output(
+            split_config=example_gen_pb2.SplitConfig(
+                splits=[
+                    example_gen_pb2.SplitConfig.Split(name=configs.TRAIN_SPLIT, hash_buckets=options.train_buckets),
+                    example_gen_pb2.SplitConfig.Split(name=configs.EVAL_SPLIT, hash_buckets=options.eval_buckets),
+                ]
+            )
+        ),
+        custom_config=example_gen.span_window_config(
+            spans[0], spans[-1], options.schema_path or CURATED_SCHEMA_PATH, options.code_fingerprint
+        ),
+        custom_executor_spec=executor_spec.BeamExecutorSpec(example_gen.Executor),
+    ).with_id(EXAMPLE_GEN)
+
+
+def create_pipeline(
+    pipeline_name: str,
+    pipeline_root: str,
+    data_root: str,
+    spans: List[int],
+    serving_model_dir: str,
+    metadata_connection_config: Optional[metadata_store_pb2.ConnectionConfig],
+    options: configs.PipelineOptions = configs.PipelineOptions(),
+    beam_pipeline_args: Optional[List[str]] = None,
+) -> tfx.dsl.Pipeline:
+    """Builds the taxi pipeline, from CSV spans to a pushed, blessed model.
+
+    Args:
+        pipeline_name: Name recorded in ML Metadata.
+        pipeline_root: Where components write their artifacts.
+        data_root: Folder of `span-<N>/` folders of CSV files.
+        spans: The span numbers to train on (consecutive, ascending), e.g. from
+            `pipeline.spans.window(...)`.
+        serving_model_dir: Where Pusher writes numbered versions for TF Serving.
+        metadata_connection_config: ML Metadata connection (None lets the orchestrator choose).
+        options: Steps, thresholds, window and hyperparameters.
+        beam_pipeline_args: Beam options for the Beam-powered components.
+
+    Returns:
+        The pipeline, ready for any TFX orchestrator.
+
+    Raises:
+        ValueError: when `spans` is empty or not consecutive, or `options.external_tables`
+            does not name each table the model joins exactly once.
+    """
+    if not spans or list(spans) != list(range(spans[0], spans[0] + len(spans))):
+        raise ValueError(f"spans must be a non-empty run of consecutive numbers, got {spans}")
+    check_sources(options.external_tables)
+    components = []
+
+    example_gen = make_example_gen(data_root, spans, options)
+    components.append(example_gen)
+
+    statistics_gen = tfx.components.StatisticsGen(
+        examples=example_gen.outputs["examples"],
+        # Finer histograms than TFDV's default 10 buckets, as the drift and skew checks use.
+        stats_options=tfdv.StatsOptions(num_histogram_buckets=configs.DRIFT_HISTOGRAM_BUCKETS),
+    ).with_id(STATISTICS_GEN)
+    components.append(statistics_gen)
+
+    schema_gen = ImportCuratedSchema(
+        schema_file=options.schema_path or CURATED_SCHEMA_PATH, code_fingerprint=options.code_fingerprint
+    ).with_id(SCHEMA_GEN)
+    components.append(schema_gen)
+
+    example_validator = tfx.components.ExampleValidator(
+        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
+    ).with_id(EXAMPLE_VALIDATOR)
+    components.append(example_validator)
+
+    drift_check = SpanDriftCheck(
+        examples=example_gen.outputs["examples"],
+        schema=schema_gen.outputs["schema"],
+        drift_config=options.drift.to_json(),
+        code_fingerprint=options.code_fingerprint,
+    ).with_id(DRIFT_CHECK)
+    components.append(drift_check)
+
+    external_table_gen = ExternalTableGen(
+        sources=sources_json(options.external_tables), code_fingerprint=options.code_fingerprint
+    ).with_id(EXTERNAL_TABLE_GEN)
+    components.append(external_table_gen)
+
+    external_check = ExternalFeatureCheck(
+        examples=example_gen.outputs["examples"],
+        external_tables=external_table_gen.outputs["tables"],
+        drift_config=options.drift.to_json(),
+        code_fingerprint=options.code_fingerprint,
+    ).with_id(EXTERNAL_FEATURE_CHECK)
+    components.append(external_check)
+
+    # Schema anomalies are judged first: a span that breaks the schema is refused as such.
+    data_gate = DataGate(
+        examples=example_gen.outputs["examples"],
+        anomalies=example_validator.outputs["anomalies"],
+        drift_report=drift_check.outputs["drift_report"],
+        external_report=external_check.outputs["report"],
+        accepted_spans=acceptances_json(options.acceptances),
+        code_fingerprint=options.code_fingerprint,
+    ).with_id(DATA_GATE)
+    components.append(data_gate)
+
+    code_config = {"module_fingerprint": options.module_fingerprint}
+    transform = EnrichingTransform(
+        examples=example_gen.outputs["examples"],
+        schema=schema_gen.outputs["schema"],
+        external_tables=external_table_gen.outputs["tables"],
+        preprocessing_fn=configs.PREPROCESSING_FN,
+        # The executor joining the external tables is the project's code.
+        custom_config={**code_config, CODE_FINGERPRINT_KEY: options.code_fingerprint},
+    ).with_id(TRANSFORM)
+    transform.add_upstream_node(data_gate)
+    components.append(transform)
+
+    trainer = tfx.components.Trainer(
+        run_fn=configs.RUN_FN,
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema_gen.outputs["schema"],
+        train_args=tfx.proto.TrainArgs(num_steps=options.train_steps),
+        eval_args=tfx.proto.EvalArgs(num_steps=options.eval_steps),
+        custom_config={**options.hyperparameters, **code_config},
+    ).with_id(TRAINER)
+    components.append(trainer)
+
+    model_resolver = tfx.dsl.Resolver(
+        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+    ).with_id(MODEL_RESOLVER)
+    components.append(model_resolver)
+
+    evaluator = tfx.components.Evaluator(
+        examples=example_gen.outputs["examples"],
+        model=trainer.outputs["model"],
+        baseline_model=model_resolver.outputs["model"],
+        eval_config=make_eval_config(options.thresholds),
+    ).with_id(EVALUATOR)
+    components.append(evaluator)
+
+    serving_check = ServingCheck(
+        model=trainer.outputs["model"], examples=example_gen.outputs["examples"], code_fingerprint=options.code_fingerprint
+    ).with_id(SERVING_CHECK)
+    components.append(serving_check)
+
+    model_pusher = tfx.components.Pusher(
+        model=trainer.outputs["model"],
+        model_blessing=evaluator.outputs["blessing"],
+        infra_blessing=serving_check.outputs["infra_blessing"],
+        custom_executor_spec=executor_spec.ExecutorClassSpec(pusher.Executor),
+        custom_config={CODE_FINGERPRINT_KEY: options.code_fingerprint},
+        push_destination=tfx.proto.PushDestination(
+            filesystem=tfx.proto.PushDestination.Filesystem(base_directory=serving_model_dir)
+        ),
+    ).with_id(PUSHER)
+    components.append(model_pusher)
+
+    return tfx.dsl.Pipeline(
+        pipeline_name=pipeline_name,
+        pipeline_root=pipeline_root,
+        components=components,
+        enable_cache=True,
+        metadata_connection_config=metadata_connection_config,
+        beam_pipeline_args=beam_pipeline_args or [],
+    )

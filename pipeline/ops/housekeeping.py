@@ -1,0 +1,349 @@
+"""Housekeeping: prune old pipeline artifacts and serving versions by a retention policy.
+
+What is kept, whatever the policy:
+- the newest `--keep-versions` folders under serving_model/ (the highest is what TF Serving
+  loads; the others are rollback targets), any `--protect-version`, and the lineage of each
+  (see `pipeline.ops.lineage`) together with every output of the run that pushed it;
+- the lineage of the last `--keep-blessed` blessed models (the newest is the baseline the
+  Evaluator compares the next candidate with) and every output of the run that blessed it;
+- every output of the newest pipeline run, and every input of an execution still running.
+
+Everything else under pipeline_root/ that ML Metadata lists as an artifact of the pipeline is
+removed, and ML Metadata marks it DELETED (TFX's cache then never reuses it). Older version
+folders under serving_model/ are removed. `--dry-run` lists exactly what a real run removes.
+
+Examples:
+  python -m pipeline.ops.housekeeping --output-dir outputs --dry-run
+      List what would go with the defaults (keep 3 versions, the last 2 blessed models).
+  python -m pipeline.ops.housekeeping --output-dir outputs --keep-versions 1 --keep-blessed 1
+      Keep only the newest version and the newest blessed model's lineage.
+"""
+import os
+import warnings
+
+if __name__ == "__main__":
+    # Before TensorFlow is imported: keep its start-up notices off the terminal.
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    from serving.console import import_tensorflow
+
+    import_tensorflow()
+
+import argparse
+import dataclasses
+import logging
+import shutil
+import sys
+import time
+from typing import Dict, List, Optional, Sequence, Set
+
+from ml_metadata.proto import metadata_store_pb2
+
+from pipeline import configs
+from pipeline.ops import lineage
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_KEEP_VERSIONS = 3
+DEFAULT_KEEP_BLESSED = 2
+# Custom properties written on what housekeeping removed.
+DELETED_BY_PROPERTY = "deleted_by"
+DELETED_AT_PROPERTY = "deleted_at"
+SERVING_FOLDER_REMOVED_AT_PROPERTY = "serving_folder_removed_at"
+DELETED_BY = "pipeline.ops.housekeeping"
+
+ARTIFACT = "artifact"
+SERVING_VERSION = "serving_version"
+
+_PRUNABLE_STATES = (
+    metadata_store_pb2.Artifact.LIVE,
+    metadata_store_pb2.Artifact.MARKED_FOR_DELETION,
+    # Marked by an earlier run whose file removal was interrupted.
+    metadata_store_pb2.Artifact.DELETED,
+)
+_UNFINISHED_EXECUTIONS = (metadata_store_pb2.Execution.NEW, metadata_store_pb2.Execution.RUNNING)
+
+
+class HousekeepingError(Exception):
+    """The retention policy or the output dir is not usable."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Removal:
+    """One thing housekeeping removes."""
+
+    kind: str  # ARTIFACT or SERVING_VERSION
+    path: str
+    # The artifact (ARTIFACT) or the PushedModel of the version (SERVING_VERSION), if known.
+    artifact_id: Optional[int]
+    description: str
+
+
+@dataclasses.dataclass
+class Plan:
+    """What a housekeeping run keeps and removes."""
+
+    kept_versions: List[str]
+    protected_artifact_ids: Set[int]
+    # Why artifacts are protected, in words (one line per root).
+    protected_because: List[str]
+    removals: List[Removal]
+
+
+def _folder_bytes(path: str) -> int:
+    total = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.path.getsize(os.path.join(root, name))
+            except OSError:
+                pass  # a file removed while we count is no longer taking space
+    return total
+
+
+def _run_outputs(graph: lineage.MetadataGraph, execution_id: int) -> Set[int]:
+    """Returns the outputs of every execution (ran or cached) of the pipeline run of an execution."""
+    store = graph.store
+    run_type = store.get_context_type("pipeline_run")
+    artifact_ids: Set[int] = set()
+    for context in store.get_contexts_by_execution(execution_id):
+        if run_type is None or context.type_id != run_type.id:
+            continue
+        for execution in store.get_executions_by_context(context.id):
+            for artifacts in graph.outputs(execution.id).values():
+                artifact_ids.update(a.id for a in artifacts)
+    return artifact_ids
+
+
+def _protect(graph: lineage.MetadataGraph, root: metadata_store_pb2.Artifact) -> Set[int]:
+    """Returns the lineage of `root` and every output of the run that made it."""
+    artifact_ids, _ = graph.upstream([root.id])
+    producer = graph.producer(root.id)
+    if producer is not None:
+        run_outputs = _run_outputs(graph, producer)
+        more, _ = graph.upstream(run_outputs)
+        artifact_ids |= more
+    return artifact_ids
+
+
+def plan(
+    output_dir: str,
+    keep_versions: int = DEFAULT_KEEP_VERSIONS,
+    keep_blessed: int = DEFAULT_KEEP_BLESSED,
+    protect_versions: Sequence[str] = (),
+    pipeline_name: str = configs.PIPELINE_NAME,
+    store=None,
+) -> Plan:
+    """Works out what housekeeping keeps and removes; changes nothing.
+
+    Args:
+        output_dir: The run's output dir (metadata.db, pipeline_root/, serving_model/).
+        keep_versions: How many of the newest serving versions stay (at least 1).
+        keep_blessed: How many of the newest blessed models keep their lineage (at least 1:
+            the newest is the Evaluator's next baseline).
+        protect_versions: Further serving versions to keep, e.g. one a rollback pins.
+        pipeline_name: The pipeline's name in ML Metadata.
+        store: An open ML Metadata store on output_dir's metadata (default: opened read-only).
+
+    Raises:
+        HousekeepingError: when a count is below 1 or a protected version has no folder.
+        lineage.LineageError: when the metadata file is missing.
+    """
+    if keep_versions < 1:
+        raise HousekeepingError(f"--keep-versions must be at least 1 (the version TF Serving loads), got {keep_versions}")
+    if keep_blessed < 1:
+        raise HousekeepingError(f"--keep-blessed must be at least 1 (the Evaluator's next baseline), got {keep_blessed}")
+    output_dir = os.path.abspath(output_dir)
+    serving_model_dir = os.path.join(output_dir, lineage.SERVING_MODEL_FOLDER)
+    pipeline_root = os.path.join(output_dir, lineage.PIPELINE_ROOT_FOLDER)
+    versions = lineage.serving_versions(serving_model_dir)
+    missing = [v for v in protect_versions if v not in versions]
+    if missing:
+        raise HousekeepingError(f"--protect-version {', '.join(missing)}: no such folder under {serving_model_dir}")
+    if store is None:
+        store = lineage.open_store(os.path.join(output_dir, lineage.METADATA_FILE))
+    graph = lineage.MetadataGraph(store, pipeline_name)
+    kept_versions = sorted(set(versions[-keep_versions:]) | set(protect_versions), key=int)
+
+    protected: Set[int] = set()
+    because: List[str] = []
+    removals: List[Removal] = []
+    for version in versions:
+        try:
+            pushed_model = lineage.find_pushed_model(graph, version, serving_model_dir)
+        except lineage.UnknownVersionError:
+            pushed_model = None
+        if version in kept_versions:
+            if pushed_model is None:
+                logger.warning("serving version %s is unknown to ML Metadata: kept, but it protects no artifact", version)
+                because.append(f"serving version {version}: kept, unknown to ML Metadata")
+                continue
+            protected |= _protect(graph, pushed_model)
+            because.append(f"serving version {version}: lineage of PushedModel #{pushed_model.id} and its run")
+        else:
+            removals.append(
+                Removal(
+                    kind=SERVING_VERSION,
+                    path=os.path.join(serving_model_dir, version),
+                    artifact_id=pushed_model.id if pushed_model is not None else None,
+                    description=f"serving version {version}",
+                )
+            )
+
+    pipeline_context = store.get_context_by_type_and_name(lineage.PIPELINE_CONTEXT_TYPE, pipeline_name)
+    pipeline_artifacts = store.get_artifacts_by_context(pipeline_context.id) if pipeline_context is not None else []
+    blessings = sorted(
+        (
+            a for a in pipeline_artifacts
+            if graph.type_name(a) == "ModelBlessing" and lineage.custom_property(a, lineage.BLESSED_PROPERTY)
+            and a.state == metadata_store_pb2.Artifact.LIVE
+        ),
+        key=lambda a: a.id,
+    )
+    for blessing in blessings[-keep_blessed:]:
+        protected |= _protect(graph, blessing)
+        because.append(f"blessed model: lineage of ModelBlessing #{blessing.id} and its run")
+
+    if pipeline_context is not None:
+        executions = store.get_executions_by_context(pipeline_context.id)
+        if executions:
+            newest = max(executions, key=lambda e: e.id)
+            protected |= graph.upstream(_run_outputs(graph, newest.id))[0]
+            because.append(f"the newest run: outputs of the run of execution #{newest.id}")
+        for execution in executions:
+            if execution.last_known_state in _UNFINISHED_EXECUTIONS:
+                for artifacts in graph.inputs(execution.id).values():
+                    protected.update(a.id for a in artifacts)
+                because.append(f"execution #{execution.id} ({graph.node_of(execution.id)}) is unfinished: its inputs")
+
+    for artifact in sorted(pipeline_artifacts, key=lambda a: a.id):
+        if artifact.id in protected or artifact.state not in _PRUNABLE_STATES or not artifact.uri:
+            continue
+        path = lineage.local_artifact_path(artifact.uri, pipeline_root)
+        # Only folders of this output dir's pipeline root go; an external URI is never touched.
+        if not os.path.realpath(path).startswith(os.path.join(os.path.realpath(pipeline_root), "")):
+            continue
+        if artifact.state == metadata_store_pb2.Artifact.DELETED and not os.path.exists(path):
+            continue
+        producer = graph.producer(artifact.id)
+        node = graph.node_of(producer) if producer is not None else None
+        removals.append(
+            Removal(
+                kind=ARTIFACT,
+                path=path,
+                artifact_id=artifact.id,
+                description=f"{graph.type_name(artifact)} #{artifact.id} of {node or 'unknown component'} execution #{producer}",
+            )
+        )
+    return Plan(kept_versions=kept_versions, protected_artifact_ids=protected, protected_because=because, removals=removals)
+
+
+def apply(output_dir: str, removals: Sequence[Removal], store) -> List[Removal]:
+    """Removes what a plan lists and records it in ML Metadata; returns what was removed.
+
+    An artifact is first marked DELETED, so that a failure while removing files never leaves
+    ML Metadata pointing TFX's cache at a half-removed folder.
+
+    Raises:
+        OSError: when a folder cannot be removed (the message names it).
+    """
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    removed: List[Removal] = []
+    for removal in removals:
+        if removal.artifact_id is not None:
+            artifact = store.get_artifacts_by_id([removal.artifact_id])[0]
+            if removal.kind == ARTIFACT:
+                artifact.state = metadata_store_pb2.Artifact.DELETED
+                artifact.custom_properties[DELETED_BY_PROPERTY].string_value = DELETED_BY
+                artifact.custom_properties[DELETED_AT_PROPERTY].string_value = now
+            else:
+                artifact.custom_properties[SERVING_FOLDER_REMOVED_AT_PROPERTY].string_value = now
+            store.put_artifacts([artifact])
+        if os.path.lexists(removal.path):
+            try:
+                shutil.rmtree(removal.path) if os.path.isdir(removal.path) and not os.path.islink(removal.path) else os.remove(removal.path)
+            except OSError as error:
+                raise OSError(f"cannot remove {removal.path} ({removal.description}): {error}") from error
+        logger.info("removed %s: %s", removal.description, removal.path)
+        removed.append(removal)
+    return removed
+
+
+def housekeep(
+    output_dir: str,
+    keep_versions: int = DEFAULT_KEEP_VERSIONS,
+    keep_blessed: int = DEFAULT_KEEP_BLESSED,
+    protect_versions: Sequence[str] = (),
+    dry_run: bool = False,
+    pipeline_name: str = configs.PIPELINE_NAME,
+) -> List[Removal]:
+    """Plans and, unless `dry_run`, applies the retention policy (see the module docstring).
+
+    Returns:
+        What was removed, or with `dry_run` what would be: the same list for the same state.
+    """
+    metadata_path = os.path.join(os.path.abspath(output_dir), lineage.METADATA_FILE)
+    if dry_run:
+        store = lineage.open_store(metadata_path)
+    else:
+        from ml_metadata import metadata_store
+
+        if not os.path.isfile(metadata_path):
+            raise lineage.LineageError(f"no ML Metadata file at {metadata_path}: has the pipeline run with this --output-dir?")
+        config = metadata_store_pb2.ConnectionConfig()
+        config.sqlite.filename_uri = metadata_path
+        config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE
+        store = metadata_store.MetadataStore(config)
+    result = plan(output_dir, keep_versions, keep_blessed, protect_versions, pipeline_name, store=store)
+    if dry_run:
+        return result.removals
+    return apply(output_dir, result.removals, store)
+
+
+def format_removals(removals: Sequence[Removal], dry_run: bool) -> str:
+    """Renders the list of removals for a terminal, with sizes (taken before removal)."""
+    verb = "would remove" if dry_run else "removed"
+    if not removals:
+        return f"{verb}: nothing (everything is protected by the retention policy)"
+    lines = [f"{verb} {len(removals)}:"]
+    for removal in removals:
+        lines.append(f"  {removal.kind:<16}{removal.description:<60} {removal.path}")
+    return "\n".join(lines)
+
+
+def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
+    """Parses the command line."""
+    parser = argparse.ArgumentParser(prog="python -m pipeline.ops.housekeeping", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--output-dir", required=True, help="the run's output dir (metadata.db, pipeline_root/, serving_model/)")
+    parser.add_argument("--keep-versions", type=int, default=DEFAULT_KEEP_VERSIONS, help=f"newest serving versions to keep (default: {DEFAULT_KEEP_VERSIONS})")
+    parser.add_argument("--keep-blessed", type=int, default=DEFAULT_KEEP_BLESSED, help=f"newest blessed models whose lineage is kept (default: {DEFAULT_KEEP_BLESSED})")
+    parser.add_argument("--protect-version", action="append", default=[], help="a serving version to keep as well (repeatable)")
+    parser.add_argument("--pipeline-name", default=configs.PIPELINE_NAME, help=f"pipeline name in ML Metadata (default: {configs.PIPELINE_NAME})")
+    parser.add_argument("--dry-run", action="store_true", help="list what would be removed; change nothing")
+    return parser.parse_args(argv)
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """Runs housekeeping from the command line; returns the exit code."""
+    args = parse_args(argv)
+    try:
+        sizes: Dict[str, int] = {}
+        removals = housekeep(
+            args.output_dir, args.keep_versions, args.keep_blessed, args.protect_version, dry_run=True, pipeline_name=args.pipeline_name
+        )
+        sizes = {removal.path: _folder_bytes(removal.path) for removal in removals}
+        if not args.dry_run:
+            removals = housekeep(
+                args.output_dir, args.keep_versions, args.keep_blessed, args.protect_version, dry_run=False, pipeline_name=args.pipeline_name
+            )
+    except (HousekeepingError, lineage.LineageError, OSError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    print(format_removals(removals, args.dry_run))
+    if removals:
+        total = sum(sizes.get(removal.path, 0) for removal in removals)
+        print(f"{'frees' if not args.dry_run else 'would free'} {total / 1e6:.1f} MB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
