@@ -9,4 +9,6 @@ setup(
     packages=find_packages(include=["pipeline", "pipeline.*", "modules", "modules.*", "serving", "serving.*"]),
     package_data={"pipeline": ["schema/*.pbtxt"], "serving": ["deploy/config/*", "deploy/k8s/**/*"]},
     include_package_data=True,
+    # The same commands as `python -m pipeline <command>`.
+    entry_points={"console_scripts": ["taxi-pipeline=pipeline.__main__:main"]},
 )

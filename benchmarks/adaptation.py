@@ -5,7 +5,7 @@ from the shipped trips, then runs the real pipeline (run_once, LocalDagRunner):
 
 1. spans 1-4 into OUTPUT_DIR/all-spans: the serving model;
 2. span 5 (the new period's first span) arrives: the data checks refuse it; the benchmark
-   runs `python -m pipeline.ops.accept` for it, as an owner would, and runs again on spans 1-5:
+   runs `python -m pipeline.accept` for it, as an owner would, and runs again on spans 1-5:
    the retrained model, pushed or not;
 3. for each `--span-windows K`, the same data root into a fresh OUTPUT_DIR/window-K, with
    `span_window=K`: refused, accepted, run again;
@@ -304,14 +304,14 @@ def _run(paths: LocalPaths, options: configs.PipelineOptions, handler) -> RunRes
 
 
 def accept_span(paths: LocalPaths, span: int) -> None:
-    """Runs `python -m pipeline.ops.accept` for the refused span, as an owner would."""
+    """Runs `python -m pipeline.accept` for the refused span, as an owner would."""
     command = [
         sys.executable, "-m", "pipeline.ops.accept",
         "--data-root", paths.data_root, "--output-dir", paths.output_dir,
         "--span", str(span), "--reason", ACCEPT_REASON,
     ]  # fmt: skip
     completed = subprocess.run(command, cwd=REPO_ROOT, capture_output=True, text=True, check=False)
-    print(f"  python -m pipeline.ops.accept --span {span} ...: exit code {completed.returncode}")
+    print(f"  python -m pipeline.accept --span {span} ...: exit code {completed.returncode}")
     print(_accepted_summary(completed.stdout) if completed.returncode == 0 else _shortened(completed.stderr))
     if completed.returncode != 0:
         raise RuntimeError(f"pipeline.ops.accept refused span {span} in {paths.output_dir}:\n{completed.stderr}")

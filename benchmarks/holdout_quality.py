@@ -14,7 +14,6 @@ Baselines: the one-feature rule "payment_type is Credit Card", and scikit-learn'
 HistGradientBoostingClassifier on the raw columns trained on the same training CSVs.
 """
 import argparse
-import os
 
 from serving.console import import_tensorflow
 
@@ -27,6 +26,7 @@ from sklearn.ensemble import HistGradientBoostingClassifier  # noqa: E402
 from sklearn.metrics import accuracy_score, roc_auc_score  # noqa: E402
 
 from modules import features, signatures  # noqa: E402
+from serving.versions import newest_version, version_dir  # noqa: E402
 
 
 def labels(frame: pd.DataFrame) -> np.ndarray:
@@ -66,8 +66,7 @@ def saved_model_scores(saved_model_dir: str, frame: pd.DataFrame) -> np.ndarray:
 
 
 def _model_scores(model_dir: str, frame: pd.DataFrame) -> np.ndarray:
-    versions = sorted((name for name in os.listdir(model_dir) if name.isdigit()), key=int)
-    return saved_model_scores(os.path.join(model_dir, versions[-1]), frame)
+    return saved_model_scores(version_dir(model_dir, newest_version(model_dir)), frame)
 
 
 def raw_matrix(frame: pd.DataFrame, categories: dict) -> pd.DataFrame:

@@ -58,12 +58,13 @@ from modules import features  # noqa: E402
 from modules.signatures import PROBABILITY_OUTPUT, SERVING_DEFAULT  # noqa: E402
 from pipeline import configs  # noqa: E402
 from serving import client  # noqa: E402
+from serving.versions import version_numbers  # noqa: E402
 
 logger = logging.getLogger("serving_benchmark")
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parent.parent
 SAMPLE_CSV = REPO_ROOT / "data" / "span-1" / "data.csv"
-BATCHING_CONFIG = REPO_ROOT / "serving" / "config" / "batching.config"
+BATCHING_CONFIG = REPO_ROOT / "serving" / "deploy" / "config" / "batching.config"
 MODEL = configs.SERVING_MODEL_NAME
 RESULTS_START = "<!-- results:start (written by benchmarks/serving_benchmark.py) -->"
 RESULTS_END = "<!-- results:end -->"
@@ -162,7 +163,7 @@ def latest_version(model_dir: pathlib.Path) -> pathlib.Path:
     Raises:
         FileNotFoundError: When `model_dir` holds no numeric version folder.
     """
-    versions = [path for path in model_dir.iterdir() if path.name.isdigit() and path.is_dir()]
+    versions = [model_dir / str(number) for number in version_numbers(str(model_dir), complete_only=False)]
     if not versions:
         raise FileNotFoundError(
             f"{model_dir} holds no numeric version folder; pass the pipeline's serving_model dir "

@@ -23,12 +23,14 @@ from sklearn.metrics import accuracy_score, roc_auc_score  # noqa: E402
 
 from modules import features, signatures  # noqa: E402
 from pipeline import configs  # noqa: E402
-from pipeline.runners.local import LocalPaths  # noqa: E402
+from pipeline.component_ids import EXAMPLE_GEN  # noqa: E402
+from pipeline.ops.metadata import OutputLayout  # noqa: E402
+from serving.versions import newest_version, version_dir  # noqa: E402
 
 
 def eval_records(output_dir: str) -> dict:
     """The newest Examples artifact's eval split: (feature, first value) pairs -> serialized record."""
-    examples_dirs = sorted(glob.glob(os.path.join(output_dir, "pipeline_root", "CsvExampleGen", "examples", "*")), key=lambda p: int(os.path.basename(p)))
+    examples_dirs = sorted(glob.glob(os.path.join(OutputLayout(output_dir).pipeline_root, EXAMPLE_GEN, "examples", "*")), key=lambda p: int(os.path.basename(p)))
     files = sorted(glob.glob(os.path.join(examples_dirs[-1], f"Split-{configs.EVAL_SPLIT}", "*")))
     records = {}
     for record in tf.data.TFRecordDataset(files, compression_type="GZIP"):
@@ -63,9 +65,8 @@ def main() -> None:
     truth = np.array([label(dict(key)) for key in common])
     card = np.array([dict(key).get("payment_type") == b"Credit Card" for key in common])
     for name, output_dir, records in (("before", args.before, before), ("after", args.after, after)):
-        serving_dir = LocalPaths(output_dir, output_dir).serving_model_dir
-        version = max((v for v in os.listdir(serving_dir) if v.isdigit()), key=int)
-        predict = tf.saved_model.load(os.path.join(serving_dir, version)).signatures[signatures.SERVING_TF_EXAMPLE]
+        serving_dir = OutputLayout(output_dir).serving_model_dir
+        predict = tf.saved_model.load(version_dir(serving_dir, newest_version(serving_dir))).signatures[signatures.SERVING_TF_EXAMPLE]
         scores = predict(examples=tf.constant([records[key] for key in common]))[signatures.PROBABILITY_OUTPUT].numpy()
         print(
             f"{name}: AUC {roc_auc_score(truth, scores):.4f}, accuracy {accuracy_score(truth, scores > 0.5):.4f}, "

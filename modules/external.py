@@ -119,7 +119,7 @@ def _joined_column(table: str, name: str) -> ExternalColumn:
     return ExternalColumn(name, INT64, 0, features.EXTERNAL_FEATURE_SIZES[table][name] - 1)
 
 
-# The US and Illinois public holidays, exported by `python -m pipeline.data_tools.export_holidays`.
+# The US and Illinois public holidays, exported by `python -m pipeline export-holidays`.
 # Days of the week count from Monday (0) to Sunday (6), as Python's `date.weekday()` does.
 HOLIDAYS = ExternalTableSpec(
     name=features.HOLIDAY_TABLE,

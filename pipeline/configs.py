@@ -4,6 +4,7 @@ Machine-dependent paths (data root, output dir) belong to the entry points.
 """
 import dataclasses
 import json
+import os
 from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple
 
 from modules import features
@@ -13,6 +14,8 @@ if TYPE_CHECKING:  # configs stays free of TensorFlow imports; entry points impo
     from pipeline.validation.table_sources import ExternalTableSource
 
 PIPELINE_NAME = "taxi_big_tipper"
+# The curated schema every data check and ExampleGen read (the repository's copy).
+CURATED_SCHEMA_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schema", "schema.pbtxt")
 # The name TF Serving serves the model under (`/models/<name>` in the container).
 SERVING_MODEL_NAME = "big_tipper"
 
@@ -131,7 +134,7 @@ class PipelineOptions:
     # Fingerprint of the project's own code (`pipeline.runners.code_fingerprint.project_fingerprint`):
     # a property of every custom component, so a fixed executor reruns on unchanged data.
     code_fingerprint: str = ""
-    # Spans an owner accepted after review (`python -m pipeline.ops.accept`), read from ML Metadata
+    # Spans an owner accepted after review (`python -m pipeline.accept`), read from ML Metadata
     # by the entry point; the DataGate lets through exactly what each acceptance covers.
     acceptances: Tuple["SpanAcceptance", ...] = ()
     # The curated schema ImportCuratedSchema and ExampleGen read; None means pipeline/schema/schema.pbtxt here.

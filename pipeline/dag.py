@@ -1,5 +1,4 @@
 """`create_pipeline(...)`: the one definition of the pipeline every orchestrator runs."""
-import os
 from typing import List, Optional
 
 import tensorflow_data_validation as tfdv
@@ -12,6 +11,22 @@ from tfx.proto import example_gen_pb2
 
 from modules import features, signatures
 from pipeline import configs
+from pipeline.component_ids import (
+    DATA_GATE,
+    DRIFT_CHECK,
+    EVALUATOR,
+    EXAMPLE_GEN,
+    EXAMPLE_VALIDATOR,
+    EXTERNAL_FEATURE_CHECK,
+    EXTERNAL_TABLE_GEN,
+    MODEL_RESOLVER,
+    PUSHER,
+    SCHEMA_GEN,
+    SERVING_CHECK,
+    STATISTICS_GEN,
+    TRAINER,
+    TRANSFORM,
+)
 from pipeline.components import example_gen, pusher
 from pipeline.components.curated_schema import ImportCuratedSchema
 from pipeline.components.data_gate import DataGate
@@ -26,23 +41,6 @@ from pipeline.validation.table_sources import check_sources, sources_json
 # Key of the project's code fingerprint in the custom_config of components that take one.
 CODE_FINGERPRINT_KEY = example_gen.CODE_FINGERPRINT_KEY
 
-# Component ids, used by the entry points to report on what ran.
-EXAMPLE_GEN = "CsvExampleGen"
-EXTERNAL_TABLE_GEN = "ExternalTableGen"
-EXTERNAL_FEATURE_CHECK = "ExternalFeatureCheck"
-STATISTICS_GEN = "StatisticsGen"
-SCHEMA_GEN = "ImportSchemaGen"
-EXAMPLE_VALIDATOR = "ExampleValidator"
-DATA_GATE = "DataGate"
-DRIFT_CHECK = "SpanDriftCheck"
-TRANSFORM = "Transform"
-TRAINER = "Trainer"
-MODEL_RESOLVER = "latest_blessed_model_resolver"
-EVALUATOR = "Evaluator"
-SERVING_CHECK = "ServingCheck"
-PUSHER = "Pusher"
-
-CURATED_SCHEMA_PATH = os.path.join(os.path.dirname(os.path.abspath(__file__)), "schema", "schema.pbtxt")
 
 
 def make_eval_config(thresholds: configs.BlessingThresholds) -> tfma.EvalConfig:
@@ -119,7 +117,7 @@ def make_example_gen(data_root: str, spans: List[int], options: configs.Pipeline
             )
         ),
         custom_config=example_gen.span_window_config(
-            spans[0], spans[-1], options.schema_path or CURATED_SCHEMA_PATH, options.code_fingerprint
+            spans[0], spans[-1], options.schema_path or configs.CURATED_SCHEMA_PATH, options.code_fingerprint
         ),
         custom_executor_spec=executor_spec.BeamExecutorSpec(example_gen.Executor),
     ).with_id(EXAMPLE_GEN)
@@ -171,7 +169,7 @@ def create_pipeline(
     components.append(statistics_gen)
 
     schema_gen = ImportCuratedSchema(
-        schema_file=options.schema_path or CURATED_SCHEMA_PATH, code_fingerprint=options.code_fingerprint
+        schema_file=options.schema_path or configs.CURATED_SCHEMA_PATH, code_fingerprint=options.code_fingerprint
     ).with_id(SCHEMA_GEN)
     components.append(schema_gen)
 

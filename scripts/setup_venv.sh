@@ -31,7 +31,8 @@ if [ ! -x "$venv/bin/python" ]; then
   "$python" -m venv "$venv"
 fi
 
-if [ -f "$stamp" ] && cmp -s "$stamp" "$root/requirements.lock"; then
+# The stamp is the lock plus setup.py: a changed console script reinstalls the project.
+if [ -f "$stamp" ] && cat "$root/requirements.lock" "$root/setup.py" | cmp -s "$stamp" -; then
   exit 0
 fi
 echo "installing the pinned dependencies from requirements.lock into $venv" >&2
@@ -39,4 +40,4 @@ echo "installing the pinned dependencies from requirements.lock into $venv" >&2
 # The lock pins every package, so pip resolves nothing; --no-deps keeps it that way.
 "$venv/bin/python" -m pip install --quiet --no-deps -r "$root/requirements.lock"
 "$venv/bin/python" -m pip install --quiet --no-deps --no-build-isolation -e "$root"
-cp "$root/requirements.lock" "$stamp"
+cat "$root/requirements.lock" "$root/setup.py" > "$stamp"

@@ -104,7 +104,7 @@ def parse_flags(argv: Optional[List[str]] = None) -> argparse.Namespace:
                         help="Threads for REST inference; 0 means 4 x CPUs.")
     parser.add_argument("--request_log_dir", default="",
                         help="Log a sample of predict requests as tf.Examples in this directory "
-                             "(for `python -m pipeline.ops.skew`); off when empty.")
+                             "(for `python -m pipeline skew`); off when empty.")
     parser.add_argument("--request_log_sampling_rate", type=float, default=0.1,
                         help="Share of predict requests logged, in (0, 1] (default 0.1).")
     return parser.parse_args(argv)

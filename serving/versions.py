@@ -50,7 +50,7 @@ def version_dir(base_dir: str, version: int) -> str:
     return os.path.join(base_dir, str(version))
 
 
-def versions(base_dir: str, complete_only: bool = True) -> List[int]:
+def version_numbers(base_dir: str, complete_only: bool = True) -> List[int]:
     """The version numbers under a model's base path, ascending; [] when it does not exist.
 
     Args:
@@ -71,5 +71,5 @@ def versions(base_dir: str, complete_only: bool = True) -> List[int]:
 
 def newest_version(base_dir: str) -> Optional[int]:
     """The highest complete version under a model's base path, or None."""
-    found = versions(base_dir)
+    found = version_numbers(base_dir)
     return found[-1] if found else None

@@ -134,6 +134,10 @@ class ExternalTables(Artifact):
 
     TYPE_NAME = "taxi.ExternalTables"
 
+# The input of EnrichingTransform that takes ExternalTableGen's output.
+EXTERNAL_TABLES_KEY = "external_tables"
+
+
 def table_file(artifact_uri: str, name: str) -> str:
     """The file of table `name` inside an ExternalTables artifact."""
     return os.path.join(artifact_uri, f"{name}.csv")

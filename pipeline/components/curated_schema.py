@@ -1,7 +1,7 @@
 """ImportSchemaGen's job, with the project's code in its cache key.
 
 TFX's ImportSchemaGen is keyed by the schema file's path only: after an owner commits a new
-curated schema (`python -m pipeline.ops.accept` proposes one), it would be answered from the cache
+curated schema (`python -m pipeline.accept` proposes one), it would be answered from the cache
 with the old copy, while ExampleGen, which reads the file itself, types rows with the new one.
 This component takes the project's code fingerprint, which covers the curated schema under
 `pipeline/schema/`, so an edited schema is imported again.

@@ -5,7 +5,7 @@ anomalies and its drift, and ExternalFeatureCheck both for the columns joined fr
 tables; none stops anything by itself. This component reads the reports and fails on any
 schema anomaly, and on drift over a threshold when the drift policy is "stop" (with "warn"
 it logs a loud warning), except what an owner accepted for that span with
-`python -m pipeline.ops.accept` (`pipeline.validation.acceptance`). Transform (hence Trainer, Evaluator,
+`python -m pipeline.accept` (`pipeline.validation.acceptance`). Transform (hence Trainer, Evaluator,
 Pusher) runs after it, so refused data never reaches a model or the serving directory.
 """
 import logging

@@ -13,11 +13,9 @@ from tfx.types import standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ChannelParameter
 from tfx.utils import json_utils
 
-from pipeline.components.artifacts import ExternalTables, table_file, table_records
+from pipeline.components.artifacts import EXTERNAL_TABLES_KEY, ExternalTables, table_file, table_records
 from pipeline.validation.table_sources import preprocessing_config
 
-# The input of EnrichingTransform that takes ExternalTableGen's output.
-EXTERNAL_TABLES_KEY = "external_tables"
 
 class EnrichingTransformSpec(standard_component_specs.TransformSpec):
     """TFX's TransformSpec with the external tables as one more input."""

@@ -5,7 +5,7 @@ day of the chosen years (so a date missing from the table means "outside the tab
 "not a holiday"), with the columns of `modules.external.HOLIDAYS`. Observed days (a holiday
 falling on a weekend, observed on the Friday or Monday) count as holidays.
 
-    python -m pipeline.data_tools.export_holidays --version v1
+    python -m pipeline export-holidays --version v1
         -> data/external/us_il_holidays/v1/holidays.csv and SOURCE.json
 
 A version folder, once written, is never changed: exporting different content into an
@@ -97,7 +97,7 @@ def export(output_root: str, version: str, first_year: int, last_year: int) -> s
         "years": [first_year, last_year],
         "rows": text.count("\n") - 1,
         "sha256": hashlib.sha256(text.encode("utf-8")).hexdigest(),
-        "command": f"python -m pipeline.data_tools.export_holidays --version {version} --first-year {first_year} --last-year {last_year}",
+        "command": f"python -m pipeline export-holidays --version {version} --first-year {first_year} --last-year {last_year}",
     }
     with open(path, "w", encoding="utf-8", newline="") as table_file:
         table_file.write(text)
@@ -110,7 +110,7 @@ def export(output_root: str, version: str, first_year: int, last_year: int) -> s
 def main(argv: Optional[List[str]] = None) -> int:
     """Parses arguments and exports; returns the exit code."""
     repo_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m pipeline export-holidays", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", required=True, help="version folder name, e.g. v2 (never overwritten)")
     parser.add_argument("--output-root", default=os.path.join(repo_root, "data", "external"), help="default: data/external")
     parser.add_argument("--first-year", type=int, default=DEFAULT_FIRST_YEAR)

@@ -1,6 +1,6 @@
 """Accept a refused span after review, on the record: the next run trains on it.
 
-    python -m pipeline.ops.accept --data-root data --output-dir outputs --span 5 \\
+    python -m pipeline.accept --data-root data --output-dir outputs --span 5 \\
         --reason "fares rose with the 2024 meter rate change; checked against the City's notice"
 
 Reads the newest DataGate verdict of the output dir's ML Metadata, which must be a refusal of
@@ -40,7 +40,7 @@ class AcceptError(ValueError):
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     """Parses the command line."""
     parser = argparse.ArgumentParser(
-        prog="python -m pipeline.ops.accept", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        prog="python -m pipeline.accept", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--data-root", required=True, help="the data root of the refused run (folder of span-<N>/)")
     parser.add_argument("--output-dir", required=True, help="the output dir of the refused run (holds metadata.db)")
@@ -120,20 +120,19 @@ def accept(data_root: str, output_dir: str, span: int, reason: str, schema_path:
     from tfx.types import artifact_utils
 
     from pipeline import configs
+    from pipeline.component_ids import DATA_GATE
     from pipeline.components import artifacts
-    from pipeline.dag import CURATED_SCHEMA_PATH, DATA_GATE
-    from pipeline.runners.local import LocalPaths
+    from pipeline.configs import CURATED_SCHEMA_PATH
+    from pipeline.ops import metadata
+    from pipeline.ops.metadata import OutputLayout
     from pipeline.validation import acceptance
 
     if not reason.strip():
         raise AcceptError("--reason is empty: say what was reviewed and why the span is right")
-    metadata_path = LocalPaths(data_root, output_dir).metadata_path
+    metadata_path = OutputLayout(output_dir).metadata_path
     if not os.path.isfile(metadata_path):
         raise AcceptError(f"no ML Metadata at {metadata_path}: run the pipeline with --output-dir {output_dir} first")
-    connection = metadata_store_pb2.ConnectionConfig()
-    connection.sqlite.filename_uri = metadata_path
-    connection.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE
-    store = metadata_store.MetadataStore(connection)
+    store = metadata_store.MetadataStore(metadata.connection_config(metadata_path, metadata.WRITE))
     gate = _newest_gate_execution(store, configs.PIPELINE_NAME, DATA_GATE)
     inputs = _inputs(store, gate.id)
     missing = sorted({"anomalies", "drift_report", "external_report"} - set(inputs))

@@ -13,9 +13,9 @@ removed, and ML Metadata marks it DELETED (TFX's cache then never reuses it). Ol
 folders under serving_model/ are removed. `--dry-run` lists exactly what a real run removes.
 
 Examples:
-  python -m pipeline.ops.housekeeping --output-dir outputs --dry-run
+  python -m pipeline housekeeping --output-dir outputs --dry-run
       List what would go with the defaults (keep 3 versions, the last 2 blessed models).
-  python -m pipeline.ops.housekeeping --output-dir outputs --keep-versions 1 --keep-blessed 1
+  python -m pipeline housekeeping --output-dir outputs --keep-versions 1 --keep-blessed 1
       Keep only the newest version and the newest blessed model's lineage.
 """
 import os
@@ -39,7 +39,8 @@ from typing import Dict, List, Optional, Sequence, Set
 from ml_metadata.proto import metadata_store_pb2
 
 from pipeline import configs
-from pipeline.ops import lineage
+from pipeline.ops import lineage, metadata
+from pipeline.ops.metadata import OutputLayout
 
 logger = logging.getLogger(__name__)
 
@@ -153,14 +154,14 @@ def plan(
     if keep_blessed < 1:
         raise HousekeepingError(f"--keep-blessed must be at least 1 (the Evaluator's next baseline), got {keep_blessed}")
     output_dir = os.path.abspath(output_dir)
-    serving_model_dir = os.path.join(output_dir, lineage.SERVING_MODEL_FOLDER)
-    pipeline_root = os.path.join(output_dir, lineage.PIPELINE_ROOT_FOLDER)
+    serving_model_dir = OutputLayout(output_dir).serving_model_dir
+    pipeline_root = OutputLayout(output_dir).pipeline_root
     versions = lineage.serving_versions(serving_model_dir)
     missing = [v for v in protect_versions if v not in versions]
     if missing:
         raise HousekeepingError(f"--protect-version {', '.join(missing)}: no such folder under {serving_model_dir}")
     if store is None:
-        store = lineage.open_store(os.path.join(output_dir, lineage.METADATA_FILE))
+        store = lineage.open_store(OutputLayout(output_dir).metadata_path)
     graph = lineage.MetadataGraph(store, pipeline_name)
     kept_versions = sorted(set(versions[-keep_versions:]) | set(protect_versions), key=int)
 
@@ -281,7 +282,7 @@ def housekeep(
     Returns:
         What was removed, or with `dry_run` what would be: the same list for the same state.
     """
-    metadata_path = os.path.join(os.path.abspath(output_dir), lineage.METADATA_FILE)
+    metadata_path = OutputLayout(os.path.abspath(output_dir)).metadata_path
     if dry_run:
         store = lineage.open_store(metadata_path)
     else:
@@ -289,10 +290,7 @@ def housekeep(
 
         if not os.path.isfile(metadata_path):
             raise lineage.LineageError(f"no ML Metadata file at {metadata_path}: has the pipeline run with this --output-dir?")
-        config = metadata_store_pb2.ConnectionConfig()
-        config.sqlite.filename_uri = metadata_path
-        config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE
-        store = metadata_store.MetadataStore(config)
+        store = metadata_store.MetadataStore(metadata.connection_config(metadata_path, metadata.WRITE))
     result = plan(output_dir, keep_versions, keep_blessed, protect_versions, pipeline_name, store=store)
     if dry_run:
         return result.removals
@@ -312,7 +310,7 @@ def format_removals(removals: Sequence[Removal], dry_run: bool) -> str:
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     """Parses the command line."""
-    parser = argparse.ArgumentParser(prog="python -m pipeline.ops.housekeeping", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m pipeline housekeeping", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output-dir", required=True, help="the run's output dir (metadata.db, pipeline_root/, serving_model/)")
     parser.add_argument("--keep-versions", type=int, default=DEFAULT_KEEP_VERSIONS, help=f"newest serving versions to keep (default: {DEFAULT_KEEP_VERSIONS})")
     parser.add_argument("--keep-blessed", type=int, default=DEFAULT_KEEP_BLESSED, help=f"newest blessed models whose lineage is kept (default: {DEFAULT_KEEP_BLESSED})")

@@ -7,11 +7,11 @@ finds the PushedModel artifact the Pusher recorded for it, and walks ML Metadata
 Transform graph, Trainer run, evaluation and blessing behind it.
 
 Examples:
-  python -m pipeline.ops.lineage --output-dir outputs
+  python -m pipeline lineage --output-dir outputs
       Lineage of the highest version under outputs/serving_model/, as text.
-  python -m pipeline.ops.lineage --output-dir outputs --version 1795786987 --json
+  python -m pipeline lineage --output-dir outputs --version 1795786987 --json
       Lineage of one version, as JSON.
-  python -m pipeline.ops.lineage --output-dir outputs --server http://127.0.0.1:8501 --model big_tipper
+  python -m pipeline lineage --output-dir outputs --server http://127.0.0.1:8501 --model big_tipper
       Lineage of the version a running server has AVAILABLE (the highest one).
 
 Exit code: 0 when the lineage was found; 2 when ML Metadata does not know the version; 1 on
@@ -43,9 +43,11 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 from ml_metadata.proto import metadata_store_pb2
 
 from pipeline import configs
-from pipeline.components.artifacts import SPAN_FILES_PROPERTY, SPANS_PROPERTY, TABLES_PROPERTY, span_fingerprints
-from pipeline.components.enriching_transform import EXTERNAL_TABLES_KEY
+from pipeline.components.artifacts import EXTERNAL_TABLES_KEY, SPAN_FILES_PROPERTY, SPANS_PROPERTY, TABLES_PROPERTY, span_fingerprints
+from pipeline.ops import metadata
+from pipeline.ops.metadata import OutputLayout
 from pipeline.validation import acceptance
+from serving import versions
 
 logger = logging.getLogger(__name__)
 
@@ -53,9 +55,6 @@ EXIT_OK = 0
 EXIT_ERROR = 1
 EXIT_UNKNOWN_VERSION = 2
 
-METADATA_FILE = "metadata.db"
-SERVING_MODEL_FOLDER = "serving_model"
-PIPELINE_ROOT_FOLDER = "pipeline_root"
 
 # Input and output keys of the standard components (tfx.types.standard_component_specs).
 MODEL_KEY = "model"
@@ -386,11 +385,9 @@ class MetadataGraph:
 
 
 def serving_versions(serving_model_dir: str) -> List[str]:
-    """Returns the numeric version folders under `serving_model_dir`, lowest first."""
-    if not os.path.isdir(serving_model_dir):
-        return []
-    names = [name for name in os.listdir(serving_model_dir) if name.isdigit() and os.path.isdir(os.path.join(serving_model_dir, name))]
-    return sorted(names, key=int)
+    """Returns every version folder under `serving_model_dir` (`serving.versions`), complete or
+    not, lowest first, as the folder names lineage and ML Metadata use."""
+    return [str(version) for version in versions.version_numbers(serving_model_dir, complete_only=False)]
 
 
 def latest_serving_version(serving_model_dir: str) -> str:
@@ -399,10 +396,10 @@ def latest_serving_version(serving_model_dir: str) -> str:
     Raises:
         LineageError: when there is no numeric version folder.
     """
-    versions = serving_versions(serving_model_dir)
-    if not versions:
+    found = serving_versions(serving_model_dir)
+    if not found:
         raise LineageError(f"no version folder (a number) under {serving_model_dir}: nothing has been pushed there")
-    return versions[-1]
+    return found[-1]
 
 
 def server_version(server_url: str, model_name: str, timeout_seconds: float = 10.0) -> str:
@@ -673,10 +670,7 @@ def open_store(metadata_path: str):
 
     if not os.path.isfile(metadata_path):
         raise LineageError(f"no ML Metadata file at {metadata_path}: has the pipeline run with this --output-dir?")
-    config = metadata_store_pb2.ConnectionConfig()
-    config.sqlite.filename_uri = metadata_path
-    config.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
-    return metadata_store.MetadataStore(config)
+    return metadata_store.MetadataStore(metadata.connection_config(metadata_path, metadata.READ))
 
 
 def trace_version(output_dir: str, version: str, pipeline_name: str = configs.PIPELINE_NAME) -> Lineage:
@@ -692,7 +686,7 @@ def trace_version(output_dir: str, version: str, pipeline_name: str = configs.PI
         UnknownVersionError: when ML Metadata has no push of the version.
         LineageError: when the metadata file is missing or unreadable.
     """
-    metadata_path = os.path.join(output_dir, METADATA_FILE)
+    metadata_path = OutputLayout(output_dir).metadata_path
     return trace_with_store(open_store(metadata_path), metadata_path, output_dir, version, pipeline_name)
 
 
@@ -704,10 +698,10 @@ def trace_with_store(store, metadata_path: str, output_dir: str, version: str, p
     """
     graph = MetadataGraph(store, pipeline_name)
     try:
-        pushed_model = find_pushed_model(graph, version, os.path.join(output_dir, SERVING_MODEL_FOLDER))
+        pushed_model = find_pushed_model(graph, version, OutputLayout(output_dir).serving_model_dir)
     except UnknownVersionError as error:
         raise UnknownVersionError(f"{error} (metadata file {metadata_path})") from error
-    return trace_pushed_model(graph, pushed_model, metadata_path, os.path.join(output_dir, PIPELINE_ROOT_FOLDER))
+    return trace_pushed_model(graph, pushed_model, metadata_path, OutputLayout(output_dir).pipeline_root)
 
 
 def _state(artifact: ArtifactInfo) -> str:
@@ -786,7 +780,7 @@ def format_text(lineage: Lineage) -> str:
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     """Parses the command line."""
-    parser = argparse.ArgumentParser(prog="python -m pipeline.ops.lineage", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m pipeline lineage", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output-dir", required=True, help="the run's output dir (metadata.db, pipeline_root/, serving_model/)")
     which = parser.add_mutually_exclusive_group()
     which.add_argument("--version", help="a pushed version (default: the highest folder under OUTPUT_DIR/serving_model)")
@@ -809,7 +803,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         elif args.server:
             version = server_version(args.server, args.model)
         else:
-            version = latest_serving_version(os.path.join(output_dir, SERVING_MODEL_FOLDER))
+            version = latest_serving_version(OutputLayout(output_dir).serving_model_dir)
         lineage = trace_version(output_dir, version, args.pipeline_name)
     except UnknownVersionError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -6,23 +6,25 @@ is not used: it loads the Facets web components from cdnjs and raw.githubusercon
 through an HTML import, which needs the network and which current browsers no longer support.
 The per-feature statistics are rendered here as tables with small histograms instead.
 """
+import argparse
 import datetime
 import html
 import logging
 import os
+import sys
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 from tfx.components.statistics_gen.stats_artifact_utils import BINARY_PB_BASENAME
 
-from pipeline import dag
-from pipeline.ops import lineage, run_summary
+from pipeline import component_ids, configs
+from pipeline.ops import lineage, metadata, run_summary
+from pipeline.ops.metadata import OutputLayout
 from pipeline.spans import spans_text
 
 logger = logging.getLogger(__name__)
 
-REPORTS_FOLDER = "reports"
 # Slices with fewer examples are shown greyed: their metrics are mostly noise.
 MIN_SLICE_EXAMPLES = run_summary.MIN_SLICE_EXAMPLES
 SLICE_METRICS = ("example_count", "auc", "binary_accuracy")
@@ -264,7 +266,7 @@ def _node_outputs(store, pipeline_name: str, node_id: str, after_execution_id: i
 
 
 def _report_path(output_dir: str, now: datetime.datetime) -> str:
-    folder = os.path.join(output_dir, REPORTS_FOLDER)
+    folder = OutputLayout(output_dir).reports_dir
     os.makedirs(folder, exist_ok=True)
     stem = os.path.join(folder, f"run-{now.strftime('%Y%m%d-%H%M%S')}")
     path, suffix = f"{stem}.html", 1
@@ -297,24 +299,24 @@ def write_report(
     now = datetime.datetime.now(tz=datetime.timezone.utc)
     summary = run_summary.collect(connection_config, pipeline_name, after_execution_id)
     store = metadata_store.MetadataStore(connection_config)
-    statistics = _node_outputs(store, pipeline_name, dag.STATISTICS_GEN, after_execution_id).get("statistics")
-    joined_statistics = _node_outputs(store, pipeline_name, dag.EXTERNAL_FEATURE_CHECK, after_execution_id).get("joined_statistics")
+    statistics = _node_outputs(store, pipeline_name, component_ids.STATISTICS_GEN, after_execution_id).get("statistics")
+    joined_statistics = _node_outputs(store, pipeline_name, component_ids.EXTERNAL_FEATURE_CHECK, after_execution_id).get("joined_statistics")
     thresholds: Dict[str, str] = {}
-    evaluation = _node_outputs(store, pipeline_name, dag.EVALUATOR, after_execution_id).get("evaluation")
+    evaluation = _node_outputs(store, pipeline_name, component_ids.EVALUATOR, after_execution_id).get("evaluation")
     if evaluation:
         evaluator_id = lineage.MetadataGraph(store, pipeline_name).producer(evaluation[0].id)
         if evaluator_id is not None:
             eval_config = lineage.json_exec_property(store.get_executions_by_id([evaluator_id])[0], "eval_config")
             thresholds = lineage.thresholds_from_eval_config(eval_config or {})
 
-    serving_model_dir = os.path.join(output_dir, lineage.SERVING_MODEL_FOLDER)
+    serving_model_dir = OutputLayout(output_dir).serving_model_dir
     traced: Optional[lineage.Lineage] = None
     version = summary.pushed_version or (lineage.serving_versions(serving_model_dir) or [None])[-1]
     if version is None:
         lineage_note = "Nothing has been pushed to this output dir yet."
     else:
         try:
-            traced = lineage.trace_with_store(store, os.path.join(output_dir, lineage.METADATA_FILE), output_dir, version, pipeline_name)
+            traced = lineage.trace_with_store(store, OutputLayout(output_dir).metadata_path, output_dir, version, pipeline_name)
             lineage_note = f"Version {version}, {'pushed by this run' if summary.pushed_version else 'the newest serving version (this run pushed nothing)'}:"
         except lineage.LineageError as error:
             lineage_note = f"Lineage of version {version} unavailable: {error}"
@@ -357,3 +359,43 @@ def write_report(
         report_file.write(body)
     logger.info("wrote the run report %s", path)
     return path
+
+
+def newest_run_start(store, pipeline_name: str = configs.PIPELINE_NAME) -> int:
+    """The execution id just before the newest run of the pipeline began (its first execution's
+    id minus one), for `write_report`'s `after_execution_id`.
+
+    Raises:
+        lineage.LineageError: when ML Metadata holds no run of the pipeline.
+    """
+    pipeline_context = store.get_context_by_type_and_name("pipeline", pipeline_name)
+    executions = store.get_executions_by_context(pipeline_context.id) if pipeline_context else []
+    if not executions:
+        raise lineage.LineageError(f"ML Metadata holds no run of {pipeline_name}")
+    newest = max(executions, key=lambda execution: execution.id)
+    run_type = store.get_context_type("pipeline_run")
+    runs = [context for context in store.get_contexts_by_execution(newest.id) if context.type_id == run_type.id]
+    members = store.get_executions_by_context(runs[0].id) if runs else [newest]
+    return min(execution.id for execution in members) - 1
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    """`python -m pipeline report`: writes the HTML report of the newest run again; 0, or 1
+    when the output dir holds no run."""
+    parser = argparse.ArgumentParser(prog="python -m pipeline report", description="Writes the HTML report of the newest run in an output dir.")
+    parser.add_argument("--output-dir", required=True, help="the run's output dir (metadata.db, pipeline_root/, serving_model/)")
+    args = parser.parse_args(argv)
+    layout = OutputLayout(os.path.abspath(args.output_dir))
+    try:
+        store = lineage.open_store(layout.metadata_path)
+        after = newest_run_start(store)
+    except lineage.LineageError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    connection = metadata.connection_config(layout.metadata_path, metadata.READ)
+    print(write_report(layout.output_dir, connection, configs.PIPELINE_NAME, after, timings=()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

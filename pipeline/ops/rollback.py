@@ -1,9 +1,9 @@
 """Return serving to an earlier pushed version, or back to "newest version", deleting nothing.
 
-    python -m pipeline.ops.rollback --serving-dir outputs/serving_model --list
-    python -m pipeline.ops.rollback --serving-dir outputs/serving_model --to 1795786429 \\
+    python -m pipeline rollback --serving-dir outputs/serving_model --list
+    python -m pipeline rollback --serving-dir outputs/serving_model --to 1795786429 \\
         --grpc localhost:8500 --metadata outputs/metadata.db
-    python -m pipeline.ops.rollback --serving-dir outputs/serving_model --latest --grpc localhost:8500
+    python -m pipeline rollback --serving-dir outputs/serving_model --latest --grpc localhost:8500
 
 A rollback is a version policy, not a deletion: it writes a ModelServerConfig that pins the
 chosen version (`specific`) and labels it `stable`, to `--config-file` (default
@@ -25,6 +25,8 @@ from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
 from pipeline.configs import SERVING_MODEL_NAME
+from pipeline.ops import metadata
+from serving.versions import version_numbers
 
 logger = logging.getLogger(__name__)
 
@@ -40,11 +42,7 @@ def pushed_versions(serving_dir: str) -> List[int]:
     """Returns the complete version folders (holding saved_model.pb) under `serving_dir`, ascending."""
     if not os.path.isdir(serving_dir):
         raise RollbackError(f"serving directory {serving_dir!r} does not exist")
-    return sorted(
-        int(name)
-        for name in os.listdir(serving_dir)
-        if name.isdigit() and os.path.isfile(os.path.join(serving_dir, name, "saved_model.pb"))
-    )
+    return version_numbers(serving_dir)
 
 
 def model_config(base_path: str, version: Optional[int], model_name: str = SERVING_MODEL_NAME) -> model_server_config_pb2.ModelServerConfig:
@@ -67,10 +65,7 @@ def _record_in_metadata(metadata_path: str, version: Optional[int], config_file:
     from ml_metadata import metadata_store
     from ml_metadata.proto import metadata_store_pb2
 
-    connection = metadata_store_pb2.ConnectionConfig()
-    connection.sqlite.filename_uri = metadata_path
-    connection.sqlite.connection_mode = metadata_store_pb2.SqliteMetadataSourceConfig.READWRITE
-    store = metadata_store.MetadataStore(connection)
+    store = metadata_store.MetadataStore(metadata.connection_config(metadata_path, metadata.WRITE))
     execution_type = metadata_store_pb2.ExecutionType(name=ROLLBACK_EXECUTION_TYPE)
     for name in ("to_version", "config_file", "time"):
         execution_type.properties[name] = metadata_store_pb2.STRING
@@ -128,7 +123,7 @@ def rollback(
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Command line entry point; returns the exit code."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m pipeline rollback", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--serving-dir", required=True, help="the Pusher's serving_model directory")
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--to", type=int, help="the version to serve")

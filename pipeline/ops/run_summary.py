@@ -9,7 +9,7 @@ from ml_metadata.proto import metadata_store_pb2
 from tfx.orchestration import metadata
 from tfx.types import artifact_utils
 
-from pipeline import dag
+from pipeline import component_ids
 from pipeline.components import artifacts
 from pipeline.components.artifacts import NOT_PUSHED_REASON_PROPERTY, SPAN_FILES_PROPERTY, SPANS_PROPERTY, TABLES_PROPERTY, read_anomalies
 from pipeline.components.artifacts import read_drift_report as read_drift_report
@@ -171,37 +171,37 @@ def collect(
         def outputs_of(node_id: str) -> Dict[str, List[metadata_store_pb2.Artifact]]:
             return latest_node_outputs(metadata_handler.store, pipeline_name, node_id, after_execution_id)
 
-        examples = outputs_of(dag.EXAMPLE_GEN).get("examples")
+        examples = outputs_of(component_ids.EXAMPLE_GEN).get("examples")
         if examples:
             summary.spans = _custom(examples[0], SPANS_PROPERTY)
-        drift_report = outputs_of(dag.DRIFT_CHECK).get("drift_report")
+        drift_report = outputs_of(component_ids.DRIFT_CHECK).get("drift_report")
         if drift_report:
             summary.drift = read_drift_report(drift_report[0].uri)
-        anomalies = outputs_of(dag.EXAMPLE_VALIDATOR).get("anomalies")
+        anomalies = outputs_of(component_ids.EXAMPLE_VALIDATOR).get("anomalies")
         if anomalies:
             split_names = artifact_utils.decode_split_names(anomalies[0].properties["split_names"].string_value)
             _judge_findings(
                 summary, read_anomalies(anomalies[0].uri, split_names), examples[0] if examples else None, metadata_handler.store
             )
-        tables = outputs_of(dag.EXTERNAL_TABLE_GEN).get("tables")
+        tables = outputs_of(component_ids.EXTERNAL_TABLE_GEN).get("tables")
         if tables:
             summary.external_tables = json.loads(_custom(tables[0], TABLES_PROPERTY) or "{}")
-        external_report = outputs_of(dag.EXTERNAL_FEATURE_CHECK).get("report")
+        external_report = outputs_of(component_ids.EXTERNAL_FEATURE_CHECK).get("report")
         if external_report:
             summary.external_report = artifacts.read_external_report(external_report[0].uri)
-        model = outputs_of(dag.TRAINER).get("model")
+        model = outputs_of(component_ids.TRAINER).get("model")
         if model:
             summary.model_uri = model[0].uri
-        evaluator_outputs = outputs_of(dag.EVALUATOR)
+        evaluator_outputs = outputs_of(component_ids.EVALUATOR)
         if evaluator_outputs.get("evaluation"):
             read_evaluation(summary, evaluator_outputs["evaluation"][0].uri)
         if evaluator_outputs.get("blessing"):
             summary.blessed = bool(_custom(evaluator_outputs["blessing"][0], "blessed"))
-        infra_blessing = outputs_of(dag.SERVING_CHECK).get("infra_blessing")
+        infra_blessing = outputs_of(component_ids.SERVING_CHECK).get("infra_blessing")
         if infra_blessing:
             summary.serves = bool(_custom(infra_blessing[0], "blessed"))
             summary.serving_check_detail = _custom(infra_blessing[0], "detail")
-        pushed = outputs_of(dag.PUSHER).get("pushed_model")
+        pushed = outputs_of(component_ids.PUSHER).get("pushed_model")
         if pushed and _custom(pushed[0], "pushed"):
             summary.pushed_path = _custom(pushed[0], "pushed_destination")
             summary.pushed_version = str(_custom(pushed[0], "pushed_version"))

@@ -1,8 +1,8 @@
 """Training-serving skew: logged serving traffic against the statistics the model trained on.
 
     python -m serving.model_server ... --request_log_dir=/srv/request_log
-    python -m pipeline.ops.skew --request-log /srv/request_log --output-dir outputs
-    python -m pipeline.ops.skew --request-log /srv/request_log --output-dir outputs \\
+    python -m pipeline skew --request-log /srv/request_log --output-dir outputs
+    python -m pipeline skew --request-log /srv/request_log --output-dir outputs \\
         --to-span data --span 5
 
 Reads the training split's statistics from the newest StatisticsGen run in OUTPUT_DIR's ML
@@ -24,7 +24,10 @@ import tensorflow_data_validation as tfdv
 
 from modules import features
 from pipeline import configs
-from pipeline.dag import CURATED_SCHEMA_PATH, STATISTICS_GEN
+from pipeline.component_ids import STATISTICS_GEN
+from pipeline.configs import CURATED_SCHEMA_PATH
+from pipeline.ops import metadata
+from pipeline.ops.metadata import OutputLayout
 from pipeline.validation.comparators import scores_of, with_comparators
 from serving.devserver.request_log import LOG_FILE_PREFIX, read_log
 
@@ -35,14 +38,12 @@ class SkewError(ValueError):
 
 def training_statistics_path(output_dir: str) -> str:
     """Returns the train split statistics file of the newest StatisticsGen run under `output_dir`."""
-    from tfx import v1 as tfx
-    from tfx.orchestration import metadata
+    from tfx.orchestration import metadata as tfx_metadata
 
-    metadata_path = os.path.join(output_dir, "metadata.db")
+    metadata_path = OutputLayout(output_dir).metadata_path
     if not os.path.exists(metadata_path):
         raise SkewError(f"no ML Metadata at {metadata_path}: run the pipeline first")
-    connection = tfx.orchestration.metadata.sqlite_metadata_connection_config(metadata_path)
-    with metadata.Metadata(connection) as handler:
+    with tfx_metadata.Metadata(metadata.connection_config(metadata_path, metadata.READ)) as handler:
         context = handler.store.get_context_by_type_and_name("node", f"{configs.PIPELINE_NAME}.{STATISTICS_GEN}")
         artifacts = handler.store.get_artifacts_by_context(context.id) if context else []
     statistics = [a for a in artifacts if os.path.exists(os.path.join(a.uri, f"Split-{configs.TRAIN_SPLIT}", "FeatureStats.pb"))]
@@ -102,7 +103,7 @@ def write_span(request_log_dir: str, data_root: str, span: int, header: List[str
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Command line entry point: 0 when no feature is skewed, 3 when some are, 2 on bad input."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m pipeline skew", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--request-log", required=True, help="the model server's --request_log_dir")
     parser.add_argument("--output-dir", required=True, help="the pipeline's output dir (its metadata.db)")
     parser.add_argument("--json", action="store_true", help="print the scores as JSON")

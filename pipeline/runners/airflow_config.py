@@ -13,6 +13,7 @@ from typing import Dict, Mapping, Optional
 from croniter import croniter  # Airflow's own cron parser; importing it does not import Airflow
 
 from pipeline import configs
+from pipeline.ops.metadata import OutputLayout
 
 ENVIRONMENT_VARIABLES: Dict[str, str] = {
     "TAXI_DATA_ROOT": "folder of span-<N>/ CSV folders (required); spans are listed when the DAG is parsed",
@@ -81,12 +82,12 @@ class AirflowSettings:
         beam_workers = _positive_int(environ, "TAXI_BEAM_WORKERS", None)
         if beam_workers is not None and beam_mode == "in_memory":
             raise AirflowConfigError("TAXI_BEAM_WORKERS applies to TAXI_BEAM_MODE=multi_processing only")
+        layout = OutputLayout(output_dir)
         return cls(
             data_root=data_root,
-            pipeline_root=os.path.join(output_dir, "pipeline_root"),
-            metadata_path=_optional_path(environ, "TAXI_METADATA_PATH") or os.path.join(output_dir, "metadata.db"),
-            serving_model_dir=_optional_path(environ, "TAXI_SERVING_MODEL_DIR")
-            or os.path.join(output_dir, "serving_model"),
+            pipeline_root=layout.pipeline_root,
+            metadata_path=_optional_path(environ, "TAXI_METADATA_PATH") or layout.metadata_path,
+            serving_model_dir=_optional_path(environ, "TAXI_SERVING_MODEL_DIR") or layout.serving_model_dir,
             schedule=_schedule(environ.get("TAXI_SCHEDULE", DEFAULT_SCHEDULE)),
             start_date=_start_date(environ),
             span_window=_positive_int(environ, "TAXI_SPAN_WINDOW", None),

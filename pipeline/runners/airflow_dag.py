@@ -12,11 +12,11 @@ import os
 from typing import Optional
 
 from airflow import models
-from tfx import v1 as tfx
 from tfx.orchestration.airflow.airflow_dag_runner import AirflowDagRunner, AirflowPipelineConfig
 
 from pipeline import configs, spans
 from pipeline.dag import create_pipeline
+from pipeline.ops import metadata
 from pipeline.runners.airflow_config import DAG_ID, AirflowSettings
 from pipeline.runners.beam_args import DirectRunnerConfig, beam_args_for
 from pipeline.runners.code_fingerprint import module_fingerprint, project_fingerprint
@@ -40,7 +40,7 @@ def build_dag(settings: AirflowSettings, fingerprint: Optional[str] = None) -> m
         FileNotFoundError: when an external table's file does not exist.
     """
     span_numbers = spans.window(spans.discover_spans(settings.data_root), settings.span_window)
-    connection = tfx.orchestration.metadata.sqlite_metadata_connection_config(settings.metadata_path)
+    connection = metadata.connection_config(settings.metadata_path)
     options = configs.PipelineOptions(
         train_steps=settings.train_steps,
         eval_steps=settings.eval_steps,
@@ -49,7 +49,7 @@ def build_dag(settings: AirflowSettings, fingerprint: Optional[str] = None) -> m
         drift=configs.DriftConfig(on_drift=settings.on_drift),
         module_fingerprint=fingerprint if fingerprint is not None else module_fingerprint(),
         code_fingerprint=project_fingerprint(),
-        # Spans accepted with `python -m pipeline.ops.accept`, read when Airflow parses the DAG.
+        # Spans accepted with `python -m pipeline.accept`, read when Airflow parses the DAG.
         acceptances=for_spans(connection, span_numbers),
         # The tables live beside the spans, laid out like the repository's data/.
         external_tables=resolve_sources(settings.external_tables, data_root=settings.data_root),

@@ -1,7 +1,7 @@
 """Replays the spans of a data root as if they arrived one after another.
 
-    python -m pipeline.runners.replay --output-dir /tmp/replay
-    python -m pipeline.runners.replay --output-dir /tmp/replay --span-window 2 --train-steps 200
+    python -m pipeline replay --output-dir /tmp/replay
+    python -m pipeline replay --output-dir /tmp/replay --span-window 2 --train-steps 200
 
 For each span in order, the span folder is copied into OUTPUT_DIR/arrived/ and the pipeline
 runs on what has arrived so far (all spans, or the newest K with --span-window). Each step
@@ -92,7 +92,7 @@ def replay(
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Command line entry point; returns 0 when every step ran (refusals included)."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m pipeline replay", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", default="data", help="folder of span-<N>/ folders to replay (default: data)")
     parser.add_argument("--output-dir", required=True, help="where the replay writes (spans arrive in OUTPUT_DIR/arrived)")
     parser.add_argument("--span-window", type=int, default=None, help="train on the newest K spans (default: all so far)")

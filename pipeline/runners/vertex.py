@@ -1,15 +1,15 @@
 """Compiles the taxi pipeline for Vertex AI Pipelines (Kubeflow Pipelines v2), and submits it.
 
 Examples:
-  python -m pipeline.runners.vertex --output taxi_pipeline.json \\
+  python -m pipeline vertex --output taxi_pipeline.json \\
       --image us-central1-docker.pkg.dev/my-project/tfx/taxi:1 --project my-project \\
       --pipeline-root gs://my-bucket/taxi/pipeline_root --data-root gs://my-bucket/taxi/data \\
       --serving-model-dir gs://my-bucket/taxi/serving_model --spans 1-4
       Compile (offline) a pipeline spec whose Beam-powered steps run on Dataflow.
   TAXI_IMAGE=... TAXI_PROJECT=... TAXI_PIPELINE_ROOT=... TAXI_DATA_ROOT=... \\
-  TAXI_SERVING_MODEL_DIR=... TAXI_SPANS=1-4 python -m pipeline.runners.vertex --output p.json --submit
+  TAXI_SERVING_MODEL_DIR=... TAXI_SPANS=1-4 python -m pipeline vertex --output p.json --submit
       The same from environment variables, then submit it as a Vertex AI PipelineJob.
-  python -m pipeline.runners.vertex ... --beam-runner direct
+  python -m pipeline vertex ... --beam-runner direct
       Run Beam inside each step's container instead (small data, no Dataflow job).
 
 Every step runs in the project's image (the repository's Dockerfile): it holds `modules`
@@ -254,7 +254,7 @@ def submit(settings: VertexSettings, template_path: str) -> str:
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     """Parses the command line."""
     parser = argparse.ArgumentParser(
-        prog="python -m pipeline.runners.vertex",
+        prog="python -m pipeline vertex",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )

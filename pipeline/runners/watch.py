@@ -1,14 +1,14 @@
 """Watches a data root for new complete spans and runs the pipeline once per new span.
 
-    python -m pipeline.runners.watch --data-root /data/taxi --output-dir /srv/taxi --poll-seconds 60
-    python -m pipeline.runners.watch --data-root /data/taxi --output-dir /srv/taxi --once
+    python -m pipeline watch --data-root /data/taxi --output-dir /srv/taxi --poll-seconds 60
+    python -m pipeline watch --data-root /data/taxi --output-dir /srv/taxi --once
 
 A span folder counts once it holds `_SUCCESS` (written last by whatever produces the span),
 and only spans without a gap before them count; so a span still being written is never
 read half-done. Each new newest complete span triggers one run on the span window; the
 spans already trained on are kept in OUTPUT_DIR/watch_state.json, so a restart does not
 re-run them. A refused span is run again once it changes: a file of it changes, or an owner
-accepts it (`python -m pipeline.ops.accept`). A run that fails for another reason leaves its span
+accepts it (`python -m pipeline.accept`). A run that fails for another reason leaves its span
 pending and stops the watcher with exit code 1, so it is retried once the cause is fixed.
 Airflow does the same with a FileSensor on `span-<N>/_SUCCESS` ahead of the
 DAG, Vertex AI with a scheduled run that exits early when no new span is marked complete.
@@ -22,6 +22,7 @@ import time
 from typing import Callable, Dict, List, Optional, Sequence
 
 from pipeline import configs, spans
+from pipeline.ops import metadata
 from pipeline.runners.local import EXIT_DATA_REFUSED, EXIT_FAILED, EXIT_OK, LocalPaths, RunResult, run_once
 
 STATE_FILE = "watch_state.json"
@@ -45,12 +46,11 @@ def _save_state(state_path: str, state: Dict[str, object]) -> None:
 
 def refusal_signature(paths: LocalPaths, span: int) -> Dict[str, object]:
     """What a refused span is judged on: its files' fingerprints and its newest acceptance."""
-    from tfx.orchestration import metadata
 
     from pipeline.ops.accept import current_files
     from pipeline.validation.acceptance import for_spans
 
-    accepted = for_spans(metadata.sqlite_metadata_connection_config(paths.metadata_path), [span])
+    accepted = for_spans(metadata.connection_config(paths.metadata_path, metadata.READ), [span])
     return {"files": current_files(paths.data_root, span), "acceptance": accepted[-1].artifact_id if accepted else 0}
 
 
@@ -87,7 +87,7 @@ def watch_once(paths: LocalPaths, run: Callable[[], RunResult]) -> Optional[RunR
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Command line entry point."""
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m pipeline watch", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", required=True, help="folder of span-<N>/ folders to watch")
     parser.add_argument("--output-dir", required=True, help="where runs write (as run_local.py --output-dir)")
     parser.add_argument("--poll-seconds", type=float, default=60.0, help="seconds between looks (default: 60)")

@@ -1,6 +1,6 @@
 """What the data checks found, and the spans an owner accepted after review.
 
-The DataGate and `python -m pipeline.ops.accept` judge the same reports with `collect_problems`,
+The DataGate and `python -m pipeline.accept` judge the same reports with `collect_problems`,
 so an acceptance covers exactly what the refused run found. An acceptance is bound to the
 span's file fingerprints: once a file changes, it no longer applies.
 
@@ -167,7 +167,7 @@ def _within(problem: Problem, accepted: Problem) -> bool:
 def accept_command(span: int, data_root: str = "DATA_ROOT", output_dir: str = "OUTPUT_DIR") -> str:
     """The command that accepts `span` after review."""
     return (
-        f"python -m pipeline.ops.accept --data-root {data_root} --output-dir {output_dir} --span {span} "
+        f"python -m pipeline.accept --data-root {data_root} --output-dir {output_dir} --span {span} "
         "--reason 'WHAT YOU REVIEWED AND WHY THE SPAN IS RIGHT'"
     )
 

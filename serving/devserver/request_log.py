@@ -4,7 +4,7 @@ The idea of TF Serving's request logging (`logging_config { sampling_config {
 sampling_rate } }` per model): a share of requests is written down as they arrive. Here each
 sampled row of a Predict request on `serving_default` becomes one tf.Example of the raw
 features, in TFRecord files under a directory; missing markers (NaN, -1, "") are left out,
-just as an empty CSV cell is. `python -m pipeline.ops.skew` compares such a log with the
+just as an empty CSV cell is. `python -m pipeline skew` compares such a log with the
 training statistics and turns it into a span for labelling.
 """
 import base64
@@ -19,6 +19,7 @@ from typing import Dict, Iterable, List, Optional
 
 import tensorflow as tf
 
+from modules import features
 from serving.devserver.inference import RequestRecord
 
 logger = logging.getLogger(__name__)
@@ -63,14 +64,15 @@ def rows_from_request(request: object) -> List[Dict[str, object]]:
 
 
 def to_example(row: Dict[str, object]) -> tf.train.Example:
-    """Turns one request row into a tf.Example, leaving out missing markers (NaN, -1, "")."""
+    """Turns one request row into a tf.Example, leaving out the missing markers of
+    `modules.features` (NaN, -1, "")."""
     feature = {}
     for key, value in row.items():
         if isinstance(value, bytes):
             value = value.decode("utf-8", errors="replace")
-        if value is None or value == "" or (isinstance(value, float) and math.isnan(value)):
+        if value is None or value == features.MISSING_STRING or (isinstance(value, float) and math.isnan(value)):
             continue
-        if isinstance(value, bool) or (isinstance(value, int) and value == -1):
+        if isinstance(value, bool) or (isinstance(value, int) and value == features.MISSING_INT):
             continue
         if isinstance(value, str):
             feature[key] = tf.train.Feature(bytes_list=tf.train.BytesList(value=[value.encode()]))

@@ -32,6 +32,7 @@ from tensorflow_serving.apis import get_model_status_pb2, model_pb2, prediction_
 from tensorflow_serving.config import file_system_storage_path_source_pb2, model_server_config_pb2
 
 from serving.devserver.errors import ServingError, failed_precondition, invalid_argument, not_found
+from serving.versions import parse_version
 
 logger = logging.getLogger(__name__)
 
@@ -392,7 +393,8 @@ def _folder_fingerprint(path: str) -> Tuple:
 
 
 def list_versions(base_path: str) -> Dict[int, str]:
-    """Returns version -> folder for the numeric child folders of a model base path.
+    """Returns version -> folder for the child folders of a model base path whose names are
+    versions (`serving.versions.parse_version`: digits within int64; TF Serving ignores others).
 
     Raises:
         OSError: When the base path cannot be listed.
@@ -400,8 +402,8 @@ def list_versions(base_path: str) -> Dict[int, str]:
     versions = {}
     for entry in os.listdir(base_path):
         full = os.path.join(base_path, entry)
-        if entry.isdigit() and os.path.isdir(full):
-            version = int(entry)
+        version = parse_version(entry)
+        if version is not None and os.path.isdir(full):
             # Two spellings of one number (`7`, `007`): keep one, deterministically.
             if version not in versions or entry < os.path.basename(versions[version]):
                 versions[version] = full

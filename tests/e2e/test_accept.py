@@ -1,4 +1,4 @@
-"""A refused span, accepted on the record with `python -m pipeline.ops.accept`, then trained on:
+"""A refused span, accepted on the record with `python -m pipeline.accept`, then trained on:
 real runs with LocalDagRunner, the real command line, ML Metadata on SQLite."""
 import dataclasses
 import json
@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-from pipeline import configs
+from pipeline import component_ids, configs
 from pipeline.runners.code_fingerprint import project_fingerprint
 from tests.conftest import REPO_ROOT, SAMPLE_OPTIONS, sample_data_root
 from tests.integration.test_drift import _changed_copy, _scaled_fares
@@ -56,7 +56,7 @@ def test_a_drifted_span_is_refused_with_the_exact_command_to_accept_it(refused):
     result = refused["result"]
     assert result.exit_code == 2, result.error
     assert "span 3 drifted from spans 1,2: fare Jensen-Shannon" in result.error
-    command = f"python -m pipeline.ops.accept --data-root {refused['data_root']} --output-dir {refused['output_dir']} --span 3"
+    command = f"python -m pipeline.accept --data-root {refused['data_root']} --output-dir {refused['output_dir']} --span 3"
     assert command in result.error
     assert _versions(refused["output_dir"]) == []
 
@@ -109,7 +109,7 @@ def test_accepted_span_trains_and_pushes_and_a_changed_file_is_refused_again(ref
 # Run where Airflow parses the DAG: its own process, so Airflow's logging set-up stays out of this one.
 GATE_SCRIPT = """
 from pipeline.runners.airflow_dag import DAG
-from pipeline.dag import DATA_GATE
+from pipeline.component_ids import DATA_GATE
 print("GATE=" + DAG.get_task(DATA_GATE).op_kwargs["exec_properties"]["accepted_spans"])
 """
 
@@ -142,7 +142,6 @@ def test_a_change_of_project_code_reruns_the_project_executors_on_unchanged_data
 
     from tfx.orchestration import metadata
 
-    from pipeline import dag
 
     output_dir = tmp_path / "output"
     shutil.copytree(refused["output_dir"], output_dir)
@@ -151,7 +150,7 @@ def test_a_change_of_project_code_reruns_the_project_executors_on_unchanged_data
     connection = metadata.sqlite_metadata_connection_config(str(output_dir / "metadata.db"))
     with metadata.Metadata(connection) as handler:
         store = handler.store
-        for component in (dag.EXAMPLE_GEN, dag.DRIFT_CHECK, dag.EXTERNAL_TABLE_GEN):
+        for component in (component_ids.EXAMPLE_GEN, component_ids.DRIFT_CHECK, component_ids.EXTERNAL_TABLE_GEN):
             context = store.get_context_by_type_and_name("node", f"{configs.PIPELINE_NAME}.{component}")
             newest = max(store.get_executions_by_context(context.id), key=lambda execution: execution.id)
             assert newest.last_known_state != newest.CACHED, component

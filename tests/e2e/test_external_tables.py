@@ -11,9 +11,8 @@ import sys
 import pytest
 
 from modules import features
-from pipeline import configs, dag
-from pipeline.components.artifacts import TABLES_PROPERTY
-from pipeline.components.enriching_transform import EXTERNAL_TABLES_KEY
+from pipeline import component_ids, configs
+from pipeline.components.artifacts import EXTERNAL_TABLES_KEY, TABLES_PROPERTY
 from pipeline.ops import lineage
 from pipeline.validation.table_sources import resolve_sources, shipped_table_path
 from tests.conftest import REPO_ROOT, run_small_pipeline, sample_data_root, write_holiday_table
@@ -80,15 +79,15 @@ def test_a_changed_table_is_imported_again_and_retrains(own_copy, tmp_path):
     run_small_pipeline(own_copy["data_root"], own_copy["output_dir"], [1, 2, 3], external_tables=(source,))
     with metadata.Metadata(_connection(own_copy["output_dir"])) as handler:
         store = handler.store
-        for component in (dag.EXTERNAL_TABLE_GEN, dag.TRANSFORM, dag.TRAINER):
+        for component in (component_ids.EXTERNAL_TABLE_GEN, component_ids.TRANSFORM, component_ids.TRAINER):
             newest = _newest_execution(store, component)
             assert newest.last_known_state == newest.COMPLETE, component  # not answered from the cache
-        transform = _newest_execution(store, dag.TRANSFORM)
+        transform = _newest_execution(store, component_ids.TRANSFORM)
         tables = _input(store, transform, EXTERNAL_TABLES_KEY)
         record = json.loads(tables.custom_properties[TABLES_PROPERTY].string_value)[HOLIDAYS]
         assert record == {**record, "source_uri": str(changed), "sha256": source.sha256}
         # The new model was trained on the graph of that Transform run.
-        trainer = _newest_execution(store, dag.TRAINER)
+        trainer = _newest_execution(store, component_ids.TRAINER)
         graph = _input(store, trainer, "transform_graph")
         producer = [e.execution_id for e in store.get_events_by_artifact_ids([graph.id]) if e.type == e.OUTPUT]
         assert producer == [transform.id]
@@ -117,8 +116,8 @@ def test_a_malformed_table_is_refused_before_training(own_copy, tmp_path):
     from tfx.orchestration import metadata
 
     with metadata.Metadata(_connection(own_copy["output_dir"])) as handler:
-        transform = _newest_execution(handler.store, dag.TRANSFORM)
-        gen = _newest_execution(handler.store, dag.EXTERNAL_TABLE_GEN)
+        transform = _newest_execution(handler.store, component_ids.TRANSFORM)
+        gen = _newest_execution(handler.store, component_ids.EXTERNAL_TABLE_GEN)
     assert gen.last_known_state == gen.FAILED and transform.id < gen.id  # Transform did not run again
 
 

@@ -9,25 +9,25 @@ import pytest
 import tensorflow as tf
 
 from modules import features, signatures
-from pipeline import configs, dag
+from pipeline import component_ids, configs
 from tests.conftest import REPO_ROOT, SAMPLE_THRESHOLDS, run_small_pipeline, sample_data_root, trip, write_csv
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
 ALL_COMPONENTS = [
-    dag.EXAMPLE_GEN,
-    dag.STATISTICS_GEN,
-    dag.SCHEMA_GEN,
-    dag.EXAMPLE_VALIDATOR,
-    dag.DRIFT_CHECK,
-    dag.EXTERNAL_TABLE_GEN,
-    dag.EXTERNAL_FEATURE_CHECK,
-    dag.DATA_GATE,
-    dag.TRANSFORM,
-    dag.TRAINER,
-    dag.MODEL_RESOLVER,
-    dag.EVALUATOR,
-    dag.PUSHER,
+    component_ids.EXAMPLE_GEN,
+    component_ids.STATISTICS_GEN,
+    component_ids.SCHEMA_GEN,
+    component_ids.EXAMPLE_VALIDATOR,
+    component_ids.DRIFT_CHECK,
+    component_ids.EXTERNAL_TABLE_GEN,
+    component_ids.EXTERNAL_FEATURE_CHECK,
+    component_ids.DATA_GATE,
+    component_ids.TRANSFORM,
+    component_ids.TRAINER,
+    component_ids.MODEL_RESOLVER,
+    component_ids.EVALUATOR,
+    component_ids.PUSHER,
 ]
 
 
@@ -99,7 +99,7 @@ def test_rerun_without_new_data_trains_nothing_and_pushes_nothing(own_copy):
     assert summary.already_serving_version == before[-1]
     with metadata.Metadata(connection) as handler:
         store = handler.store
-        for component in (dag.EXAMPLE_GEN, dag.TRANSFORM, dag.TRAINER):
+        for component in (component_ids.EXAMPLE_GEN, component_ids.TRANSFORM, component_ids.TRAINER):
             context = store.get_context_by_type_and_name("node", f"{configs.PIPELINE_NAME}.{component}")
             newest = max(store.get_executions_by_context(context.id), key=lambda execution: execution.id)
             assert newest.last_known_state == newest.CACHED, component
@@ -158,6 +158,6 @@ def test_a_drifted_span_stops_the_run_before_training(tmp_path):
     assert result.returncode == 2, result.stdout + result.stderr
     assert "span 2 drifted from spans 1" in result.stderr
     assert "fare Jensen-Shannon" in result.stderr and "payment_type L-infinity" in result.stderr
-    assert f"python -m pipeline.ops.accept --data-root {data_root} --output-dir {output_dir} --span 2" in result.stderr
+    assert f"python -m pipeline.accept --data-root {data_root} --output-dir {output_dir} --span 2" in result.stderr
     assert "DRIFT over threshold" in result.stdout
     assert not (output_dir / "serving_model").exists()

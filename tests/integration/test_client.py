@@ -32,7 +32,7 @@ model_server = pytest.importorskip(
 
 HALF_PLUS_TWO = SHARED_TF_SERVING / "saved_model_half_plus_two_cpu"
 HALF_PLUS_TWO_2_VERSIONS = SHARED_TF_SERVING / "saved_model_half_plus_two_2_versions"
-CONFIG = REPO_ROOT / "serving" / "config"
+CONFIG = REPO_ROOT / "serving" / "deploy" / "config"
 TAXI_MODEL = "big_tipper"
 TIMEOUT_S = 30.0
 # How a raw column's schema type appears as a serving-signature dtype (its tf.io feature spec).
@@ -254,7 +254,7 @@ def test_prometheus_page_is_where_prometheus_yml_scrapes(taxi_server):
 
 def _compose_healthcheck(rest_port: int, model: str = TAXI_MODEL) -> subprocess.CompletedProcess:
     """Runs docker-compose.yml's healthcheck command against `rest_port` instead of 8501."""
-    compose = yaml.safe_load((REPO_ROOT / "serving" / "docker-compose.yml").read_text())
+    compose = yaml.safe_load((REPO_ROOT / "serving" / "deploy" / "docker-compose.yml").read_text())
     command = compose["services"]["serving"]["healthcheck"]["test"][1:]
     script = command[-1].replace("/8501", f"/{rest_port}").replace(f"/v1/models/{TAXI_MODEL} ", f"/v1/models/{model} ")
     return subprocess.run([*command[:-1], script], capture_output=True, text=True, timeout=20)

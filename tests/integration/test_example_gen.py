@@ -3,7 +3,7 @@ import pytest
 import tensorflow_data_validation as tfdv
 from tfx import v1 as tfx
 
-from pipeline import configs, dag
+from pipeline import component_ids, configs, dag
 from pipeline.ops import run_summary
 from pipeline.validation.span_rows import CsvFormatError
 from tests.conftest import trip, write_csv
@@ -15,7 +15,7 @@ ROWS = 40
 
 def _run(data_root, output_dir, spans):
     example_gen = dag.make_example_gen(str(data_root), spans, configs.PipelineOptions(code_fingerprint="test"))
-    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"]).with_id(dag.STATISTICS_GEN)
+    statistics_gen = tfx.components.StatisticsGen(examples=example_gen.outputs["examples"]).with_id(component_ids.STATISTICS_GEN)
     connection = tfx.orchestration.metadata.sqlite_metadata_connection_config(str(output_dir / "metadata.db"))
     tfx.orchestration.LocalDagRunner().run(
         tfx.dsl.Pipeline(
@@ -28,7 +28,7 @@ def _run(data_root, output_dir, spans):
     from tfx.orchestration import metadata
 
     with metadata.Metadata(connection) as handler:
-        outputs = run_summary.latest_node_outputs(handler.store, "example_gen_test", dag.STATISTICS_GEN, 0)
+        outputs = run_summary.latest_node_outputs(handler.store, "example_gen_test", component_ids.STATISTICS_GEN, 0)
     return outputs["statistics"][0].uri
 
 

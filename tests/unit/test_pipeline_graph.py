@@ -1,8 +1,8 @@
 """The pipeline's wiring: data checks gate training, and the Pusher needs both blessings."""
 import pytest
 
-from pipeline import configs, dag
-from pipeline.components.enriching_transform import EXTERNAL_TABLES_KEY
+from pipeline import component_ids, configs, dag
+from pipeline.components.artifacts import EXTERNAL_TABLES_KEY
 from pipeline.dag import create_pipeline
 from pipeline.validation.table_sources import resolve_sources
 
@@ -20,16 +20,16 @@ def _upstream(node):
 
 
 def test_training_waits_for_the_gate_that_reads_every_data_check(nodes):
-    assert dag.DATA_GATE in _upstream(nodes[dag.TRANSFORM])
-    checks = {dag.EXAMPLE_VALIDATOR, dag.DRIFT_CHECK, dag.EXTERNAL_FEATURE_CHECK}
-    assert checks <= _upstream(nodes[dag.DATA_GATE])
+    assert component_ids.DATA_GATE in _upstream(nodes[component_ids.TRANSFORM])
+    checks = {component_ids.EXAMPLE_VALIDATOR, component_ids.DRIFT_CHECK, component_ids.EXTERNAL_FEATURE_CHECK}
+    assert checks <= _upstream(nodes[component_ids.DATA_GATE])
 
 
 def test_transform_reads_the_external_tables_with_their_fingerprints(nodes):
-    transform = nodes[dag.TRANSFORM]
-    assert dag.EXTERNAL_TABLE_GEN in _upstream(transform)
-    assert transform.inputs[EXTERNAL_TABLES_KEY].producer_component_id == dag.EXTERNAL_TABLE_GEN
-    sources = nodes[dag.EXTERNAL_TABLE_GEN].exec_properties["sources"]
+    transform = nodes[component_ids.TRANSFORM]
+    assert component_ids.EXTERNAL_TABLE_GEN in _upstream(transform)
+    assert transform.inputs[EXTERNAL_TABLES_KEY].producer_component_id == component_ids.EXTERNAL_TABLE_GEN
+    sources = nodes[component_ids.EXTERNAL_TABLE_GEN].exec_properties["sources"]
     (holidays,) = resolve_sources()
     assert holidays.sha256 in sources and holidays.uri in sources
 
@@ -40,13 +40,13 @@ def test_every_joined_table_must_be_given():
 
 
 def test_pusher_needs_the_evaluator_and_the_serving_check(nodes):
-    pusher = nodes[dag.PUSHER]
+    pusher = nodes[component_ids.PUSHER]
     assert {"model_blessing", "infra_blessing"} <= set(pusher.inputs)
-    assert {dag.EVALUATOR, dag.SERVING_CHECK} <= _upstream(pusher)
+    assert {component_ids.EVALUATOR, component_ids.SERVING_CHECK} <= _upstream(pusher)
 
 
 def test_evaluator_compares_with_the_latest_blessed_model(nodes):
-    assert dag.MODEL_RESOLVER in _upstream(nodes[dag.EVALUATOR])
+    assert component_ids.MODEL_RESOLVER in _upstream(nodes[component_ids.EVALUATOR])
 
 
 def test_the_window_reaches_example_gen_and_must_be_consecutive():
@@ -57,7 +57,7 @@ def test_the_window_reaches_example_gen_and_must_be_consecutive():
 
 
 def test_drift_thresholds_and_policy_reach_the_drift_check(nodes):
-    parameter = configs.DriftConfig.from_json(nodes[dag.DRIFT_CHECK].exec_properties["drift_config"])
+    parameter = configs.DriftConfig.from_json(nodes[component_ids.DRIFT_CHECK].exec_properties["drift_config"])
     assert parameter == configs.DriftConfig()
     assert parameter.on_drift == configs.DRIFT_STOP
     assert parameter.threshold_for("fare", categorical=False) == configs.DriftConfig.numeric_max_jensen_shannon
@@ -79,18 +79,18 @@ def test_every_project_executor_has_the_code_fingerprint_in_its_cache_key():
     options = configs.PipelineOptions(external_tables=resolve_sources(), code_fingerprint="c0de", module_fingerprint="m0d")
     built = {n.id: n for n in create_pipeline("p", "/tmp/root", "/tmp/data", [2, 3], "/tmp/serving", None, options).components}
     for node_id in (
-        dag.SCHEMA_GEN,
-        dag.DRIFT_CHECK,
-        dag.EXTERNAL_FEATURE_CHECK,
-        dag.EXTERNAL_TABLE_GEN,
-        dag.DATA_GATE,
-        dag.SERVING_CHECK,
+        component_ids.SCHEMA_GEN,
+        component_ids.DRIFT_CHECK,
+        component_ids.EXTERNAL_FEATURE_CHECK,
+        component_ids.EXTERNAL_TABLE_GEN,
+        component_ids.DATA_GATE,
+        component_ids.SERVING_CHECK,
     ):
         assert built[node_id].exec_properties["code_fingerprint"] == "c0de", node_id
-    for node_id in (dag.TRANSFORM, dag.PUSHER):
+    for node_id in (component_ids.TRANSFORM, component_ids.PUSHER):
         assert json.loads(built[node_id].exec_properties["custom_config"])[dag.CODE_FINGERPRINT_KEY] == "c0de", node_id
-    assert '"c0de"' in built[dag.EXAMPLE_GEN].exec_properties["custom_config"].__str__()
-    assert json.loads(built[dag.TRAINER].exec_properties["custom_config"])["module_fingerprint"] == "m0d"
+    assert '"c0de"' in built[component_ids.EXAMPLE_GEN].exec_properties["custom_config"].__str__()
+    assert json.loads(built[component_ids.TRAINER].exec_properties["custom_config"])["module_fingerprint"] == "m0d"
 
 
 def test_acceptances_reach_the_gate():
@@ -99,4 +99,4 @@ def test_acceptances_reach_the_gate():
     accepted = SpanAcceptance(3, {"/d/span-3/data.csv": "ab"}, ({"check": "drift", "scope": 3, "feature": "fare", "kind": "Jensen-Shannon", "text": "t"},), "reviewed", "me", "2026-12-01T00:00:00Z", 7)
     options = configs.PipelineOptions(external_tables=resolve_sources(), acceptances=(accepted,))
     built = {n.id: n for n in create_pipeline("p", "/tmp/root", "/tmp/data", [2, 3], "/tmp/serving", None, options).components}
-    assert acceptances_from_json(built[dag.DATA_GATE].exec_properties["accepted_spans"]) == [accepted]
+    assert acceptances_from_json(built[component_ids.DATA_GATE].exec_properties["accepted_spans"]) == [accepted]

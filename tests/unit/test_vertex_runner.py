@@ -6,8 +6,7 @@ import types
 
 import pytest
 
-from pipeline import configs
-from pipeline import dag as taxi_pipeline
+from pipeline import component_ids, configs, dag
 from pipeline.runners import vertex
 from pipeline.validation.table_sources import resolve_sources
 
@@ -24,10 +23,10 @@ FLAGS = [
 # The resolver node becomes two resolver steps on Vertex (latest blessing, then its model);
 # steps that read the resolved model wait for the second.
 RESOLVER_STEPS = {
-    f"{taxi_pipeline.MODEL_RESOLVER}-model-blessing-resolver",
-    f"{taxi_pipeline.MODEL_RESOLVER}-model-resolver",
+    f"{component_ids.MODEL_RESOLVER}-model-blessing-resolver",
+    f"{component_ids.MODEL_RESOLVER}-model-resolver",
 }
-BEAM_POWERED = [taxi_pipeline.EXAMPLE_GEN, taxi_pipeline.STATISTICS_GEN, taxi_pipeline.TRANSFORM, taxi_pipeline.EVALUATOR]
+BEAM_POWERED = [component_ids.EXAMPLE_GEN, component_ids.STATISTICS_GEN, component_ids.TRANSFORM, component_ids.EVALUATOR]
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +46,7 @@ def _tasks(job):
 
 def _pipeline_upstream() -> dict:
     """Each node of the pipeline (as create_pipeline builds it) with the ids it waits for."""
-    pipeline = taxi_pipeline.create_pipeline(
+    pipeline = dag.create_pipeline(
         pipeline_name=vertex.VERTEX_PIPELINE_NAME,
         pipeline_root="gs://unused/root",
         data_root="gs://unused/data",
@@ -61,12 +60,12 @@ def _pipeline_upstream() -> dict:
 
 def test_one_step_per_pipeline_node_with_the_pipelines_dependencies(compiled):
     expected = _pipeline_upstream()
-    assert set(_tasks(compiled)) == (set(expected) - {taxi_pipeline.MODEL_RESOLVER}) | RESOLVER_STEPS
-    resolved_model = f"{taxi_pipeline.MODEL_RESOLVER}-model-resolver"
+    assert set(_tasks(compiled)) == (set(expected) - {component_ids.MODEL_RESOLVER}) | RESOLVER_STEPS
+    resolved_model = f"{component_ids.MODEL_RESOLVER}-model-resolver"
     for task, upstream in expected.items():
-        if task == taxi_pipeline.MODEL_RESOLVER:
+        if task == component_ids.MODEL_RESOLVER:
             continue
-        upstream = {resolved_model if node == taxi_pipeline.MODEL_RESOLVER else node for node in upstream}
+        upstream = {resolved_model if node == component_ids.MODEL_RESOLVER else node for node in upstream}
         assert set(_tasks(compiled)[task].get("dependentTasks", [])) == upstream, task
     assert compiled["pipelineSpec"]["pipelineInfo"]["name"] == vertex.VERTEX_PIPELINE_NAME
 
@@ -74,11 +73,11 @@ def test_one_step_per_pipeline_node_with_the_pipelines_dependencies(compiled):
 @pytest.mark.parametrize(
     "task, upstream",
     [
-        (taxi_pipeline.STATISTICS_GEN, taxi_pipeline.EXAMPLE_GEN),
-        (taxi_pipeline.TRANSFORM, taxi_pipeline.DATA_GATE),
-        (taxi_pipeline.TRAINER, taxi_pipeline.TRANSFORM),
-        (taxi_pipeline.EVALUATOR, f"{taxi_pipeline.MODEL_RESOLVER}-model-resolver"),
-        (taxi_pipeline.PUSHER, taxi_pipeline.EVALUATOR),
+        (component_ids.STATISTICS_GEN, component_ids.EXAMPLE_GEN),
+        (component_ids.TRANSFORM, component_ids.DATA_GATE),
+        (component_ids.TRAINER, component_ids.TRANSFORM),
+        (component_ids.EVALUATOR, f"{component_ids.MODEL_RESOLVER}-model-resolver"),
+        (component_ids.PUSHER, component_ids.EVALUATOR),
     ],
 )
 def test_steps_wait_for_the_steps_they_need(compiled, task, upstream):
@@ -91,7 +90,7 @@ def _executor(job, task):
 
 
 def test_every_container_step_runs_in_the_project_image(compiled):
-    for task in set(_pipeline_upstream()) - {taxi_pipeline.MODEL_RESOLVER}:
+    for task in set(_pipeline_upstream()) - {component_ids.MODEL_RESOLVER}:
         assert _executor(compiled, task)["image"] == IMAGE
 
 
@@ -114,9 +113,9 @@ def test_locations_spans_and_schema_are_the_configured_ones(compiled):
     assert compiled["runtimeConfig"]["gcsOutputDirectory"] == "gs://my-bucket/root"
     # The schema is read inside the image, not from this machine's checkout.
     assert vertex.CONTAINER_SCHEMA_PATH in text
-    assert str(pathlib.Path(taxi_pipeline.CURATED_SCHEMA_PATH)) not in text
+    assert str(pathlib.Path(configs.CURATED_SCHEMA_PATH)) not in text
     # Spans 2-4 travel in ExampleGen's custom_config.
-    parameter = _tasks(compiled)[taxi_pipeline.EXAMPLE_GEN]["inputs"]["parameters"]["custom_config"]
+    parameter = _tasks(compiled)[component_ids.EXAMPLE_GEN]["inputs"]["parameters"]["custom_config"]
     custom_config = json.loads(parameter["runtimeValue"]["constantValue"]["stringValue"])
     window = custom_config["custom_config"]["value"]
     assert (window["first_span"], window["last_span"]) == (2, 4)
@@ -125,7 +124,7 @@ def test_locations_spans_and_schema_are_the_configured_ones(compiled):
 
 
 def test_external_tables_are_read_inside_the_image_with_this_checkout_s_fingerprint(compiled):
-    parameter = _tasks(compiled)[taxi_pipeline.EXTERNAL_TABLE_GEN]["inputs"]["parameters"]["sources"]
+    parameter = _tasks(compiled)[component_ids.EXTERNAL_TABLE_GEN]["inputs"]["parameters"]["sources"]
     (source,) = json.loads(parameter["runtimeValue"]["constantValue"]["stringValue"])
     (shipped,) = resolve_sources()
     assert source["uri"] == f"{vertex.CONTAINER_REPO_ROOT}/data/external/us_il_holidays/v1/holidays.csv"
