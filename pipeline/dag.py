@@ -2,14 +2,12 @@
 from typing import List, Optional
 
 import tensorflow_data_validation as tfdv
-import tensorflow_model_analysis as tfma
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 from tfx.components.example_gen.component import FileBasedExampleGen
 from tfx.dsl.components.base import executor_spec
 from tfx.proto import example_gen_pb2
 
-from modules import features, signatures
 from pipeline import configs
 from pipeline.component_ids import (
     DATA_GATE,
@@ -35,67 +33,12 @@ from pipeline.components.enriching_transform import EnrichingTransform
 from pipeline.components.external_check import ExternalFeatureCheck
 from pipeline.components.external_table_gen import ExternalTableGen
 from pipeline.components.serving_check import ServingCheck
+from pipeline.eval_config import make_eval_config
 from pipeline.validation.acceptance import acceptances_json
 from pipeline.validation.table_sources import check_sources, sources_json
 
 # Key of the project's code fingerprint in the custom_config of components that take one.
 CODE_FINGERPRINT_KEY = example_gen.CODE_FINGERPRINT_KEY
-
-
-
-def make_eval_config(thresholds: configs.BlessingThresholds) -> tfma.EvalConfig:
-    """Returns the Evaluator's configuration: metrics, slices and blessing thresholds.
-
-    The model is called through its tf.Example signature; the label comes from the model's
-    Transform signature, since it is computed from `tips` and `fare`.
-    """
-    def overall_threshold(lower_bound: float, max_drop: float) -> List[tfma.PerSliceMetricThreshold]:
-        # Blessing looks at the whole evaluation set; slices are reported, not gated (a slice
-        # such as "payment_type=Cash" has almost no positive example, so its AUC says little).
-        return [
-            tfma.PerSliceMetricThreshold(
-                slicing_specs=[tfma.SlicingSpec()],
-                threshold=tfma.MetricThreshold(
-                    value_threshold=tfma.GenericValueThreshold(lower_bound={"value": lower_bound}),
-                    change_threshold=tfma.GenericChangeThreshold(
-                        direction=tfma.MetricDirection.HIGHER_IS_BETTER, absolute={"value": -max_drop}
-                    ),
-                ),
-            )
-        ]
-
-    return tfma.EvalConfig(
-        model_specs=[
-            tfma.ModelSpec(
-                signature_name=signatures.SERVING_TF_EXAMPLE,
-                preprocessing_function_names=[signatures.TRANSFORM_FEATURES],
-                label_key=features.LABEL_KEY,
-                prediction_key=signatures.PROBABILITY_OUTPUT,
-            )
-        ],
-        slicing_specs=[tfma.SlicingSpec()] + [tfma.SlicingSpec(feature_keys=[key]) for key in features.SLICE_FEATURE_KEYS],
-        metrics_specs=[
-            tfma.MetricsSpec(
-                metrics=[
-                    tfma.MetricConfig(class_name="ExampleCount"),
-                    tfma.MetricConfig(
-                        class_name="AUC",
-                        per_slice_thresholds=overall_threshold(thresholds.min_auc, thresholds.max_auc_drop),
-                    ),
-                    tfma.MetricConfig(
-                        class_name="BinaryAccuracy",
-                        per_slice_thresholds=overall_threshold(
-                            thresholds.min_binary_accuracy, thresholds.max_binary_accuracy_drop
-                        ),
-                    ),
-                    tfma.MetricConfig(class_name="Precision"),
-                    tfma.MetricConfig(class_name="Recall"),
-                    tfma.MetricConfig(class_name="MeanLabel"),
-                    tfma.MetricConfig(class_name="MeanPrediction"),
-                ]
-            )
-        ],
-    )
 
 
 def make_example_gen(data_root: str, spans: List[int], options: configs.PipelineOptions) -> FileBasedExampleGen:

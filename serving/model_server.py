@@ -37,7 +37,7 @@ from serving.devserver.config_protos import (  # noqa: E402
     parse_text_proto,
     read_text_proto,
 )
-from serving.devserver.errors import ServingError  # noqa: E402
+from serving.devserver.errors import StatusError  # noqa: E402
 from serving.devserver.request_log import RequestLogger  # noqa: E402
 from serving.devserver.rest_api import DEFAULT_PROMETHEUS_PATH  # noqa: E402
 from serving.devserver.server import (  # noqa: E402
@@ -178,7 +178,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             request_logger = RequestLogger(flags.request_log_dir, flags.request_log_sampling_rate)
             server.service.request_hooks.append(request_logger)
         server.start()
-    except (ValueError, OSError, RuntimeError, ServingError) as error:
+    except (ValueError, OSError, RuntimeError, StatusError) as error:
         logger.error("cannot start the model server: %s", error)
         return 1
 

@@ -23,8 +23,8 @@ from pipeline.validation.comparators import anomaly_kind
 
 # Custom properties set on the Examples artifact, read by lineage and reports.
 SPANS_PROPERTY = "spans"
-
 SPAN_FILES_PROPERTY = "span_files"
+
 
 def files_by_span(examples: Any) -> Dict[int, List[str]]:
     """The CSV files an Examples artifact was made from, by span, spans ascending.
@@ -37,10 +37,12 @@ def files_by_span(examples: Any) -> Dict[int, List[str]]:
     """
     return files_by_span_json(examples.get_string_custom_property(SPAN_FILES_PROPERTY))
 
+
 def span_fingerprints(recorded_json: str) -> Dict[int, Dict[str, str]]:
     """Span -> {path: SHA-256} from the SPAN_FILES_PROPERTY JSON of an Examples artifact."""
     recorded = json.loads(recorded_json or "{}")
     return {span: {path: recorded[path] for path in paths} for span, paths in files_by_span_json(recorded_json).items()}
+
 
 def files_by_span_json(recorded_json: str) -> Dict[int, List[str]]:
     """`files_by_span` from the SPAN_FILES_PROPERTY JSON of an Examples artifact."""
@@ -62,6 +64,7 @@ def read_trips(examples_uri: str, split: str, limit: Optional[int] = None) -> Li
 # ExampleAnomalies (TFX's ExampleValidator, judged by pipeline.components.data_gate)
 
 ANOMALIES_FILE = "SchemaDiff.pb"
+
 
 def read_anomalies(anomalies_uri: str, split_names: List[str]) -> List[acceptance.Problem]:
     """Returns the anomalies of an ExampleAnomalies artifact as problems (`pipeline.validation.acceptance`),
@@ -94,15 +97,13 @@ DRIFT_REPORT_FILE = "drift.json"
 
 # TFDV statistics of the checked span and of the reference, in the DriftReport's folder.
 NEWEST_STATISTICS_FILE = "newest_span_statistics.pb"
-
 REFERENCE_STATISTICS_FILE = "reference_statistics.pb"
 
 # Custom properties of the DriftReport artifact.
 DRIFTED_FEATURES_PROPERTY = "drifted_features"
-
 CHECKED_SPAN_PROPERTY = "checked_span"
-
 REFERENCE_SPANS_PROPERTY = "reference_spans"
+
 
 class DriftReport(Artifact):
     """The newest span's schema anomalies and drift scores against the reference (DRIFT_REPORT_FILE)."""
@@ -110,10 +111,12 @@ class DriftReport(Artifact):
     # "<namespace>.<Name>", the form the Vertex (KFP v2) compiler requires of custom types.
     TYPE_NAME = "taxi.DriftReport"
 
+
 def read_drift_report(uri: str) -> dict:
     """Reads the JSON report of a DriftReport artifact."""
     with tf.io.gfile.GFile(os.path.join(uri, DRIFT_REPORT_FILE)) as report_file:
         return json.load(report_file)
+
 
 def read_drift_statistics(uri: str, name: str = NEWEST_STATISTICS_FILE) -> statistics_pb2.DatasetFeatureStatisticsList:
     """Reads one of the statistics files of a DriftReport artifact."""
@@ -129,6 +132,7 @@ def read_drift_statistics(uri: str, name: str = NEWEST_STATISTICS_FILE) -> stati
 # Custom property of the ExternalTables artifact: per table, source URI, SHA-256, rows, keys.
 TABLES_PROPERTY = "tables"
 
+
 class ExternalTables(Artifact):
     """Snapshots of the external tables a run used: one `<name>.csv` per table."""
 
@@ -142,9 +146,11 @@ def table_file(artifact_uri: str, name: str) -> str:
     """The file of table `name` inside an ExternalTables artifact."""
     return os.path.join(artifact_uri, f"{name}.csv")
 
+
 def table_records(artifact: ExternalTables) -> Dict[str, dict]:
     """What the artifact records per table: source_uri, sha256, rows, first_key, last_key."""
     return json.loads(artifact.get_string_custom_property(TABLES_PROPERTY) or "{}")
+
 
 def load_tables(artifact_uri: str, names: Sequence[str]) -> Dict[str, external.ExternalTable]:
     """Reads and validates the named tables of an ExternalTables artifact.
@@ -164,19 +170,23 @@ def load_tables(artifact_uri: str, names: Sequence[str]) -> Dict[str, external.E
 
 EXTERNAL_REPORT_FILE = "external_features.json"
 
+
 class ExternalFeatureReport(Artifact):
     """Per table: trips matched per span, schema anomalies and drift scores (EXTERNAL_REPORT_FILE)."""
 
     TYPE_NAME = "taxi.ExternalFeatureReport"
+
 
 def read_external_report(uri: str) -> dict:
     """Reads the JSON report of an ExternalFeatureReport artifact."""
     with tf.io.gfile.GFile(os.path.join(uri, EXTERNAL_REPORT_FILE)) as report_file:
         return json.load(report_file)
 
+
 def refusals(report: dict) -> List[str]:
     """Every anomaly line of the report, over all tables."""
     return [line for checked in report["tables"].values() for line in checked["anomalies"]]
+
 
 def drifted(report: dict) -> List[str]:
     """One line per drifted joined column: table, feature, measure, score against threshold."""
@@ -194,7 +204,6 @@ def drifted(report: dict) -> List[str]:
 
 # Custom properties of the InfraBlessing artifact; `blessed` is what TFX's Pusher reads.
 BLESSED_PROPERTY = "blessed"
-
 DETAIL_PROPERTY = "detail"
 
 # Custom property of the PushedModel artifact when nothing was pushed on purpose.

@@ -17,6 +17,8 @@ The newest span of the window is what changed since the last run, so it is judge
 
 Both sets of statistics are TFDV's, computed in a Beam pipeline from rows read with
 `pipeline.validation.span_rows`, the reader ExampleGen uses, so the checks see what the model trains on.
+The measures are `pipeline.validation.comparators`'; the report's readers are in
+`pipeline.components.artifacts`.
 Any failure to compute fails the step: the check never fails open. The DataGate decides; the
 report (and both statistics files) are kept for a refused run and for `pipeline.ops.accept`.
 """

@@ -25,6 +25,7 @@ class EnrichingTransformSpec(standard_component_specs.TransformSpec):
         EXTERNAL_TABLES_KEY: ChannelParameter(type=ExternalTables),
     }
 
+
 class EnrichingTransformExecutor(transform_executor.Executor):
     """TFX's Transform executor; first puts the tables' files into `preprocessing_fn`'s custom_config."""
 
@@ -43,6 +44,7 @@ class EnrichingTransformExecutor(transform_executor.Executor):
             preprocessing_config({name: table_file(tables_artifact.uri, name) for name in table_records(tables_artifact)})
         )
         super().Do(input_dict, output_dict, {**exec_properties, config_key: json_utils.dumps(custom_config)})
+
 
 class EnrichingTransform(Transform):
     """Transform whose `preprocessing_fn` joins the external tables of an ExternalTableGen.

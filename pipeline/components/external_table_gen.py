@@ -23,6 +23,7 @@ logger = logging.getLogger(__name__)
 class ExternalTableChangedError(RuntimeError):
     """A table's file changed between building the pipeline and running it."""
 
+
 def snapshot_tables(sources: str, output_uri: str) -> Dict[str, dict]:
     """Validates each table and copies it into `output_uri`; ExternalTableGen's work.
 
@@ -66,6 +67,7 @@ def snapshot_tables(sources: str, output_uri: str) -> Dict[str, dict]:
         }
         logger.info("external table %s: %d rows from %s, sha256 %s", source["name"], len(table.keys), source["uri"], sha256)
     return records
+
 
 @tfx.dsl.components.component
 def ExternalTableGen(

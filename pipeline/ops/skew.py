@@ -28,6 +28,7 @@ from pipeline.component_ids import STATISTICS_GEN
 from pipeline.configs import CURATED_SCHEMA_PATH
 from pipeline.ops import metadata
 from pipeline.ops.metadata import OutputLayout
+from pipeline.validation import span_rows
 from pipeline.validation.comparators import scores_of, with_comparators
 from serving.devserver.request_log import LOG_FILE_PREFIX, read_log
 
@@ -90,14 +91,8 @@ def write_span(request_log_dir: str, data_root: str, span: int, header: List[str
         writer = csv.writer(csv_file, lineterminator="\n")
         writer.writerow(header)
         for example in read_log(request_log_dir):
-            row = []
-            for column in header:
-                feature = example.features.feature.get(column)
-                kind = feature.WhichOneof("kind") if feature is not None else None
-                values = list(getattr(feature, kind).value) if kind else []
-                value = values[0] if values else ""
-                row.append(value.decode() if isinstance(value, bytes) else value)
-            writer.writerow(row)
+            row = span_rows.from_example(example)
+            writer.writerow(["" if row.get(column) is None else row[column] for column in header])
     return path
 
 

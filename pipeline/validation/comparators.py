@@ -28,9 +28,11 @@ _MEASURE_NAMES = {
     anomalies_pb2.DriftSkewInfo.Measurement.JENSEN_SHANNON_DIVERGENCE: JENSEN_SHANNON,
 }
 
+
 def is_categorical(feature: schema_pb2.Feature) -> bool:
     """True for a string column or an integer column the schema marks categorical."""
     return feature.type == schema_pb2.BYTES or feature.int_domain.is_categorical
+
 
 def with_comparators(
     schema: schema_pb2.Schema,
@@ -60,6 +62,7 @@ def with_comparators(
             feature_comparator.jensen_shannon_divergence.threshold = threshold
     return schema
 
+
 def scores_of(anomalies: anomalies_pb2.Anomalies, comparator: str = "drift", flag: str = "drifted") -> List[Dict[str, object]]:
     """Lists TFDV's drift or skew measurements: feature, measure, score, threshold and `flag`
     (True when the score is over the threshold), highest score first."""
@@ -76,12 +79,15 @@ def scores_of(anomalies: anomalies_pb2.Anomalies, comparator: str = "drift", fla
     ]
     return sorted(scores, key=lambda score: -score["score"])
 
+
 def _feature_statistics(statistics: statistics_pb2.DatasetFeatureStatisticsList) -> Dict[str, statistics_pb2.FeatureNameStatistics]:
     dataset = statistics.datasets[0]
     return {".".join(feature.path.step) or feature.name: feature for feature in dataset.features}
 
+
 def _common(feature: statistics_pb2.FeatureNameStatistics) -> statistics_pb2.CommonStatistics:
     return feature.string_stats.common_stats if feature.HasField("string_stats") else feature.num_stats.common_stats
+
 
 def _frequencies(feature: statistics_pb2.FeatureNameStatistics) -> Dict[str, float]:
     """Value -> share of the present values, plus "(other values)" for what the rank histogram
@@ -94,16 +100,19 @@ def _frequencies(feature: statistics_pb2.FeatureNameStatistics) -> Dict[str, flo
         shares["(other values)"] = rest
     return shares
 
+
 def l_infinity(reference: statistics_pb2.FeatureNameStatistics, newest: statistics_pb2.FeatureNameStatistics) -> float:
     """The largest difference in any value's share between two categorical columns."""
     p, q = _frequencies(reference), _frequencies(newest)
     return max(abs(p.get(value, 0.0) - q.get(value, 0.0)) for value in set(p) | set(q))
+
 
 def _quantile_buckets(feature: statistics_pb2.FeatureNameStatistics) -> List[statistics_pb2.Histogram.Bucket]:
     for histogram in feature.num_stats.histograms:
         if histogram.type == statistics_pb2.Histogram.QUANTILES:
             return list(histogram.buckets)
     raise ValueError(f"the statistics of {feature.path.step} hold no quantiles histogram")
+
 
 def _cdf(buckets: Sequence[statistics_pb2.Histogram.Bucket], x: float) -> float:
     """The share of values <= x, values spread evenly inside each quantile bucket."""
@@ -116,9 +125,11 @@ def _cdf(buckets: Sequence[statistics_pb2.Histogram.Bucket], x: float) -> float:
             below += bucket.sample_count * (x - bucket.low_value) / (bucket.high_value - bucket.low_value)
     return below / total if total else 0.0
 
+
 def _masses(buckets: Sequence[statistics_pb2.Histogram.Bucket], boundaries: Sequence[float]) -> List[float]:
     cdf = [0.0] + [_cdf(buckets, boundary) for boundary in boundaries] + [1.0]
     return [max(high - low, 0.0) for low, high in zip(cdf, cdf[1:])]
+
 
 def quantile_jensen_shannon(
     reference: statistics_pb2.FeatureNameStatistics, newest: statistics_pb2.FeatureNameStatistics, buckets: int
@@ -137,6 +148,7 @@ def quantile_jensen_shannon(
             if share > 0:
                 divergence += 0.5 * share * math.log2(share / mean)
     return max(divergence, 0.0)
+
 
 def score_columns(
     reference: statistics_pb2.DatasetFeatureStatisticsList,
@@ -183,10 +195,12 @@ def score_columns(
         entry.update(score=round(score, 4), judged=True, drifted=score > entry["threshold"])
     return sorted(scores, key=lambda s: (not s["drifted"], -(s["score"] if s["score"] is not None else -1)))
 
+
 def anomaly_kind(info: anomalies_pb2.AnomalyInfo) -> str:
     """What an anomaly is, in TFDV's reason types ("FEATURE_TYPE_LOW_FRACTION_PRESENT"), sorted;
     TFDV's short description says only "Multiple errors" when a feature has several."""
     return ",".join(sorted({anomalies_pb2.AnomalyInfo.Type.Name(reason.type) for reason in info.reason})) or info.short_description
+
 
 def _completeness(feature: str, schema: schema_pb2.Schema, statistics: statistics_pb2.DatasetFeatureStatisticsList) -> str:
     """" (present in 12.4% of the span's 833 rows; the schema expects at least 50%)", or "" for a
@@ -198,6 +212,7 @@ def _completeness(feature: str, schema: schema_pb2.Schema, statistics: statistic
     found = _feature_statistics(statistics).get(feature)
     present = _common(found).num_non_missing if found is not None else 0
     return f" (present in {present / max(rows, 1):.1%} of the span's {rows} rows; the schema expects at least {expected:.0%})"
+
 
 def anomaly_lines(
     anomalies: anomalies_pb2.Anomalies,
@@ -219,6 +234,7 @@ def anomaly_lines(
         info = anomalies.dataset_anomaly_info
         found.append({"feature": "(dataset)", "kind": anomaly_kind(info), "description": f"{prefix}{info.description}"})
     return found
+
 
 def describe(scores: List[Dict[str, object]]) -> str:
     """One line per drifted column: feature, measure, score against threshold."""

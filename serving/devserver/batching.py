@@ -20,7 +20,7 @@ from typing import Dict, List, Mapping, Optional, Tuple
 import grpc
 import numpy as np
 
-from serving.devserver.errors import ServingError, invalid_argument
+from serving.devserver.errors import StatusError, invalid_argument
 from serving.devserver.servables import Servable
 
 logger = logging.getLogger(__name__)
@@ -156,7 +156,7 @@ class Batcher:
             Output alias -> array for this call's rows only (all outputs of the signature).
 
         Raises:
-            ServingError: INVALID_ARGUMENT when the call alone exceeds max_batch_size,
+            StatusError: INVALID_ARGUMENT when the call alone exceeds max_batch_size,
                 UNAVAILABLE when the batch queue is full, or the model's own error.
         """
         layout = _layout(inputs)
@@ -176,7 +176,7 @@ class Batcher:
             leader = batch is None or batch.rows + rows > self._options.max_batch_size
             if leader:
                 if self._waiting_batches >= self._options.max_enqueued_batches:
-                    raise ServingError(
+                    raise StatusError(
                         grpc.StatusCode.UNAVAILABLE,
                         "The batch scheduling queue to which this task was submitted is full",
                     )
@@ -233,7 +233,7 @@ class Batcher:
         self._count_execution(len(tasks))
         try:
             outputs = servable.run(signature_key, merged)
-        except ServingError as error:
+        except StatusError as error:
             for task in tasks:
                 task.error = error
                 task.done.set()
@@ -266,7 +266,7 @@ class Batcher:
         self._count_execution(1)
         try:
             task.outputs = servable.run(signature_key, task.inputs)
-        except ServingError as error:
+        except StatusError as error:
             task.error = error
         task.done.set()
 

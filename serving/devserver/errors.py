@@ -1,6 +1,6 @@
 """One error type for the model server, carrying TensorFlow Serving's canonical status code.
 
-Every layer (JSON decoding, servable lookup, inference, batching) raises `ServingError`; the REST
+Every layer (JSON decoding, servable lookup, inference, batching) raises `StatusError`; the REST
 front end turns it into `{"error": message}` with the HTTP status TensorFlow Serving uses for
 that code (`model_servers/http_server.cc`), and the gRPC front end aborts the call with the
 same code, so both APIs fail the same way for the same cause.
@@ -29,7 +29,7 @@ _HTTP_STATUS_BY_CODE: Dict[grpc.StatusCode, int] = {
 }
 
 
-class ServingError(Exception):
+class StatusError(Exception):
     """A request failed with a canonical status code and a message meant for the caller.
 
     Attributes:
@@ -60,16 +60,16 @@ def http_status_for(code: grpc.StatusCode) -> int:
     return _HTTP_STATUS_BY_CODE.get(code, 500)
 
 
-def invalid_argument(message: str) -> ServingError:
+def invalid_argument(message: str) -> StatusError:
     """Returns an INVALID_ARGUMENT error (HTTP 400) with `message`."""
-    return ServingError(grpc.StatusCode.INVALID_ARGUMENT, message)
+    return StatusError(grpc.StatusCode.INVALID_ARGUMENT, message)
 
 
-def not_found(message: str) -> ServingError:
+def not_found(message: str) -> StatusError:
     """Returns a NOT_FOUND error (HTTP 404) with `message`."""
-    return ServingError(grpc.StatusCode.NOT_FOUND, message)
+    return StatusError(grpc.StatusCode.NOT_FOUND, message)
 
 
-def failed_precondition(message: str) -> ServingError:
+def failed_precondition(message: str) -> StatusError:
     """Returns a FAILED_PRECONDITION error (HTTP 400) with `message`."""
-    return ServingError(grpc.StatusCode.FAILED_PRECONDITION, message)
+    return StatusError(grpc.StatusCode.FAILED_PRECONDITION, message)

@@ -24,7 +24,7 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
-from serving.devserver.errors import ServingError, invalid_argument
+from serving.devserver.errors import StatusError, invalid_argument
 from serving.devserver.inference import InferenceService, RequestRecord, array_from_tensor_proto, check_metadata_fields, predict_response
 from serving.devserver.metrics import ServerMetrics
 from serving.devserver.servables import Servable, model_spec_for
@@ -70,7 +70,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         try:
             response = work()
             return response
-        except ServingError as error:
+        except StatusError as error:
             status = error.code.name
             context.abort(error.code, error.message)
         except Exception as error:  # noqa: BLE001 - answer INTERNAL instead of a bare UNKNOWN.
@@ -180,7 +180,7 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
                 spec.version.value if choice == "version" else None,
                 spec.version_label if choice == "version_label" else None,
             )
-        except ServingError as error:
+        except StatusError as error:
             context.abort(error.code, error.message)
 
     def HandleReloadConfigRequest(
@@ -191,7 +191,7 @@ class ModelServicer(model_service_pb2_grpc.ModelServiceServicer):
             for model in request.config.model_config_list.config:
                 logger.info("reload config: model %s at %s", model.name, model.base_path)
             self._service.manager.reload_config(request.config)
-        except ServingError as error:
+        except StatusError as error:
             logger.error("ReloadConfig failed: %s", error.message)
             response.status.error_code = error.code.value[0]
             response.status.error_message = error.message

@@ -31,7 +31,7 @@ from tensorflow_serving.apis import (
 
 from serving.devserver import json_tensor
 from serving.devserver.batching import Batcher
-from serving.devserver.errors import ServingError, invalid_argument
+from serving.devserver.errors import StatusError, invalid_argument
 from serving.devserver.servables import (
     CLASSIFY_METHOD,
     DEFAULT_SIGNATURE,
@@ -131,7 +131,7 @@ def array_from_tensor_proto(alias: str, proto: tensor_pb2.TensorProto) -> np.nda
     """Decodes a request TensorProto.
 
     Raises:
-        ServingError: INVALID_ARGUMENT naming the input when the proto is malformed.
+        StatusError: INVALID_ARGUMENT naming the input when the proto is malformed.
     """
     array = _decode_plain(proto)
     if array is not None:
@@ -230,7 +230,7 @@ class InferenceService:
             (signature key used, output alias -> array).
 
         Raises:
-            ServingError: FAILED_PRECONDITION for an unknown signature, INVALID_ARGUMENT for
+            StatusError: FAILED_PRECONDITION for an unknown signature, INVALID_ARGUMENT for
                 bad inputs, or the model's own error.
         """
         key, signature_def = servable.signature(signature_name)
@@ -255,7 +255,7 @@ class InferenceService:
             (signature key used, ClassificationResult).
 
         Raises:
-            ServingError: INVALID_ARGUMENT for an unknown or non-classify signature, empty input
+            StatusError: INVALID_ARGUMENT for an unknown or non-classify signature, empty input
                 or outputs of the wrong shape or type.
         """
         key, signature_def = _inference_signature(servable, signature_name, CLASSIFY_METHOD)
@@ -273,7 +273,7 @@ class InferenceService:
             (signature key used, RegressionResult).
 
         Raises:
-            ServingError: INVALID_ARGUMENT for an unknown or non-regress signature, empty input
+            StatusError: INVALID_ARGUMENT for an unknown or non-regress signature, empty input
                 or an output of the wrong shape or type.
         """
         key, signature_def = _inference_signature(servable, signature_name, REGRESS_METHOD)
@@ -288,7 +288,7 @@ class InferenceService:
         """Runs several classify/regress signatures of one model on the same examples.
 
         Raises:
-            ServingError: INVALID_ARGUMENT for tasks naming different models, a repeated or
+            StatusError: INVALID_ARGUMENT for tasks naming different models, a repeated or
                 unknown signature, or signatures with different inputs; UNIMPLEMENTED for a
                 method other than classify or regress.
         """
@@ -316,7 +316,7 @@ class InferenceService:
                 _check_method(signature_def, REGRESS_METHOD, "regression")
                 _check_regression_signature(signature_def)
             else:
-                raise ServingError(
+                raise StatusError(
                     grpc.StatusCode.UNIMPLEMENTED,
                     f"Unsupported signature method_name: {task.method_name}",
                 )
@@ -358,7 +358,7 @@ class InferenceService:
         """Builds a GetModelMetadataResponse holding the servable's SignatureDefMap.
 
         Raises:
-            ServingError: INVALID_ARGUMENT when no field or a field other than signature_def
+            StatusError: INVALID_ARGUMENT when no field or a field other than signature_def
                 is requested.
         """
         check_metadata_fields(metadata_fields)
@@ -374,7 +374,7 @@ class InferenceService:
         """Replays one `tf_serving_warmup_requests` record against a freshly loaded servable.
 
         Raises:
-            ServingError: When the record fails, which fails the version's load.
+            StatusError: When the record fails, which fails the version's load.
         """
         kind = log.WhichOneof("log_type")
         if kind == "predict_log":
@@ -401,7 +401,7 @@ def check_metadata_fields(metadata_fields: Sequence[str]) -> None:
     """Checks GetModelMetadata's requested fields (only `signature_def` exists).
 
     Raises:
-        ServingError: INVALID_ARGUMENT when none or an unsupported field is requested.
+        StatusError: INVALID_ARGUMENT when none or an unsupported field is requested.
     """
     if not metadata_fields:
         raise invalid_argument("GetModelMetadataRequest must specify at least one metadata_field")
@@ -443,12 +443,12 @@ def _check_classification_signature(signature_def) -> None:
             f"Expected one or two output Tensors, found {len(signature_def.outputs)}"
         )
     if CLASSIFY_INPUTS not in signature_def.inputs:
-        raise ServingError(
+        raise StatusError(
             grpc.StatusCode.FAILED_PRECONDITION,
             "No classification inputs found in SignatureDef: expected an input named 'inputs'",
         )
     if CLASSIFY_CLASSES not in signature_def.outputs and CLASSIFY_SCORES not in signature_def.outputs:
-        raise ServingError(
+        raise StatusError(
             grpc.StatusCode.FAILED_PRECONDITION,
             'Expected classification signature outputs to contain at least one of "classes" '
             'or "scores".',
@@ -461,12 +461,12 @@ def _check_regression_signature(signature_def) -> None:
     if len(signature_def.outputs) != 1:
         raise invalid_argument("Expected one output Tensor.")
     if REGRESS_INPUTS not in signature_def.inputs:
-        raise ServingError(
+        raise StatusError(
             grpc.StatusCode.FAILED_PRECONDITION,
             "No regression inputs found in SignatureDef: expected an input named 'inputs'",
         )
     if REGRESS_OUTPUTS not in signature_def.outputs:
-        raise ServingError(
+        raise StatusError(
             grpc.StatusCode.FAILED_PRECONDITION,
             "No regression outputs found in SignatureDef: expected an output named 'outputs'",
         )

@@ -9,7 +9,7 @@ rapidjson does in TensorFlow Serving; NaN and (-)Infinity are accepted and writt
 Floats are written in the shortest form that reads back to the same value, with a trailing
 `.0` on whole numbers so a list never mixes integer and decimal tokens.
 
-Every problem raises `ServingError` (INVALID_ARGUMENT unless stated) with TensorFlow Serving's
+Every problem raises `StatusError` (INVALID_ARGUMENT unless stated) with TensorFlow Serving's
 wording, so clients that match on messages see the same text from both servers.
 """
 import base64
@@ -24,7 +24,7 @@ from tensorflow.core.example import example_pb2, feature_pb2
 from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import input_pb2
 
-from serving.devserver.errors import ServingError, invalid_argument
+from serving.devserver.errors import StatusError, invalid_argument
 
 ROW_FORMAT = "row"
 COLUMNAR_FORMAT = "columnar"
@@ -92,7 +92,7 @@ def parse_request_body(body: bytes) -> Dict[str, Any]:
         The decoded top-level JSON object.
 
     Raises:
-        ServingError: INVALID_ARGUMENT `JSON Parse error: ...` for an empty or malformed body,
+        StatusError: INVALID_ARGUMENT `JSON Parse error: ...` for an empty or malformed body,
             or `JSON Value: ... Is not object` when the top level is not an object.
     """
     if not body or not body.strip():
@@ -119,7 +119,7 @@ def signature_name_of(doc: Mapping[str, Any]) -> str:
     """Returns the request's optional `signature_name` ("" when absent).
 
     Raises:
-        ServingError: INVALID_ARGUMENT when `signature_name` is not a string.
+        StatusError: INVALID_ARGUMENT when `signature_name` is not a string.
     """
     name = doc.get(_SIGNATURE_KEY, "")
     if not isinstance(name, str):
@@ -167,7 +167,7 @@ def _decode_base64_object(value: Any) -> bytes:
         raise invalid_argument("Unable to base64 decode") from error
 
 
-def _type_error(value: Any, dtype: int) -> ServingError:
+def _type_error(value: Any, dtype: int) -> StatusError:
     return invalid_argument(
         f"JSON Value: {value_to_text(value)} Type: {_json_type(value)} "
         f"is not of expected type: {dtype_text(dtype)}"
@@ -202,13 +202,13 @@ def _convert_leaf(value: Any, dtype: int) -> Any:
         if not isinstance(value, str):
             raise _type_error(value, dtype)
         return value.encode("utf-8")
-    raise ServingError(
+    raise StatusError(
         grpc.StatusCode.UNIMPLEMENTED,
         f"Conversion of JSON Value: {value_to_text(value)} to type: {dtype_text(dtype)}",
     )
 
 
-def _lossy_error(value: Any, target: str) -> ServingError:
+def _lossy_error(value: Any, target: str) -> StatusError:
     return invalid_argument(
         f"Cannot convert JSON value: {value_to_text(value)} to {target} without loss of precision."
     )
@@ -261,7 +261,7 @@ def json_to_array(value: Any, dtype: int) -> np.ndarray:
         An array with the JSON value's shape; strings become an object array of bytes.
 
     Raises:
-        ServingError: INVALID_ARGUMENT for ragged lists or values of the wrong type,
+        StatusError: INVALID_ARGUMENT for ragged lists or values of the wrong type,
             UNIMPLEMENTED for dtypes JSON cannot carry.
     """
     shape = _dense_shape(value)
@@ -297,7 +297,7 @@ def predict_inputs_from_json(
         (alias -> array, ROW_FORMAT or COLUMNAR_FORMAT).
 
     Raises:
-        ServingError: INVALID_ARGUMENT with TensorFlow Serving's message for every malformed
+        StatusError: INVALID_ARGUMENT with TensorFlow Serving's message for every malformed
             request: both or neither of `instances`/`inputs`, empty or non-list instances,
             unknown or missing input names, ragged shapes and wrong value types.
     """
@@ -458,8 +458,8 @@ def _inputs_from_instances(
                             )
                         column = columns[name] = _InstanceColumn(input_dtypes[name])
                     column.add(item)
-                except ServingError as error:
-                    raise ServingError(
+                except StatusError as error:
+                    raise StatusError(
                         error.code,
                         f"Failed to process element: {index} key: {name} of 'instances' list. "
                         f"Error: {_status_text(error)}",
@@ -481,8 +481,8 @@ def _inputs_from_instances(
                 if column is None:
                     column = columns[name] = _InstanceColumn(input_dtypes[name])
                 column.add(element)
-            except ServingError as error:
-                raise ServingError(
+            except StatusError as error:
+                raise StatusError(
                     error.code,
                     f"Failed to process element: {index} of 'instances' list. "
                     f"Error: {_status_text(error)}",
@@ -490,7 +490,7 @@ def _inputs_from_instances(
     return {name: column.to_array(len(instances)) for name, column in columns.items()}
 
 
-def _status_text(error: ServingError) -> str:
+def _status_text(error: StatusError) -> str:
     # TensorFlow Serving nests the inner Status::ToString(), which reads "CODE: message".
     return f"{error.code.name}: {error.message}"
 
@@ -529,7 +529,7 @@ def input_from_json(doc: Mapping[str, Any]) -> input_pb2.Input:
         An `Input` holding an `example_list`, or `example_list_with_context` with a context.
 
     Raises:
-        ServingError: INVALID_ARGUMENT with TensorFlow Serving's message when `examples` is
+        StatusError: INVALID_ARGUMENT with TensorFlow Serving's message when `examples` is
             missing, empty or not a list, or a feature mixes kinds or holds null/nested lists.
     """
     request_input = input_pb2.Input()
@@ -575,7 +575,7 @@ def _example_from_json(value: Any) -> example_pb2.Example:
     return example
 
 
-def _kind_error(name: str, feature: feature_pb2.Feature) -> ServingError:
+def _kind_error(name: str, feature: feature_pb2.Feature) -> StatusError:
     kind = {"bytes_list": "bytes", "float_list": "float", "int64_list": "int64"}.get(
         feature.WhichOneof("kind"), "UNKNOWN"
     )
@@ -625,7 +625,7 @@ def serialized_examples(request_input: input_pb2.Input) -> List[bytes]:
     protobuf parses as the merge of both, exactly as TensorFlow Serving feeds them.
 
     Raises:
-        ServingError: INVALID_ARGUMENT `Input is empty.` when there are no examples.
+        StatusError: INVALID_ARGUMENT `Input is empty.` when there are no examples.
     """
     kind = request_input.WhichOneof("kind")
     if kind == "example_list":
@@ -730,7 +730,7 @@ def predict_outputs_to_json(outputs: Mapping[str, np.ndarray], request_format: s
         The JSON text of the answer.
 
     Raises:
-        ServingError: INVALID_ARGUMENT when row format is asked for outputs without a common
+        StatusError: INVALID_ARGUMENT when row format is asked for outputs without a common
             batch dimension (TensorFlow Serving's messages).
     """
     if not outputs:

@@ -30,7 +30,7 @@ from aiohttp import web
 from google.protobuf import json_format
 
 from serving.devserver import json_tensor
-from serving.devserver.errors import ServingError, invalid_argument
+from serving.devserver.errors import StatusError, invalid_argument
 from serving.devserver.inference import InferenceService, RequestRecord, signature_def_map
 from serving.devserver.metrics import CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE
 from serving.devserver.metrics import ServerMetrics
@@ -94,7 +94,7 @@ def parse_route(method: str, raw_path: str) -> _Route:
         The model name, version or label, and action.
 
     Raises:
-        ServingError: INVALID_ARGUMENT `Malformed request: ...`, `Missing model name in
+        StatusError: INVALID_ARGUMENT `Malformed request: ...`, `Missing model name in
             request.`, `Failed to convert version: ...`, or when both version and label are set.
     """
     match = None
@@ -187,7 +187,7 @@ class RestApi:
             return error_response(f"Not found: {request.method} {raw_path}", 404)
         try:
             route = parse_route(request.method, raw_path)
-        except ServingError as error:
+        except StatusError as error:
             return error_response(error.message, error.http_status)
 
         try:
@@ -210,7 +210,7 @@ class RestApi:
                 "regress": self._regress,
             }[route.action]
             text, http_status = await self._run(handler, route, body)
-        except ServingError as error:
+        except StatusError as error:
             status = error.code.name
             text, http_status = json_tensor.error_to_json(error.message), error.http_status
         if api is not None:
@@ -233,7 +233,7 @@ class RestApi:
         try:
             text = await asyncio.wait_for(future, self._timeout_s)
         except asyncio.TimeoutError as error:
-            raise ServingError(
+            raise StatusError(
                 grpc.StatusCode.DEADLINE_EXCEEDED,
                 f"Deadline exceeded: the request took longer than {self._timeout_s * 1000:.0f} ms "
                 "(--rest_api_timeout_in_ms)",

@@ -31,7 +31,7 @@ from tensorflow.core.protobuf import config_pb2, meta_graph_pb2, saved_model_pb2
 from tensorflow_serving.apis import get_model_status_pb2, model_pb2, prediction_log_pb2
 from tensorflow_serving.config import file_system_storage_path_source_pb2, model_server_config_pb2
 
-from serving.devserver.errors import ServingError, failed_precondition, invalid_argument, not_found
+from serving.devserver.errors import StatusError, failed_precondition, invalid_argument, not_found
 from serving.versions import parse_version
 
 logger = logging.getLogger(__name__)
@@ -96,10 +96,10 @@ class Servable:
                 tf.compat.v1.saved_model.loader.load(self._session, [SERVING_TAG], path)
         except tf.errors.OpError as error:
             self._session.close()
-            raise ServingError(_status_code_from_tf(error), error.message) from error
+            raise StatusError(_status_code_from_tf(error), error.message) from error
         except (ValueError, OSError, RuntimeError) as error:
             self._session.close()
-            raise ServingError(grpc.StatusCode.INVALID_ARGUMENT, str(error)) from error
+            raise StatusError(grpc.StatusCode.INVALID_ARGUMENT, str(error)) from error
         self._graph.finalize()
         self._callables: Dict[Tuple, Callable] = {}
         self._callables_lock = threading.Lock()
@@ -163,7 +163,7 @@ class Servable:
         """Returns (key, SignatureDef) for a requested name, "" meaning `serving_default`.
 
         Raises:
-            ServingError: FAILED_PRECONDITION `Serving signature key "s" not found.`, the
+            StatusError: FAILED_PRECONDITION `Serving signature key "s" not found.`, the
                 message tensorflow_model_server gives a gRPC Predict for an unknown signature.
         """
         key = signature_name or DEFAULT_SIGNATURE
@@ -188,7 +188,7 @@ class Servable:
             Output alias -> array (strings as object arrays of bytes).
 
         Raises:
-            ServingError: INVALID_ARGUMENT for missing, extra or mistyped inputs, unknown output
+            StatusError: INVALID_ARGUMENT for missing, extra or mistyped inputs, unknown output
                 aliases, or a shape the model rejects; the TensorFlow error's own code otherwise.
         """
         self.validate_inputs(signature_key, inputs)
@@ -197,7 +197,7 @@ class Servable:
         try:
             results = runner(*[_feed_value(inputs[alias]) for alias in aliases])
         except tf.errors.OpError as error:
-            raise ServingError(_status_code_from_tf(error), error.message) from error
+            raise StatusError(_status_code_from_tf(error), error.message) from error
         except (ValueError, TypeError) as error:
             raise invalid_argument(str(error)) from error
         return {alias: _as_output(value) for alias, value in zip(outputs, results)}
@@ -206,7 +206,7 @@ class Servable:
         """Checks input names and dtypes against a signature without running it.
 
         Raises:
-            ServingError: INVALID_ARGUMENT with TensorFlow Serving's message for missing, extra
+            StatusError: INVALID_ARGUMENT with TensorFlow Serving's message for missing, extra
                 or mistyped inputs.
         """
         expected = self._expected_numpy.get(signature_key)
@@ -293,7 +293,7 @@ def selected_outputs(
     """Returns the output aliases a request asks for (all, sorted, when it names none).
 
     Raises:
-        ServingError: INVALID_ARGUMENT for an unknown or repeated alias, with TF Serving's message.
+        StatusError: INVALID_ARGUMENT for an unknown or repeated alias, with TF Serving's message.
     """
     if not output_filter:
         return sorted(signature_def.outputs)
@@ -314,7 +314,7 @@ def _read_serving_meta_graph(path: str) -> meta_graph_pb2.MetaGraphDef:
     """Reads the `serve` MetaGraphDef of a SavedModel folder.
 
     Raises:
-        ServingError: NOT_FOUND when no saved_model.pb/.pbtxt exists, DATA_LOSS when it does
+        StatusError: NOT_FOUND when no saved_model.pb/.pbtxt exists, DATA_LOSS when it does
             not parse, NOT_FOUND when no MetaGraphDef carries the `serve` tag.
     """
     binary_path = os.path.join(path, "saved_model.pb")
@@ -335,12 +335,12 @@ def _read_serving_meta_graph(path: str) -> meta_graph_pb2.MetaGraphDef:
                 f"{path}"
             )
     except (proto_message.DecodeError, UnicodeDecodeError, ValueError) as error:
-        raise ServingError(
+        raise StatusError(
             grpc.StatusCode.DATA_LOSS, f"Could not parse SavedModel at {path}: {error}"
         ) from error
     if not saved_model.meta_graphs:
         # Garbage bytes can parse "successfully" as an empty message; that is still corrupt.
-        raise ServingError(
+        raise StatusError(
             grpc.StatusCode.DATA_LOSS,
             f"Could not parse SavedModel at {path}: it holds no MetaGraphDef",
         )
@@ -365,7 +365,7 @@ class VersionRecord:
     version: int
     path: str
     state: int = State.START
-    error: Optional[ServingError] = None
+    error: Optional[StatusError] = None
     servable: Optional[Servable] = None
     # Folder contents when a load failed; a changed fingerprint makes the manager retry.
     failed_fingerprint: Optional[Tuple] = None
@@ -448,7 +448,7 @@ def validate_config(config: model_server_config_pb2.ModelServerConfig) -> None:
     """Checks a ModelServerConfig before it is applied.
 
     Raises:
-        ServingError: INVALID_ARGUMENT naming the offending entry: not a model_config_list,
+        StatusError: INVALID_ARGUMENT naming the offending entry: not a model_config_list,
             a missing name or base_path, a duplicate name, or a platform other than tensorflow.
     """
     if config.WhichOneof("config") != "model_config_list":
@@ -510,7 +510,7 @@ class ServableManager:
         """Loads every model's aspired versions, applies labels, then starts polling.
 
         Raises:
-            ServingError: When a configured label names a version that is not available.
+            StatusError: When a configured label names a version that is not available.
         """
         self._apply_config(self._config)
         if self._poll_wait_seconds > 0:
@@ -534,7 +534,7 @@ class ServableManager:
         config are unloaded.
 
         Raises:
-            ServingError: INVALID_ARGUMENT for a malformed config, FAILED_PRECONDITION for a
+            StatusError: INVALID_ARGUMENT for a malformed config, FAILED_PRECONDITION for a
                 label that names a version which is not available.
         """
         validate_config(config)
@@ -577,7 +577,7 @@ class ServableManager:
             for model in models:
                 try:
                     self._apply_labels(model)
-                except ServingError as error:
+                except StatusError as error:
                     errors.append(error)
             if errors:
                 raise errors[0]
@@ -653,12 +653,12 @@ class ServableManager:
         try:
             servable = Servable(name, version, path)
             self._warm_up(servable)
-        except ServingError as error:
+        except StatusError as error:
             self._mark_failed(name, record, error, fingerprint)
             return
         except Exception as error:  # noqa: BLE001 - any load failure is reported, not fatal.
             self._mark_failed(
-                name, record, ServingError(grpc.StatusCode.UNKNOWN, f"{type(error).__name__}: {error}"),
+                name, record, StatusError(grpc.StatusCode.UNKNOWN, f"{type(error).__name__}: {error}"),
                 fingerprint,
             )
             return
@@ -673,7 +673,7 @@ class ServableManager:
         )
 
     def _mark_failed(
-        self, name: str, record: VersionRecord, error: ServingError, fingerprint: Tuple
+        self, name: str, record: VersionRecord, error: StatusError, fingerprint: Tuple
     ) -> None:
         logger.error(
             "model %s: loading version %d from %s failed: %s",
@@ -697,8 +697,8 @@ class ServableManager:
             log.ParseFromString(record.numpy())
             try:
                 self._warmup_runner(servable, log)
-            except ServingError as error:
-                raise ServingError(
+            except StatusError as error:
+                raise StatusError(
                     error.code, f"Failed to warm up model with record {count}: {error.message}"
                 ) from error
             count += 1
@@ -725,7 +725,7 @@ class ServableManager:
             The servable: the named version, the labelled one, or the newest available.
 
         Raises:
-            ServingError: NOT_FOUND `Servable not found for request: Latest(M)` /
+            StatusError: NOT_FOUND `Servable not found for request: Latest(M)` /
                 `Specific(M, V)`; INVALID_ARGUMENT `Unrecognized servable version label: L`.
         """
         with self._lock:
@@ -759,7 +759,7 @@ class ServableManager:
         """Builds a GetModelStatusResponse: every known version, newest first, or one version.
 
         Raises:
-            ServingError: NOT_FOUND `Could not find any versions of model M` /
+            StatusError: NOT_FOUND `Could not find any versions of model M` /
                 `Could not find version V of model M`; INVALID_ARGUMENT for an unknown label.
         """
         response = get_model_status_pb2.GetModelStatusResponse()

@@ -170,7 +170,7 @@ class ModelServer:
         Raises:
             FileNotFoundError: When a model base path does not exist.
             RuntimeError: When a port cannot be bound.
-            ServingError: When a configured label names a version that did not load.
+            StatusError: When a configured label names a version that did not load.
         """
         if self._started:
             raise RuntimeError("the server is already started")

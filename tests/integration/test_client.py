@@ -24,6 +24,7 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 
 from modules import features
 from serving import client
+from serving.client import cli
 from tests.conftest import REPO_ROOT, SCHEMA_PATH, SHARED_TF_SERVING, trip
 
 model_server = pytest.importorskip(
@@ -174,12 +175,12 @@ def test_a_server_that_is_not_there_is_a_serving_error_without_status():
 
 def test_cli_raw_predict_and_status(half_plus_two, capsys):
     port = str(half_plus_two.rest_port)
-    assert client.main(["predict", "--rest-port", port, "--model", "half_plus_two", "--raw", "--json", "[2.0, 4.0]"]) == 0
+    assert cli.main(["predict", "--rest-port", port, "--model", "half_plus_two", "--raw", "--json", "[2.0, 4.0]"]) == 0
     assert json.loads(capsys.readouterr().out) == {"predictions": [3.0, 4.0]}
     grpc_port = str(half_plus_two.grpc_port)
-    assert client.main(["predict", "--grpc", "--grpc-port", grpc_port, "--model", "half_plus_two", "--raw", "--json", "[2.0]"]) == 0
+    assert cli.main(["predict", "--grpc", "--grpc-port", grpc_port, "--model", "half_plus_two", "--raw", "--json", "[2.0]"]) == 0
     assert json.loads(capsys.readouterr().out) == {"y": [3.0]}
-    assert client.main(["status", "--rest-port", port, "--model", "nope"]) == 1
+    assert cli.main(["status", "--rest-port", port, "--model", "nope"]) == 1
     assert "HTTP 404: Could not find any versions of model nope" in capsys.readouterr().err
 
 
@@ -238,9 +239,9 @@ def test_taxi_dtypes_come_from_the_served_signature(taxi_server):
 def test_cli_predicts_a_partial_trip(taxi_server, capsys):
     argv = ["predict", "--host", "127.0.0.1", "--rest-port", str(taxi_server.rest_port), "--model", TAXI_MODEL,
             "--json", '{"trip_miles": 1.2, "payment_type": "Cash"}']
-    assert client.main(argv) == 0
+    assert cli.main(argv) == 0
     assert json.loads(capsys.readouterr().out) == {"predictions": [0.875]}
-    assert client.main(argv[:-1] + ['{"trip_mile": 1.2}']) == 2
+    assert cli.main(argv[:-1] + ['{"trip_mile": 1.2}']) == 2
     assert "unknown taxi features ['trip_mile']" in capsys.readouterr().err
 
 

@@ -185,11 +185,11 @@ def test_labels_route_to_their_versions(tmp_path, model_templates):  # noqa: F81
 
 
 def test_label_of_unavailable_version_fails_startup(tmp_path, model_templates):  # noqa: F811
-    from serving.devserver.errors import ServingError
+    from serving.devserver.errors import StatusError
 
     base_path = make_base_path(tmp_path / "m", model_templates, {"1": OFFSET_V1})
     config, _ = _config("m", base_path, stable=5)
-    with pytest.raises(ServingError, match="version 5 of model m, which is not currently available"):
+    with pytest.raises(StatusError, match="version 5 of model m, which is not currently available"):
         start_server(model_config=config)
 
 

@@ -2,7 +2,8 @@
 the report's decision words and its refusal of bad retention policies."""
 import pytest
 
-from pipeline import configs, dag
+from pipeline import configs
+from pipeline.eval_config import make_eval_config
 from pipeline.ops import housekeeping, lineage, report
 from pipeline.ops.run_summary import RunSummary
 
@@ -10,7 +11,7 @@ from pipeline.ops.run_summary import RunSummary
 def test_thresholds_in_words_come_from_the_pipelines_eval_config():
     from google.protobuf import json_format
 
-    eval_config = json_format.MessageToDict(dag.make_eval_config(configs.BlessingThresholds()))
+    eval_config = json_format.MessageToDict(make_eval_config(configs.BlessingThresholds()))
     thresholds = lineage.thresholds_from_eval_config(eval_config)
     assert thresholds == {"auc": ">= 0.93, drop <= 0.002", "binary_accuracy": ">= 0.85, drop <= 0.005"}
 

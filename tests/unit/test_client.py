@@ -14,6 +14,7 @@ from tensorflow_metadata.proto.v0 import schema_pb2
 
 from modules import features
 from serving import client
+from serving.client import cli
 from tests.conftest import SCHEMA_PATH, SHARED_TF_SERVING, trip
 
 # How a raw column's schema type appears as a serving-signature dtype (its tf.io feature spec).
@@ -345,7 +346,7 @@ def test_reload_config_refuses_an_invalid_config_before_calling():
 
 def test_help_gives_worked_examples(capsys):
     with pytest.raises(SystemExit) as caught:
-        client.main(["--help"])
+        cli.main(["--help"])
     assert caught.value.code == 0
     out = capsys.readouterr().out
     assert "python -m serving.client predict --host localhost --rest-port 8501 --model big_tipper" in out
@@ -356,7 +357,7 @@ def test_cli_prints_the_status_as_json(monkeypatch, capsys):
     body = '{"model_version_status": [{"version": "1", "state": "AVAILABLE"}]}'
     fake = _RecordingRequests([_FakeResponse(200, body)])
     monkeypatch.setattr(requests, "request", fake)
-    assert client.main(["status", "--host", "h", "--rest-port", "9", "--model", "m", "--label", "stable"]) == 0
+    assert cli.main(["status", "--host", "h", "--rest-port", "9", "--model", "m", "--label", "stable"]) == 0
     assert json.loads(capsys.readouterr().out) == json.loads(body)
     assert fake.calls[0]["url"] == "http://h:9/v1/models/m/labels/stable"
 
@@ -364,7 +365,7 @@ def test_cli_prints_the_status_as_json(monkeypatch, capsys):
 def test_cli_reports_server_errors_and_bad_json(monkeypatch, capsys):
     fake = _RecordingRequests([_FakeResponse(404, '{"error": "Could not find any versions of model m"}')])
     monkeypatch.setattr(requests, "request", fake)
-    assert client.main(["status", "--model", "m"]) == 1
+    assert cli.main(["status", "--model", "m"]) == 1
     assert "HTTP 404: Could not find any versions of model m" in capsys.readouterr().err
-    assert client.main(["predict", "--model", "m", "--json", "{trip"]) == 2
+    assert cli.main(["predict", "--model", "m", "--json", "{trip"]) == 2
     assert "--json is not valid JSON" in capsys.readouterr().err

@@ -8,7 +8,7 @@ import pytest
 from tensorflow.core.framework import types_pb2
 
 from serving.devserver import json_tensor
-from serving.devserver.errors import ServingError
+from serving.devserver.errors import StatusError
 
 FLOAT = types_pb2.DT_FLOAT
 INT64 = types_pb2.DT_INT64
@@ -16,7 +16,7 @@ STRING = types_pb2.DT_STRING
 
 
 def _error(call) -> str:
-    with pytest.raises(ServingError) as raised:
+    with pytest.raises(StatusError) as raised:
         call()
     return raised.value.message
 

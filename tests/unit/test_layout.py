@@ -27,10 +27,11 @@ ALLOWED: Dict[str, Set[str]] = {
     "pipeline.spans": {"pipeline.configs"},
     "pipeline.validation": {"pipeline.configs", "pipeline.spans", "modules"},
     "pipeline.components": _LIBRARIES | {"serving.client", "serving.devserver", "serving.versions"},
-    "pipeline.dag": _LIBRARIES | {"pipeline.components"},
+    "pipeline.eval_config": {"pipeline.configs", "modules"},
+    "pipeline.dag": _LIBRARIES | {"pipeline.components", "pipeline.eval_config"},
     "pipeline.ops": _LIBRARIES | {"pipeline.components.artifacts", "serving"},
     "pipeline.data_tools": _LIBRARIES | {"serving.console"},
-    "pipeline.runners": _LIBRARIES | {"pipeline", "pipeline.dag", "pipeline.components", "pipeline.ops", "serving", "modules"},
+    "pipeline.runners": _LIBRARIES | {"pipeline", "pipeline.dag", "pipeline.eval_config", "pipeline.components", "pipeline.ops", "serving"},
     "pipeline.__main__": {"pipeline.runners", "pipeline.ops", "pipeline.data_tools", "serving.console"},
     "pipeline.accept": {"pipeline.ops"},
 }

@@ -13,7 +13,7 @@ import tensorflow as tf
 from tensorflow.core.framework import tensor_pb2, tensor_shape_pb2, types_pb2
 
 from serving.devserver import json_tensor
-from serving.devserver.errors import ServingError
+from serving.devserver.errors import StatusError
 from serving.devserver.inference import array_from_tensor_proto
 
 FLOAT = types_pb2.DT_FLOAT
@@ -33,7 +33,7 @@ def _rows(*instances):
 
 
 def _error(call) -> str:
-    with pytest.raises(ServingError) as raised:
+    with pytest.raises(StatusError) as raised:
         call()
     return raised.value.message
 
