@@ -51,7 +51,10 @@ READ = metadata_store_pb2.SqliteMetadataSourceConfig.READONLY
 
 
 def connection_config(metadata_path: str, mode: int = CREATE) -> metadata_store_pb2.ConnectionConfig:
-    """The ML Metadata connection of a SQLite file, opened with `mode` (CREATE, WRITE or READ)."""
+    """The ML Metadata connection of a SQLite file, opened with `mode` (CREATE, WRITE or READ).
+    With CREATE the file's folder is made now, as a run's first writer needs it."""
+    if mode == CREATE:
+        os.makedirs(os.path.dirname(os.path.abspath(metadata_path)), exist_ok=True)
     config = metadata_store_pb2.ConnectionConfig()
     config.sqlite.filename_uri = metadata_path
     config.sqlite.connection_mode = mode
