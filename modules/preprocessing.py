@@ -27,6 +27,17 @@ def _present(value: RawTensor) -> tf.Tensor:
     return tf.ones(tf.shape(value)[:1], dtype=tf.bool)
 
 
+def _finite_only(value: RawTensor) -> RawTensor:
+    """Drops NaN and infinite values of an optional float column, so they are missing values.
+
+    Training data never holds them (the span reader refuses them); a tf.Example sent to the
+    serving_tf_example signature may, and the model would answer NaN for it.
+    """
+    if isinstance(value, tf.SparseTensor) and value.dtype.is_floating:
+        return tf.sparse.retain(value, tf.math.is_finite(value.values))
+    return value
+
+
 def _dense(value: RawTensor, default) -> tf.Tensor:
     """Returns a [batch] tensor with `default` where the row has no value."""
     if isinstance(value, tf.SparseTensor):
@@ -97,6 +108,7 @@ def preprocessing_fn(
         ValueError: when custom_config names no file for a table the model joins.
         modules.external.ExternalTableError: when a table's file is malformed.
     """
+    inputs = {key: _finite_only(value) for key, value in inputs.items()}
     outputs: Dict[str, tf.Tensor] = {}
     for name, table in _external_tables(custom_config).items():
         join_value = inputs[table.spec.join_feature]

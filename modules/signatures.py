@@ -4,7 +4,8 @@
 like the column, so `{"instances": [{"trip_miles": 1.2, "payment_type": "Cash", ...}]}`
 works. A value a client does not know is sent as the column's missing marker (NaN for
 floats, -1 for integers, "" for strings; `serving.client` fills these in) and is then
-handled exactly like an empty CSV cell in training.
+handled exactly like an empty CSV cell in training. An infinite float is missing too, so no
+answer is NaN.
 """
 from typing import Callable, Dict
 
@@ -36,7 +37,9 @@ def _missing_mask(value: tf.Tensor) -> tf.Tensor:
     if value.dtype == tf.string:
         return tf.equal(value, features.MISSING_STRING)
     if value.dtype.is_floating:
-        return tf.math.is_nan(value)
+        # NaN is the marker; an infinite number is no measurement either, and the model would
+        # answer NaN for it, so it is missing too (as it is in a tf.Example, see preprocessing).
+        return ~tf.math.is_finite(value)
     return tf.equal(value, tf.cast(features.MISSING_INT, value.dtype))
 
 

@@ -17,10 +17,34 @@ class SpanError(ValueError):
     """The data root does not hold usable spans."""
 
 
+class NoSpanError(SpanError):
+    """The data root holds no span yet, or no complete one: a watcher waits for one."""
+
+
 def span_of_folder(name: str) -> Optional[int]:
     """Returns the span number of a folder named `span-<N>`, or None for any other name."""
     match = _SPAN_FOLDER.match(name)
     return int(match.group(1)) if match else None
+
+
+def stray_folders(data_root: str) -> List[str]:
+    """The folders under `data_root` that look like spans but are not (`span-old`, `span-x`):
+    `discover_spans` skips them, and the entry points say so."""
+    if not os.path.isdir(data_root):
+        return []
+    return sorted(
+        name
+        for name in os.listdir(data_root)
+        if name.startswith(SPAN_FOLDER_PREFIX) and span_of_folder(name) is None and os.path.isdir(os.path.join(data_root, name))
+    )
+
+
+def stray_text(data_root: str) -> str:
+    """"skipped folder(s) span-old under DATA_ROOT: ..." for the stray folders, or ""."""
+    stray = stray_folders(data_root)
+    if not stray:
+        return ""
+    return f"skipped folder(s) {', '.join(stray)} under {data_root}: span folders are named {SPAN_FOLDER_PREFIX}<N> with N a number"
 
 
 def is_complete(span_dir: str) -> bool:
@@ -37,8 +61,9 @@ def discover_spans(data_root: str, complete_only: bool = False) -> List[int]:
             up to the first one that does not (a later span never jumps a gap).
 
     Raises:
-        SpanError: when the folder is missing, holds no span, or a `span-` folder has a bad
-            name or no CSV file.
+        SpanError: when the folder is missing, holds no span, a span folder holds no CSV file,
+            or two folders name one span. A `span-` folder whose suffix is not a number is not a
+            span and is skipped (see `stray_folders`).
     """
     if not os.path.isdir(data_root):
         raise SpanError(f"data root {data_root!r} is not a folder")
@@ -50,7 +75,7 @@ def discover_spans(data_root: str, complete_only: bool = False) -> List[int]:
             continue
         span = span_of_folder(name)
         if span is None:
-            raise SpanError(f"folder {path!r}: span folders are named {SPAN_FOLDER_PREFIX}<N> with N a number")
+            continue  # not a span (`stray_folders` names it for the entry points to report)
         if not any(entry.endswith(SPAN_FILE_PATTERN.lstrip("*")) for entry in os.listdir(path)):
             raise SpanError(f"span folder {path!r} holds no {SPAN_FILE_PATTERN} file")
         if span in folders:
@@ -65,10 +90,10 @@ def discover_spans(data_root: str, complete_only: bool = False) -> List[int]:
                 break
             complete.append(span)
         if not complete:
-            raise SpanError(f"data root {data_root!r} holds no complete span (a span folder is complete once it holds {SPAN_COMPLETE_MARKER})")
+            raise NoSpanError(f"data root {data_root!r} holds no complete span (a span folder is complete once it holds {SPAN_COMPLETE_MARKER})")
         spans = complete
     if not spans:
-        raise SpanError(f"data root {data_root!r} holds no {SPAN_FOLDER_PREFIX}<N> folder")
+        raise NoSpanError(f"data root {data_root!r} holds no {SPAN_FOLDER_PREFIX}<N> folder")
     return spans
 
 

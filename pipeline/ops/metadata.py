@@ -11,6 +11,7 @@ Every entry point and tool finds these through `OutputLayout`, and opens ML Meta
 """
 import dataclasses
 import os
+from typing import List
 
 from ml_metadata.proto import metadata_store_pb2
 
@@ -59,3 +60,33 @@ def connection_config(metadata_path: str, mode: int = CREATE) -> metadata_store_
     config.sqlite.filename_uri = metadata_path
     config.sqlite.connection_mode = mode
     return config
+
+
+# Set on an execution `abandon_unfinished` marked failed.
+ABANDONED_PROPERTY = "abandoned"
+
+
+def abandon_unfinished(config: metadata_store_pb2.ConnectionConfig) -> List[int]:
+    """Marks FAILED every execution still NEW or RUNNING: the work of a run that was killed
+    (kill -9, a lost machine) before it could record an outcome. Call it before a run, when no
+    other run writes to the same metadata.
+
+    Returns:
+        The ids of the executions marked, ascending; [] when the file does not exist yet.
+    """
+    if config.HasField("sqlite") and not os.path.isfile(config.sqlite.filename_uri):
+        return []
+    from ml_metadata import metadata_store
+
+    store = metadata_store.MetadataStore(config)
+    unfinished = [
+        execution
+        for execution in store.get_executions()
+        if execution.last_known_state in (metadata_store_pb2.Execution.NEW, metadata_store_pb2.Execution.RUNNING)
+    ]
+    for execution in unfinished:
+        execution.last_known_state = metadata_store_pb2.Execution.FAILED
+        execution.custom_properties[ABANDONED_PROPERTY].string_value = "left unfinished by an interrupted run; marked failed by the next run"
+    if unfinished:
+        store.put_executions(unfinished)
+    return sorted(execution.id for execution in unfinished)

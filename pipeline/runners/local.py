@@ -167,6 +167,13 @@ def run_once(
         return RunResult(EXIT_FAILED, span_numbers, None, [], time.monotonic() - started, str(error))
     os.makedirs(paths.output_dir, exist_ok=True)
     connection_config = metadata.connection_config(paths.metadata_path)
+    abandoned = metadata.abandon_unfinished(connection_config)
+    if abandoned:
+        print(
+            f"note: marked {len(abandoned)} execution(s) left running by an interrupted earlier run as failed "
+            f"(ML Metadata ids {', '.join(map(str, abandoned))})",
+            file=sys.stderr,
+        )
     # What an owner accepted with `python -m pipeline.accept`; the DataGate applies it.
     options = dataclasses.replace(options, acceptances=acceptance.for_spans(connection_config, span_numbers))
     pipeline = create_pipeline(
@@ -272,6 +279,9 @@ def main(argv=None) -> int:
         for line in errors:
             print(f"error: {line}", file=sys.stderr)
         return EXIT_USAGE
+    stray = spans.stray_text(args.data_root)
+    if stray:
+        print(f"warning: {stray}", file=sys.stderr)
     from serving.console import import_tensorflow
 
     import_tensorflow()

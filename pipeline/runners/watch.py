@@ -55,17 +55,27 @@ def refusal_signature(paths: LocalPaths, span: int) -> Dict[str, object]:
 
 
 def pending_span(data_root: str, handled: List[int]) -> Optional[int]:
-    """Returns the newest complete span when it has not been handled yet, else None."""
+    """Returns the newest complete span when it has not been handled yet, else None (also while
+    the data root holds no complete span).
+
+    Raises:
+        pipeline.spans.SpanError: when the data root is broken: not a folder, two folders for
+            one span, a span folder without a CSV file.
+    """
     try:
         complete = spans.discover_spans(data_root, complete_only=True)
-    except spans.SpanError:
-        return None
+    except spans.NoSpanError:
+        return None  # nothing complete yet: wait
     return complete[-1] if complete[-1] not in handled else None
 
 
 def watch_once(paths: LocalPaths, run: Callable[[], RunResult]) -> Optional[RunResult]:
     """Runs the pipeline if a new complete span is there, or a refused one changed; returns the
-    run's result or None."""
+    run's result or None.
+
+    Raises:
+        pipeline.spans.SpanError: as `pending_span`.
+    """
     state_path = os.path.join(paths.output_dir, STATE_FILE)
     state = _load_state(state_path)
     span = pending_span(paths.data_root, state["handled_spans"])
@@ -125,8 +135,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return run_once(paths, options, ["--direct_running_mode=in_memory"], handler, complete_spans_only=True)
 
     print(f"watching {args.data_root} for span folders marked {configs.SPAN_COMPLETE_MARKER}", flush=True)
+    reported = ""
     while True:
-        result = watch_once(paths, run)
+        stray = spans.stray_text(args.data_root)
+        if stray and stray != reported:
+            print(f"warning: {stray}", file=sys.stderr, flush=True)
+        reported = stray
+        try:
+            result = watch_once(paths, run)
+        except spans.SpanError as error:
+            # Two folders for one span, a span folder without a CSV file: the owner must fix the
+            # data root; nothing is marked handled.
+            print(f"error: {error}", file=sys.stderr)
+            return EXIT_DATA_REFUSED
         if result is not None:
             print(describe_step(time.strftime("%H:%M:%S new span"), result), flush=True)
             if result.exit_code == EXIT_FAILED:

@@ -31,11 +31,8 @@ from serving.devserver.servables import Servable, model_spec_for
 
 logger = logging.getLogger(__name__)
 
+# Answers may be as large as gRPC allows; requests are limited by `max_request_bytes`.
 MAX_MESSAGE_BYTES = 2**31 - 1
-SERVER_OPTIONS = (
-    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
-    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
-)
 
 Response = TypeVar("Response")
 
@@ -206,9 +203,12 @@ def make_grpc_server(
     service: InferenceService,
     metrics: ServerMetrics,
     executor: concurrent.futures.ThreadPoolExecutor,
+    max_request_bytes: int = MAX_MESSAGE_BYTES,
 ) -> grpc.Server:
-    """Builds (without starting) a gRPC server with both services and TF Serving's limits."""
-    server = grpc.server(executor, options=SERVER_OPTIONS)
+    """Builds (without starting) a gRPC server with both services; a request message larger than
+    `max_request_bytes` is refused by gRPC with RESOURCE_EXHAUSTED before it is decoded."""
+    options = (("grpc.max_send_message_length", MAX_MESSAGE_BYTES), ("grpc.max_receive_message_length", max_request_bytes))
+    server = grpc.server(executor, options=options)
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(
         PredictionServicer(service, metrics), server
     )

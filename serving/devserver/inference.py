@@ -127,6 +127,42 @@ def _decode_plain(proto: tensor_pb2.TensorProto) -> Optional[np.ndarray]:
     return np.fromiter(values, dtype=dtype, count=count).reshape(shape)
 
 
+# TensorFlow fills a TensorProto that carries fewer values than its shape holds with its last
+# value, so a few bytes can declare millions of elements. The server honours the rule up to this
+# many elements per tensor; beyond it a request must carry its values, so the memory a request
+# takes stays proportional to its size.
+MAX_FILLED_ELEMENTS = 65536
+
+
+def _check_fill(alias: str, proto: tensor_pb2.TensorProto) -> None:
+    """Refuses a tensor that declares more than MAX_FILLED_ELEMENTS elements but carries fewer."""
+    if proto.tensor_shape.unknown_rank or proto.tensor_content:
+        return
+    count = math.prod(max(dim.size, 0) for dim in proto.tensor_shape.dim)
+    if count <= MAX_FILLED_ELEMENTS:
+        return
+    carried = max(len(getattr(proto, field)) for field in _VALUE_FIELDS)
+    if carried < count:
+        raise invalid_argument(
+            f"Input {alias}: the tensor's shape holds {count} elements but it carries {carried} values; "
+            f"the server fills in missing values only up to {MAX_FILLED_ELEMENTS} elements per tensor"
+        )
+
+
+_VALUE_FIELDS = (
+    "half_val", "float_val", "double_val", "int_val", "string_val", "scomplex_val", "int64_val",
+    "bool_val", "dcomplex_val", "resource_handle_val", "variant_val", "uint32_val", "uint64_val", "float8_val",
+)
+
+# The types a client can send as values: not DT_RESOURCE or DT_VARIANT (handles to server
+# state), nor DT_INVALID.
+_REQUEST_DTYPES = frozenset(
+    dtype
+    for dtype in types_pb2.DataType.values()
+    if dtype not in (types_pb2.DT_INVALID, types_pb2.DT_RESOURCE, types_pb2.DT_VARIANT) and dtype < 100
+)
+
+
 def array_from_tensor_proto(alias: str, proto: tensor_pb2.TensorProto) -> np.ndarray:
     """Decodes a request TensorProto.
 
@@ -136,9 +172,13 @@ def array_from_tensor_proto(alias: str, proto: tensor_pb2.TensorProto) -> np.nda
     array = _decode_plain(proto)
     if array is not None:
         return array
+    _check_fill(alias, proto)
+    if proto.dtype not in _REQUEST_DTYPES:
+        name = types_pb2.DataType.Name(proto.dtype) if proto.dtype in types_pb2.DataType.values() else str(proto.dtype)
+        raise invalid_argument(f"Input {alias}: a request tensor cannot be of type {name}")
     try:
         return tf.make_ndarray(proto)
-    except (TypeError, ValueError) as error:
+    except (TypeError, ValueError, KeyError, NotImplementedError) as error:
         raise invalid_argument(f"Input {alias}: malformed TensorProto: {error}") from error
 
 

@@ -110,9 +110,30 @@ def parse_request_body(body: bytes) -> Dict[str, Any]:
     except RecursionError as error:
         # A pathologically nested document must not take the server down.
         raise invalid_argument("JSON Parse error: document nested too deeply") from error
+    if "\\u" in text and _has_lone_surrogate(doc):
+        # Python decodes `"\ud800"` to a string no encoding can write; RapidJSON refuses it.
+        raise invalid_argument("JSON Parse error: The surrogate pair in string is invalid.")
     if not isinstance(doc, dict):
         raise invalid_argument(f"JSON Value: {value_to_text(doc)} Is not object")
     return doc
+
+
+def _has_lone_surrogate(doc: Any) -> bool:
+    """True when a string (key or value) anywhere in the document holds a lone UTF-16 surrogate."""
+    pending = [doc]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, dict):
+            pending.extend(value.keys())
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+        elif isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                return True
+    return False
 
 
 def signature_name_of(doc: Mapping[str, Any]) -> str:
@@ -214,6 +235,10 @@ def _lossy_error(value: Any, target: str) -> StatusError:
     )
 
 
+# TensorFlow's (and numpy's) largest number of dimensions.
+MAX_TENSOR_RANK = 32
+
+
 def _dense_shape(value: Any) -> List[int]:
     """Shape implied by the first element at each nesting level (scalars have no dims)."""
     shape: List[int] = []
@@ -271,6 +296,8 @@ def json_to_array(value: Any, dtype: int) -> np.ndarray:
 
 
 def _to_numpy(flat: List[Any], shape: Sequence[int], dtype: int) -> np.ndarray:
+    if len(shape) > MAX_TENSOR_RANK:
+        raise invalid_argument(f"JSON Value makes a tensor of {len(shape)} dimensions; a tensor has at most {MAX_TENSOR_RANK}")
     if dtype == types_pb2.DT_STRING:
         array = np.empty(len(flat), dtype=object)
         array[:] = flat

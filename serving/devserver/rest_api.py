@@ -27,6 +27,7 @@ from typing import Any, Awaitable, Callable, Optional, Tuple
 
 import grpc
 from aiohttp import web
+from aiohttp.web_protocol import RequestPayloadError
 from google.protobuf import json_format
 
 from serving.devserver import json_tensor
@@ -191,7 +192,17 @@ class RestApi:
             return error_response(error.message, error.http_status)
 
         try:
-            body = await request.read()
+            # A client that sends its body slowly (or never finishes it) holds the connection
+            # no longer than a request may take.
+            body = await asyncio.wait_for(request.read(), self._timeout_s)
+        except asyncio.TimeoutError:
+            return error_response(
+                f"Request body not received within {self._timeout_s * 1000:.0f} ms (--rest_api_timeout_in_ms)", 408
+            )
+        except RequestPayloadError as error:
+            # A body that does not decode as its Content-Encoding says (bad gzip or deflate).
+            reason = re.sub(r"^\d+, message:\s*", "", str(error)).strip()
+            return error_response(f"Request body cannot be read: {reason}", 400)
         except web.HTTPRequestEntityTooLarge as error:
             return error_response(
                 f"Request body is larger than the server's limit of {self._max_request_bytes} "

@@ -55,7 +55,8 @@ class ServerOptions:
         rest_api_timeout_in_ms: REST per-request limit; 0 or less means none.
         rest_api_num_threads: Threads for REST parsing and inference.
         grpc_max_threads: Threads serving gRPC calls.
-        max_request_bytes: Largest REST body accepted (413 beyond).
+        max_request_bytes: Largest request accepted: a REST body (413 beyond) or a gRPC message
+            (RESOURCE_EXHAUSTED beyond).
         shutdown_grace_seconds: How long `stop()` waits for in-flight requests.
     """
 
@@ -196,7 +197,7 @@ class ModelServer:
         return self
 
     def _start_grpc(self) -> None:
-        server = make_grpc_server(self.service, self.metrics, self._grpc_executor)
+        server = make_grpc_server(self.service, self.metrics, self._grpc_executor, self.options.max_request_bytes)
         address = f"{self.options.host}:{self.options.port}"
         try:
             port = server.add_insecure_port(address)
@@ -227,6 +228,10 @@ class ModelServer:
                 handle_signals=False,
                 access_log=None,
                 shutdown_timeout=self.options.shutdown_grace_seconds,
+                # A connection that has not sent a whole request (slow or stalled headers) or
+                # idles between requests is closed after the request timeout, so a few slow
+                # clients cannot hold the server's connections.
+                keepalive_timeout=self.options.rest_api_timeout_in_ms / 1000 if self.options.rest_api_timeout_in_ms > 0 else 75.0,
             )
             await runner.setup()
             site = web.TCPSite(runner, self.options.host, self.options.rest_api_port)

@@ -3,6 +3,7 @@ import grpc
 import numpy as np
 import pytest
 import tensorflow as tf
+from tensorflow.core.framework import types_pb2
 from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
@@ -383,5 +384,56 @@ def test_reload_config_swaps_models_and_labels(tmp_path, model_templates):  # no
         )
         assert error.code() == grpc.StatusCode.FAILED_PRECONDITION
         assert "version 7 of model second, which is not currently available" in error.details()
+    finally:
+        server.stop()
+
+
+# ---------------------------------------------------------------------------------------------
+# Hostile requests: refused as the client's mistake, within bounded memory
+
+
+def _plus_offset_request(fill) -> predict_pb2.PredictRequest:
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "trips"
+    request.model_spec.signature_name = "plus_offset"
+    fill(request.inputs["x"])
+    return request
+
+
+def _declared(size, values, dtype=types_pb2.DT_FLOAT):
+    def fill(tensor):
+        tensor.dtype = dtype
+        tensor.tensor_shape.dim.add(size=size)
+        tensor.float_val.extend(values)
+
+    return fill
+
+
+def test_a_few_bytes_cannot_declare_millions_of_rows(trip_server):
+    # TensorFlow's fill-with-the-last-value rule would expand this 20-byte tensor to 20M rows.
+    error = _abort_of(lambda: _prediction_stub(trip_server).Predict(_plus_offset_request(_declared(20_000_000, [1.0])), DEADLINE_S))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "holds 20000000 elements but it carries 1 values" in error.details()
+    # The rule still works for small tensors, as in TensorFlow.
+    response = _prediction_stub(trip_server).Predict(_plus_offset_request(_declared(4, [2.0])), DEADLINE_S)
+    np.testing.assert_array_equal(tf.make_ndarray(response.outputs["y"]), np.full(4, 2.0 + OFFSET_V1, np.float32))
+
+
+def test_a_resource_typed_tensor_is_the_clients_mistake(trip_server):
+    error = _abort_of(lambda: _prediction_stub(trip_server).Predict(_plus_offset_request(_declared(1, [], types_pb2.DT_RESOURCE)), DEADLINE_S))
+    assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "cannot be of type DT_RESOURCE" in error.details()
+
+
+def test_a_message_over_max_request_bytes_is_refused_before_decoding(tmp_path, model_templates):  # noqa: F811
+    base_path = make_base_path(tmp_path, model_templates, {"1": OFFSET_V1})
+    server = start_server(model_name="trips", model_base_path=str(base_path), max_request_bytes=64 * 1024)
+    try:
+        values = np.arange(100_000, dtype=np.float32)  # 400 KB
+        big = _plus_offset_request(lambda tensor: tensor.CopyFrom(tf.make_tensor_proto(values)))
+        error = _abort_of(lambda: _prediction_stub(server).Predict(big, DEADLINE_S))
+        assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        small = _plus_offset_request(_declared(1, [1.0]))
+        assert tf.make_ndarray(_prediction_stub(server).Predict(small, DEADLINE_S).outputs["y"]).tolist() == [1.0 + OFFSET_V1]
     finally:
         server.stop()

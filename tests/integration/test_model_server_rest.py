@@ -470,3 +470,80 @@ def test_model_status_and_metadata_of_own_model(trip_server):
         "trip_start_hour": "DT_INT64",
         "payment_type": "DT_STRING",
     }
+
+
+# ---------------------------------------------------------------------------------------------
+# Hostile requests: the client's mistakes are 4xx with the reason
+
+
+@pytest.mark.parametrize(
+    "raw, headers, expected_error",
+    [
+        (b"not gzip at all", {"Content-Encoding": "gzip"}, "Request body cannot be read: Can not decode content-encoding: gzip"),
+        (b'{"signature_name": "plus_offset", "instances": ["\\ud800"]}', {}, "The surrogate pair in string is invalid"),
+        (('{"signature_name": "plus_offset", "instances": %s}' % ("[" * 40 + "1.0" + "]" * 40)).encode(), {}, "a tensor has at most 32"),
+    ],
+    ids=["bad-gzip", "lone-surrogate", "nested-40-deep"],
+)
+def test_client_mistakes_are_400_with_the_reason(trip_server, raw, headers, expected_error):
+    import urllib.request
+
+    request = urllib.request.Request(trip_server.rest_url + "/v1/models/trips:predict", data=raw, method="POST", headers=headers)
+    with pytest.raises(urllib.error.HTTPError) as raised:
+        urllib.request.urlopen(request, timeout=30)
+    assert raised.value.code == 400
+    assert expected_error in json.loads(raised.value.read())["error"]
+
+
+def test_a_body_that_never_finishes_is_answered_408_within_the_timeout(tmp_path, model_templates):  # noqa: F811
+    import socket
+
+    base_path = make_base_path(tmp_path, model_templates, {"1": OFFSET_V1})
+    server = start_server(model_name="trips", model_base_path=str(base_path), rest_api_timeout_in_ms=1000)
+    try:
+        with socket.create_connection(("127.0.0.1", server.rest_port), timeout=10) as connection:
+            started = time.monotonic()
+            connection.sendall(b"POST /v1/models/trips:predict HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"inst")
+            answer = connection.recv(4096).decode()
+            assert answer.startswith("HTTP/1.1 408"), answer
+            assert "Request body not received within 1000 ms" in answer
+            assert time.monotonic() - started < 5
+    finally:
+        server.stop()
+
+
+def test_connections_with_stalled_headers_are_closed_after_the_timeout(tmp_path, model_templates):  # noqa: F811
+    import socket
+
+    base_path = make_base_path(tmp_path, model_templates, {"1": OFFSET_V1})
+    server = start_server(model_name="trips", model_base_path=str(base_path), rest_api_timeout_in_ms=1000)
+    try:
+        connections = [socket.create_connection(("127.0.0.1", server.rest_port), timeout=10) for _ in range(20)]
+        started = time.monotonic()
+        for connection in connections:
+            connection.sendall(b"POST /v1/models/trips:predict HTTP/1.1\r\nHost: x\r\n")  # headers never end
+        for connection in connections:
+            assert connection.recv(4096) == b""  # closed by the server
+            connection.close()
+        assert time.monotonic() - started < 8
+        # The server still answers.
+        status, _, _ = rest_call(server.rest_url + "/v1/models/trips")
+        assert status == 200
+    finally:
+        server.stop()
+
+
+def test_a_version_folder_beyond_int64_is_ignored_as_tf_serving_does(tmp_path, model_templates):  # noqa: F811
+    base_path = make_base_path(tmp_path, model_templates, {"1": OFFSET_V1})
+    server = start_server(model_name="trips", model_base_path=str(base_path))
+    try:
+        # Not a version: the server keeps serving version 1 and reports only it.
+        (base_path / "99999999999999999999").mkdir()
+        time.sleep(1.0)
+        status, _, body = rest_call(server.rest_url + "/v1/models/trips")
+        assert status == 200
+        assert [entry["version"] for entry in body["model_version_status"]] == ["1"]
+        status, _, body = rest_call(server.rest_url + "/v1/models/trips:predict", {"signature_name": "plus_offset", "instances": [1.0]})
+        assert (status, body) == (200, {"predictions": [1.0 + OFFSET_V1]})
+    finally:
+        server.stop()

@@ -150,6 +150,25 @@ def test_missing_marker_is_the_same_as_an_absent_value(trained):
     assert math.isclose(answer[0], expected[signatures.PROBABILITY_OUTPUT].numpy()[0], rel_tol=1e-5, abs_tol=1e-6)
 
 
+@pytest.mark.parametrize("value", [math.inf, -math.inf, math.nan])
+def test_a_non_finite_float_is_a_missing_value_in_both_signatures(trained, value):
+    # An infinite fare is no measurement: both signatures answer what they answer without a
+    # fare, never NaN (TF Serving writes a NaN answer as a bare NaN token).
+    loaded = tf.saved_model.load(trained["export_dir"])
+    serving_default = loaded.signatures[signatures.SERVING_DEFAULT]
+    spec = serving_default.structured_input_signature[1]
+    trip = dict(trained["trips"][0], trip_miles=3.0)
+    bad = [dict(trip, fare=value), dict(trip, trip_miles=value)]
+    without = [dict(trip, fare=None), dict(trip, trip_miles=None)]
+    from_raw = serving_default(**_raw_request(bad, spec))[signatures.PROBABILITY_OUTPUT].numpy()
+    example_signature = loaded.signatures[signatures.SERVING_TF_EXAMPLE]
+    from_examples = example_signature(examples=tf.constant([_example(t) for t in bad]))[signatures.PROBABILITY_OUTPUT].numpy()
+    expected = example_signature(examples=tf.constant([_example(t) for t in without]))[signatures.PROBABILITY_OUTPUT].numpy()
+    assert np.all(np.isfinite(from_raw)) and np.all(np.isfinite(from_examples))
+    np.testing.assert_allclose(from_raw, expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(from_examples, expected, rtol=1e-5, atol=1e-6)
+
+
 def test_the_served_model_joins_the_holiday_calendar_from_the_raw_timestamp(trained):
     loaded = tf.saved_model.load(trained["export_dir"])  # the table file is gone by now
     spec = loaded.signatures[signatures.SERVING_DEFAULT].structured_input_signature[1]

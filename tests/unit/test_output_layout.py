@@ -29,3 +29,19 @@ def test_readers_never_create_a_file(tmp_path):
     except RuntimeError:
         pass
     assert not path.exists()
+
+
+def test_executions_a_killed_run_left_running_are_marked_failed(tmp_path):
+    from ml_metadata.proto import metadata_store_pb2
+
+    config = metadata.connection_config(str(tmp_path / "metadata.db"))
+    store = metadata_store.MetadataStore(config)
+    type_id = store.put_execution_type(metadata_store_pb2.ExecutionType(name="Trainer"))
+    states = [metadata_store_pb2.Execution.RUNNING, metadata_store_pb2.Execution.COMPLETE, metadata_store_pb2.Execution.NEW]
+    ids = store.put_executions([metadata_store_pb2.Execution(type_id=type_id, last_known_state=state) for state in states])
+    assert metadata.abandon_unfinished(config) == [ids[0], ids[2]]
+    after = {execution.id: execution for execution in store.get_executions()}
+    assert [after[i].last_known_state for i in ids] == [metadata_store_pb2.Execution.FAILED, metadata_store_pb2.Execution.COMPLETE, metadata_store_pb2.Execution.FAILED]
+    assert metadata.ABANDONED_PROPERTY in after[ids[0]].custom_properties
+    assert metadata.abandon_unfinished(config) == []  # done once
+    assert metadata.abandon_unfinished(metadata.connection_config(str(tmp_path / "none" / "metadata.db"))) == []

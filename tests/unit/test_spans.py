@@ -32,7 +32,6 @@ def test_window_keeps_the_newest_spans():
     "make, message",
     [
         (lambda root: None, "holds no span-<N> folder"),
-        (lambda root: _span(root, "span-x"), "span folders are named span-<N>"),
         (lambda root: _span(root, "span-3", with_csv=False), "holds no *.csv file"),
     ],
 )
@@ -63,3 +62,24 @@ def test_a_gap_inside_the_window_is_named_and_a_window_after_it_is_fine():
     with pytest.raises(spans.SpanError, match=r"span\(s\) \[2\] missing between span 1 and span 4"):
         spans.window([1, 3, 4], None)
     assert spans.window([1, 3, 4], 2) == [3, 4]
+
+
+def test_a_folder_that_is_not_a_span_is_skipped_and_named(tmp_path):
+    _span(tmp_path, "span-1")
+    _span(tmp_path, "span-old")
+    (tmp_path / "span-notes.txt").write_text("not a folder")
+    assert spans.discover_spans(str(tmp_path)) == [1]
+    assert spans.stray_folders(str(tmp_path)) == ["span-old"]
+    assert spans.stray_text(str(tmp_path)) == (
+        f"skipped folder(s) span-old under {tmp_path}: span folders are named span-<N> with N a number"
+    )
+    assert spans.stray_text(str(tmp_path / "missing")) == ""
+
+
+def test_no_span_yet_is_its_own_error(tmp_path):
+    # A watcher waits on NoSpanError; any other SpanError is a broken data root.
+    with pytest.raises(spans.NoSpanError):
+        spans.discover_spans(str(tmp_path))
+    _span(tmp_path, "span-1")
+    with pytest.raises(spans.NoSpanError, match="no complete span"):
+        spans.discover_spans(str(tmp_path), complete_only=True)

@@ -72,3 +72,26 @@ def test_a_refused_span_waits_for_a_change_and_a_failed_run_stays_pending(tmp_pa
     assert watch_once(paths, run).exit_code == 0  # still pending, so run again: trained
     assert watch_once(paths, run) is None
     assert runs == [2, 1, 0]
+
+
+def test_a_stray_folder_is_skipped_with_a_warning_and_a_broken_root_stops_the_watcher(tmp_path):
+    import subprocess
+    import sys
+
+    def watch(data_root):
+        return subprocess.run(
+            [sys.executable, "-m", "pipeline", "watch", "--once", "--data-root", str(data_root), "--output-dir", str(tmp_path / "out")],
+            capture_output=True, text=True, timeout=300,
+        )
+
+    _span(tmp_path, 1, complete=False)
+    (tmp_path / "span-old").mkdir()
+    waiting = watch(tmp_path)
+    assert waiting.returncode == 0, waiting.stderr
+    assert "warning: skipped folder(s) span-old under" in waiting.stderr
+    # Two folders for one span: named, exit 2, and the span is not marked handled.
+    (tmp_path / "span-01").mkdir()
+    (tmp_path / "span-01" / "data.csv").write_text("a\n1\n")
+    broken = watch(tmp_path)
+    assert broken.returncode == 2
+    assert "folders 'span-01' and 'span-1' under" in broken.stderr and "both name span 1" in broken.stderr
