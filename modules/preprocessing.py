@@ -10,7 +10,7 @@ import tensorflow_transform as tft
 from modules import external, features
 
 # Key of custom_config that maps each external table's name to its file; TFX's Transform gets
-# it from `pipeline.validation.table_sources.EnrichingTransform`.
+# it from `pipeline.components.enriching_transform.EnrichingTransform`.
 EXTERNAL_TABLES_CONFIG_KEY = "external_tables"
 
 RawTensor = Union[tf.Tensor, tf.SparseTensor]

@@ -89,7 +89,7 @@ def check_table(
     Returns:
         {"spans": {span: {"trips", "unmatched"}}, "anomalies": [line, ...],
          "compared_spans": [previous, newest] or None, "scores": drift scores (see
-         `pipeline.components.drift_check.scores_of`), "statistics": {span: DatasetFeatureStatisticsList}}.
+         `pipeline.validation.comparators.scores_of`), "statistics": {span: DatasetFeatureStatisticsList}}.
     """
     spec = table.spec
     schema = joined_schema(spec)

@@ -68,7 +68,7 @@ def _inputs(store, execution_id: int) -> dict:
 
 def current_files(data_root: str, span: int) -> dict:
     """{path: SHA-256} of the span's CSV files under `data_root` now, found as ExampleGen finds
-    them (`span_example_gen.window_files`), so the paths compare with what it recorded."""
+    them (`pipeline.validation.span_rows.window_files`), so the paths compare with what it recorded."""
     from pipeline import configs
     from pipeline.spans import file_sha256
     from pipeline.validation.span_rows import CsvFormatError, window_files

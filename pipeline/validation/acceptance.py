@@ -80,8 +80,8 @@ def collect_problems(window_anomalies: Sequence[Problem], drift_report: dict) ->
     schema anomalies and its drift.
 
     Args:
-        window_anomalies: ExampleValidator's anomalies as problems (`pipeline.components.data_gate.read_anomalies`).
-        drift_report: The SpanDriftCheck report (`pipeline.components.drift_check.read_report`).
+        window_anomalies: ExampleValidator's anomalies as problems (`pipeline.components.artifacts.read_anomalies`).
+        drift_report: The SpanDriftCheck report (`pipeline.components.artifacts.read_drift_report`).
     """
     span = drift_report["checked_span"]
     problems = list(window_anomalies)
@@ -205,7 +205,7 @@ def applying(store, span_files: Dict[int, Dict[str, str]]) -> List[SpanAcceptanc
 
     Args:
         store: The ML Metadata store.
-        span_files: The run's spans -> {path: SHA-256} (`span_example_gen.span_fingerprints`).
+        span_files: The run's spans -> {path: SHA-256} (`pipeline.components.artifacts.span_fingerprints`).
     """
     valid, _ = valid_acceptances(newest_per_span(recorded(store), list(span_files)), span_files)
     return valid
