@@ -40,8 +40,8 @@ Writes OUTPUT_DIR/serving_model/<version>/ (pushed models, what TF Serving reads
 OUTPUT_DIR/metadata.db (ML Metadata, SQLite) and OUTPUT_DIR/pipeline_root/ (artifacts).
 Exit code: 0 when the pipeline completed, blessed or not; 2 when the data was refused
 (nothing trained, nothing pushed); 64 for a usage error (a flag out of range, a data root that
-is not a folder, an output dir that cannot be written), found before anything runs; 1 on any
-other failure.
+is not a folder, an output dir that cannot be written or whose metadata.db does not open),
+found before anything runs; 1 on any other failure.
 """
 
 if TYPE_CHECKING:  # run_summary imports TFMA; the command line is parsed before that
@@ -268,7 +268,27 @@ def usage_errors(args: argparse.Namespace) -> list:
         existing = os.path.dirname(existing)
     if not os.path.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK):
         errors.append(f"--output-dir {args.output_dir!r} cannot be written ({existing!r} is not a writable folder)")
+    problem = metadata_problem(OutputLayout(os.path.abspath(args.output_dir)).metadata_path)
+    if problem:
+        errors.append(f"--output-dir {args.output_dir!r}: {problem}")
     return errors
+
+
+def metadata_problem(metadata_path: str) -> str:
+    """Why an existing ML Metadata file cannot be used (not SQLite, truncated, unreadable), or
+    "" when it opens or does not exist yet. Read only: the file is never changed here."""
+    if not os.path.lexists(metadata_path):
+        return ""
+    import sqlite3
+
+    try:
+        with sqlite3.connect(f"file:{metadata_path}?mode=ro", uri=True) as connection:
+            result = connection.execute("PRAGMA quick_check").fetchone()
+    except sqlite3.Error as error:
+        return f"{metadata_path} is not a usable ML Metadata (SQLite) file: {error}; move it away to start a new history"
+    if not result or result[0] != "ok":
+        return f"{metadata_path} is damaged (SQLite quick_check: {result[0] if result else 'no answer'}); move it away to start a new history"
+    return ""
 
 
 def main(argv=None) -> int:

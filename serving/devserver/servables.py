@@ -314,17 +314,21 @@ def _read_serving_meta_graph(path: str) -> meta_graph_pb2.MetaGraphDef:
     """Reads the `serve` MetaGraphDef of a SavedModel folder.
 
     Raises:
-        StatusError: NOT_FOUND when no saved_model.pb/.pbtxt exists, DATA_LOSS when it does
-            not parse, NOT_FOUND when no MetaGraphDef carries the `serve` tag.
+        StatusError: NOT_FOUND when no saved_model.pb/.pbtxt exists, PERMISSION_DENIED or
+            FAILED_PRECONDITION when the folder or file cannot be read (with the system's
+            reason), DATA_LOSS when it does not parse, NOT_FOUND when no MetaGraphDef carries
+            the `serve` tag.
     """
     binary_path = os.path.join(path, "saved_model.pb")
     text_path = os.path.join(path, "saved_model.pbtxt")
     saved_model = saved_model_pb2.SavedModel()
+    if not os.access(path, os.R_OK | os.X_OK):
+        raise StatusError(grpc.StatusCode.PERMISSION_DENIED, f"Could not read the version folder {path}: permission denied")
     try:
-        if os.path.isfile(binary_path):
+        if os.path.lexists(binary_path):
             with open(binary_path, "rb") as model_file:
                 saved_model.ParseFromString(model_file.read())
-        elif os.path.isfile(text_path):
+        elif os.path.lexists(text_path):
             from google.protobuf import text_format
 
             with open(text_path, encoding="utf-8") as model_file:
@@ -337,6 +341,12 @@ def _read_serving_meta_graph(path: str) -> meta_graph_pb2.MetaGraphDef:
     except (proto_message.DecodeError, UnicodeDecodeError, ValueError) as error:
         raise StatusError(
             grpc.StatusCode.DATA_LOSS, f"Could not parse SavedModel at {path}: {error}"
+        ) from error
+    except OSError as error:
+        # The file is there but cannot be read (a folder in its place, a dangling link, no
+        # permission): say so, rather than that it is missing.
+        raise StatusError(
+            grpc.StatusCode.FAILED_PRECONDITION, f"Could not read SavedModel at {path}: {error.strerror or error}"
         ) from error
     if not saved_model.meta_graphs:
         # Garbage bytes can parse "successfully" as an empty message; that is still corrupt.

@@ -3,6 +3,7 @@ import concurrent.futures
 import os
 import pathlib
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -127,6 +128,15 @@ def test_corrupt_version_reports_its_error_and_old_version_keeps_serving(
         assert state == "END" and status["error_code"] == "NOT_FOUND"
         assert "Could not find SavedModel .pb or .pbtxt" in status["error_message"]
         assert _plus_offset(server)[2] == {"predictions": [1.0 + OFFSET_V1]}
+
+        # A saved_model.pb that cannot be read is reported with the system's reason, not as missing.
+        unreadable = base_path / "4"
+        (unreadable / "saved_model.pb").mkdir(parents=True)
+        assert wait_until(lambda: 4 in _versions(server), timeout=30)
+        state, status = _versions(server)[4]
+        assert state == "END" and status["error_code"] == "FAILED_PRECONDITION"
+        assert "Could not read SavedModel at" in status["error_message"] and "Is a directory" in status["error_message"]
+        shutil.rmtree(unreadable)
 
         # The writer finishes: the changed folder is retried and takes over.
         half_written.rmdir()

@@ -34,3 +34,21 @@ def test_an_output_dir_under_a_file_cannot_be_written(tmp_path):
     (tmp_path / "file").write_text("x")
     result = _run("--output-dir", str(tmp_path / "file" / "out"))
     assert result.returncode == 64 and "cannot be written" in result.stderr
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"this is not a database, just text" * 100, "is not a usable ML Metadata (SQLite) file: file is not a database"),
+        (b"SQLite format 3\x00" + b"\x00" * 80, "move it away to start a new history"),
+    ],
+    ids=["not-sqlite", "truncated"],
+)
+def test_a_metadata_file_that_does_not_open_is_named_and_left_alone(tmp_path, content, message):
+    output_dir = tmp_path / "out"
+    output_dir.mkdir()
+    (output_dir / "metadata.db").write_bytes(content)
+    result = _run("--output-dir", str(output_dir), "--data-root", str(DATA_ROOT))
+    assert result.returncode == 64, result.stderr
+    assert message in result.stderr
+    assert (output_dir / "metadata.db").read_bytes() == content  # nothing stored is touched
