@@ -40,7 +40,8 @@ Writes OUTPUT_DIR/serving_model/<version>/ (pushed models, what TF Serving reads
 OUTPUT_DIR/metadata.db (ML Metadata, SQLite) and OUTPUT_DIR/pipeline_root/ (artifacts).
 Exit code: 0 when the pipeline completed, blessed or not; 2 when the data was refused
 (nothing trained, nothing pushed); 64 for a usage error (a flag out of range, a data root that
-is not a folder, an output dir that cannot be written or whose metadata.db does not open),
+is not a folder or holds no span-<N> folder, an output dir that cannot be written or whose
+metadata.db does not open),
 found before anything runs; 1 on any other failure.
 """
 
@@ -263,6 +264,9 @@ def usage_errors(args: argparse.Namespace) -> list:
         errors.append(f"--span-window must be at least 1, got {args.span_window}")
     if not os.path.isdir(args.data_root):
         errors.append(f"--data-root {args.data_root!r} is not a folder")
+    elif not any(spans.span_of_folder(name) is not None for name in os.listdir(args.data_root)):
+        # A mistyped data root, not bad data: nothing to refuse.
+        errors.append(f"--data-root {args.data_root!r} holds no {configs.SPAN_FOLDER_PREFIX}<N> folder")
     existing = os.path.abspath(args.output_dir)
     while not os.path.exists(existing):
         existing = os.path.dirname(existing)

@@ -20,6 +20,7 @@ def _run(*flags):
         (["--train-steps", "-5"], "--train-steps must be at least 1, got -5"),
         (["--span-window", "0"], "--span-window must be at least 1, got 0"),
         (["--data-root", "/no/such/folder"], "--data-root '/no/such/folder' is not a folder"),
+        (["--data-root", str(REPO_ROOT / "docs")], f"--data-root {str(REPO_ROOT / 'docs')!r} holds no span-<N> folder"),
     ],
 )
 def test_a_usage_error_is_named_and_is_not_a_data_refusal(tmp_path, flags, message):
