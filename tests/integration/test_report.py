@@ -78,3 +78,15 @@ def test_report_renders_in_headless_chromium(report_path, tmp_path):
         [chromium, *common, "--dump-dom", f"file://{report_path}"], check=True, capture_output=True, text=True, timeout=120
     ).stdout
     assert re.search(r'id="decision".*Decision: BLESSED', dom, re.S)
+
+
+def test_the_report_command_writes_the_newest_runs_report_again(small_pipeline_run, capsys, tmp_path):
+    assert report.main(["--output-dir", str(small_pipeline_run["output_dir"])]) == 0
+    path = capsys.readouterr().out.strip()
+    page = open(path, encoding="utf-8").read()
+    assert path.startswith(str(small_pipeline_run["output_dir"] / "reports" / "run-"))
+    assert "Decision: BLESSED" in page and f"version {small_pipeline_run['summary'].pushed_version}" in page
+    # An output dir without a run: named, exit 1, nothing written.
+    assert report.main(["--output-dir", str(tmp_path)]) == 1
+    assert "no ML Metadata file at" in capsys.readouterr().err
+    assert not (tmp_path / "reports").exists()
