@@ -21,6 +21,7 @@ import sys
 from typing import Dict, List, Optional, Sequence
 
 import tensorflow_data_validation as tfdv
+from tensorflow_metadata.proto.v0 import statistics_pb2
 
 from modules import features
 from pipeline import configs
@@ -53,6 +54,19 @@ def training_statistics_path(output_dir: str) -> str:
     return os.path.join(max(statistics, key=lambda a: a.id).uri, f"Split-{configs.TRAIN_SPLIT}", "FeatureStats.pb")
 
 
+def _statistics(batch, options) -> statistics_pb2.DatasetFeatureStatisticsList:
+    """TFDV statistics of one Arrow RecordBatch, with TFDV's public Beam transform."""
+    import tempfile
+
+    import apache_beam as beam
+
+    with tempfile.TemporaryDirectory() as folder:
+        path = os.path.join(folder, "serving_statistics.pb")
+        with beam.Pipeline() as pipeline:
+            _ = pipeline | beam.Create([batch]) | tfdv.GenerateStatistics(options) | tfdv.WriteStatisticsToBinaryFile(path)
+        return tfdv.load_stats_binary(path)
+
+
 def skew_scores(training_statistics_file: str, request_log_dir: str, thresholds: configs.DriftConfig) -> List[Dict[str, object]]:
     """Scores each model feature of the logged requests against the training statistics.
 
@@ -65,13 +79,17 @@ def skew_scores(training_statistics_file: str, request_log_dir: str, thresholds:
     if not any(name.startswith(LOG_FILE_PREFIX) for name in os.listdir(request_log_dir)):
         raise SkewError(f"request log {request_log_dir!r} holds no {LOG_FILE_PREFIX}* file")
     training = tfdv.load_stats_binary(training_statistics_file)
-    options = tfdv.StatsOptions(num_histogram_buckets=configs.DRIFT_HISTOGRAM_BUCKETS)
-    serving = tfdv.generate_statistics_from_tfrecord(
-        data_location=os.path.join(request_log_dir, f"{LOG_FILE_PREFIX}*"), stats_options=options
-    )
-    schema = with_comparators(
-        tfdv.load_schema_text(CURATED_SCHEMA_PATH), thresholds, comparator="skew", only=features.RAW_FEATURE_KEYS
-    )
+    curated = tfdv.load_schema_text(CURATED_SCHEMA_PATH)
+    # A logged value has the type of its JSON token (`"fare": 7` an int, `7.25` a float); each is
+    # read in its column's schema type, as training read the CSV cells.
+    types = span_rows.column_types(curated)
+    rows = [span_rows.typed_row(span_rows.from_example(example), types) for example in read_log(request_log_dir)]
+    if not rows:
+        raise SkewError(f"request log {request_log_dir!r} holds no request")
+    header = [feature.name for feature in curated.feature]
+    options = tfdv.StatsOptions(schema=curated, infer_type_from_schema=True, num_histogram_buckets=configs.DRIFT_HISTOGRAM_BUCKETS)
+    serving = _statistics(span_rows.to_record_batch(rows, header, types), options)
+    schema = with_comparators(curated, thresholds, comparator="skew", only=features.RAW_FEATURE_KEYS)
     anomalies = tfdv.validate_statistics(training, schema, serving_statistics=serving)
     return scores_of(anomalies, comparator="skew", flag="skewed")
 

@@ -233,3 +233,31 @@ def from_example(example: tf.train.Example) -> Dict[str, Optional[Value]]:
         value = values[0] if values else None
         row[name] = value.decode() if isinstance(value, bytes) else value
     return row
+
+
+def typed_row(row: Dict[str, Optional[Value]], types: ColumnTypes) -> Dict[str, Optional[Value]]:
+    """The row with each value in its column's schema type, for rows whose values took their
+    type from elsewhere (a JSON request: `"fare": 7` is an int, `7.25` a float).
+
+    An int in a FLOAT column becomes a float, a whole float in an INT column an int, a string in
+    a BYTES column UTF-8 bytes; a column the schema lacks keeps its value.
+
+    Raises:
+        ValueError: naming the column and the value when a value has no form of its type.
+    """
+    typed: Dict[str, Optional[Value]] = {}
+    for name, value in row.items():
+        kind = types.get(name)
+        if value is None or kind is None:
+            typed[name] = value
+        elif kind == schema_pb2.FLOAT and isinstance(value, (int, float)) and not isinstance(value, bool):
+            typed[name] = float(value)
+        elif kind == schema_pb2.INT and isinstance(value, int) and not isinstance(value, bool):
+            typed[name] = value
+        elif kind == schema_pb2.INT and isinstance(value, float) and value.is_integer():
+            typed[name] = int(value)
+        elif kind == schema_pb2.BYTES and isinstance(value, (str, bytes)):
+            typed[name] = value.encode("utf-8") if isinstance(value, str) else value
+        else:
+            raise ValueError(f"column {name!r}: value {value!r} is not a {_TYPE_NAMES.get(kind, kind)}")
+    return typed

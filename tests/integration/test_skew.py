@@ -74,3 +74,20 @@ def test_an_empty_request_log_is_refused(tmp_path):
     (tmp_path / "log").mkdir()
     with pytest.raises(skew.SkewError, match="holds no requests-"):
         skew.skew_scores("unused", str(tmp_path / "log"), DriftConfig())
+
+
+def test_ints_and_floats_in_one_float_column_are_scored_not_a_crash(small_pipeline_run, tmp_path):
+    # A JSON client writes a whole fare as 7 and another as 7.25: the log holds an int64 and a
+    # float for one feature, which TFDV alone cannot merge.
+    import tensorflow as tf
+
+    from serving.devserver.request_log import LOG_FILE_PREFIX, to_example
+
+    log_dir = tmp_path / "log"
+    log_dir.mkdir()
+    with tf.io.TFRecordWriter(str(log_dir / f"{LOG_FILE_PREFIX}0.tfrecord")) as writer:
+        for fare in [7, 7.25, 12, 30.5] * 30:
+            writer.write(to_example({"fare": fare, "trip_miles": 1.5, "payment_type": "Cash"}).SerializeToString())
+    statistics = skew.training_statistics_path(str(small_pipeline_run["output_dir"]))
+    scores = {score["feature"]: score for score in skew.skew_scores(statistics, str(log_dir), DriftConfig())}
+    assert "fare" in scores and scores["fare"]["score"] >= 0

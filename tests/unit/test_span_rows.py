@@ -128,3 +128,16 @@ def test_files_may_order_columns_differently_and_a_column_a_file_lacks_is_missin
     # The renamed span has no company (the checks report it as missing) and a column the schema lacks.
     assert batch.column(header.index("company")).to_pylist() == [None]
     assert batch.column(header.index("firm")).to_pylist() == [[b"y"]]
+
+
+def test_typed_row_puts_json_typed_values_in_their_schema_type():
+    from tensorflow_metadata.proto.v0 import schema_pb2
+
+    types = {"fare": schema_pb2.FLOAT, "trip_seconds": schema_pb2.INT, "company": schema_pb2.BYTES}
+    row = span_rows.typed_row({"fare": 7, "trip_seconds": 780.0, "company": "Flash Cab", "extra": 1, "tips": None}, types)
+    assert row == {"fare": 7.0, "trip_seconds": 780, "company": b"Flash Cab", "extra": 1, "tips": None}
+    assert isinstance(row["fare"], float) and isinstance(row["trip_seconds"], int)
+    with pytest.raises(ValueError, match="column 'trip_seconds': value 780.5 is not a INT"):
+        span_rows.typed_row({"trip_seconds": 780.5}, types)
+    with pytest.raises(ValueError, match="column 'fare': value 'seven' is not a FLOAT"):
+        span_rows.typed_row({"fare": "seven"}, types)
