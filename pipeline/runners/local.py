@@ -97,6 +97,26 @@ class RunResult:
     report_path: Optional[str] = None
 
 
+def options_from_flags(span_window: Optional[int], train_steps: Optional[int], external_table: List[str]) -> configs.PipelineOptions:
+    """The pipeline options of the local commands' shared flags (`--span-window`,
+    `--train-steps`, `--external-table NAME=PATH`), with this checkout's code fingerprints.
+
+    Raises:
+        ValueError: when an `--external-table` is malformed or names an unknown table.
+        FileNotFoundError: when a table file does not exist.
+    """
+    from pipeline.runners.code_fingerprint import module_fingerprint, project_fingerprint
+    from pipeline.validation.table_sources import parse_overrides, resolve_sources
+
+    options = configs.PipelineOptions(
+        span_window=span_window,
+        module_fingerprint=module_fingerprint(),
+        code_fingerprint=project_fingerprint(),
+        external_tables=resolve_sources(parse_overrides(external_table)),
+    )
+    return options if train_steps is None else dataclasses.replace(options, train_steps=train_steps)
+
+
 def thresholds_text(thresholds: configs.BlessingThresholds) -> dict:
     """Describes the blessing thresholds per metric, for the summary table."""
     return {
@@ -318,22 +338,12 @@ def main(argv=None) -> int:
 
     handler = progress.install()
     from pipeline.ops import run_summary
-    from pipeline.runners.code_fingerprint import module_fingerprint, project_fingerprint
-    from pipeline.validation.table_sources import parse_overrides, resolve_sources
 
     try:
-        external_tables = resolve_sources(parse_overrides(args.external_table))
+        options = options_from_flags(args.span_window, args.train_steps, args.external_table)
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_FAILED
-    options = configs.PipelineOptions(
-        span_window=args.span_window,
-        module_fingerprint=module_fingerprint(),
-        code_fingerprint=project_fingerprint(),
-        external_tables=external_tables,
-    )
-    if args.train_steps is not None:
-        options = dataclasses.replace(options, train_steps=args.train_steps)
     paths = LocalPaths(data_root=args.data_root, output_dir=os.path.abspath(args.output_dir))
     print(f"pipeline {configs.PIPELINE_NAME}: data {args.data_root}, output {paths.output_dir}", flush=True)
     result = run_once(paths, options, local_beam_args(args.beam_mode), handler)

@@ -17,7 +17,7 @@ import sys
 from typing import List, Optional, Sequence
 
 from pipeline import configs, spans
-from pipeline.runners.local import EXIT_OK, LocalPaths, RunResult, run_once
+from pipeline.runners.local import EXIT_OK, LocalPaths, RunResult, options_from_flags, run_once
 
 
 def _decision(result: RunResult) -> str:
@@ -108,19 +108,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     import_tensorflow()
 
     from pipeline.runners import progress
-    from pipeline.runners.code_fingerprint import module_fingerprint, project_fingerprint
 
     handler = progress.install(quiet=True)
-    from pipeline.validation.table_sources import parse_overrides, resolve_sources
-
-    options = configs.PipelineOptions(
-        span_window=args.span_window,
-        module_fingerprint=module_fingerprint(),
-        code_fingerprint=project_fingerprint(),
-        external_tables=resolve_sources(parse_overrides(args.external_table)),
-    )
-    if args.train_steps is not None:
-        options = dataclasses.replace(options, train_steps=args.train_steps)
+    options = options_from_flags(args.span_window, args.train_steps, args.external_table)
     if args.on_drift is not None:
         options = dataclasses.replace(options, drift=dataclasses.replace(options.drift, on_drift=args.on_drift))
     results = replay(args.data_root, os.path.abspath(args.output_dir), options, ["--direct_running_mode=in_memory"], handler)

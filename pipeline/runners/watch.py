@@ -14,7 +14,6 @@ Airflow does the same with a FileSensor on `span-<N>/_SUCCESS` ahead of the
 DAG, Vertex AI with a scheduled run that exits early when no new span is marked complete.
 """
 import argparse
-import dataclasses
 import json
 import os
 import sys
@@ -23,7 +22,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 from pipeline import configs, spans
 from pipeline.ops import metadata
-from pipeline.runners.local import EXIT_DATA_REFUSED, EXIT_FAILED, EXIT_OK, LocalPaths, RunResult, run_once
+from pipeline.runners.local import EXIT_DATA_REFUSED, EXIT_FAILED, EXIT_OK, LocalPaths, RunResult, options_from_flags, run_once
 
 STATE_FILE = "watch_state.json"
 
@@ -114,20 +113,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     import_tensorflow()
 
     from pipeline.runners import progress
-    from pipeline.runners.code_fingerprint import module_fingerprint, project_fingerprint
     from pipeline.runners.replay import describe_step
 
     handler = progress.install(quiet=True)
-    from pipeline.validation.table_sources import parse_overrides, resolve_sources
-
-    options = configs.PipelineOptions(
-        span_window=args.span_window,
-        module_fingerprint=module_fingerprint(),
-        code_fingerprint=project_fingerprint(),
-        external_tables=resolve_sources(parse_overrides(args.external_table)),
-    )
-    if args.train_steps is not None:
-        options = dataclasses.replace(options, train_steps=args.train_steps)
+    options = options_from_flags(args.span_window, args.train_steps, args.external_table)
     paths = LocalPaths(data_root=args.data_root, output_dir=os.path.abspath(args.output_dir))
     os.makedirs(paths.output_dir, exist_ok=True)
 
