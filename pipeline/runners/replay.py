@@ -17,7 +17,7 @@ import sys
 from typing import List, Optional, Sequence
 
 from pipeline import configs, spans
-from pipeline.runners.local import EXIT_OK, LocalPaths, RunResult, options_from_flags, run_once
+from pipeline.runners.local import EXIT_DATA_REFUSED, EXIT_OK, EXIT_USAGE, LocalPaths, RunResult, options_from_flags, run_once
 
 
 def _decision(result: RunResult) -> str:
@@ -103,6 +103,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         help="another file for an external table (default: the versioned tables under data/external/)",
     )
     args = parser.parse_args(argv)
+    try:
+        spans.discover_spans(args.data_root)
+    except spans.SpanError as error:
+        # Checked before anything runs: a data root that is not one is a usage error.
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(error, spans.NoSpanError) or not os.path.isdir(args.data_root) else EXIT_DATA_REFUSED
     from serving.console import import_tensorflow
 
     import_tensorflow()

@@ -40,3 +40,13 @@ def test_run_checks_its_flags_before_anything_runs():
     result = subprocess.run([sys.executable, "-m", "pipeline", "run", "--train-steps", "0"], capture_output=True, text=True, timeout=120, cwd=REPO_ROOT)
     assert result.returncode == 64
     assert "--train-steps must be at least 1" in result.stderr
+
+
+def test_replay_names_a_data_root_that_is_not_one(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "pipeline", "replay", "--data-root", str(tmp_path / "none"), "--output-dir", str(tmp_path / "out")],
+        capture_output=True, text=True, timeout=120, cwd=REPO_ROOT,
+    )
+    assert result.returncode == 64
+    assert f"error: data root {str(tmp_path / 'none')!r} is not a folder" in result.stderr
+    assert "Traceback" not in result.stderr
