@@ -27,6 +27,17 @@ def span_of_folder(name: str) -> Optional[int]:
     return int(match.group(1)) if match else None
 
 
+def data_root_problem(data_root: str) -> str:
+    """What makes `data_root` no data root at all, for a usage error before anything runs:
+    "is not a folder", "holds no span-<N> folder", or "" when it has a span folder (whether the
+    spans are good is the data checks' business)."""
+    if not os.path.isdir(data_root):
+        return "is not a folder"
+    if not any(span_of_folder(name) is not None and os.path.isdir(os.path.join(data_root, name)) for name in os.listdir(data_root)):
+        return f"holds no {SPAN_FOLDER_PREFIX}<N> folder"
+    return ""
+
+
 def stray_folders(data_root: str) -> List[str]:
     """The folders under `data_root` that look like spans but are not (`span-old`, `span-x`):
     `discover_spans` skips them, and the entry points say so."""

@@ -62,8 +62,7 @@ def version_numbers(base_dir: str, complete_only: bool = True) -> List[int]:
         number = parse_version(name)
         if number is None:
             continue
-        folder = version_dir(base_dir, number) if str(number) == name else os.path.join(base_dir, name)
-        if complete_only and not _exists(os.path.join(folder, SAVED_MODEL_FILE)):
+        if complete_only and not _exists(os.path.join(base_dir, name, SAVED_MODEL_FILE)):
             continue
         found.append(number)
     return sorted(found)

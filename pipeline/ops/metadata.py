@@ -79,11 +79,10 @@ def abandon_unfinished(config: metadata_store_pb2.ConnectionConfig) -> List[int]
     from ml_metadata import metadata_store
 
     store = metadata_store.MetadataStore(config)
-    unfinished = [
-        execution
-        for execution in store.get_executions()
-        if execution.last_known_state in (metadata_store_pb2.Execution.NEW, metadata_store_pb2.Execution.RUNNING)
-    ]
+    # Asked of the database, so the cost does not grow with the history of finished runs.
+    unfinished = store.get_executions(
+        list_options=metadata_store.ListOptions(filter_query="last_known_state = NEW OR last_known_state = RUNNING")
+    )
     for execution in unfinished:
         execution.last_known_state = metadata_store_pb2.Execution.FAILED
         execution.custom_properties[ABANDONED_PROPERTY].string_value = "left unfinished by an interrupted run; marked failed by the next run"

@@ -369,10 +369,11 @@ def newest_run_start(store, pipeline_name: str = configs.PIPELINE_NAME) -> int:
         lineage.LineageError: when ML Metadata holds no run of the pipeline.
     """
     pipeline_context = store.get_context_by_type_and_name("pipeline", pipeline_name)
-    executions = store.get_executions_by_context(pipeline_context.id) if pipeline_context else []
+    newest_only = metadata_store.ListOptions(limit=1, order_by=metadata_store.OrderByField.ID, is_asc=False)
+    executions = store.get_executions_by_context(pipeline_context.id, list_options=newest_only) if pipeline_context else []
     if not executions:
         raise lineage.LineageError(f"ML Metadata holds no run of {pipeline_name}")
-    newest = max(executions, key=lambda execution: execution.id)
+    newest = executions[0]
     run_type = store.get_context_type("pipeline_run")
     runs = [context for context in store.get_contexts_by_execution(newest.id) if context.type_id == run_type.id]
     members = store.get_executions_by_context(runs[0].id) if runs else [newest]

@@ -77,8 +77,11 @@ def _judge_findings(summary: RunSummary, window_anomalies: List[dict], examples,
 def newest_execution_id(connection_config: metadata_store_pb2.ConnectionConfig) -> int:
     """Returns the id of the newest execution in ML Metadata (0 when there is none), so that a
     summary taken after a run reads only that run's executions."""
+    from ml_metadata import metadata_store
+
+    newest = metadata_store.ListOptions(limit=1, order_by=metadata_store.OrderByField.ID, is_asc=False)
     with metadata.Metadata(connection_config) as metadata_handler:
-        return max((execution.id for execution in metadata_handler.store.get_executions()), default=0)
+        return max((execution.id for execution in metadata_handler.store.get_executions(list_options=newest)), default=0)
 
 
 def latest_node_outputs(

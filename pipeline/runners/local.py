@@ -282,11 +282,10 @@ def usage_errors(args: argparse.Namespace) -> list:
         errors.append(f"--train-steps must be at least 1, got {args.train_steps}")
     if args.span_window is not None and args.span_window < 1:
         errors.append(f"--span-window must be at least 1, got {args.span_window}")
-    if not os.path.isdir(args.data_root):
-        errors.append(f"--data-root {args.data_root!r} is not a folder")
-    elif not any(spans.span_of_folder(name) is not None for name in os.listdir(args.data_root)):
+    data_root_problem = spans.data_root_problem(args.data_root)
+    if data_root_problem:
         # A mistyped data root, not bad data: nothing to refuse.
-        errors.append(f"--data-root {args.data_root!r} holds no {configs.SPAN_FOLDER_PREFIX}<N> folder")
+        errors.append(f"--data-root {args.data_root!r} {data_root_problem}")
     existing = os.path.abspath(args.output_dir)
     while not os.path.exists(existing):
         existing = os.path.dirname(existing)

@@ -103,12 +103,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         help="another file for an external table (default: the versioned tables under data/external/)",
     )
     args = parser.parse_args(argv)
-    try:
-        spans.discover_spans(args.data_root)
-    except spans.SpanError as error:
-        # Checked before anything runs: a data root that is not one is a usage error.
-        print(f"error: {error}", file=sys.stderr)
-        return EXIT_USAGE if isinstance(error, spans.NoSpanError) or not os.path.isdir(args.data_root) else EXIT_DATA_REFUSED
+    data_root_problem = spans.data_root_problem(args.data_root)
+    if data_root_problem:
+        # Checked before anything runs, as run_local.py does: a mistyped data root, not bad data.
+        print(f"error: --data-root {args.data_root!r} {data_root_problem}", file=sys.stderr)
+        return EXIT_USAGE
     from serving.console import import_tensorflow
 
     import_tensorflow()
@@ -119,7 +118,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     options = options_from_flags(args.span_window, args.train_steps, args.external_table)
     if args.on_drift is not None:
         options = dataclasses.replace(options, drift=dataclasses.replace(options.drift, on_drift=args.on_drift))
-    results = replay(args.data_root, os.path.abspath(args.output_dir), options, ["--direct_running_mode=in_memory"], handler)
+    try:
+        results = replay(args.data_root, os.path.abspath(args.output_dir), options, ["--direct_running_mode=in_memory"], handler)
+    except spans.SpanError as error:
+        # Two folders for one span, a span folder without a CSV file: found before the first run.
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_DATA_REFUSED
     failed = [result for result in results if result.exit_code not in (EXIT_OK, 2)]
     return 1 if failed else 0
 

@@ -149,10 +149,8 @@ def _check_fill(alias: str, proto: tensor_pb2.TensorProto) -> None:
         )
 
 
-_VALUE_FIELDS = (
-    "half_val", "float_val", "double_val", "int_val", "string_val", "scomplex_val", "int64_val",
-    "bool_val", "dcomplex_val", "resource_handle_val", "variant_val", "uint32_val", "uint64_val", "float8_val",
-)
+# The TensorProto's repeated value fields (float_val, string_val, ...), from its descriptor.
+_VALUE_FIELDS = tuple(field.name for field in tensor_pb2.TensorProto.DESCRIPTOR.fields if field.name.endswith("_val"))
 
 # The types a client can send as values: not DT_RESOURCE or DT_VARIANT (handles to server
 # state), nor DT_INVALID.

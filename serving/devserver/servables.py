@@ -322,7 +322,7 @@ def _read_serving_meta_graph(path: str) -> meta_graph_pb2.MetaGraphDef:
     binary_path = os.path.join(path, "saved_model.pb")
     text_path = os.path.join(path, "saved_model.pbtxt")
     saved_model = saved_model_pb2.SavedModel()
-    if not os.access(path, os.R_OK | os.X_OK):
+    if os.path.isdir(path) and not os.access(path, os.R_OK | os.X_OK):
         raise StatusError(grpc.StatusCode.PERMISSION_DENIED, f"Could not read the version folder {path}: permission denied")
     try:
         if os.path.lexists(binary_path):

@@ -48,5 +48,5 @@ def test_replay_names_a_data_root_that_is_not_one(tmp_path):
         capture_output=True, text=True, timeout=120, cwd=REPO_ROOT,
     )
     assert result.returncode == 64
-    assert f"error: data root {str(tmp_path / 'none')!r} is not a folder" in result.stderr
+    assert f"error: --data-root {str(tmp_path / 'none')!r} is not a folder" in result.stderr
     assert "Traceback" not in result.stderr

@@ -83,3 +83,12 @@ def test_no_span_yet_is_its_own_error(tmp_path):
     _span(tmp_path, "span-1")
     with pytest.raises(spans.NoSpanError, match="no complete span"):
         spans.discover_spans(str(tmp_path), complete_only=True)
+
+
+def test_a_data_root_problem_is_named_before_anything_runs(tmp_path):
+    assert spans.data_root_problem(str(tmp_path / "none")) == "is not a folder"
+    (tmp_path / "span-1").write_text("a file, not a span folder")
+    _span(tmp_path, "span-old")
+    assert spans.data_root_problem(str(tmp_path)) == "holds no span-<N> folder"
+    _span(tmp_path, "span-2", with_csv=False)  # a span folder: judging it is the data checks' job
+    assert spans.data_root_problem(str(tmp_path)) == ""
