@@ -16,7 +16,11 @@ For schema anomalies the command also writes the schema TFDV proposes to fix the
 its diff against the curated schema, for the owner to commit as the next schema version.
 Anomalies of the columns joined from external tables cannot be accepted: the table is fixed.
 
-Exit code: 0 accepted; 2 nothing was accepted (the message says why); 1 any other failure.
+ML Metadata is the output dir's SQLite file, or the database `--metadata-url` names (the same
+setting as the runs'). The command holds the output dir's writer lock while it records.
+
+Exit code: 0 accepted; 2 nothing was accepted (the message says why); 75 another process is
+writing to the output dir (nothing recorded; run again later); 1 any other failure.
 """
 import argparse
 import datetime
@@ -31,6 +35,7 @@ from typing import List, Optional, Sequence
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_REFUSED = 2
+EXIT_BUSY = 75  # as pipeline.ops.writer_lock.EXIT_BUSY, which this module imports only when it runs
 
 
 class AcceptError(ValueError):
@@ -47,6 +52,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--span", type=int, required=True, help="the refused span to accept")
     parser.add_argument("--reason", required=True, help="what was reviewed and why the span is right (recorded)")
     parser.add_argument("--schema", help="the curated schema to diff a proposed change against (default: the pipeline's)")
+    from pipeline.ops import metadata
+
+    metadata.add_metadata_flag(parser)
     return parser.parse_args(argv)
 
 
@@ -105,17 +113,39 @@ def propose_schema(curated_path: str, statistics, target_path: str) -> List[str]
     )
 
 
-def accept(data_root: str, output_dir: str, span: int, reason: str, schema_path: Optional[str] = None):
-    """Records the acceptance of span `span` (see the module docstring).
+def accept(data_root: str, output_dir: str, span: int, reason: str, schema_path: Optional[str] = None, setting=None):
+    """Records the acceptance of span `span` (see the module docstring), under the output dir's
+    writer lock.
+
+    Args:
+        setting: Where the output dir's ML Metadata lives (`pipeline.ops.metadata.MetadataSetting`;
+            default: its SQLite file).
 
     Returns:
         (the recorded `pipeline.validation.acceptance.SpanAcceptance`, the proposed schema's diff lines).
 
     Raises:
-        AcceptError: when there is nothing to accept, the span is not the one refused, or its
-            files changed since the refused run.
+        AcceptError: when there is nothing to accept, the span is not the one refused, its
+            files changed since the refused run, or the metadata does not open.
+        pipeline.ops.writer_lock.OutputBusyError: when another process writes to the output dir.
     """
-    from ml_metadata import metadata_store
+    from pipeline.ops import metadata, writer_lock
+
+    setting = setting or metadata.MetadataSetting()
+    if not reason.strip():
+        raise AcceptError("--reason is empty: say what was reviewed and why the span is right")
+    output_dir = os.path.abspath(output_dir)
+    try:
+        writer_lock.check_location(output_dir, setting.location, record=False)
+        with writer_lock.hold(output_dir):
+            store = metadata.open_store(setting, output_dir, metadata.WRITE)
+            return _accept(store, data_root, output_dir, span, reason, schema_path)
+    except (metadata.MetadataSettingError, writer_lock.MetadataLocationError) as error:
+        raise AcceptError(f"{error}: run the pipeline with --output-dir {output_dir} first") from None
+
+
+def _accept(store, data_root: str, output_dir: str, span: int, reason: str, schema_path: Optional[str]):
+    """`accept`'s work on the open store."""
     from ml_metadata.proto import metadata_store_pb2
     from tfx.types import artifact_utils
 
@@ -123,16 +153,8 @@ def accept(data_root: str, output_dir: str, span: int, reason: str, schema_path:
     from pipeline.component_ids import DATA_GATE
     from pipeline.components import artifacts
     from pipeline.configs import CURATED_SCHEMA_PATH
-    from pipeline.ops import metadata
-    from pipeline.ops.metadata import OutputLayout
     from pipeline.validation import acceptance
 
-    if not reason.strip():
-        raise AcceptError("--reason is empty: say what was reviewed and why the span is right")
-    metadata_path = OutputLayout(output_dir).metadata_path
-    if not os.path.isfile(metadata_path):
-        raise AcceptError(f"no ML Metadata at {metadata_path}: run the pipeline with --output-dir {output_dir} first")
-    store = metadata_store.MetadataStore(metadata.connection_config(metadata_path, metadata.WRITE))
     gate = _newest_gate_execution(store, configs.PIPELINE_NAME, DATA_GATE)
     inputs = _inputs(store, gate.id)
     missing = sorted({"anomalies", "drift_report", "external_report"} - set(inputs))
@@ -223,11 +245,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     import_tensorflow()
     # Google client libraries' notices about their own versions, printed on import.
     warnings.filterwarnings("ignore", category=FutureWarning)
+    from pipeline.ops import metadata, writer_lock
+
     try:
-        record, diff = accept(args.data_root, args.output_dir, args.span, args.reason, args.schema)
-    except AcceptError as error:
+        setting = metadata.setting_from(args.metadata_url)
+        record, diff = accept(args.data_root, args.output_dir, args.span, args.reason, args.schema, setting)
+    except (AcceptError, metadata.MetadataSettingError) as error:
         print(f"not accepted: {error}", file=sys.stderr)
         return EXIT_REFUSED
+    except writer_lock.OutputBusyError as error:
+        print(f"not accepted: {error}", file=sys.stderr)
+        return EXIT_BUSY
     print(f"span {record.span} accepted on record {record.artifact_id} by {record.accepted_by} at {record.accepted_at}")
     print(f"reason: {record.reason}")
     print("accepted, as the refused run found them:")

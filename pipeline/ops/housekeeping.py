@@ -39,7 +39,7 @@ from typing import Dict, List, Optional, Sequence, Set
 from ml_metadata.proto import metadata_store_pb2
 
 from pipeline import configs
-from pipeline.ops import lineage, metadata
+from pipeline.ops import lineage, metadata, writer_lock
 from pipeline.ops.metadata import OutputLayout
 
 logger = logging.getLogger(__name__)
@@ -161,7 +161,7 @@ def plan(
     if missing:
         raise HousekeepingError(f"--protect-version {', '.join(missing)}: no such folder under {serving_model_dir}")
     if store is None:
-        store = lineage.open_store(OutputLayout(output_dir).metadata_path)
+        store = lineage.open_store(output_dir)
     graph = lineage.MetadataGraph(store, pipeline_name)
     kept_versions = sorted(set(versions[-keep_versions:]) | set(protect_versions), key=int)
 
@@ -276,25 +276,28 @@ def housekeep(
     protect_versions: Sequence[str] = (),
     dry_run: bool = False,
     pipeline_name: str = configs.PIPELINE_NAME,
+    setting: metadata.MetadataSetting = metadata.MetadataSetting(),
 ) -> List[Removal]:
-    """Plans and, unless `dry_run`, applies the retention policy (see the module docstring).
+    """Plans and, unless `dry_run`, applies the retention policy (see the module docstring),
+    on the output dir's ML Metadata where `setting` says. A real run holds the output dir's
+    writer lock, so no pipeline run writes the lineage it judges while it removes.
 
     Returns:
         What was removed, or with `dry_run` what would be: the same list for the same state.
-    """
-    metadata_path = OutputLayout(os.path.abspath(output_dir)).metadata_path
-    if dry_run:
-        store = lineage.open_store(metadata_path)
-    else:
-        from ml_metadata import metadata_store
 
-        if not os.path.isfile(metadata_path):
-            raise lineage.LineageError(f"no ML Metadata file at {metadata_path}: has the pipeline run with this --output-dir?")
-        store = metadata_store.MetadataStore(metadata.connection_config(metadata_path, metadata.WRITE))
-    result = plan(output_dir, keep_versions, keep_blessed, protect_versions, pipeline_name, store=store)
+    Raises:
+        writer_lock.OutputBusyError: when another process writes to the output dir.
+        writer_lock.MetadataLocationError: when the output dir keeps its metadata elsewhere.
+    """
+    output_dir = os.path.abspath(output_dir)
+    writer_lock.check_location(output_dir, setting.location, record=False)
     if dry_run:
-        return result.removals
-    return apply(output_dir, result.removals, store)
+        store = lineage.open_store(output_dir, setting)
+        return plan(output_dir, keep_versions, keep_blessed, protect_versions, pipeline_name, store=store).removals
+    with writer_lock.hold(output_dir):
+        store = lineage.open_store(output_dir, setting, metadata.WRITE)
+        result = plan(output_dir, keep_versions, keep_blessed, protect_versions, pipeline_name, store=store)
+        return apply(output_dir, result.removals, store)
 
 
 def format_removals(removals: Sequence[Removal], dry_run: bool) -> str:
@@ -317,6 +320,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--protect-version", action="append", default=[], help="a serving version to keep as well (repeatable)")
     parser.add_argument("--pipeline-name", default=configs.PIPELINE_NAME, help=f"pipeline name in ML Metadata (default: {configs.PIPELINE_NAME})")
     parser.add_argument("--dry-run", action="store_true", help="list what would be removed; change nothing")
+    metadata.add_metadata_flag(parser)
     return parser.parse_args(argv)
 
 
@@ -324,16 +328,20 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     """Runs housekeeping from the command line; returns the exit code."""
     args = parse_args(argv)
     try:
+        setting = metadata.setting_from(args.metadata_url)
         sizes: Dict[str, int] = {}
         removals = housekeep(
-            args.output_dir, args.keep_versions, args.keep_blessed, args.protect_version, dry_run=True, pipeline_name=args.pipeline_name
+            args.output_dir, args.keep_versions, args.keep_blessed, args.protect_version, True, args.pipeline_name, setting
         )
         sizes = {removal.path: _folder_bytes(removal.path) for removal in removals}
         if not args.dry_run:
             removals = housekeep(
-                args.output_dir, args.keep_versions, args.keep_blessed, args.protect_version, dry_run=False, pipeline_name=args.pipeline_name
+                args.output_dir, args.keep_versions, args.keep_blessed, args.protect_version, False, args.pipeline_name, setting
             )
-    except (HousekeepingError, lineage.LineageError, OSError) as error:
+    except writer_lock.OutputBusyError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return writer_lock.EXIT_BUSY
+    except (HousekeepingError, lineage.LineageError, metadata.MetadataSettingError, writer_lock.MetadataLocationError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
     print(format_removals(removals, args.dry_run))

@@ -660,20 +660,25 @@ def trace_pushed_model(graph: MetadataGraph, pushed_model: metadata_store_pb2.Ar
     return lineage
 
 
-def open_store(metadata_path: str):
-    """Returns a read-only ML Metadata store on a SQLite file.
+def open_store(output_dir: str, setting: metadata.MetadataSetting = metadata.MetadataSetting(), mode: int = metadata.READ):
+    """Returns the ML Metadata store of an output dir's runs (read-only for SQLite with READ).
 
     Raises:
-        LineageError: when the file does not exist (opening would create an empty one).
+        LineageError: when the metadata does not exist (opening would create an empty one) or
+            does not open.
     """
-    from ml_metadata import metadata_store
+    try:
+        return metadata.open_store(setting, output_dir, mode)
+    except metadata.MetadataSettingError as error:
+        raise LineageError(str(error)) from None
 
-    if not os.path.isfile(metadata_path):
-        raise LineageError(f"no ML Metadata file at {metadata_path}: has the pipeline run with this --output-dir?")
-    return metadata_store.MetadataStore(metadata.connection_config(metadata_path, metadata.READ))
 
-
-def trace_version(output_dir: str, version: str, pipeline_name: str = configs.PIPELINE_NAME) -> Lineage:
+def trace_version(
+    output_dir: str,
+    version: str,
+    pipeline_name: str = configs.PIPELINE_NAME,
+    setting: metadata.MetadataSetting = metadata.MetadataSetting(),
+) -> Lineage:
     """Returns the lineage of a pushed version of a run's output directory.
 
     Args:
@@ -681,13 +686,13 @@ def trace_version(output_dir: str, version: str, pipeline_name: str = configs.PI
             serving_model/).
         version: The version number (folder name under serving_model/).
         pipeline_name: The pipeline's name in ML Metadata.
+        setting: Where the output dir's ML Metadata lives.
 
     Raises:
         UnknownVersionError: when ML Metadata has no push of the version.
-        LineageError: when the metadata file is missing or unreadable.
+        LineageError: when the metadata is missing or unreadable.
     """
-    metadata_path = OutputLayout(output_dir).metadata_path
-    return trace_with_store(open_store(metadata_path), metadata_path, output_dir, version, pipeline_name)
+    return trace_with_store(open_store(output_dir, setting), setting.describe(output_dir), output_dir, version, pipeline_name)
 
 
 def trace_with_store(store, metadata_path: str, output_dir: str, version: str, pipeline_name: str = configs.PIPELINE_NAME) -> Lineage:
@@ -700,7 +705,7 @@ def trace_with_store(store, metadata_path: str, output_dir: str, version: str, p
     try:
         pushed_model = find_pushed_model(graph, version, OutputLayout(output_dir).serving_model_dir)
     except UnknownVersionError as error:
-        raise UnknownVersionError(f"{error} (metadata file {metadata_path})") from error
+        raise UnknownVersionError(f"{error} (metadata: {metadata_path})") from error
     return trace_pushed_model(graph, pushed_model, metadata_path, OutputLayout(output_dir).pipeline_root)
 
 
@@ -788,6 +793,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--model", default=configs.SERVING_MODEL_NAME, help=f"model name on the server (default: {configs.SERVING_MODEL_NAME})")
     parser.add_argument("--pipeline-name", default=configs.PIPELINE_NAME, help=f"pipeline name in ML Metadata (default: {configs.PIPELINE_NAME})")
     parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    metadata.add_metadata_flag(parser)
     return parser.parse_args(argv)
 
 
@@ -798,13 +804,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.getLogger("tensorflow").setLevel(logging.ERROR)
     output_dir = os.path.abspath(args.output_dir)
     try:
+        setting = metadata.setting_from(args.metadata_url)
+    except metadata.MetadataSettingError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return EXIT_ERROR
+    try:
         if args.version:
             version = args.version
         elif args.server:
             version = server_version(args.server, args.model)
         else:
             version = latest_serving_version(OutputLayout(output_dir).serving_model_dir)
-        lineage = trace_version(output_dir, version, args.pipeline_name)
+        lineage = trace_version(output_dir, version, args.pipeline_name, setting)
     except UnknownVersionError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_UNKNOWN_VERSION

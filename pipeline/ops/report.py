@@ -282,6 +282,7 @@ def write_report(
     pipeline_name: str,
     after_execution_id: int,
     timings: Sequence[Tuple[str, str, float]],
+    metadata_text: str = "",
 ) -> str:
     """Writes the HTML report of one run and returns its path.
 
@@ -291,6 +292,8 @@ def write_report(
         pipeline_name: The pipeline's name.
         after_execution_id: `run_summary.newest_execution_id(...)` taken before the run.
         timings: (component, state, seconds) per component, e.g. `ProgressHandler.timings`.
+        metadata_text: Where the metadata is, in words (`MetadataSetting.describe`; default:
+            the SQLite file under `output_dir`).
 
     Returns:
         The path of the written file.
@@ -316,7 +319,9 @@ def write_report(
         lineage_note = "Nothing has been pushed to this output dir yet."
     else:
         try:
-            traced = lineage.trace_with_store(store, OutputLayout(output_dir).metadata_path, output_dir, version, pipeline_name)
+            traced = lineage.trace_with_store(
+                store, metadata_text or OutputLayout(output_dir).metadata_path, output_dir, version, pipeline_name
+            )
             lineage_note = f"Version {version}, {'pushed by this run' if summary.pushed_version else 'the newest serving version (this run pushed nothing)'}:"
         except lineage.LineageError as error:
             lineage_note = f"Lineage of version {version} unavailable: {error}"
@@ -385,16 +390,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     when the output dir holds no run."""
     parser = argparse.ArgumentParser(prog="python -m pipeline report", description="Writes the HTML report of the newest run in an output dir.")
     parser.add_argument("--output-dir", required=True, help="the run's output dir (metadata.db, pipeline_root/, serving_model/)")
+    metadata.add_metadata_flag(parser)
     args = parser.parse_args(argv)
-    layout = OutputLayout(os.path.abspath(args.output_dir))
+    output_dir = os.path.abspath(args.output_dir)
     try:
-        store = lineage.open_store(layout.metadata_path)
+        setting = metadata.setting_from(args.metadata_url)
+        store = lineage.open_store(output_dir, setting)
         after = newest_run_start(store)
-    except lineage.LineageError as error:
+    except (lineage.LineageError, metadata.MetadataSettingError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    connection = metadata.connection_config(layout.metadata_path, metadata.READ)
-    print(write_report(layout.output_dir, connection, configs.PIPELINE_NAME, after, timings=()))
+    connection = setting.connection_config(output_dir, metadata.READ)
+    print(write_report(output_dir, connection, configs.PIPELINE_NAME, after, (), setting.describe(output_dir)))
     return 0
 
 

@@ -1,18 +1,21 @@
 """Return serving to an earlier pushed version, or back to "newest version", deleting nothing.
 
-    python -m pipeline rollback --serving-dir outputs/serving_model --list
-    python -m pipeline rollback --serving-dir outputs/serving_model --to 1795786429 \\
-        --grpc localhost:8500 --metadata outputs/metadata.db
-    python -m pipeline rollback --serving-dir outputs/serving_model --latest --grpc localhost:8500
+    python -m pipeline rollback --output-dir outputs --list
+    python -m pipeline rollback --output-dir outputs --to 1795786429 --grpc localhost:8500
+    python -m pipeline rollback --output-dir outputs --latest --grpc localhost:8500
+    python -m pipeline rollback --serving-dir /srv/models/big_tipper --to 1795786429
 
 A rollback is a version policy, not a deletion: it writes a ModelServerConfig that pins the
 chosen version (`specific`) and labels it `stable`, to `--config-file` (default
 `models.config` next to the serving directory) so a restarted server keeps it
 (`--model_config_file=...`), and, with `--grpc`, sends it to the running server with
 HandleReloadConfigRequest (TF Serving and the local server both take it). `--latest` writes
-the default policy back (the newest version serves). With `--metadata`, the rollback is
-recorded in ML Metadata as a `ServingRollback` execution whose input is the chosen version's
-PushedModel artifact, so lineage shows when serving went back and to what.
+the default policy back (the newest version serves). With `--output-dir` (the serving
+directory is then OUTPUT_DIR/serving_model unless `--serving-dir` says otherwise), the rollback
+is recorded in the output dir's ML Metadata (its SQLite file, or `--metadata-url`) as a
+`ServingRollback` execution whose input is the chosen version's PushedModel artifact, so
+lineage shows when serving went back and to what; it holds the output dir's writer lock, so
+no pipeline run pushes while it pins (exit 75 while another process writes).
 """
 import argparse
 import logging
@@ -25,7 +28,8 @@ from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
 from pipeline.configs import SERVING_MODEL_NAME
-from pipeline.ops import metadata
+from pipeline.ops import metadata, writer_lock
+from pipeline.ops.metadata import OutputLayout
 from serving.versions import version_numbers
 
 logger = logging.getLogger(__name__)
@@ -60,12 +64,25 @@ def model_config(base_path: str, version: Optional[int], model_name: str = SERVI
     return config
 
 
-def _record_in_metadata(metadata_path: str, version: Optional[int], config_file: str) -> int:
+def _pushed_model(store, version: Optional[int], where: str):
+    """The PushedModel artifact of `version` (None for "latest")."""
+    if version is None:
+        return None
+    pushed = [
+        artifact
+        for artifact in store.get_artifacts_by_type("PushedModel")
+        if artifact.custom_properties.get("pushed_version") is not None
+        and artifact.custom_properties["pushed_version"].string_value == str(version)
+    ]
+    if not pushed:
+        raise RollbackError(f"ML Metadata ({where}) has no PushedModel for version {version}")
+    return pushed[-1]
+
+
+def _record_in_metadata(store, pushed_model, version: Optional[int], config_file: str) -> int:
     """Adds a ServingRollback execution to ML Metadata, linked to the version's PushedModel."""
-    from ml_metadata import metadata_store
     from ml_metadata.proto import metadata_store_pb2
 
-    store = metadata_store.MetadataStore(metadata.connection_config(metadata_path, metadata.WRITE))
     execution_type = metadata_store_pb2.ExecutionType(name=ROLLBACK_EXECUTION_TYPE)
     for name in ("to_version", "config_file", "time"):
         execution_type.properties[name] = metadata_store_pb2.STRING
@@ -75,17 +92,8 @@ def _record_in_metadata(metadata_path: str, version: Optional[int], config_file:
     execution.properties["config_file"].string_value = config_file
     execution.properties["time"].string_value = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     events = []
-    if version is not None:
-        pushed = [
-            artifact
-            for artifact in store.get_artifacts_by_type("PushedModel")
-            if artifact.custom_properties.get("pushed_version") is not None
-            and artifact.custom_properties["pushed_version"].string_value == str(version)
-        ]
-        if not pushed:
-            raise RollbackError(f"ML Metadata {metadata_path!r} has no PushedModel for version {version}")
-        event = metadata_store_pb2.Event(artifact_id=pushed[-1].id, type=metadata_store_pb2.Event.INPUT)
-        events.append((pushed[-1], event))
+    if pushed_model is not None:
+        events.append((pushed_model, metadata_store_pb2.Event(artifact_id=pushed_model.id, type=metadata_store_pb2.Event.INPUT)))
     execution_id, _, _ = store.put_execution(execution, artifact_and_events=events, contexts=[])
     return execution_id
 
@@ -96,16 +104,44 @@ def rollback(
     config_file: str,
     base_path: Optional[str] = None,
     grpc_address: Optional[str] = None,
-    metadata_path: Optional[str] = None,
+    output_dir: Optional[str] = None,
+    setting: metadata.MetadataSetting = metadata.MetadataSetting(),
 ) -> model_server_config_pb2.ModelServerConfig:
     """Makes serving use `version` (None: the newest again); see the module docstring.
 
+    Args:
+        serving_dir: The Pusher's serving directory.
+        version: The version to pin, or None for the newest.
+        config_file: Where the ModelServerConfig is written.
+        base_path: The base_path the server sees (default: `serving_dir`).
+        grpc_address: host:port of a running server to reload now, or None.
+        output_dir: The output dir whose ML Metadata records the rollback (under its writer
+            lock), or None to record nothing.
+        setting: Where that output dir's ML Metadata lives.
+
     Raises:
-        RollbackError: when the version is not a complete pushed version.
+        RollbackError: when the version is not a complete pushed version, or the metadata has
+            no push of it (nothing is written then).
+        writer_lock.OutputBusyError: when another process writes to the output dir.
     """
+    if output_dir is None:
+        return _rollback(serving_dir, version, config_file, base_path, grpc_address, None)
+    output_dir = os.path.abspath(output_dir)
+    try:
+        writer_lock.check_location(output_dir, setting.location, record=False)
+        with writer_lock.hold(output_dir):
+            store = metadata.open_store(setting, output_dir, metadata.WRITE)
+            return _rollback(serving_dir, version, config_file, base_path, grpc_address, (store, setting.describe(output_dir)))
+    except (metadata.MetadataSettingError, writer_lock.MetadataLocationError) as error:
+        raise RollbackError(str(error)) from None
+
+
+def _rollback(serving_dir, version, config_file, base_path, grpc_address, recording) -> model_server_config_pb2.ModelServerConfig:
+    """`rollback`'s work; `recording` is (store, where) or None."""
     versions = pushed_versions(serving_dir)
     if version is not None and version not in versions:
         raise RollbackError(f"version {version} is not a complete pushed version in {serving_dir!r}; there are {versions}")
+    pushed_model = _pushed_model(recording[0], version, recording[1]) if recording else None
     config = model_config(base_path or os.path.abspath(serving_dir), version)
     text = text_format.MessageToString(config)
     tmp_path = f"{config_file}.tmp"
@@ -116,15 +152,16 @@ def rollback(
         from serving.client import reload_config_grpc
 
         reload_config_grpc(grpc_address, text)
-    if metadata_path:
-        _record_in_metadata(metadata_path, version, os.path.abspath(config_file))
+    if recording:
+        _record_in_metadata(recording[0], pushed_model, version, os.path.abspath(config_file))
     return config
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Command line entry point; returns the exit code."""
     parser = argparse.ArgumentParser(prog="python -m pipeline rollback", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--serving-dir", required=True, help="the Pusher's serving_model directory")
+    parser.add_argument("--output-dir", help="the pipeline's output dir: record the rollback in its ML Metadata (serving dir OUTPUT_DIR/serving_model)")
+    parser.add_argument("--serving-dir", help="the Pusher's serving_model directory (default: OUTPUT_DIR/serving_model)")
     target = parser.add_mutually_exclusive_group(required=True)
     target.add_argument("--to", type=int, help="the version to serve")
     target.add_argument("--latest", action="store_true", help="serve the newest version again")
@@ -132,15 +169,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--config-file", help="where to write the ModelServerConfig (default: models.config next to --serving-dir)")
     parser.add_argument("--base-path", help="base_path the server sees (default: --serving-dir; /models/big_tipper in the container)")
     parser.add_argument("--grpc", help="host:port of a running server to reload now")
-    parser.add_argument("--metadata", help="ML Metadata SQLite file to record the rollback in")
+    metadata.add_metadata_flag(parser)
     args = parser.parse_args(argv)
+    if not args.serving_dir and not args.output_dir:
+        parser.error("give --output-dir (records the rollback in its ML Metadata) or --serving-dir")
+    serving_dir = args.serving_dir or OutputLayout(os.path.abspath(args.output_dir)).serving_model_dir
     try:
         if args.list:
-            print("\n".join(str(version) for version in pushed_versions(args.serving_dir)))
+            print("\n".join(str(version) for version in pushed_versions(serving_dir)))
             return 0
-        config_file = args.config_file or os.path.join(os.path.dirname(os.path.abspath(args.serving_dir)), "models.config")
-        rollback(args.serving_dir, None if args.latest else args.to, config_file, args.base_path, args.grpc, args.metadata)
-    except RollbackError as error:
+        setting = metadata.setting_from(args.metadata_url)
+        config_file = args.config_file or os.path.join(os.path.dirname(os.path.abspath(serving_dir)), "models.config")
+        rollback(serving_dir, None if args.latest else args.to, config_file, args.base_path, args.grpc, args.output_dir, setting)
+    except writer_lock.OutputBusyError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return writer_lock.EXIT_BUSY
+    except (RollbackError, metadata.MetadataSettingError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     what = "the newest version" if args.latest else f"version {args.to} (label {STABLE_LABEL})"

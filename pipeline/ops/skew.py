@@ -28,7 +28,6 @@ from pipeline import configs
 from pipeline.component_ids import STATISTICS_GEN
 from pipeline.configs import CURATED_SCHEMA_PATH
 from pipeline.ops import metadata
-from pipeline.ops.metadata import OutputLayout
 from pipeline.validation import span_rows
 from pipeline.validation.comparators import scores_of, with_comparators
 from serving.devserver.request_log import LOG_FILE_PREFIX, read_log
@@ -38,19 +37,18 @@ class SkewError(ValueError):
     """The skew check cannot run as asked; the message says why."""
 
 
-def training_statistics_path(output_dir: str) -> str:
-    """Returns the train split statistics file of the newest StatisticsGen run under `output_dir`."""
-    from tfx.orchestration import metadata as tfx_metadata
-
-    metadata_path = OutputLayout(output_dir).metadata_path
-    if not os.path.exists(metadata_path):
-        raise SkewError(f"no ML Metadata at {metadata_path}: run the pipeline first")
-    with tfx_metadata.Metadata(metadata.connection_config(metadata_path, metadata.READ)) as handler:
-        context = handler.store.get_context_by_type_and_name("node", f"{configs.PIPELINE_NAME}.{STATISTICS_GEN}")
-        artifacts = handler.store.get_artifacts_by_context(context.id) if context else []
+def training_statistics_path(output_dir: str, setting: metadata.MetadataSetting = metadata.MetadataSetting()) -> str:
+    """Returns the train split statistics file of the newest StatisticsGen run under `output_dir`
+    (its ML Metadata where `setting` says)."""
+    try:
+        store = metadata.open_store(setting, output_dir)
+    except metadata.MetadataSettingError as error:
+        raise SkewError(f"{error}: run the pipeline first") from None
+    context = store.get_context_by_type_and_name("node", f"{configs.PIPELINE_NAME}.{STATISTICS_GEN}")
+    artifacts = store.get_artifacts_by_context(context.id) if context else []
     statistics = [a for a in artifacts if os.path.exists(os.path.join(a.uri, f"Split-{configs.TRAIN_SPLIT}", "FeatureStats.pb"))]
     if not statistics:
-        raise SkewError(f"ML Metadata at {metadata_path} has no training statistics")
+        raise SkewError(f"ML Metadata ({setting.describe(output_dir)}) has no training statistics")
     return os.path.join(max(statistics, key=lambda a: a.id).uri, f"Split-{configs.TRAIN_SPLIT}", "FeatureStats.pb")
 
 
@@ -122,15 +120,17 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--json", action="store_true", help="print the scores as JSON")
     parser.add_argument("--to-span", metavar="DATA_ROOT", help="also write the logged trips as a new span here")
     parser.add_argument("--span", type=int, help="the span number for --to-span")
+    metadata.add_metadata_flag(parser)
     args = parser.parse_args(argv)
     try:
-        scores = skew_scores(training_statistics_path(args.output_dir), args.request_log, configs.DriftConfig())
+        setting = metadata.setting_from(args.metadata_url)
+        scores = skew_scores(training_statistics_path(os.path.abspath(args.output_dir), setting), args.request_log, configs.DriftConfig())
         if args.to_span:
             if args.span is None:
                 raise SkewError("--to-span needs --span N")
             header = [feature.name for feature in tfdv.load_schema_text(CURATED_SCHEMA_PATH).feature]
             print(f"wrote {write_span(args.request_log, args.to_span, args.span, header)} (label it, then add {configs.SPAN_COMPLETE_MARKER})")
-    except (SkewError, OSError) as error:
+    except (SkewError, metadata.MetadataSettingError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     skewed = [score for score in scores if score["skewed"]]

@@ -12,13 +12,18 @@ from typing import Dict, Mapping, Optional
 
 from croniter import croniter  # Airflow's own cron parser; importing it does not import Airflow
 
+from ml_metadata.proto import metadata_store_pb2
+
 from pipeline import configs
+from pipeline.ops import metadata
 from pipeline.ops.metadata import OutputLayout
 
 ENVIRONMENT_VARIABLES: Dict[str, str] = {
     "TAXI_DATA_ROOT": "folder of span-<N>/ CSV folders (required); spans are listed when the DAG is parsed",
     "TAXI_OUTPUT_DIR": "folder for pipeline_root/, metadata.db and serving_model/ (required)",
-    "TAXI_METADATA_PATH": "ML Metadata SQLite file (default: TAXI_OUTPUT_DIR/metadata.db)",
+    "TAXI_METADATA_URL": "ML Metadata in MySQL/MariaDB, mysql://USER@HOST:PORT/DATABASE (default: the SQLite file TAXI_METADATA_PATH)",
+    "TAXI_METADATA_PASSWORD": "the password of TAXI_METADATA_URL's user, if it has one (never logged)",
+    "TAXI_METADATA_PATH": "ML Metadata SQLite file, when TAXI_METADATA_URL is not set (default: TAXI_OUTPUT_DIR/metadata.db)",
     "TAXI_SERVING_MODEL_DIR": "where Pusher writes numbered versions (default: TAXI_OUTPUT_DIR/serving_model)",
     "TAXI_SCHEDULE": "Airflow schedule: a cron expression, a preset such as @daily, or 'none' (default: @daily)",
     "TAXI_START_DATE": "first logical date, YYYY-MM-DD, UTC (default: 2024-01-01)",
@@ -55,6 +60,8 @@ class AirflowSettings:
     pipeline_root: str
     metadata_path: str
     serving_model_dir: str
+    # The MySQL/MariaDB database of TAXI_METADATA_URL; the SQLite default uses metadata_path.
+    metadata_setting: metadata.MetadataSetting = metadata.MetadataSetting(source=metadata.METADATA_URL_ENV)
     schedule: Optional[str] = DEFAULT_SCHEDULE
     start_date: datetime.datetime = DEFAULT_START_DATE
     span_window: Optional[int] = None
@@ -83,7 +90,14 @@ class AirflowSettings:
         if beam_workers is not None and beam_mode == "in_memory":
             raise AirflowConfigError("TAXI_BEAM_WORKERS applies to TAXI_BEAM_MODE=multi_processing only")
         layout = OutputLayout(output_dir)
+        try:
+            metadata_setting = metadata.parse_metadata_url(environ.get(metadata.METADATA_URL_ENV), metadata.METADATA_URL_ENV)
+        except metadata.MetadataSettingError as error:
+            raise AirflowConfigError(str(error)) from None
+        if metadata_setting.mysql is not None and environ.get("TAXI_METADATA_PATH", "").strip():
+            raise AirflowConfigError("set TAXI_METADATA_URL (MySQL/MariaDB) or TAXI_METADATA_PATH (SQLite), not both")
         return cls(
+            metadata_setting=metadata_setting,
             data_root=data_root,
             pipeline_root=layout.pipeline_root,
             metadata_path=_optional_path(environ, "TAXI_METADATA_PATH") or layout.metadata_path,
@@ -103,6 +117,12 @@ class AirflowSettings:
             beam_workers=beam_workers,
             external_tables=_external_tables(environ),
         )
+
+    def connection_config(self, environ: Mapping[str, str] = os.environ) -> metadata_store_pb2.ConnectionConfig:
+        """The ML Metadata connection of every task (the password from TAXI_METADATA_PASSWORD)."""
+        if self.metadata_setting.mysql is None:
+            return metadata.sqlite_connection_config(self.metadata_path)
+        return self.metadata_setting.connection_config(os.path.dirname(self.pipeline_root), metadata.CREATE, environ)
 
 
 def _external_tables(environ: Mapping[str, str]) -> Dict[str, str]:

@@ -4,7 +4,8 @@ Airflow finds the DAG through a one-line file in its dags folder:
 
     from pipeline.runners.airflow_dag import DAG  # noqa: F401
 
-Settings come from environment variables (see `pipeline.runners.airflow_config`). The spans are
+Settings come from environment variables (see `pipeline.runners.airflow_config`); ML Metadata
+is TAXI_METADATA_URL's MySQL/MariaDB database, or a SQLite file for a single machine. The spans are
 listed from TAXI_DATA_ROOT each time Airflow parses the DAG, so a new `span-<N>/` folder is
 part of the next run. Each pipeline node is one Airflow task; the DAG id is the pipeline name.
 """
@@ -17,7 +18,7 @@ from tfx.orchestration.airflow.airflow_dag_runner import AirflowDagRunner, Airfl
 from pipeline import configs, spans
 from pipeline.dag import create_pipeline
 from pipeline.ops import metadata
-from pipeline.runners.airflow_config import DAG_ID, AirflowSettings
+from pipeline.runners.airflow_config import DAG_ID, AirflowConfigError, AirflowSettings
 from pipeline.runners.beam_args import DirectRunnerConfig, beam_args_for
 from pipeline.runners.code_fingerprint import module_fingerprint, project_fingerprint
 from pipeline.validation.acceptance import for_spans
@@ -38,9 +39,15 @@ def build_dag(settings: AirflowSettings, fingerprint: Optional[str] = None) -> m
         pipeline.spans.SpanError: when the data root holds no usable span.
         ValueError: when TAXI_EXTERNAL_TABLES names a table the model does not join.
         FileNotFoundError: when an external table's file does not exist.
+        AirflowConfigError: when the ML Metadata database does not open (wrong host, user,
+            password or database), found when the DAG is parsed, before any task runs.
     """
     span_numbers = spans.window(spans.discover_spans(settings.data_root), settings.span_window)
-    connection = metadata.connection_config(settings.metadata_path)
+    if settings.metadata_setting.mysql is not None:
+        problem = metadata.problem(settings.metadata_setting, os.path.dirname(settings.pipeline_root))
+        if problem:
+            raise AirflowConfigError(problem)
+    connection = settings.connection_config()
     options = configs.PipelineOptions(
         train_steps=settings.train_steps,
         eval_steps=settings.eval_steps,
@@ -68,7 +75,7 @@ def build_dag(settings: AirflowSettings, fingerprint: Optional[str] = None) -> m
     airflow_dag_config = {
         "schedule": settings.schedule,
         "start_date": settings.start_date,
-        # One run at a time: runs share one SQLite ML Metadata file and one serving folder.
+        # One run at a time: runs share one ML Metadata history and one serving folder.
         "max_active_runs": 1,
         "catchup": False,
         "tags": ["tfx", "taxi"],

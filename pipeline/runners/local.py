@@ -17,8 +17,8 @@ import warnings
 from typing import TYPE_CHECKING, List, Optional, Tuple
 
 from pipeline import configs, spans
-from pipeline.ops import metadata
-from pipeline.ops.metadata import OutputLayout
+from pipeline.ops import metadata, writer_lock
+from pipeline.ops.metadata import MetadataSetting, OutputLayout
 
 # `python run_local.py --help`.
 USAGE = """Runs the taxi pipeline on this machine with TFX's LocalDagRunner and Beam's DirectRunner.
@@ -32,17 +32,23 @@ Examples:
       Train on the newest two spans only.
   python run_local.py --external-table us_il_holidays=data/external/us_il_holidays/v2/holidays.csv
       Join another version of the holiday calendar (see `python -m pipeline export-holidays`).
+  python run_local.py --metadata-url mysql://taxi@db.internal:3306/taxi_metadata
+      Keep ML Metadata in a MySQL/MariaDB database (password, if any, in
+      TAXI_METADATA_PASSWORD) instead of OUTPUT_DIR/metadata.db.
   python run_local.py --serve
       Run the pipeline, then serve the pushed model with the project's TF-Serving-compatible
       server (REST on 8501, gRPC on 8500) and print a curl and a gRPC client command.
 
 Writes OUTPUT_DIR/serving_model/<version>/ (pushed models, what TF Serving reads),
-OUTPUT_DIR/metadata.db (ML Metadata, SQLite) and OUTPUT_DIR/pipeline_root/ (artifacts).
+OUTPUT_DIR/metadata.db (ML Metadata, SQLite, unless --metadata-url names a database) and
+OUTPUT_DIR/pipeline_root/ (artifacts). One writer at a time: a second run, accept, rollback or
+housekeeping on the same output dir is refused while one writes.
 Exit code: 0 when the pipeline completed, blessed or not; 2 when the data was refused
 (nothing trained, nothing pushed); 64 for a usage error (a flag out of range, a data root that
-is not a folder or holds no span-<N> folder, an output dir that cannot be written or whose
-metadata.db does not open),
-found before anything runs; 1 on any other failure.
+is not a folder or holds no span-<N> folder, an output dir that cannot be written, metadata
+that does not open: a damaged metadata.db, a wrong --metadata-url host, user or database),
+found before anything runs; 75 when another process is writing to the output dir (nothing
+was changed; run again later); 1 on any other failure.
 """
 
 if TYPE_CHECKING:  # run_summary imports TFMA; the command line is parsed before that
@@ -55,6 +61,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_DATA_REFUSED = 2
 EXIT_USAGE = 64  # sysexits' EX_USAGE: apart from 2, which means "the data was refused"
+EXIT_BUSY = writer_lock.EXIT_BUSY
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -65,14 +72,12 @@ class LocalPaths:
 
     data_root: str
     output_dir: str
+    # Where ML Metadata lives: the SQLite file under output_dir by default.
+    metadata: MetadataSetting = MetadataSetting()
 
     @property
     def layout(self) -> OutputLayout:
         return OutputLayout(self.output_dir)
-
-    @property
-    def metadata_path(self) -> str:
-        return self.layout.metadata_path
 
     @property
     def pipeline_root(self) -> str:
@@ -161,16 +166,10 @@ def run_once(
 
     Returns:
         The run's result; `exit_code` is EXIT_DATA_REFUSED when the spans, the data or an
-        external table were refused (nothing trained or pushed), EXIT_FAILED on other failures.
+        external table were refused (nothing trained or pushed), EXIT_BUSY when another process
+        holds the output dir's writer lock (nothing changed), EXIT_USAGE when the output dir keeps its metadata elsewhere,
+        EXIT_FAILED on other failures.
     """
-    from tfx import v1 as tfx
-
-    from modules.external import ExternalTableError
-    from pipeline.components.data_gate import DataAnomaliesError, DataDriftError
-    from pipeline.dag import create_pipeline
-    from pipeline.ops import run_summary
-    from pipeline.validation import acceptance
-    from pipeline.validation.span_rows import CsvFormatError
     from pipeline.validation.table_sources import refingerprint
 
     started = time.monotonic()
@@ -186,8 +185,28 @@ def run_once(
         options = dataclasses.replace(options, external_tables=refingerprint(options.external_tables))
     except FileNotFoundError as error:
         return RunResult(EXIT_FAILED, span_numbers, None, [], time.monotonic() - started, str(error))
-    os.makedirs(paths.output_dir, exist_ok=True)
-    connection_config = metadata.connection_config(paths.metadata_path)
+    try:
+        with writer_lock.hold(paths.output_dir):
+            writer_lock.check_location(paths.output_dir, paths.metadata.location, record=True)
+            return _run_locked(paths, options, beam_pipeline_args, progress_handler, span_numbers, started)
+    except writer_lock.OutputBusyError as error:
+        return RunResult(EXIT_BUSY, span_numbers, None, [], time.monotonic() - started, str(error))
+    except writer_lock.MetadataLocationError as error:
+        return RunResult(EXIT_USAGE, span_numbers, None, [], time.monotonic() - started, str(error))
+
+
+def _run_locked(paths: LocalPaths, options: configs.PipelineOptions, beam_pipeline_args: List[str], progress_handler, span_numbers: List[int], started: float) -> RunResult:
+    """The part of `run_once` that writes, under the output dir's writer lock."""
+    from tfx import v1 as tfx
+
+    from modules.external import ExternalTableError
+    from pipeline.components.data_gate import DataAnomaliesError, DataDriftError
+    from pipeline.dag import create_pipeline
+    from pipeline.ops import run_summary
+    from pipeline.validation import acceptance
+    from pipeline.validation.span_rows import CsvFormatError
+
+    connection_config = paths.metadata.connection_config(paths.output_dir)
     abandoned = metadata.abandon_unfinished(connection_config)
     if abandoned:
         print(
@@ -220,7 +239,8 @@ def run_once(
         from pipeline.ops import report
 
         report_path = report.write_report(
-            paths.output_dir, connection_config, configs.PIPELINE_NAME, first_new_execution, timings
+            paths.output_dir, connection_config, configs.PIPELINE_NAME, first_new_execution, timings,
+            paths.metadata.describe(paths.output_dir),
         )
     except Exception as error:  # noqa: BLE001 - a report failure must not change the run's outcome
         logger.warning("no run report: %s", error)
@@ -269,6 +289,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         metavar="NAME=PATH",
         help="use another file for an external table (default: the versioned tables under data/external/)",
     )
+    metadata.add_metadata_flag(parser)
     parser.add_argument("--serve", action="store_true", help="after the run, serve the newest pushed version until Ctrl-C")
     parser.add_argument("--rest-port", type=int, default=8501, help="REST port for --serve (default: 8501)")
     parser.add_argument("--grpc-port", type=int, default=8500, help="gRPC port for --serve (default: 8500)")
@@ -291,27 +312,27 @@ def usage_errors(args: argparse.Namespace) -> list:
         existing = os.path.dirname(existing)
     if not os.path.isdir(existing) or not os.access(existing, os.W_OK | os.X_OK):
         errors.append(f"--output-dir {args.output_dir!r} cannot be written ({existing!r} is not a writable folder)")
-    problem = metadata_problem(OutputLayout(os.path.abspath(args.output_dir)).metadata_path)
-    if problem:
-        errors.append(f"--output-dir {args.output_dir!r}: {problem}")
+    errors.extend(metadata_errors(args.metadata_url, os.path.abspath(args.output_dir)))
     return errors
 
 
-def metadata_problem(metadata_path: str) -> str:
-    """Why an existing ML Metadata file cannot be used (not SQLite, truncated, unreadable), or
-    "" when it opens or does not exist yet. Read only: the file is never changed here."""
-    if not os.path.lexists(metadata_path):
-        return ""
-    import sqlite3
-
+def metadata_errors(metadata_url: Optional[str], output_dir: str, must_exist: bool = False) -> List[str]:
+    """What is wrong with a command's metadata setting for `output_dir`, one line per problem:
+    a malformed `--metadata-url` / TAXI_METADATA_URL, metadata that does not open (a damaged
+    metadata.db; a wrong host, user or database), or an output dir whose history is kept in
+    other metadata. Nothing is created or changed."""
     try:
-        with sqlite3.connect(f"file:{metadata_path}?mode=ro", uri=True) as connection:
-            result = connection.execute("PRAGMA quick_check").fetchone()
-    except sqlite3.Error as error:
-        return f"{metadata_path} is not a usable ML Metadata (SQLite) file: {error}; move it away to start a new history"
-    if not result or result[0] != "ok":
-        return f"{metadata_path} is damaged (SQLite quick_check: {result[0] if result else 'no answer'}); move it away to start a new history"
-    return ""
+        setting = metadata.setting_from(metadata_url)
+    except metadata.MetadataSettingError as error:
+        return [str(error)]
+    problem = metadata.problem(setting, output_dir, must_exist)
+    if problem:
+        return [f"--output-dir {output_dir!r}: {problem}" if setting.mysql is None else problem]
+    try:
+        writer_lock.check_location(output_dir, setting.location, record=False)
+    except writer_lock.MetadataLocationError as error:
+        return [str(error)]
+    return []
 
 
 def main(argv=None) -> int:
@@ -343,8 +364,12 @@ def main(argv=None) -> int:
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_FAILED
-    paths = LocalPaths(data_root=args.data_root, output_dir=os.path.abspath(args.output_dir))
-    print(f"pipeline {configs.PIPELINE_NAME}: data {args.data_root}, output {paths.output_dir}", flush=True)
+    paths = LocalPaths(args.data_root, os.path.abspath(args.output_dir), metadata.setting_from(args.metadata_url))
+    print(
+        f"pipeline {configs.PIPELINE_NAME}: data {args.data_root}, output {paths.output_dir}, "
+        f"metadata {paths.metadata.describe(paths.output_dir)}",
+        flush=True,
+    )
     result = run_once(paths, options, local_beam_args(args.beam_mode), handler)
     if result.summary is not None:
         print(run_summary.format_summary(result.summary, thresholds_text(options.thresholds), result.timings))
@@ -354,6 +379,9 @@ def main(argv=None) -> int:
     if result.exit_code == EXIT_DATA_REFUSED:
         print(f"DATA REFUSED: {result.error}", file=sys.stderr)
         print("Nothing was trained or pushed; the serving directory is untouched.", file=sys.stderr)
+        return result.exit_code
+    if result.exit_code in (EXIT_BUSY, EXIT_USAGE):
+        print(f"error: {result.error}", file=sys.stderr)
         return result.exit_code
     if result.exit_code != EXIT_OK:
         print(f"error: the pipeline failed: {result.error}", file=sys.stderr)

@@ -17,7 +17,8 @@ import sys
 from typing import List, Optional, Sequence
 
 from pipeline import configs, spans
-from pipeline.runners.local import EXIT_DATA_REFUSED, EXIT_OK, EXIT_USAGE, LocalPaths, RunResult, options_from_flags, run_once
+from pipeline.ops import metadata
+from pipeline.runners.local import EXIT_DATA_REFUSED, EXIT_OK, EXIT_USAGE, LocalPaths, RunResult, metadata_errors, options_from_flags, run_once
 
 
 def _decision(result: RunResult) -> str:
@@ -66,15 +67,17 @@ def replay(
     beam_pipeline_args: List[str],
     progress_handler=None,
     rerun: bool = True,
+    metadata_setting: metadata.MetadataSetting = metadata.MetadataSetting(),
 ) -> List[RunResult]:
-    """Copies spans into OUTPUT_DIR/arrived one at a time, running the pipeline after each.
+    """Copies spans into OUTPUT_DIR/arrived one at a time, running the pipeline after each
+    (ML Metadata where `metadata_setting` says).
 
     Returns:
         One RunResult per arrival, plus one for the final rerun when `rerun` is True.
     """
     arrived = os.path.join(output_dir, "arrived")
     os.makedirs(arrived, exist_ok=True)
-    paths = LocalPaths(data_root=arrived, output_dir=output_dir)
+    paths = LocalPaths(arrived, output_dir, metadata_setting)
     results = []
     for span in spans.discover_spans(data_root):
         target = os.path.join(arrived, f"{configs.SPAN_FOLDER_PREFIX}{span}")
@@ -102,11 +105,14 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "--external-table", action="append", default=[], metavar="NAME=PATH",
         help="another file for an external table (default: the versioned tables under data/external/)",
     )
+    metadata.add_metadata_flag(parser)
     args = parser.parse_args(argv)
     data_root_problem = spans.data_root_problem(args.data_root)
-    if data_root_problem:
-        # Checked before anything runs, as run_local.py does: a mistyped data root, not bad data.
-        print(f"error: --data-root {args.data_root!r} {data_root_problem}", file=sys.stderr)
+    # Checked before anything runs, as run_local.py does: a mistyped data root, not bad data.
+    errors = [f"--data-root {args.data_root!r} {data_root_problem}"] if data_root_problem else []
+    errors.extend(metadata_errors(args.metadata_url, os.path.abspath(args.output_dir)))
+    if errors:
+        print("\n".join(f"error: {line}" for line in errors), file=sys.stderr)
         return EXIT_USAGE
     from serving.console import import_tensorflow
 
@@ -119,7 +125,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.on_drift is not None:
         options = dataclasses.replace(options, drift=dataclasses.replace(options.drift, on_drift=args.on_drift))
     try:
-        results = replay(args.data_root, os.path.abspath(args.output_dir), options, ["--direct_running_mode=in_memory"], handler)
+        results = replay(
+            args.data_root, os.path.abspath(args.output_dir), options, ["--direct_running_mode=in_memory"], handler,
+            metadata_setting=metadata.setting_from(args.metadata_url),
+        )
     except spans.SpanError as error:
         # Two folders for one span, a span folder without a CSV file: found before the first run.
         print(f"error: {error}", file=sys.stderr)

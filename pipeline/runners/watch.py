@@ -10,6 +10,8 @@ spans already trained on are kept in OUTPUT_DIR/watch_state.json, so a restart d
 re-run them. A refused span is run again once it changes: a file of it changes, or an owner
 accepts it (`python -m pipeline.accept`). A run that fails for another reason leaves its span
 pending and stops the watcher with exit code 1, so it is retried once the cause is fixed.
+While another process writes to the output dir (a manual run, an accept, a rollback), the span
+stays pending and the next poll tries again; with --once the watcher exits 75.
 Airflow does the same with a FileSensor on `span-<N>/_SUCCESS` ahead of the
 DAG, Vertex AI with a scheduled run that exits early when no new span is marked complete.
 """
@@ -22,7 +24,18 @@ from typing import Callable, Dict, List, Optional, Sequence
 
 from pipeline import configs, spans
 from pipeline.ops import metadata
-from pipeline.runners.local import EXIT_DATA_REFUSED, EXIT_FAILED, EXIT_OK, LocalPaths, RunResult, options_from_flags, run_once
+from pipeline.runners.local import (
+    EXIT_BUSY,
+    EXIT_DATA_REFUSED,
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    LocalPaths,
+    RunResult,
+    metadata_errors,
+    options_from_flags,
+    run_once,
+)
 
 STATE_FILE = "watch_state.json"
 
@@ -49,7 +62,7 @@ def refusal_signature(paths: LocalPaths, span: int) -> Dict[str, object]:
     from pipeline.ops.accept import current_files
     from pipeline.validation.acceptance import for_spans
 
-    accepted = for_spans(metadata.connection_config(paths.metadata_path, metadata.READ), [span])
+    accepted = for_spans(paths.metadata.connection_config(paths.output_dir, metadata.READ), [span])
     return {"files": current_files(paths.data_root, span), "acceptance": accepted[-1].artifact_id if accepted else 0}
 
 
@@ -107,7 +120,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         "--external-table", action="append", default=[], metavar="NAME=PATH",
         help="another file for an external table (default: the versioned tables under data/external/)",
     )
+    metadata.add_metadata_flag(parser)
     args = parser.parse_args(argv)
+    errors = metadata_errors(args.metadata_url, os.path.abspath(args.output_dir))
+    if errors:
+        print("\n".join(f"error: {line}" for line in errors), file=sys.stderr)
+        return EXIT_USAGE
     from serving.console import import_tensorflow
 
     import_tensorflow()
@@ -117,7 +135,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
     handler = progress.install(quiet=True)
     options = options_from_flags(args.span_window, args.train_steps, args.external_table)
-    paths = LocalPaths(data_root=args.data_root, output_dir=os.path.abspath(args.output_dir))
+    paths = LocalPaths(args.data_root, os.path.abspath(args.output_dir), metadata.setting_from(args.metadata_url))
     os.makedirs(paths.output_dir, exist_ok=True)
 
     def run() -> RunResult:
@@ -142,6 +160,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             if result.exit_code == EXIT_FAILED:
                 print(f"error: the run failed, the span stays pending: {result.error}", file=sys.stderr)
                 return EXIT_FAILED
+            if result.exit_code == EXIT_USAGE:
+                print(f"error: {result.error}", file=sys.stderr)
+                return EXIT_USAGE
+            if result.exit_code == EXIT_BUSY:
+                print(f"note: the span stays pending, tried again at the next look: {result.error}", file=sys.stderr, flush=True)
+                if args.once:
+                    return EXIT_BUSY
         if args.once:
             return 0
         time.sleep(args.poll_seconds)

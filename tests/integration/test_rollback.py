@@ -50,7 +50,7 @@ def test_rollback_serves_the_chosen_version_and_deletes_nothing(two_versions):
         config_file = output_dir / "models.config"
         exit_code = main(
             ["--serving-dir", str(serving_dir), "--to", str(old), "--config-file", str(config_file),
-             "--grpc", server.grpc_target, "--metadata", str(output_dir / "metadata.db")]
+             "--grpc", server.grpc_target, "--output-dir", str(output_dir)]
         )
         assert exit_code == 0
         assert _wait_for(rest_address, [old]) == [old]
@@ -65,7 +65,7 @@ def test_rollback_serves_the_chosen_version_and_deletes_nothing(two_versions):
 
 def test_rollback_is_recorded_in_ml_metadata(two_versions):
     output_dir, serving_dir, old, _ = two_versions
-    rollback(str(serving_dir), old, str(output_dir / "models.config"), metadata_path=str(output_dir / "metadata.db"))
+    rollback(str(serving_dir), old, str(output_dir / "models.config"), output_dir=str(output_dir))
     connection = metadata_store_pb2.ConnectionConfig()
     connection.sqlite.filename_uri = str(output_dir / "metadata.db")
     store = metadata_store.MetadataStore(connection)

@@ -18,14 +18,14 @@ def test_a_first_run_creates_the_output_dir_and_the_metadata(tmp_path):
     # As TFX's own sqlite_metadata_connection_config does: a run into a new output dir
     # (the Airflow DAG's first task) must be able to create the file.
     path = tmp_path / "new" / "out" / "metadata.db"
-    store = metadata_store.MetadataStore(metadata.connection_config(str(path)))
+    store = metadata_store.MetadataStore(metadata.sqlite_connection_config(str(path)))
     assert store.get_artifacts() == [] and path.is_file()
 
 
 def test_readers_never_create_a_file(tmp_path):
     path = tmp_path / "metadata.db"
     try:
-        metadata_store.MetadataStore(metadata.connection_config(str(path), metadata.READ))
+        metadata_store.MetadataStore(metadata.sqlite_connection_config(str(path), metadata.READ))
     except RuntimeError:
         pass
     assert not path.exists()
@@ -34,7 +34,7 @@ def test_readers_never_create_a_file(tmp_path):
 def test_executions_a_killed_run_left_running_are_marked_failed(tmp_path):
     from ml_metadata.proto import metadata_store_pb2
 
-    config = metadata.connection_config(str(tmp_path / "metadata.db"))
+    config = metadata.sqlite_connection_config(str(tmp_path / "metadata.db"))
     store = metadata_store.MetadataStore(config)
     type_id = store.put_execution_type(metadata_store_pb2.ExecutionType(name="Trainer"))
     states = [metadata_store_pb2.Execution.RUNNING, metadata_store_pb2.Execution.COMPLETE, metadata_store_pb2.Execution.NEW]
@@ -44,4 +44,4 @@ def test_executions_a_killed_run_left_running_are_marked_failed(tmp_path):
     assert [after[i].last_known_state for i in ids] == [metadata_store_pb2.Execution.FAILED, metadata_store_pb2.Execution.COMPLETE, metadata_store_pb2.Execution.FAILED]
     assert metadata.ABANDONED_PROPERTY in after[ids[0]].custom_properties
     assert metadata.abandon_unfinished(config) == []  # done once
-    assert metadata.abandon_unfinished(metadata.connection_config(str(tmp_path / "none" / "metadata.db"))) == []
+    assert metadata.abandon_unfinished(metadata.sqlite_connection_config(str(tmp_path / "none" / "metadata.db"))) == []
