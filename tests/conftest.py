@@ -159,3 +159,40 @@ def small_pipeline_run(tmp_path_factory):
         "summary": summary,
         "connection": connection,
     }
+
+
+# The machines' MariaDB (127.0.0.1:3306, root, no password); TAXI_TEST_MYSQL_URL names another
+# server. Without one the service-backed tests skip and say why; CI sets TAXI_REQUIRE_SERVICES=1
+# so that a missing server fails them instead.
+TEST_MYSQL_URL = os.environ.get("TAXI_TEST_MYSQL_URL", "mysql://root@127.0.0.1:3306/test")
+
+
+def _service_missing(reason: str) -> None:
+    if os.environ.get("TAXI_REQUIRE_SERVICES") == "1":
+        pytest.fail(f"{reason} (TAXI_REQUIRE_SERVICES=1: the service-backed tests must run here)")
+    pytest.skip(reason)
+
+
+@pytest.fixture
+def mysql_metadata_url():
+    """A new, empty MySQL/MariaDB database for one test, as a `--metadata-url`; dropped after."""
+    import uuid
+
+    import pymysql
+
+    from pipeline.ops import metadata
+
+    server = metadata.parse_metadata_url(TEST_MYSQL_URL).mysql
+    try:
+        connection = pymysql.connect(host=server.host, port=server.port, user=server.user, password=os.environ.get(metadata.METADATA_PASSWORD_ENV, ""), connect_timeout=5)
+    except pymysql.err.MySQLError as error:
+        _service_missing(f"no MySQL/MariaDB server at {server.url} for ML Metadata: {error}")
+    database = f"taxi_test_{uuid.uuid4().hex[:12]}"
+    with connection.cursor() as cursor:
+        cursor.execute(f"CREATE DATABASE {database}")
+    try:
+        yield f"mysql://{server.user}@{server.host}:{server.port}/{database}"
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP DATABASE IF EXISTS {database}")
+        connection.close()

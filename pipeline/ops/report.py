@@ -239,7 +239,10 @@ def decision_text(summary: run_summary.RunSummary) -> Tuple[str, str, List[str]]
 def _lineage_section(found: Optional[lineage.Lineage], note: str) -> str:
     if found is None:
         return f"<p>{_e(note)}</p>"
-    rows = [["push", f"version {_e(found.version)} at {_e(found.push.pushed_at_utc)} &rarr; <code>{_e(found.push.destination)}</code>"]]
+    rows = [
+        ["push", f"version {_e(found.version)} at {_e(found.push.pushed_at_utc)} &rarr; <code>{_e(found.push.destination)}</code>"],
+        ["metadata", _e(found.metadata_path)],
+    ]
     if found.blessing is not None:
         rows.append(["blessing", f"{'blessed' if found.blessed else 'NOT blessed'} (ModelBlessing #{found.blessing.id})"])
     if found.evaluation is not None:
