@@ -196,3 +196,32 @@ def mysql_metadata_url():
         with connection.cursor() as cursor:
             cursor.execute(f"DROP DATABASE IF EXISTS {database}")
         connection.close()
+
+
+# The machines' PostgreSQL (127.0.0.1:5432, trust auth), Airflow's metadata database in the
+# deployed-Airflow test; TAXI_TEST_POSTGRES_URL names another server.
+TEST_POSTGRES_URL = os.environ.get("TAXI_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+@pytest.fixture
+def postgres_database_url():
+    """A new, empty PostgreSQL database for one test, as a SQLAlchemy URL; dropped after."""
+    import uuid
+
+    import psycopg2
+
+    try:
+        connection = psycopg2.connect(TEST_POSTGRES_URL, connect_timeout=5)
+    except psycopg2.Error as error:
+        _service_missing(f"no PostgreSQL server at {TEST_POSTGRES_URL}: {str(error).strip()}")
+    connection.autocommit = True
+    database = f"taxi_test_{uuid.uuid4().hex[:12]}"
+    with connection.cursor() as cursor:
+        cursor.execute(f"CREATE DATABASE {database}")
+    server = TEST_POSTGRES_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg2://", 1)
+    try:
+        yield f"{server}/{database}"
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute(f"DROP DATABASE IF EXISTS {database} WITH (FORCE)")
+        connection.close()

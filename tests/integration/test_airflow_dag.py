@@ -11,6 +11,7 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -162,3 +163,86 @@ def test_airflow_dags_test_runs_the_pipeline_and_pushes_a_model(airflow_home):
     assert len(versions) == 1, sorted(os.listdir(serving_model_dir))
     assert (versions[0] / "saved_model.pb").is_file()
     assert (airflow_home["output_dir"] / "metadata.db").is_file()
+
+
+def _trigger_when_parsed(env, seconds=300.0) -> None:
+    """`airflow dags trigger`, retried until the scheduler has parsed the dags folder."""
+    deadline = time.monotonic() + seconds
+    while True:
+        result = _run(["airflow", "dags", "trigger", DAG_ID], env, timeout=120)
+        if result.returncode == 0:
+            return
+        assert time.monotonic() < deadline, (result.stdout + result.stderr)[-3000:]
+        time.sleep(5)
+
+
+def _dag_run_state(database_url: str):
+    import psycopg2
+
+    with psycopg2.connect(database_url.replace("+psycopg2", "")) as connection, connection.cursor() as cursor:
+        cursor.execute("SELECT state FROM dag_run WHERE dag_id = %s", (DAG_ID,))
+        states = [row[0] for row in cursor.fetchall()]
+        cursor.execute("SELECT task_id, state, start_date, end_date FROM task_instance WHERE dag_id = %s", (DAG_ID,))
+        tasks = {task_id: (state, start, end) for task_id, state, start, end in cursor.fetchall()}
+    return (states[0] if states else None), tasks
+
+
+@pytest.mark.e2e
+def test_deployed_airflow_runs_tasks_in_parallel_on_postgres_with_metadata_on_mariadb(
+    postgres_database_url, mysql_metadata_url, tmp_path
+):
+    """Airflow as deployed: PostgreSQL as its database, the LocalExecutor under a real scheduler
+    (independent tasks at the same time), ML Metadata in MariaDB; a triggered run pushes."""
+    home = tmp_path / "home"
+    (home / "dags").mkdir(parents=True)
+    (home / "dags" / "taxi_dag.py").write_text(DAG_FILE)
+    data_root = sample_data_root(tmp_path / "data")
+    shutil.copytree(DATA_ROOT / "external", data_root / "external")
+    output_dir = tmp_path / "output"
+    env = _airflow_env(
+        home, data_root, output_dir,
+        AIRFLOW__DATABASE__SQL_ALCHEMY_CONN=postgres_database_url,
+        AIRFLOW__CORE__EXECUTOR="LocalExecutor",
+        AIRFLOW__CORE__PARALLELISM="4",
+        AIRFLOW__CORE__DAGS_ARE_PAUSED_AT_CREATION="False",
+        # A test does not wait for production's polling intervals.
+        AIRFLOW__SCHEDULER__SCHEDULER_HEARTBEAT_SEC="2",
+        AIRFLOW__SCHEDULER__MIN_FILE_PROCESS_INTERVAL="5",
+        TAXI_SCHEDULE="none",
+        TAXI_METADATA_URL=mysql_metadata_url,
+    )
+    result = _run(["airflow", "db", "migrate"], env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    with open(tmp_path / "scheduler.log", "w") as scheduler_log:
+        scheduler = subprocess.Popen(["airflow", "scheduler"], env=env, cwd=home, stdout=scheduler_log, stderr=subprocess.STDOUT)
+    try:
+        _trigger_when_parsed(env)
+        deadline = time.monotonic() + 1500
+        state, tasks = _dag_run_state(postgres_database_url)
+        while state not in ("success", "failed") and time.monotonic() < deadline:
+            time.sleep(5)
+            state, tasks = _dag_run_state(postgres_database_url)
+    finally:
+        scheduler.terminate()
+        try:
+            scheduler.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            scheduler.kill()
+    log = (tmp_path / "scheduler.log").read_text()[-5000:]
+    assert state == "success", (state, {task: value[0] for task, value in tasks.items()}, log)
+    assert {task: value[0] for task, value in tasks.items()} == {node_id: "success" for node_id in _pipeline_upstream()}
+    # The LocalExecutor ran independent tasks at the same time (e.g. the drift and external
+    # checks beside StatisticsGen), which the SequentialExecutor never does.
+    spans_of = sorted((start, end, task) for task, (_, start, end) in tasks.items())
+    overlapping = [(a[2], b[2]) for a, b in zip(spans_of, spans_of[1:]) if b[0] < a[1]]
+    assert overlapping, spans_of
+    versions = [entry.name for entry in (output_dir / "serving_model").iterdir() if entry.name.isdigit()]
+    assert len(versions) == 1
+    assert not (output_dir / "metadata.db").exists()
+    from ml_metadata import metadata_store
+
+    from pipeline.ops import metadata
+
+    store = metadata_store.MetadataStore(metadata.parse_metadata_url(mysql_metadata_url).connection_config(str(output_dir), metadata.READ))
+    pushed = [artifact.custom_properties["pushed_version"].string_value for artifact in store.get_artifacts_by_type("PushedModel")]
+    assert pushed == versions
