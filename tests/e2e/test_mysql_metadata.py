@@ -121,6 +121,33 @@ def test_a_whole_run_on_mariadb_refuses_a_second_writer_and_its_lineage_is_read_
     kept = _command("-m", "pipeline", "housekeeping", "--output-dir", str(output_dir), "--dry-run", environ=environ)
     assert kept.returncode == 0 and "would remove" in kept.stdout
 
+    # A refused span accepted on the record in MariaDB, then trained on; retention on MySQL.
+    from pipeline.runners.local import LocalPaths, run_once
+    from pipeline.validation import acceptance
+    from tests.e2e.test_accept import STOPPING
+    from tests.integration.test_drift import _changed_copy, _scaled_fares
+
+    _changed_copy(data / "span-1" / "data.csv", data / "span-4", _scaled_fares(2.0))
+    setting = metadata.parse_metadata_url(mysql_metadata_url)
+    paths = LocalPaths(str(data), str(output_dir), setting)
+    refused = run_once(paths, STOPPING, [])
+    assert refused.exit_code == 2 and "span 4 drifted" in refused.error, refused.error
+    accepted = _command(
+        "-m", "pipeline", "accept", "--data-root", str(data), "--output-dir", str(output_dir), "--span", "4",
+        "--reason", "reviewed: fares doubled on purpose", environ=environ,
+    )
+    assert accepted.returncode == 0, accepted.stderr[-2000:]
+    trained = run_once(paths, STOPPING, [])
+    assert trained.exit_code == 0, trained.error
+    assert [record["span"] for record in trained.summary.acceptances] == [4]
+    [recorded] = acceptance.for_spans(setting.connection_config(str(output_dir), metadata.READ), [4])
+    assert recorded.reason == "reviewed: fares doubled on purpose"
+    kept = _command("-m", "pipeline", "housekeeping", "--output-dir", str(output_dir), "--keep-versions", "1", "--keep-blessed", "1", environ=environ)
+    assert kept.returncode == 0, kept.stderr[-2000:]
+    serving = sorted(name for name in os.listdir(output_dir / "serving_model") if name.isdigit())[-1]
+    lineage = _command("-m", "pipeline", "lineage", "--output-dir", str(output_dir), "--version", serving, environ=environ)
+    assert lineage.returncode == 0, lineage.stderr[-2000:]
+
     # The same output dir without the setting would start a second, SQLite history: refused.
     sqlite = _command("run_local.py", "--data-root", str(data), "--output-dir", str(output_dir))
     assert sqlite.returncode == 64

@@ -8,6 +8,7 @@ import json
 import os
 import pathlib
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -150,6 +151,14 @@ def test_a_missing_setting_is_an_import_error_naming_it(airflow_home):
     assert "TAXI_DATA_ROOT is not set" in error
 
 
+def test_an_unreachable_metadata_database_is_an_import_error_naming_the_setting(airflow_home):
+    # Port 1: nothing listens there, so no server is needed to see the refusal.
+    found = _dagbag({**airflow_home["env"], "TAXI_METADATA_URL": "mysql://root@127.0.0.1:1/taxi_metadata"})
+    assert found["dag_ids"] == []
+    (error,) = found["import_errors"].values()
+    assert "TAXI_METADATA_URL mysql://root@127.0.0.1:1/taxi_metadata: cannot open ML Metadata there: Can't connect" in error
+
+
 def test_airflow_dags_test_runs_the_pipeline_and_pushes_a_model(airflow_home):
     env = airflow_home["env"]
     result = _run(["airflow", "dags", "test", DAG_ID, "2024-01-02"], env, timeout=540)
@@ -214,7 +223,10 @@ def test_deployed_airflow_runs_tasks_in_parallel_on_postgres_with_metadata_on_ma
     result = _run(["airflow", "db", "migrate"], env, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     with open(tmp_path / "scheduler.log", "w") as scheduler_log:
-        scheduler = subprocess.Popen(["airflow", "scheduler"], env=env, cwd=home, stdout=scheduler_log, stderr=subprocess.STDOUT)
+        # Its own process group: the scheduler's executor and worker processes stop with it.
+        scheduler = subprocess.Popen(
+            ["airflow", "scheduler"], env=env, cwd=home, stdout=scheduler_log, stderr=subprocess.STDOUT, start_new_session=True
+        )
     try:
         _trigger_when_parsed(env)
         deadline = time.monotonic() + 1500
@@ -223,11 +235,16 @@ def test_deployed_airflow_runs_tasks_in_parallel_on_postgres_with_metadata_on_ma
             time.sleep(5)
             state, tasks = _dag_run_state(postgres_database_url)
     finally:
-        scheduler.terminate()
+        os.killpg(scheduler.pid, signal.SIGTERM)
         try:
             scheduler.wait(timeout=60)
         except subprocess.TimeoutExpired:
-            scheduler.kill()
+            pass
+        try:
+            os.killpg(scheduler.pid, signal.SIGKILL)  # what is left of the group
+        except ProcessLookupError:
+            pass
+        scheduler.wait()
     log = (tmp_path / "scheduler.log").read_text()[-5000:]
     assert state == "success", (state, {task: value[0] for task, value in tasks.items()}, log)
     assert {task: value[0] for task, value in tasks.items()} == {node_id: "success" for node_id in _pipeline_upstream()}

@@ -92,3 +92,27 @@ def test_external_tables_take_absolute_paths_and_uris():
     )
     assert settings.external_tables == {"us_il_holidays": "gs://bucket/h.csv", "other": "/srv/o.csv"}
     assert AirflowSettings.from_env(REQUIRED).external_tables == {}
+
+
+def test_metadata_in_mysql_comes_from_taxi_metadata_url_with_the_password_from_the_environment():
+    environ = {**REQUIRED, "TAXI_METADATA_URL": "mysql://taxi@db.internal:3306/taxi_metadata"}
+    settings = AirflowSettings.from_env(environ)
+    config = settings.connection_config({"TAXI_METADATA_PASSWORD": "s3cr3t-pw"})
+    assert (config.mysql.host, config.mysql.port, config.mysql.database, config.mysql.user) == ("db.internal", 3306, "taxi_metadata", "taxi")
+    assert config.mysql.password == "s3cr3t-pw" and config.mysql.skip_db_creation is False
+    assert AirflowSettings.from_env(REQUIRED).connection_config().sqlite.filename_uri == "/srv/taxi/metadata.db"
+
+
+@pytest.mark.parametrize(
+    "environ, words",
+    [
+        ({"TAXI_METADATA_URL": "mysql://taxi:pw@db/taxi_metadata"}, "TAXI_METADATA_URL: the URL carries a password"),
+        ({"TAXI_METADATA_URL": "postgresql://taxi@db/taxi_metadata"}, "TAXI_METADATA_URL 'postgresql://taxi@db/taxi_metadata': the scheme must be mysql://"),
+        ({"TAXI_METADATA_URL": "mysql://taxi@db/m", "TAXI_METADATA_PATH": "/srv/m.db"}, "not both"),
+    ],
+)
+def test_a_bad_metadata_setting_is_refused_naming_the_variable(environ, words):
+    with pytest.raises(AirflowConfigError) as refused:
+        AirflowSettings.from_env({**REQUIRED, **environ})
+    assert words in str(refused.value)
+    assert ":pw@" not in str(refused.value)
