@@ -39,6 +39,7 @@ from serving.devserver.config_protos import (  # noqa: E402
 )
 from serving.devserver.errors import StatusError  # noqa: E402
 from serving.devserver.request_log import RequestLogger  # noqa: E402
+from serving.devserver.inference import DEFAULT_MAX_REQUEST_ROWS  # noqa: E402
 from serving.devserver.rest_api import DEFAULT_MAX_REQUEST_BYTES, DEFAULT_PROMETHEUS_PATH  # noqa: E402
 from serving.devserver.server import (  # noqa: E402
     DEFAULT_GRPC_PORT,
@@ -103,6 +104,9 @@ def parse_flags(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument("--max_request_bytes", type=int, default=DEFAULT_MAX_REQUEST_BYTES,
                         help="Largest request accepted, a REST body (413 beyond) or a gRPC message "
                              "(RESOURCE_EXHAUSTED beyond). Default %(default)s (256 MiB).")
+    parser.add_argument("--max_request_rows", type=int, default=DEFAULT_MAX_REQUEST_ROWS,
+                        help="Most rows one request may ask for: the first dimension of predict inputs, or "
+                             "tf.Examples (INVALID_ARGUMENT beyond); 0 means no limit. Default %(default)s.")
     parser.add_argument("--rest_api_num_threads", type=int, default=0,
                         help="Threads for REST inference; 0 means 4 x CPUs.")
     parser.add_argument("--request_log_dir", default="",
@@ -152,6 +156,7 @@ def build_options(flags: argparse.Namespace) -> ServerOptions:
         batching=batching,
         rest_api_timeout_in_ms=flags.rest_api_timeout_in_ms,
         max_request_bytes=flags.max_request_bytes,
+        max_request_rows=flags.max_request_rows,
     )
     if flags.rest_api_num_threads > 0:
         options.rest_api_num_threads = flags.rest_api_num_threads

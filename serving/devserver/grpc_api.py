@@ -24,6 +24,7 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
+from serving.devserver import deadlines
 from serving.devserver.errors import StatusError, invalid_argument
 from serving.devserver.inference import InferenceService, RequestRecord, array_from_tensor_proto, check_metadata_fields, predict_response
 from serving.devserver.metrics import ServerMetrics
@@ -64,11 +65,18 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         started = time.perf_counter()
         status = "OK"
         response = None
+        # The client's deadline, and the call's end (a cancel, a dropped connection): the
+        # stages check it, so work nobody waits for stops (serving.devserver.deadlines).
+        deadline = deadlines.Deadline.after(context.time_remaining(), "the client's gRPC deadline, or the call was cancelled")
+        context.add_callback(deadline.cancel)
         try:
-            response = work()
+            with deadlines.bound(deadline):
+                response = work()
             return response
         except StatusError as error:
             status = error.code.name
+            if deadline.stopped_at is not None:
+                self._metrics.record_abandoned(deadline.stopped_at)
             context.abort(error.code, error.message)
         except Exception as error:  # noqa: BLE001 - answer INTERNAL instead of a bare UNKNOWN.
             status = grpc.StatusCode.INTERNAL.name
@@ -94,6 +102,7 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
                 alias: array_from_tensor_proto(alias, proto)
                 for alias, proto in request.inputs.items()
             }
+            deadlines.check("after decoding the request")
             key, outputs = self._service.predict(
                 servable, request.model_spec.signature_name, inputs, list(request.output_filter)
             )

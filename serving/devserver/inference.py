@@ -29,7 +29,7 @@ from tensorflow_serving.apis import (
     regression_pb2,
 )
 
-from serving.devserver import json_tensor
+from serving.devserver import deadlines, json_tensor
 from serving.devserver.batching import Batcher
 from serving.devserver.errors import StatusError, invalid_argument
 from serving.devserver.servables import (
@@ -132,6 +132,10 @@ def _decode_plain(proto: tensor_pb2.TensorProto) -> Optional[np.ndarray]:
 # many elements per tensor; beyond it a request must carry its values, so the memory a request
 # takes stays proportional to its size.
 MAX_FILLED_ELEMENTS = 65536
+# The most rows (the first dimension of a predict input, or tf.Examples) one request may ask
+# for (`--max_request_rows`); 0 means no limit. Far above any client's batch, well below what
+# exhausts the server.
+DEFAULT_MAX_REQUEST_ROWS = 4_000_000
 
 
 def _check_fill(alias: str, proto: tensor_pb2.TensorProto) -> None:
@@ -234,10 +238,25 @@ class InferenceService:
         batcher: Merges concurrent predict calls when batching is enabled; None runs each alone.
     """
 
-    def __init__(self, manager: ServableManager, batcher: Optional[Batcher] = None) -> None:
+    def __init__(
+        self, manager: ServableManager, batcher: Optional[Batcher] = None, max_request_rows: int = DEFAULT_MAX_REQUEST_ROWS
+    ) -> None:
         self.manager = manager
         self.batcher = batcher
+        self.max_request_rows = max_request_rows
         self.request_hooks: List[RequestHook] = []
+
+    def check_rows(self, rows: int, what: str) -> None:
+        """Refuses a request of more than `max_request_rows` rows, before any model runs.
+
+        Raises:
+            StatusError: INVALID_ARGUMENT naming the count, the limit and the flag.
+        """
+        if 0 < self.max_request_rows < rows:
+            raise invalid_argument(
+                f"The request has {rows} {what}; this server accepts at most {self.max_request_rows} "
+                "per request (--max_request_rows): split it into smaller requests"
+            )
 
     def notify(self, record: RequestRecord) -> None:
         """Hands a finished request to every hook; a failing hook is logged, never fatal."""
@@ -272,10 +291,15 @@ class InferenceService:
                 bad inputs, or the model's own error.
         """
         key, signature_def = servable.signature(signature_name)
+        self.check_rows(max((array.shape[0] for array in inputs.values() if array.ndim), default=1), "rows (first dimension of the inputs)")
         servable.validate_inputs(key, inputs)
+        deadlines.check("before running the model")
         if self.batcher is None:
-            return key, servable.run(key, inputs, output_filter)
+            outputs = servable.run(key, inputs, output_filter)
+            deadlines.check("before encoding the response")
+            return key, outputs
         outputs = self.batcher.run(servable, key, inputs)
+        deadlines.check("before encoding the response")
         if output_filter:
             # Validate and select the same way an unbatched run would.
             wanted = selected_outputs(signature_def, output_filter)
@@ -378,14 +402,17 @@ class InferenceService:
             result.model_spec.CopyFrom(model_spec_for(servable, key))
         return response
 
-    @staticmethod
     def _run_examples(
-        servable: Servable, key: str, signature_def, examples: List[bytes]
+        self, servable: Servable, key: str, signature_def, examples: List[bytes]
     ) -> Dict[str, np.ndarray]:
+        self.check_rows(len(examples), "tf.Examples")
         input_alias = next(iter(signature_def.inputs))
         batch = np.empty(len(examples), dtype=object)
         batch[:] = examples
-        return servable.run(key, {input_alias: batch})
+        deadlines.check("before running the model")
+        outputs = servable.run(key, {input_alias: batch})
+        deadlines.check("before encoding the response")
+        return outputs
 
     # -- metadata ---------------------------------------------------------------------------
 

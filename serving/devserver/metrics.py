@@ -11,17 +11,22 @@ monitoring config enables Prometheus:
   latency in microseconds, API one of Predict/Classify/Regress/MultiInference and entrypoint
   REST or GRPC, with TensorFlow Serving's exponential buckets (10us * 1.8^i, 33 buckets).
 
+- `devserver_abandoned_work_total{stage}`: this server's own counter (TensorFlow Serving has
+  none) of requests whose work stopped because nobody waited any more (a REST timeout, a gRPC
+  deadline or cancel), by the stage where it stopped (`serving.devserver.deadlines`).
+
 Each `ServerMetrics` owns a `CollectorRegistry`, so several servers in one process (tests) keep
 separate counts.
 """
 import threading
 from typing import Dict, Tuple
 
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 REQUEST_COUNT = ":tensorflow:serving:request_count"
 REQUEST_LATENCY = ":tensorflow:serving:request_latency"
+ABANDONED_WORK = "devserver_abandoned_work"
 LATENCY_BUCKETS_MICROS = tuple(10.0 * 1.8**index for index in range(33))
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 
@@ -70,6 +75,16 @@ class ServerMetrics:
             buckets=LATENCY_BUCKETS_MICROS,
             registry=self.registry,
         )
+        self._abandoned = Counter(
+            ABANDONED_WORK,
+            "Requests whose work stopped because nobody waited any more, by the stage where it stopped.",
+            labelnames=("stage",),
+            registry=self.registry,
+        )
+
+    def record_abandoned(self, stage: str) -> None:
+        """Counts one request whose work stopped at `stage` (see serving.devserver.deadlines)."""
+        self._abandoned.labels(stage=stage).inc()
 
     def record_request(
         self, model_name: str, api: str, entrypoint: str, status: str, latency_micros: float

@@ -30,7 +30,7 @@ from aiohttp import web
 from aiohttp.web_protocol import RequestPayloadError
 from google.protobuf import json_format
 
-from serving.devserver import json_tensor
+from serving.devserver import deadlines, json_tensor
 from serving.devserver.errors import StatusError, invalid_argument
 from serving.devserver.inference import InferenceService, RequestRecord, signature_def_map
 from serving.devserver.metrics import CONTENT_TYPE as PROMETHEUS_CONTENT_TYPE
@@ -240,10 +240,27 @@ class RestApi:
         self, handler: Callable[[_Route, bytes], str], route: _Route, body: bytes
     ) -> Tuple[str, int]:
         loop = asyncio.get_running_loop()
-        future = loop.run_in_executor(self._executor, handler, route, body)
+        deadline = deadlines.Deadline.after(
+            self._timeout_s, f"--rest_api_timeout_in_ms {self._timeout_s * 1000:.0f}" if self._timeout_s else "the request was dropped"
+        )
+
+        def work() -> str:
+            # The stages check `deadline`: once the 504 below is sent, the rest is not done.
+            with deadlines.bound(deadline):
+                try:
+                    return handler(route, body)
+                except StatusError:
+                    if deadline.stopped_at is not None:
+                        self._metrics.record_abandoned(deadline.stopped_at)
+                    raise
+
+        future = loop.run_in_executor(self._executor, work)
         try:
             text = await asyncio.wait_for(future, self._timeout_s)
-        except asyncio.TimeoutError as error:
+        except (asyncio.TimeoutError, asyncio.CancelledError) as error:
+            deadline.cancel()
+            if isinstance(error, asyncio.CancelledError):
+                raise  # the client went away: nothing to answer
             raise StatusError(
                 grpc.StatusCode.DEADLINE_EXCEEDED,
                 f"Deadline exceeded: the request took longer than {self._timeout_s * 1000:.0f} ms "
@@ -267,6 +284,7 @@ class RestApi:
 
     def _predict(self, route: _Route, body: bytes) -> str:
         doc = json_tensor.parse_request_body(body)
+        deadlines.check("after decoding the request")
         signature_name = json_tensor.signature_name_of(doc)
         servable = self._service.manager.get_servable(route.name, route.version, route.label)
         key = signature_name or DEFAULT_SIGNATURE
@@ -275,6 +293,7 @@ class RestApi:
         input_dtypes = servable.input_dtypes(key)
         inputs, request_format = json_tensor.predict_inputs_from_json(doc, input_dtypes, signature_name)
         _, outputs = self._service.predict(servable, signature_name, inputs)
+        deadlines.check("before encoding the response")
         return json_tensor.predict_outputs_to_json(outputs, request_format)
 
     def _classify(self, route: _Route, body: bytes) -> str:

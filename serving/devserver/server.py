@@ -26,7 +26,7 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from serving.devserver.batching import Batcher, BatchingOptions
 from serving.devserver.grpc_api import make_grpc_server
-from serving.devserver.inference import InferenceService
+from serving.devserver.inference import DEFAULT_MAX_REQUEST_ROWS, InferenceService
 from serving.devserver.metrics import ServerMetrics
 from serving.devserver.rest_api import DEFAULT_MAX_REQUEST_BYTES, RestApi
 from serving.devserver.servables import ServableManager, config_for_single_model, validate_config
@@ -57,6 +57,8 @@ class ServerOptions:
         grpc_max_threads: Threads serving gRPC calls.
         max_request_bytes: Largest request accepted: a REST body (413 beyond) or a gRPC message
             (RESOURCE_EXHAUSTED beyond).
+        max_request_rows: Most rows (first dimension of predict inputs, or tf.Examples) one
+            request may ask for (INVALID_ARGUMENT beyond); 0 means no limit.
         shutdown_grace_seconds: How long `stop()` waits for in-flight requests.
     """
 
@@ -73,6 +75,7 @@ class ServerOptions:
     rest_api_num_threads: int = max(4, 4 * (os.cpu_count() or 1))
     grpc_max_threads: int = 32
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
+    max_request_rows: int = DEFAULT_MAX_REQUEST_ROWS
     shutdown_grace_seconds: float = 30.0
 
     def resolved_model_config(self) -> model_server_config_pb2.ModelServerConfig:
@@ -116,7 +119,7 @@ class ModelServer:
             # Warm-up replays records through the service, which needs the manager first.
             warmup_runner=lambda servable, log: self.service.replay_warmup(servable, log),
         )
-        self.service = InferenceService(self.manager, batcher)
+        self.service = InferenceService(self.manager, batcher, options.max_request_rows)
         self._grpc_server: Optional[grpc.Server] = None
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._loop_thread: Optional[threading.Thread] = None

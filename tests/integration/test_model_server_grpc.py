@@ -1,4 +1,7 @@
 """The local model server's gRPC API through the official tensorflow-serving-api stubs."""
+import time
+import urllib.request
+
 import grpc
 import numpy as np
 import pytest
@@ -435,5 +438,41 @@ def test_a_message_over_max_request_bytes_is_refused_before_decoding(tmp_path, m
         assert error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
         small = _plus_offset_request(_declared(1, [1.0]))
         assert tf.make_ndarray(_prediction_stub(server).Predict(small, DEADLINE_S).outputs["y"]).tolist() == [1.0 + OFFSET_V1]
+    finally:
+        server.stop()
+
+
+def test_more_rows_than_max_request_rows_are_refused(tmp_path, model_templates):  # noqa: F811
+    base_path = make_base_path(tmp_path, model_templates, {"1": OFFSET_V1})
+    server = start_server(model_name="trips", model_base_path=str(base_path), max_request_rows=10)
+    try:
+        big = _plus_offset_request(lambda tensor: tensor.CopyFrom(tf.make_tensor_proto(np.arange(11, dtype=np.float32))))
+        error = _abort_of(lambda: _prediction_stub(server).Predict(big, DEADLINE_S))
+        assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
+        assert "The request has 11 rows (first dimension of the inputs); this server accepts at most 10" in error.details()
+    finally:
+        server.stop()
+
+
+def test_a_call_past_its_deadline_stops_before_its_response_is_built(tmp_path, model_templates):  # noqa: F811
+    base_path = make_base_path(tmp_path, model_templates, {"1": OFFSET_V1})
+    server = start_server(model_name="trips", model_base_path=str(base_path), prometheus_path="/monitoring/prometheus/metrics")
+    try:
+        servable = server.manager.get_servable("trips")
+        original_run = servable.run
+
+        def slow_run(*args, **kwargs):
+            time.sleep(1.0)
+            return original_run(*args, **kwargs)
+
+        servable.run = slow_run  # In-process: make this one servable slow, deterministically.
+        error = _abort_of(lambda: _prediction_stub(server).Predict(_plus_offset_request(_declared(1, [1.0])), 0.2))
+        assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        deadline = time.monotonic() + 10
+        page = ""
+        while time.monotonic() < deadline and "devserver_abandoned_work_total{" not in page:
+            time.sleep(0.2)
+            page = urllib.request.urlopen(server.rest_url + "/monitoring/prometheus/metrics", timeout=10).read().decode()
+        assert 'devserver_abandoned_work_total{stage="before encoding the response"} 1.0' in page
     finally:
         server.stop()

@@ -293,6 +293,58 @@ def test_slow_inference_answers_504_after_the_timeout(tmp_path, model_templates)
         server.stop()
 
 
+def test_work_nobody_waits_for_is_stopped_after_the_504(tmp_path, model_templates):  # noqa: F811
+    """One REST thread and a model call of 1 s against a 200 ms limit: the first request's
+    response is never encoded, and the second, queued behind it, never runs the model."""
+    base_path = make_base_path(tmp_path / "slow", model_templates, {"1": OFFSET_V1})
+    server = start_server(
+        model_name="slow", model_base_path=str(base_path), rest_api_timeout_in_ms=200, rest_api_num_threads=1,
+        prometheus_path="/monitoring/prometheus/metrics",
+    )
+    try:
+        servable = server.manager.get_servable("slow")
+        original_run = servable.run
+        model_calls = []
+
+        def slow_run(*args, **kwargs):
+            model_calls.append(time.monotonic())
+            time.sleep(1.0)
+            return original_run(*args, **kwargs)
+
+        servable.run = slow_run  # In-process: make this one servable slow, deterministically.
+        url = server.rest_url + "/v1/models/slow:predict"
+        with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
+            answers = list(pool.map(lambda value: rest_call(url, {"signature_name": "plus_offset", "instances": [value]}), [1.0, 2.0]))
+        assert [status for status, _, _ in answers] == [504, 504]
+        time.sleep(1.5)  # the running model call ends; nothing runs after it
+        assert len(model_calls) == 1
+        _, _, page = rest_call(server.rest_url + "/monitoring/prometheus/metrics")
+        assert 'devserver_abandoned_work_total{stage="before encoding the response"} 1.0' in page
+        # The server is free again: a quick request is answered.
+        servable.run = original_run
+        status, _, body = rest_call(url, {"signature_name": "plus_offset", "instances": [3.0]})
+        assert status == 200 and body["predictions"] == [3.0 + OFFSET_V1]
+    finally:
+        server.stop()
+
+
+def test_more_rows_than_max_request_rows_are_refused_before_the_model_runs(tmp_path, model_templates):  # noqa: F811
+    base_path = make_base_path(tmp_path / "rows", model_templates, {"1": OFFSET_V1})
+    server = start_server(model_name="rows", model_base_path=str(base_path), max_request_rows=10)
+    try:
+        url = server.rest_url + "/v1/models/rows:predict"
+        status, _, body = rest_call(url, {"signature_name": "plus_offset", "instances": [float(i) for i in range(11)]})
+        assert status == 400
+        assert body["error"] == (
+            "The request has 11 rows (first dimension of the inputs); this server accepts at most 10 per request "
+            "(--max_request_rows): split it into smaller requests"
+        )
+        status, _, body = rest_call(url, {"signature_name": "plus_offset", "instances": [float(i) for i in range(10)]})
+        assert status == 200 and len(body["predictions"]) == 10
+    finally:
+        server.stop()
+
+
 # ---------------------------------------------------------------------------------------------
 # Bad input: the documented error, the documented status, and the server keeps running
 
