@@ -15,7 +15,7 @@ import shutil
 import time
 import urllib.error
 import urllib.request
-from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 import pytest
 
@@ -182,3 +182,18 @@ def wait_until(
             return True
         time.sleep(interval)
     return condition()
+
+
+def slow_down(servable, seconds: float) -> List[float]:
+    """Makes every model call of `servable` (in this process) take `seconds` longer, so a test
+    can pass a deadline deterministically. Returns the list the call times are appended to."""
+    original_run = servable.run
+    calls: List[float] = []
+
+    def slow_run(*args, **kwargs):
+        calls.append(time.monotonic())
+        time.sleep(seconds)
+        return original_run(*args, **kwargs)
+
+    servable.run = slow_run
+    return calls

@@ -20,7 +20,7 @@ from tensorflow_serving.apis import (
 )
 
 from tests.integration.serving_fixtures import model_templates  # noqa: F401 - pytest fixture
-from tests.integration.serving_fixtures import HALF_PLUS_THREE, HALF_PLUS_TWO, OFFSET_V1, OFFSET_V2, make_base_path, shared_model_path, start_server
+from tests.integration.serving_fixtures import HALF_PLUS_THREE, HALF_PLUS_TWO, OFFSET_V1, OFFSET_V2, make_base_path, shared_model_path, slow_down, start_server
 
 pytestmark = pytest.mark.timeout(120)
 DEADLINE_S = 30.0
@@ -458,14 +458,7 @@ def test_a_call_past_its_deadline_stops_before_its_response_is_built(tmp_path, m
     base_path = make_base_path(tmp_path, model_templates, {"1": OFFSET_V1})
     server = start_server(model_name="trips", model_base_path=str(base_path), prometheus_path="/monitoring/prometheus/metrics")
     try:
-        servable = server.manager.get_servable("trips")
-        original_run = servable.run
-
-        def slow_run(*args, **kwargs):
-            time.sleep(1.0)
-            return original_run(*args, **kwargs)
-
-        servable.run = slow_run  # In-process: make this one servable slow, deterministically.
+        slow_down(server.manager.get_servable("trips"), 1.0)
         error = _abort_of(lambda: _prediction_stub(server).Predict(_plus_offset_request(_declared(1, [1.0])), 0.2))
         assert error.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         deadline = time.monotonic() + 10

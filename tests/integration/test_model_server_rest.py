@@ -16,6 +16,7 @@ from tests.integration.serving_fixtures import (
     make_base_path,
     rest_call,
     shared_model_path,
+    slow_down,
     start_server,
 )
 
@@ -274,14 +275,7 @@ def test_slow_inference_answers_504_after_the_timeout(tmp_path, model_templates)
     base_path = make_base_path(tmp_path / "slow", model_templates, {"1": OFFSET_V1})
     server = start_server(model_name="slow", model_base_path=str(base_path), rest_api_timeout_in_ms=200)
     try:
-        servable = server.manager.get_servable("slow")
-        original_run = servable.run
-
-        def slow_run(*args, **kwargs):
-            time.sleep(1.0)
-            return original_run(*args, **kwargs)
-
-        servable.run = slow_run  # In-process: make this one servable slow, deterministically.
+        slow_down(server.manager.get_servable("slow"), 1.0)
         status, headers, body = rest_call(
             server.rest_url + "/v1/models/slow:predict",
             {"signature_name": "plus_offset", "instances": [1.0]},
@@ -304,14 +298,7 @@ def test_work_nobody_waits_for_is_stopped_after_the_504(tmp_path, model_template
     try:
         servable = server.manager.get_servable("slow")
         original_run = servable.run
-        model_calls = []
-
-        def slow_run(*args, **kwargs):
-            model_calls.append(time.monotonic())
-            time.sleep(1.0)
-            return original_run(*args, **kwargs)
-
-        servable.run = slow_run  # In-process: make this one servable slow, deterministically.
+        model_calls = slow_down(servable, 1.0)
         url = server.rest_url + "/v1/models/slow:predict"
         with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
             answers = list(pool.map(lambda value: rest_call(url, {"signature_name": "plus_offset", "instances": [value]}), [1.0, 2.0]))
