@@ -60,6 +60,12 @@ def read_trips(examples_uri: str, split: str, limit: Optional[int] = None) -> Li
     return [span_rows.from_example(tf.train.Example.FromString(record.numpy())) for record in (records if limit is None else records.take(limit))]
 
 
+def read_serialized_examples(examples_uri: str, split: str, limit: int) -> List[bytes]:
+    """The first `limit` serialized tf.Examples of an Examples artifact split, as stored."""
+    files = sorted(tf.io.gfile.glob(os.path.join(examples_uri, f"Split-{split}", "*")))
+    return [record.numpy() for record in tf.data.TFRecordDataset(files, compression_type="GZIP").take(limit)]
+
+
 # ---------------------------------------------------------------------------------------------
 # ExampleAnomalies (TFX's ExampleValidator, judged by pipeline.components.data_gate)
 
@@ -205,6 +211,8 @@ def drifted(report: dict) -> List[str]:
 # Custom properties of the InfraBlessing artifact; `blessed` is what TFX's Pusher reads.
 BLESSED_PROPERTY = "blessed"
 DETAIL_PROPERTY = "detail"
+# TFX's flag on an InfraBlessing that holds a stamped model (its Pusher reads the same name).
+HAS_MODEL_PROPERTY = "has_model"
 
 # Custom property of the PushedModel artifact when nothing was pushed on purpose.
 NOT_PUSHED_REASON_PROPERTY = "not_pushed_reason"

@@ -1,5 +1,9 @@
 """TFX's Pusher, minus one needless push: a model identical to the newest served version.
 
+What it pushes is the ServingCheck's stamped copy of the model, with its warm-up file
+(`pipeline.components.serving_check`), when the InfraBlessing holds one; else the Trainer's
+model, as TFX's Pusher does.
+
 Re-running the pipeline on unchanged data reuses the cached model, which the Evaluator then
 blesses against itself. TFX's Pusher would copy it again as a new version, identical to the
 one serving. This executor compares the candidate's files with the newest version under the
@@ -14,9 +18,9 @@ import tensorflow as tf
 from tfx.components.pusher import executor as tfx_pusher_executor
 from tfx.proto import pusher_pb2
 from tfx.types import artifact_utils, standard_component_specs
-from tfx.utils import proto_utils
+from tfx.utils import path_utils, proto_utils
 
-from pipeline.components.artifacts import NOT_PUSHED_REASON_PROPERTY
+from pipeline.components.artifacts import HAS_MODEL_PROPERTY, NOT_PUSHED_REASON_PROPERTY
 from serving.versions import newest_version, version_dir
 
 
@@ -34,6 +38,16 @@ def model_digest(model_dir: str) -> str:
 
 class Executor(tfx_pusher_executor.Executor):
     """Pushes like TFX's Pusher unless the newest served version is the same model."""
+
+    def GetModelPath(self, input_dict: Dict[str, List[Any]]) -> str:
+        """The stamped model of the InfraBlessing (with its warm-up file) when it has one; else
+        the Trainer's model, as TFX's Pusher chooses."""
+        infra_blessings = input_dict.get(standard_component_specs.INFRA_BLESSING_KEY)
+        if infra_blessings:
+            infra_blessing = artifact_utils.get_single_instance(infra_blessings)
+            if infra_blessing.get_int_custom_property(HAS_MODEL_PROPERTY):
+                return path_utils.stamped_model_path(infra_blessing.uri)
+        return super().GetModelPath(input_dict)
 
     def Do(
         self, input_dict: Dict[str, List[Any]], output_dict: Dict[str, List[Any]], exec_properties: Dict[str, Any]

@@ -50,3 +50,26 @@ def test_a_model_without_the_taxi_signature_is_refused(small_pipeline_run, tmp_p
     passed, detail = check_model_serves(str(tmp_path / "other"), _eval_trips(small_pipeline_run))
     assert not passed
     assert "served signature has no input" in detail
+
+
+def test_the_pushed_version_carries_the_warmup_file_it_was_checked_with(small_pipeline_run, tmp_path):
+    import tensorflow as tf
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    from serving.client import warmup
+
+    version = _pushed_version(small_pipeline_run)
+    path = version / warmup.WARMUP_FILE
+    logs = [prediction_log_pb2.PredictionLog.FromString(record.numpy()) for record in tf.data.TFRecordDataset(str(path))]
+    assert len(logs) == 30
+    assert {log.predict_log.request.model_spec.signature_name for log in logs} == {"", "serving_tf_example"}
+    assert "warmed up with 30 requests of" in small_pipeline_run["summary"].serving_check_detail
+    # The server replays the file before the version is AVAILABLE: a record it cannot answer
+    # keeps the version from loading, as in TF Serving.
+    broken = tmp_path / "broken"
+    shutil.copytree(version, broken)
+    bad = prediction_log_pb2.PredictionLog()
+    bad.predict_log.request.model_spec.signature_name = "no_such_signature"
+    warmup.write_warmup(str(broken), [bad])
+    passed, detail = check_model_serves(str(broken), _eval_trips(small_pipeline_run))
+    assert not passed and "Failed to warm up model with record 0" in detail
