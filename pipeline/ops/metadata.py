@@ -209,7 +209,8 @@ def add_metadata_flag(parser) -> None:
 
 def problem(setting: MetadataSetting, output_dir: str, must_exist: bool = False) -> str:
     """Why the metadata the setting names cannot be used, or "" when it can. Checked before
-    any component runs; nothing is created or changed here.
+    any component runs. No file or database is created here (ML Metadata does lay out its
+    tables in an existing, empty MySQL database, as any first connection does).
 
     SQLite: an existing file must open and pass SQLite's quick_check. MySQL: the server must
     answer, the user log in, and the database exist or be creatable.
@@ -220,8 +221,9 @@ def problem(setting: MetadataSetting, output_dir: str, must_exist: bool = False)
     return _mysql_problem(setting, must_exist)
 
 
-# MySQL's error numbers for "unknown database"; ML Metadata's own client reports a failed
-# log-in with an empty message, so the check asks the server with PyMySQL first.
+# MySQL's error numbers for "access denied" and "unknown database". ML Metadata's own client
+# reports a failed log-in with an empty message, so the check asks the server with PyMySQL first.
+_ACCESS_DENIED = 1045
 _UNKNOWN_DATABASE = 1049
 CONNECT_TIMEOUT_SECONDS = 10
 
@@ -245,7 +247,7 @@ def _mysql_problem(setting: MetadataSetting, must_exist: bool, environ: Mapping[
         if code == _UNKNOWN_DATABASE and not must_exist:
             return ""  # the run creates it, as it creates the SQLite file
         reason = error.args[1] if len(error.args) > 1 else str(error)
-        password_note = f" (the password comes from {METADATA_PASSWORD_ENV})" if code == 1045 else ""
+        password_note = f" (the password comes from {METADATA_PASSWORD_ENV})" if code == _ACCESS_DENIED else ""
         return f"{where}: cannot open ML Metadata there: {reason}{password_note}"
     connection.close()
     from ml_metadata import metadata_store
