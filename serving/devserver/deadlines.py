@@ -11,7 +11,7 @@ TensorFlow offers no safe way to stop one from outside, so a single call is the 
 import contextlib
 import threading
 import time
-from typing import Iterator, Optional
+from typing import Callable, Iterator, Optional
 
 import grpc
 
@@ -23,17 +23,22 @@ _bound = threading.local()
 class Deadline:
     """When a request's work stops being wanted: a time (monotonic seconds) and/or a cancel."""
 
-    def __init__(self, expires_at: Optional[float] = None, what: str = "the request's deadline") -> None:
+    def __init__(
+        self,
+        expires_at: Optional[float] = None,
+        what: str = "the request's deadline",
+        on_stop: Optional[Callable[[str], None]] = None,
+    ) -> None:
         self.expires_at = expires_at
         self.what = what
+        # Told the stage where the work stopped (the server's abandoned-work counter).
+        self._on_stop = on_stop
         self._cancelled = threading.Event()
-        # The stage at which a check found the work abandoned, or None.
-        self.stopped_at: Optional[str] = None
 
     @classmethod
-    def after(cls, seconds: Optional[float], what: str) -> "Deadline":
+    def after(cls, seconds: Optional[float], what: str, on_stop: Optional[Callable[[str], None]] = None) -> "Deadline":
         """A deadline `seconds` from now (None: no time limit, only cancelling)."""
-        return cls(None if seconds is None else time.monotonic() + seconds, what)
+        return cls(None if seconds is None else time.monotonic() + seconds, what, on_stop)
 
     def cancel(self) -> None:
         """Marks the work unwanted (the answer was already sent, or the client went away)."""
@@ -46,7 +51,8 @@ class Deadline:
     def check(self, stage: str) -> None:
         """Raises DEADLINE_EXCEEDED when the work is no longer wanted, naming where it stopped."""
         if self.abandoned:
-            self.stopped_at = stage
+            if self._on_stop is not None:
+                self._on_stop(stage)
             raise StatusError(grpc.StatusCode.DEADLINE_EXCEEDED, f"Deadline exceeded ({self.what}); stopped {stage}")
 
 

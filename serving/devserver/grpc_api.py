@@ -67,7 +67,9 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
         response = None
         # The client's deadline, and the call's end (a cancel, a dropped connection): the
         # stages check it, so work nobody waits for stops (serving.devserver.deadlines).
-        deadline = deadlines.Deadline.after(context.time_remaining(), "the client's gRPC deadline, or the call was cancelled")
+        deadline = deadlines.Deadline.after(
+            context.time_remaining(), "the client's gRPC deadline, or the call was cancelled", self._metrics.record_abandoned
+        )
         context.add_callback(deadline.cancel)
         try:
             with deadlines.bound(deadline):
@@ -75,8 +77,6 @@ class PredictionServicer(prediction_service_pb2_grpc.PredictionServiceServicer):
             return response
         except StatusError as error:
             status = error.code.name
-            if deadline.stopped_at is not None:
-                self._metrics.record_abandoned(deadline.stopped_at)
             context.abort(error.code, error.message)
         except Exception as error:  # noqa: BLE001 - answer INTERNAL instead of a bare UNKNOWN.
             status = grpc.StatusCode.INTERNAL.name

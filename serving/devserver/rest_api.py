@@ -241,18 +241,15 @@ class RestApi:
     ) -> Tuple[str, int]:
         loop = asyncio.get_running_loop()
         deadline = deadlines.Deadline.after(
-            self._timeout_s, f"--rest_api_timeout_in_ms {self._timeout_s * 1000:.0f}" if self._timeout_s else "the request was dropped"
+            self._timeout_s,
+            f"--rest_api_timeout_in_ms {self._timeout_s * 1000:.0f}" if self._timeout_s else "the request was dropped",
+            self._metrics.record_abandoned,
         )
 
         def work() -> str:
             # The stages check `deadline`: once the 504 below is sent, the rest is not done.
             with deadlines.bound(deadline):
-                try:
-                    return handler(route, body)
-                except StatusError:
-                    if deadline.stopped_at is not None:
-                        self._metrics.record_abandoned(deadline.stopped_at)
-                    raise
+                return handler(route, body)
 
         future = loop.run_in_executor(self._executor, work)
         try:
@@ -293,7 +290,6 @@ class RestApi:
         input_dtypes = servable.input_dtypes(key)
         inputs, request_format = json_tensor.predict_inputs_from_json(doc, input_dtypes, signature_name)
         _, outputs = self._service.predict(servable, signature_name, inputs)
-        deadlines.check("before encoding the response")
         return json_tensor.predict_outputs_to_json(outputs, request_format)
 
     def _classify(self, route: _Route, body: bytes) -> str:
