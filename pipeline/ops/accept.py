@@ -35,7 +35,6 @@ from typing import List, Optional, Sequence
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_REFUSED = 2
-EXIT_BUSY = 75  # as pipeline.ops.writer_lock.EXIT_BUSY, which this module imports only when it runs
 
 
 class AcceptError(ValueError):
@@ -136,9 +135,7 @@ def accept(data_root: str, output_dir: str, span: int, reason: str, schema_path:
         raise AcceptError("--reason is empty: say what was reviewed and why the span is right")
     output_dir = os.path.abspath(output_dir)
     try:
-        writer_lock.check_location(output_dir, setting.location, record=False)
-        with writer_lock.hold(output_dir):
-            store = metadata.open_store(setting, output_dir, metadata.WRITE)
+        with writer_lock.writing(output_dir, setting) as store:
             return _accept(store, data_root, output_dir, span, reason, schema_path)
     except (metadata.MetadataSettingError, writer_lock.MetadataLocationError) as error:
         raise AcceptError(f"{error}: run the pipeline with --output-dir {output_dir} first") from None
@@ -255,7 +252,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return EXIT_REFUSED
     except writer_lock.OutputBusyError as error:
         print(f"not accepted: {error}", file=sys.stderr)
-        return EXIT_BUSY
+        return writer_lock.EXIT_BUSY
     print(f"span {record.span} accepted on record {record.artifact_id} by {record.accepted_by} at {record.accepted_at}")
     print(f"reason: {record.reason}")
     print("accepted, as the refused run found them:")

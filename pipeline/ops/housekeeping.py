@@ -290,14 +290,16 @@ def housekeep(
         writer_lock.MetadataLocationError: when the output dir keeps its metadata elsewhere.
     """
     output_dir = os.path.abspath(output_dir)
-    writer_lock.check_location(output_dir, setting.location, record=False)
     if dry_run:
+        writer_lock.check_location(output_dir, setting.location, record=False)
         store = lineage.open_store(output_dir, setting)
         return plan(output_dir, keep_versions, keep_blessed, protect_versions, pipeline_name, store=store).removals
-    with writer_lock.hold(output_dir):
-        store = lineage.open_store(output_dir, setting, metadata.WRITE)
-        result = plan(output_dir, keep_versions, keep_blessed, protect_versions, pipeline_name, store=store)
-        return apply(output_dir, result.removals, store)
+    try:
+        with writer_lock.writing(output_dir, setting) as store:
+            result = plan(output_dir, keep_versions, keep_blessed, protect_versions, pipeline_name, store=store)
+            return apply(output_dir, result.removals, store)
+    except metadata.MetadataSettingError as error:
+        raise lineage.LineageError(str(error)) from None
 
 
 def format_removals(removals: Sequence[Removal], dry_run: bool) -> str:

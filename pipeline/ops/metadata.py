@@ -229,6 +229,24 @@ CONNECT_TIMEOUT_SECONDS = 10
 
 
 def _mysql_problem(setting: MetadataSetting, must_exist: bool, environ: Mapping[str, str] = os.environ) -> str:
+    """Why the MySQL database cannot hold ML Metadata: the log-in, then ML Metadata itself."""
+    login = _mysql_login_problem(setting, must_exist, environ)
+    if login is None:
+        return ""  # no database yet: the run creates it, as it creates the SQLite file
+    if login:
+        return login
+    from ml_metadata import metadata_store
+
+    try:
+        metadata_store.MetadataStore(setting.connection_config("", WRITE, environ)).get_context_types()
+    except Exception as error:  # noqa: BLE001 - ML Metadata raises RuntimeError or its own errors
+        return f"{setting.source} {setting.mysql.url}: the server answers, but ML Metadata does not open there: {str(error).strip() or type(error).__name__}"
+    return ""
+
+
+def _mysql_login_problem(setting: MetadataSetting, must_exist: bool, environ: Mapping[str, str] = os.environ) -> Optional[str]:
+    """Why the server does not let the user into the database (PyMySQL's reason); "" when it
+    does; None when the database does not exist and `must_exist` is False."""
     import pymysql
 
     database = setting.mysql
@@ -245,17 +263,11 @@ def _mysql_problem(setting: MetadataSetting, must_exist: bool, environ: Mapping[
     except pymysql.err.MySQLError as error:
         code = error.args[0] if error.args else None
         if code == _UNKNOWN_DATABASE and not must_exist:
-            return ""  # the run creates it, as it creates the SQLite file
+            return None
         reason = error.args[1] if len(error.args) > 1 else str(error)
         password_note = f" (the password comes from {METADATA_PASSWORD_ENV})" if code == _ACCESS_DENIED else ""
         return f"{where}: cannot open ML Metadata there: {reason}{password_note}"
     connection.close()
-    from ml_metadata import metadata_store
-
-    try:
-        metadata_store.MetadataStore(setting.connection_config("", WRITE, environ)).get_context_types()
-    except Exception as error:  # noqa: BLE001 - ML Metadata raises RuntimeError or its own errors
-        return f"{where}: the server answers, but ML Metadata does not open there: {str(error).strip() or type(error).__name__}"
     return ""
 
 
@@ -288,7 +300,8 @@ def open_store(setting: MetadataSetting, output_dir: str, mode: int = READ):
         metadata_path = OutputLayout(output_dir).metadata_path
         missing = "" if os.path.isfile(metadata_path) else _sqlite_problem(metadata_path, must_exist=True)
     else:
-        missing = _mysql_problem(setting, must_exist=True)
+        # Only the log-in: the store opened below is ML Metadata's own check.
+        missing = _mysql_login_problem(setting, must_exist=True)
     if missing:
         raise MetadataSettingError(missing)
     try:

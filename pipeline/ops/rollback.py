@@ -128,9 +128,7 @@ def rollback(
         return _rollback(serving_dir, version, config_file, base_path, grpc_address, None)
     output_dir = os.path.abspath(output_dir)
     try:
-        writer_lock.check_location(output_dir, setting.location, record=False)
-        with writer_lock.hold(output_dir):
-            store = metadata.open_store(setting, output_dir, metadata.WRITE)
+        with writer_lock.writing(output_dir, setting) as store:
             return _rollback(serving_dir, version, config_file, base_path, grpc_address, (store, setting.describe(output_dir)))
     except (metadata.MetadataSettingError, writer_lock.MetadataLocationError) as error:
         raise RollbackError(str(error)) from None

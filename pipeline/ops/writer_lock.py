@@ -83,6 +83,22 @@ def hold(output_dir: str, what: Optional[Sequence[str]] = None) -> Iterator[str]
         os.close(descriptor)
 
 
+@contextlib.contextmanager
+def writing(output_dir: str, setting: metadata.MetadataSetting, what: Optional[Sequence[str]] = None) -> Iterator:
+    """The output dir's ML Metadata store, opened to write, for the `with` block, under the
+    writer lock, once the output dir is known to keep its history there (the tools that record:
+    accept, rollback, housekeeping).
+
+    Raises:
+        MetadataLocationError: when the output dir keeps its metadata elsewhere.
+        OutputBusyError: when another process writes to the output dir.
+        pipeline.ops.metadata.MetadataSettingError: when the metadata does not exist or open.
+    """
+    check_location(output_dir, setting.location, record=False)
+    with hold(output_dir, what):
+        yield metadata.open_store(setting, output_dir, metadata.WRITE)
+
+
 def check_location(output_dir: str, location: str, record: bool) -> None:
     """Refuses a metadata setting other than the one the output dir's history is in.
 

@@ -316,7 +316,7 @@ def usage_errors(args: argparse.Namespace) -> list:
     return errors
 
 
-def metadata_errors(metadata_url: Optional[str], output_dir: str, must_exist: bool = False) -> List[str]:
+def metadata_errors(metadata_url: Optional[str], output_dir: str) -> List[str]:
     """What is wrong with a command's metadata setting for `output_dir`, one line per problem:
     a malformed `--metadata-url` / TAXI_METADATA_URL, metadata that does not open (a damaged
     metadata.db; a wrong host, user or database), or an output dir whose history is kept in
@@ -325,7 +325,7 @@ def metadata_errors(metadata_url: Optional[str], output_dir: str, must_exist: bo
         setting = metadata.setting_from(metadata_url)
     except metadata.MetadataSettingError as error:
         return [str(error)]
-    problem = metadata.problem(setting, output_dir, must_exist)
+    problem = metadata.problem(setting, output_dir)
     if problem:
         return [f"--output-dir {output_dir!r}: {problem}" if setting.mysql is None else problem]
     try:
