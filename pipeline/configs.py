@@ -115,6 +115,15 @@ class DriftConfig:
         return cls(**{**values, "ignored": tuple(values.get("ignored", ()))})
 
 
+# Which model the Evaluator compares a candidate with (PipelineOptions.baseline): the version
+# that serves from the Pusher's destination (`pipeline.components.serving_baseline`), or TFX's
+# latest blessed model, which is what Vertex AI Pipelines can compile (its compiler takes TFX's
+# two built-in resolver strategies only, and there a model serves from an Endpoint, not from a
+# model config beside the push destination).
+BASELINE_SERVING = "serving"
+BASELINE_LATEST_BLESSED = "latest_blessed"
+
+
 @dataclasses.dataclass(frozen=True)
 class PipelineOptions:
     """Optional parts of the pipeline, all with working defaults."""
@@ -143,6 +152,12 @@ class PipelineOptions:
     # The external tables the model joins (`pipeline.validation.table_sources.table_source`), one per
     # name in `modules.external.TABLES`; the entry point fingerprints the files.
     external_tables: Tuple["ExternalTableSource", ...] = ()
+    # BASELINE_SERVING or BASELINE_LATEST_BLESSED (see above).
+    baseline: str = BASELINE_SERVING
     # Hash buckets of the train/eval split made by ExampleGen.
     train_buckets: int = 4
     eval_buckets: int = 1
+
+    def __post_init__(self) -> None:
+        if self.baseline not in (BASELINE_SERVING, BASELINE_LATEST_BLESSED):
+            raise ValueError(f"PipelineOptions.baseline must be {BASELINE_SERVING!r} or {BASELINE_LATEST_BLESSED!r}, got {self.baseline!r}")

@@ -25,7 +25,7 @@ from pipeline.component_ids import (
     TRAINER,
     TRANSFORM,
 )
-from pipeline.components import example_gen, pusher
+from pipeline.components import example_gen, pusher, serving_baseline
 from pipeline.components.curated_schema import ImportCuratedSchema
 from pipeline.components.data_gate import DataGate
 from pipeline.components.drift_check import SpanDriftCheck
@@ -176,11 +176,19 @@ def create_pipeline(
     ).with_id(TRAINER)
     components.append(trainer)
 
-    model_resolver = tfx.dsl.Resolver(
-        strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
-        model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
-        model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
-    ).with_id(MODEL_RESOLVER)
+    if options.baseline == configs.BASELINE_SERVING:
+        model_resolver = tfx.dsl.Resolver(
+            strategy_class=serving_baseline.ServingModelStrategy,
+            config={"serving_model_dir": serving_model_dir, "model_name": configs.SERVING_MODEL_NAME},
+            model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+            pushed_model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.PushedModel),
+        ).with_id(MODEL_RESOLVER)
+    else:
+        model_resolver = tfx.dsl.Resolver(
+            strategy_class=tfx.dsl.experimental.LatestBlessedModelStrategy,
+            model=tfx.dsl.Channel(type=tfx.types.standard_artifacts.Model),
+            model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
+        ).with_id(MODEL_RESOLVER)
     components.append(model_resolver)
 
     evaluator = tfx.components.Evaluator(

@@ -1,4 +1,4 @@
-"""TFX's Pusher, minus one needless push: a model identical to the newest served version.
+"""TFX's Pusher, minus one needless push: a model identical to the version that serves.
 
 What it pushes is the ServingCheck's stamped copy of the model, with its warm-up file
 (`pipeline.components.serving_check`), when the InfraBlessing holds one; else the Trainer's
@@ -6,8 +6,9 @@ model, as TFX's Pusher does.
 
 Re-running the pipeline on unchanged data reuses the cached model, which the Evaluator then
 blesses against itself. TFX's Pusher would copy it again as a new version, identical to the
-one serving. This executor compares the candidate's files with the newest version under the
-push destination and, when they match, records "not pushed" with the reason instead.
+one serving. This executor compares the candidate's files with the version that serves from
+the push destination (`serving.versions.serving_version`: what the model config beside it
+pins, else the newest) and, when they match, records "not pushed" with the reason instead.
 """
 import hashlib
 import json
@@ -21,7 +22,8 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import path_utils, proto_utils
 
 from pipeline.components.artifacts import HAS_MODEL_PROPERTY, NOT_PUSHED_REASON_PROPERTY
-from serving.versions import newest_version, version_dir
+from pipeline.configs import SERVING_MODEL_NAME
+from serving.versions import serving_version, version_dir
 
 
 def model_digest(model_dir: str) -> str:
@@ -37,7 +39,7 @@ def model_digest(model_dir: str) -> str:
 
 
 class Executor(tfx_pusher_executor.Executor):
-    """Pushes like TFX's Pusher unless the newest served version is the same model."""
+    """Pushes like TFX's Pusher unless the serving version is the same model."""
 
     def GetModelPath(self, input_dict: Dict[str, List[Any]]) -> str:
         """The stamped model of the InfraBlessing (with its warm-up file) when it has one; else
@@ -56,7 +58,7 @@ class Executor(tfx_pusher_executor.Executor):
         push_destination = pusher_pb2.PushDestination()
         proto_utils.json_to_proto(exec_properties[standard_component_specs.PUSH_DESTINATION_KEY], push_destination)
         base_directory = push_destination.filesystem.base_directory
-        served = newest_version(base_directory) if base_directory else None
+        served = serving_version(base_directory, SERVING_MODEL_NAME) if base_directory else None
         if served is not None and self.CheckBlessing(input_dict):
             candidate = self.GetModelPath(input_dict)
             if model_digest(candidate) == model_digest(version_dir(base_directory, served)):

@@ -2,7 +2,8 @@
 
 What is kept, whatever the policy:
 - the newest `--keep-versions` folders under serving_model/ (the highest is what TF Serving
-  loads; the others are rollback targets), any `--protect-version`, and the lineage of each
+  loads; the others are rollback targets), the version that serves (`serving.versions.serving_version`:
+  the one a rollback pinned in models.config stays), any `--protect-version`, and the lineage of each
   (see `pipeline.ops.lineage`) together with every output of the run that pushed it;
 - the lineage of the last `--keep-blessed` blessed models (the newest is the baseline the
   Evaluator compares the next candidate with) and every output of the run that blessed it;
@@ -41,6 +42,7 @@ from ml_metadata.proto import metadata_store_pb2
 from pipeline import configs
 from pipeline.ops import lineage, metadata, writer_lock
 from pipeline.ops.metadata import OutputLayout
+from serving.versions import ServingConfigError, serving_version
 
 logger = logging.getLogger(__name__)
 
@@ -163,7 +165,12 @@ def plan(
     if store is None:
         store = lineage.open_store(output_dir)
     graph = lineage.MetadataGraph(store, pipeline_name)
-    kept_versions = sorted(set(versions[-keep_versions:]) | set(protect_versions), key=int)
+    try:
+        serving = serving_version(serving_model_dir, configs.SERVING_MODEL_NAME)
+    except ServingConfigError as error:
+        raise HousekeepingError(f"cannot tell which version serves, so nothing is removed: {error}") from None
+    serving_kept = {str(serving)} if serving is not None else set()
+    kept_versions = sorted(set(versions[-keep_versions:]) | set(protect_versions) | serving_kept, key=int)
 
     protected: Set[int] = set()
     because: List[str] = []

@@ -391,15 +391,19 @@ def serving_versions(serving_model_dir: str) -> List[str]:
 
 
 def latest_serving_version(serving_model_dir: str) -> str:
-    """Returns the highest version folder, the one TF Serving's default policy loads.
+    """Returns the version that serves (`serving.versions.serving_version`): what the model
+    config beside `serving_model_dir` pins, else the highest complete version.
 
     Raises:
-        LineageError: when there is no numeric version folder.
+        LineageError: when nothing is pushed there, or the model config cannot say.
     """
-    found = serving_versions(serving_model_dir)
-    if not found:
-        raise LineageError(f"no version folder (a number) under {serving_model_dir}: nothing has been pushed there")
-    return found[-1]
+    try:
+        found = versions.serving_version(serving_model_dir, configs.SERVING_MODEL_NAME)
+    except versions.ServingConfigError as error:
+        raise LineageError(str(error)) from None
+    if found is None:
+        raise LineageError(f"no complete version folder (a number) under {serving_model_dir}: nothing has been pushed there")
+    return str(found)
 
 
 def server_version(server_url: str, model_name: str, timeout_seconds: float = 10.0) -> str:

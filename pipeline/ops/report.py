@@ -317,15 +317,18 @@ def write_report(
 
     serving_model_dir = OutputLayout(output_dir).serving_model_dir
     traced: Optional[lineage.Lineage] = None
-    version = summary.pushed_version or (lineage.serving_versions(serving_model_dir) or [None])[-1]
+    version = summary.pushed_version
     if version is None:
-        lineage_note = "Nothing has been pushed to this output dir yet."
-    else:
+        try:
+            version = lineage.latest_serving_version(serving_model_dir)
+        except lineage.LineageError as error:
+            lineage_note = f"No serving version: {error}"
+    if version is not None:
         try:
             traced = lineage.trace_with_store(
                 store, metadata_text or OutputLayout(output_dir).metadata_path, output_dir, version, pipeline_name
             )
-            lineage_note = f"Version {version}, {'pushed by this run' if summary.pushed_version else 'the newest serving version (this run pushed nothing)'}:"
+            lineage_note = f"Version {version}, {'pushed by this run' if summary.pushed_version else 'the serving version (this run pushed nothing)'}:"
         except lineage.LineageError as error:
             lineage_note = f"Lineage of version {version} unavailable: {error}"
 

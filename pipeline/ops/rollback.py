@@ -30,11 +30,10 @@ from tensorflow_serving.config import model_server_config_pb2
 from pipeline.configs import SERVING_MODEL_NAME
 from pipeline.ops import metadata, writer_lock
 from pipeline.ops.metadata import OutputLayout
-from serving.versions import version_numbers
+from serving.versions import STABLE_LABEL, model_config_path, version_numbers
 
 logger = logging.getLogger(__name__)
 
-STABLE_LABEL = "stable"
 ROLLBACK_EXECUTION_TYPE = "ServingRollback"
 
 
@@ -177,7 +176,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print("\n".join(str(version) for version in pushed_versions(serving_dir)))
             return 0
         setting = metadata.setting_from(args.metadata_url)
-        config_file = args.config_file or os.path.join(os.path.dirname(os.path.abspath(serving_dir)), "models.config")
+        config_file = args.config_file or model_config_path(serving_dir)
         rollback(serving_dir, None if args.latest else args.to, config_file, args.base_path, args.grpc, args.output_dir, setting)
     except writer_lock.OutputBusyError as error:
         print(f"error: {error}", file=sys.stderr)

@@ -225,6 +225,8 @@ def compile_pipeline(settings: VertexSettings, output_path: str, fingerprint: st
             # The steps run in the image, where the repository sits at CONTAINER_REPO_ROOT.
             schema_path=CONTAINER_SCHEMA_PATH,
             external_tables=container_table_sources(),
+            # Vertex AI compiles TFX's built-in resolver strategies only (pipeline/configs.py).
+            baseline=configs.BASELINE_LATEST_BLESSED,
         ),
         beam_pipeline_args=beam_args(settings),
     )
