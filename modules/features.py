@@ -114,6 +114,10 @@ RAW_FEATURE_KEYS: List[str] = sorted(
 
 # Slices the Evaluator reports, so a user sees where the model is weak.
 SLICE_FEATURE_KEYS: List[str] = ["payment_type", "trip_start_hour"]
+# Card-paid trips: the only ones whose tips are recorded (cash tips are not), so the slice where
+# the model's skill at telling tippers apart is measured; the Evaluator gates it.
+PAYMENT_TYPE_KEY = "payment_type"
+CARD_PAYMENT = "Credit Card"
 
 # How a serving request says "this value is missing", the same way an empty CSV cell does.
 MISSING_FLOAT = math.nan

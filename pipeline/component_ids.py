@@ -14,7 +14,12 @@ DATA_GATE = "DataGate"
 DRIFT_CHECK = "SpanDriftCheck"
 TRANSFORM = "Transform"
 TRAINER = "Trainer"
-MODEL_RESOLVER = "latest_blessed_model_resolver"
+# The Evaluator's baseline: the serving model (pipeline.components.serving_baseline).
+MODEL_RESOLVER = "baseline_model_resolver"
 EVALUATOR = "Evaluator"
+# The newest span alone, read and scored again (pipeline.dag).
+NEWEST_SPAN_EXAMPLE_GEN = "NewestSpanExampleGen"
+NEWEST_SPAN_EVALUATOR = "NewestSpanEvaluator"
+MODEL_GATE = "ModelGate"
 SERVING_CHECK = "ServingCheck"
 PUSHER = "Pusher"

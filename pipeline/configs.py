@@ -41,20 +41,35 @@ EXTERNAL_TABLE_FILES: Dict[str, str] = {features.HOLIDAY_TABLE: f"external/{feat
 
 @dataclasses.dataclass(frozen=True)
 class BlessingThresholds:
-    """When the Evaluator blesses a model (all must hold).
+    """When a candidate is blessed (all must hold; `pipeline.components.model_gate` judges).
 
-    The floors sit well above trivial answers: always saying "not a big tipper" scores
-    accuracy 0.775 and AUC 0.5 on the shipped data, and the one-feature rule
-    "payment_type is Credit Card" scores AUC about 0.93.
+    Fixed floors alone admit a model that learnt one rule: on the shipped eval split, "payment_type
+    is Credit Card" scores AUC 0.932 and accuracy 0.896, above the floors. So the candidate must
+    also beat trivial baselines computed on the same eval trips by a margin: the majority class
+    for accuracy, and the best single-feature rule for AUC (`pipeline.components.model_gate`).
+    docs/quality.md has the measurements the numbers come from.
     """
 
     min_auc: float = 0.93
     min_binary_accuracy: float = 0.85
-    # Against the latest blessed model (the one serving): how much worse a candidate may be
-    # before it is refused. 0 refuses any drop; a small tolerance absorbs evaluation noise
-    # between two models of equal quality trained on the same data.
+    # Against the model that serves: how much worse a candidate may be before it is refused.
+    # 0 refuses any drop; a small tolerance absorbs evaluation noise between two models of
+    # equal quality trained on the same data.
     max_auc_drop: float = 0.002
     max_binary_accuracy_drop: float = 0.005
+    # Margins over the trivial baselines of the same eval trips.
+    min_auc_over_single_feature: float = 0.01
+    min_accuracy_over_majority: float = 0.03
+    # Card-paid trips (features.CARD_PAYMENT), where tipping is observed: a floor, and how much
+    # worse than the serving model the slice may be. The shipped eval split holds 984 of them;
+    # the model scores AUC 0.68 there, the card rule 0.5 (it cannot rank inside the slice).
+    card_min_auc: float = 0.65
+    card_max_auc_drop: float = 0.02
+    # The newest span's eval trips alone (the traffic the model serves next): how much worse than
+    # the serving model the candidate may be there. The shipped newest span holds 152 eval trips
+    # (3 trips are 0.02 of accuracy), so the tolerance is wider than over the whole eval split.
+    newest_span_max_auc_drop: float = 0.02
+    newest_span_max_binary_accuracy_drop: float = 0.02
 
 
 # Equal-width histogram buckets of the statistics TFDV's own comparators use (the joined

@@ -1,4 +1,6 @@
 """`create_pipeline(...)`: the one definition of the pipeline every orchestrator runs."""
+import dataclasses
+import json
 from typing import List, Optional
 
 import tensorflow_data_validation as tfdv
@@ -17,7 +19,10 @@ from pipeline.component_ids import (
     EXAMPLE_VALIDATOR,
     EXTERNAL_FEATURE_CHECK,
     EXTERNAL_TABLE_GEN,
+    MODEL_GATE,
     MODEL_RESOLVER,
+    NEWEST_SPAN_EVALUATOR,
+    NEWEST_SPAN_EXAMPLE_GEN,
     PUSHER,
     SCHEMA_GEN,
     SERVING_CHECK,
@@ -32,8 +37,9 @@ from pipeline.components.drift_check import SpanDriftCheck
 from pipeline.components.enriching_transform import EnrichingTransform
 from pipeline.components.external_check import ExternalFeatureCheck
 from pipeline.components.external_table_gen import ExternalTableGen
+from pipeline.components.model_gate import ModelGate
 from pipeline.components.serving_check import ServingCheck
-from pipeline.eval_config import make_eval_config
+from pipeline.eval_config import make_eval_config, make_newest_span_eval_config
 from pipeline.validation.acceptance import acceptances_json
 from pipeline.validation.table_sources import check_sources, sources_json
 
@@ -42,8 +48,8 @@ CODE_FINGERPRINT_KEY = example_gen.CODE_FINGERPRINT_KEY
 
 
 def make_example_gen(data_root: str, spans: List[int], options: configs.PipelineOptions) -> FileBasedExampleGen:
-    """Returns the ExampleGen of the span window: rows typed by the curated schema, split into
-    train and eval by hash."""
+    """Returns the ExampleGen of spans: rows typed by the curated schema, split into train and
+    eval by hash of each example, so a trip falls in the same split whichever window reads it."""
     return FileBasedExampleGen(
         input_base=data_root,
         input_config=example_gen_pb2.Input(
@@ -199,6 +205,29 @@ def create_pipeline(
     ).with_id(EVALUATOR)
     components.append(evaluator)
 
+    # The newest span's eval trips are the same trips as in the window's eval split (the split
+    # hashes each example), scored again alone: the traffic the model serves next.
+    newest_span_example_gen = make_example_gen(data_root, [spans[-1]], options).with_id(NEWEST_SPAN_EXAMPLE_GEN)
+    components.append(newest_span_example_gen)
+    newest_span_evaluator = tfx.components.Evaluator(
+        examples=newest_span_example_gen.outputs["examples"],
+        example_splits=[configs.EVAL_SPLIT],
+        model=trainer.outputs["model"],
+        baseline_model=model_resolver.outputs["model"],
+        eval_config=make_newest_span_eval_config(options.thresholds),
+    ).with_id(NEWEST_SPAN_EVALUATOR)
+    components.append(newest_span_evaluator)
+
+    model_gate = ModelGate(
+        model=trainer.outputs["model"],
+        transformed_examples=transform.outputs["transformed_examples"],
+        evaluation=evaluator.outputs["evaluation"],
+        newest_span_evaluation=newest_span_evaluator.outputs["evaluation"],
+        thresholds=json.dumps(dataclasses.asdict(options.thresholds), sort_keys=True),
+        code_fingerprint=options.code_fingerprint,
+    ).with_id(MODEL_GATE)
+    components.append(model_gate)
+
     serving_check = ServingCheck(
         model=trainer.outputs["model"], examples=example_gen.outputs["examples"], code_fingerprint=options.code_fingerprint
     ).with_id(SERVING_CHECK)
@@ -206,7 +235,7 @@ def create_pipeline(
 
     model_pusher = tfx.components.Pusher(
         model=trainer.outputs["model"],
-        model_blessing=evaluator.outputs["blessing"],
+        model_blessing=model_gate.outputs["blessing"],
         infra_blessing=serving_check.outputs["infra_blessing"],
         custom_executor_spec=executor_spec.ExecutorClassSpec(pusher.Executor),
         custom_config={CODE_FINGERPRINT_KEY: options.code_fingerprint},

@@ -1,61 +1,111 @@
-"""The Evaluator's configuration: metrics, slices and the blessing thresholds."""
-from typing import List
+"""The Evaluators' configurations: metrics, slices and the thresholds TFMA judges.
+
+Two Evaluators score each candidate against the serving model (`pipeline.dag`): one on the whole
+eval split (floors, no-regression, the card-paid slice), one on the newest span's eval trips
+(no-regression only). `pipeline.components.model_gate` combines their verdicts with the trivial
+baselines into the blessing the Pusher reads.
+"""
+from typing import List, Optional
 
 import tensorflow_model_analysis as tfma
 
 from modules import features, signatures
 from pipeline import configs
 
+# The card-paid slice the Evaluator gates (see features.CARD_PAYMENT).
+CARD_SLICE = tfma.SlicingSpec(feature_values={features.PAYMENT_TYPE_KEY: features.CARD_PAYMENT})
+
+
+def _threshold(
+    slicing_spec: tfma.SlicingSpec, lower_bound: Optional[float], max_drop: float
+) -> tfma.PerSliceMetricThreshold:
+    """A floor (when `lower_bound` is set) and a largest drop against the serving model, on one slice."""
+    threshold = tfma.MetricThreshold(
+        change_threshold=tfma.GenericChangeThreshold(
+            direction=tfma.MetricDirection.HIGHER_IS_BETTER, absolute={"value": -max_drop}
+        )
+    )
+    if lower_bound is not None:
+        threshold.value_threshold.CopyFrom(tfma.GenericValueThreshold(lower_bound={"value": lower_bound}))
+    return tfma.PerSliceMetricThreshold(slicing_specs=[slicing_spec], threshold=threshold)
+
+
+def _model_specs() -> List[tfma.ModelSpec]:
+    # The model is called through its tf.Example signature; the label comes from the model's
+    # Transform signature, since it is computed from `tips` and `fare`.
+    return [
+        tfma.ModelSpec(
+            signature_name=signatures.SERVING_TF_EXAMPLE,
+            preprocessing_function_names=[signatures.TRANSFORM_FEATURES],
+            label_key=features.LABEL_KEY,
+            prediction_key=signatures.PROBABILITY_OUTPUT,
+        )
+    ]
+
+
+def _reported_metrics() -> List[tfma.MetricConfig]:
+    return [
+        tfma.MetricConfig(class_name=name)
+        for name in ("Precision", "Recall", "MeanLabel", "MeanPrediction")
+    ]
+
 
 def make_eval_config(thresholds: configs.BlessingThresholds) -> tfma.EvalConfig:
-    """Returns the Evaluator's configuration: metrics, slices and blessing thresholds.
+    """Returns the whole eval split's configuration: metrics by slice, and the thresholds.
 
-    The model is called through its tf.Example signature; the label comes from the model's
-    Transform signature, since it is computed from `tips` and `fare`.
+    Floors and no-regression hold on the whole split; on the card-paid slice too. Other slices
+    are reported, not gated (a slice such as "payment_type=Cash" has almost no positive
+    example, so its AUC says little).
     """
-    def overall_threshold(lower_bound: float, max_drop: float) -> List[tfma.PerSliceMetricThreshold]:
-        # Blessing looks at the whole evaluation set; slices are reported, not gated (a slice
-        # such as "payment_type=Cash" has almost no positive example, so its AUC says little).
-        return [
-            tfma.PerSliceMetricThreshold(
-                slicing_specs=[tfma.SlicingSpec()],
-                threshold=tfma.MetricThreshold(
-                    value_threshold=tfma.GenericValueThreshold(lower_bound={"value": lower_bound}),
-                    change_threshold=tfma.GenericChangeThreshold(
-                        direction=tfma.MetricDirection.HIGHER_IS_BETTER, absolute={"value": -max_drop}
-                    ),
-                ),
-            )
-        ]
-
+    overall = tfma.SlicingSpec()
     return tfma.EvalConfig(
-        model_specs=[
-            tfma.ModelSpec(
-                signature_name=signatures.SERVING_TF_EXAMPLE,
-                preprocessing_function_names=[signatures.TRANSFORM_FEATURES],
-                label_key=features.LABEL_KEY,
-                prediction_key=signatures.PROBABILITY_OUTPUT,
-            )
-        ],
-        slicing_specs=[tfma.SlicingSpec()] + [tfma.SlicingSpec(feature_keys=[key]) for key in features.SLICE_FEATURE_KEYS],
+        model_specs=_model_specs(),
+        slicing_specs=[overall] + [tfma.SlicingSpec(feature_keys=[key]) for key in features.SLICE_FEATURE_KEYS],
         metrics_specs=[
             tfma.MetricsSpec(
                 metrics=[
                     tfma.MetricConfig(class_name="ExampleCount"),
                     tfma.MetricConfig(
                         class_name="AUC",
-                        per_slice_thresholds=overall_threshold(thresholds.min_auc, thresholds.max_auc_drop),
+                        per_slice_thresholds=[
+                            _threshold(overall, thresholds.min_auc, thresholds.max_auc_drop),
+                            _threshold(CARD_SLICE, thresholds.card_min_auc, thresholds.card_max_auc_drop),
+                        ],
                     ),
                     tfma.MetricConfig(
                         class_name="BinaryAccuracy",
-                        per_slice_thresholds=overall_threshold(
-                            thresholds.min_binary_accuracy, thresholds.max_binary_accuracy_drop
-                        ),
+                        per_slice_thresholds=[
+                            _threshold(overall, thresholds.min_binary_accuracy, thresholds.max_binary_accuracy_drop)
+                        ],
                     ),
-                    tfma.MetricConfig(class_name="Precision"),
-                    tfma.MetricConfig(class_name="Recall"),
-                    tfma.MetricConfig(class_name="MeanLabel"),
-                    tfma.MetricConfig(class_name="MeanPrediction"),
+                    *_reported_metrics(),
+                ]
+            )
+        ],
+    )
+
+
+def make_newest_span_eval_config(thresholds: configs.BlessingThresholds) -> tfma.EvalConfig:
+    """Returns the newest span's configuration: overall metrics, no worse than the serving model."""
+    overall = tfma.SlicingSpec()
+    return tfma.EvalConfig(
+        model_specs=_model_specs(),
+        slicing_specs=[overall],
+        metrics_specs=[
+            tfma.MetricsSpec(
+                metrics=[
+                    tfma.MetricConfig(class_name="ExampleCount"),
+                    tfma.MetricConfig(
+                        class_name="AUC",
+                        per_slice_thresholds=[_threshold(overall, None, thresholds.newest_span_max_auc_drop)],
+                    ),
+                    tfma.MetricConfig(
+                        class_name="BinaryAccuracy",
+                        per_slice_thresholds=[
+                            _threshold(overall, None, thresholds.newest_span_max_binary_accuracy_drop)
+                        ],
+                    ),
+                    *_reported_metrics(),
                 ]
             )
         ],

@@ -87,8 +87,21 @@ def schema_path() -> pathlib.Path:
 
 # The small pipeline run shared by the end-to-end and serving tests (one run per session).
 ROWS_PER_SPAN = 400
-# Thresholds for a small sample: still far above a model that learnt nothing (AUC 0.5).
-SAMPLE_THRESHOLDS = configs.BlessingThresholds(min_auc=0.85, min_binary_accuracy=0.8)
+# Thresholds for a small sample: still far above a model that learnt nothing (AUC 0.5). A model
+# trained 150 steps on 960 trips learns little beyond the card rule (card-paid slice AUC about
+# 0.5, overall AUC just under the rule's), which the real thresholds refuse
+# (tests/e2e/test_pipeline.py shows it); the sample runs gate the floors and the no-regression
+# checks only, with the newest span's tolerance sized for its 70 eval trips.
+SAMPLE_THRESHOLDS = configs.BlessingThresholds(
+    min_auc=0.85,
+    min_binary_accuracy=0.8,
+    min_auc_over_single_feature=-1.0,
+    min_accuracy_over_majority=-1.0,
+    card_min_auc=0.0,
+    card_max_auc_drop=1.0,
+    newest_span_max_auc_drop=0.05,
+    newest_span_max_binary_accuracy_drop=0.05,
+)
 # 400-trip samples are noisier than whole spans: between sample spans 2 and 3, tips scores
 # Jensen-Shannon 0.52 (whole spans: at most 0.33). Sample runs report drift and go on; the
 # drift stop itself is tested on a really drifted span (tests/e2e/test_pipeline.py).

@@ -22,6 +22,8 @@ from pipeline.validation.comparators import anomaly_kind
 # Examples (pipeline.components.example_gen)
 
 # Custom properties set on the Examples artifact, read by lineage and reports.
+# The ModelGate's report, in its ModelBlessing (pipeline.components.model_gate).
+GATE_REPORT_FILE = "gate.json"
 SPANS_PROPERTY = "spans"
 SPAN_FILES_PROPERTY = "span_files"
 
@@ -216,3 +218,9 @@ HAS_MODEL_PROPERTY = "has_model"
 
 # Custom property of the PushedModel artifact when nothing was pushed on purpose.
 NOT_PUSHED_REASON_PROPERTY = "not_pushed_reason"
+
+
+def read_gate_report(blessing_uri: str) -> Dict[str, Any]:
+    """The report a ModelGate wrote into its ModelBlessing."""
+    with tf.io.gfile.GFile(os.path.join(blessing_uri, GATE_REPORT_FILE)) as report_file:
+        return json.load(report_file)

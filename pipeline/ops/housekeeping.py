@@ -5,8 +5,9 @@ What is kept, whatever the policy:
   loads; the others are rollback targets), the version that serves (`serving.versions.serving_version`:
   the one a rollback pinned in models.config stays), any `--protect-version`, and the lineage of each
   (see `pipeline.ops.lineage`) together with every output of the run that pushed it;
-- the lineage of the last `--keep-blessed` blessed models (the newest is the baseline the
-  Evaluator compares the next candidate with) and every output of the run that blessed it;
+- the lineage of the last `--keep-blessed` blessed models (on Vertex AI the newest is the
+  Evaluator's next baseline; elsewhere the baseline is the serving version, kept above) and every
+  output of the run that blessed it;
 - every output of the newest pipeline run, and every input of an execution still running.
 
 Everything else under pipeline_root/ that ML Metadata lists as an artifact of the pipeline is
@@ -142,7 +143,7 @@ def plan(
         output_dir: The run's output dir (metadata.db, pipeline_root/, serving_model/).
         keep_versions: How many of the newest serving versions stay (at least 1).
         keep_blessed: How many of the newest blessed models keep their lineage (at least 1:
-            the newest is the Evaluator's next baseline).
+            with `PipelineOptions.baseline="latest_blessed"` the newest is the next baseline).
         protect_versions: Further serving versions to keep, e.g. one a rollback pins.
         pipeline_name: The pipeline's name in ML Metadata.
         store: An open ML Metadata store on output_dir's metadata (default: opened read-only).
@@ -154,7 +155,7 @@ def plan(
     if keep_versions < 1:
         raise HousekeepingError(f"--keep-versions must be at least 1 (the version TF Serving loads), got {keep_versions}")
     if keep_blessed < 1:
-        raise HousekeepingError(f"--keep-blessed must be at least 1 (the Evaluator's next baseline), got {keep_blessed}")
+        raise HousekeepingError(f"--keep-blessed must be at least 1 (with the latest-blessed baseline, the next one), got {keep_blessed}")
     output_dir = os.path.abspath(output_dir)
     serving_model_dir = OutputLayout(output_dir).serving_model_dir
     pipeline_root = OutputLayout(output_dir).pipeline_root

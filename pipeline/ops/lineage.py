@@ -43,7 +43,14 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Set, Tuple
 from ml_metadata.proto import metadata_store_pb2
 
 from pipeline import configs
-from pipeline.components.artifacts import EXTERNAL_TABLES_KEY, SPAN_FILES_PROPERTY, SPANS_PROPERTY, TABLES_PROPERTY, span_fingerprints
+from pipeline.components.artifacts import (
+    EXTERNAL_TABLES_KEY,
+    GATE_REPORT_FILE,
+    SPAN_FILES_PROPERTY,
+    SPANS_PROPERTY,
+    TABLES_PROPERTY,
+    span_fingerprints,
+)
 from pipeline.ops import metadata
 from pipeline.ops.metadata import OutputLayout
 from pipeline.validation import acceptance
@@ -171,6 +178,11 @@ class EvaluationLineage:
     # slice ("payment_type=Cash") -> metric -> value, candidate model only.
     slices: Dict[str, Dict[str, float]]
     baseline_model: Optional[ArtifactInfo]
+    # The serving version the baseline model was pushed as, when it was.
+    baseline_versions: List[str] = dataclasses.field(default_factory=list)
+    # The ModelGate's report (pipeline.components.model_gate): trivial baselines, the card-paid
+    # slice, the newest span, every reason; None for a run made before the gate existed.
+    gate: Optional[Dict[str, Any]] = None
 
 
 @dataclasses.dataclass
@@ -465,6 +477,20 @@ def find_pushed_model(
     return max(candidates, key=lambda artifact: artifact.id)
 
 
+def pushed_versions_of(graph: MetadataGraph, model_id: int) -> List[str]:
+    """The versions a Model was pushed as (completed pushes of the pipeline), ascending."""
+    context = graph.store.get_context_by_type_and_name(PIPELINE_CONTEXT_TYPE, graph.pipeline_name)
+    found = []
+    for artifact in graph.store.get_artifacts_by_context(context.id) if context is not None else []:
+        if graph.type_name(artifact) != "PushedModel" or not custom_property(artifact, PUSHED_PROPERTY):
+            continue
+        pusher_id = graph.producer(artifact.id)
+        pushed = _first(graph.inputs(pusher_id), MODEL_KEY) if pusher_id is not None else None
+        if pushed is not None and pushed.id == model_id:
+            found.append(str(custom_property(artifact, PUSHED_VERSION_PROPERTY)))
+    return sorted(found, key=int)
+
+
 def _first(artifacts_by_key: Dict[str, List[metadata_store_pb2.Artifact]], key: str) -> Optional[metadata_store_pb2.Artifact]:
     artifacts = artifacts_by_key.get(key) or []
     return artifacts[0] if artifacts else None
@@ -489,7 +515,12 @@ def thresholds_from_eval_config(eval_config: Dict[str, Any]) -> Dict[str, str]:
     for metrics_spec in config.metrics_specs:
         for metric in metrics_spec.metrics:
             entries = [metric.threshold] if metric.HasField("threshold") else []
-            entries += [item.threshold for item in metric.per_slice_thresholds]
+            # The whole split's thresholds; a slice's (the card-paid one) are named by the gate's report.
+            entries += [
+                item.threshold
+                for item in metric.per_slice_thresholds
+                if all(spec == tfma.SlicingSpec() for spec in item.slicing_specs)
+            ]
             words = []
             for threshold in entries:
                 value = threshold.value_threshold
@@ -577,6 +608,15 @@ def trace_pushed_model(graph: MetadataGraph, pushed_model: metadata_store_pb2.Ar
         lineage.blessing = graph.info(blessing)
         lineage.blessed = bool(custom_property(blessing, BLESSED_PROPERTY))
         evaluator_id = graph.producer(blessing.id)
+        gate_report = None
+        # The blessing is the ModelGate's; the Evaluator made the evaluation the gate read.
+        gated_evaluation = _first(graph.inputs(evaluator_id), EVALUATION_KEY) if evaluator_id is not None else None
+        if gated_evaluation is not None:
+            blessing_path = local_artifact_path(blessing.uri, pipeline_root)
+            if os.path.exists(os.path.join(blessing_path, GATE_REPORT_FILE)):
+                with open(os.path.join(blessing_path, GATE_REPORT_FILE)) as report_file:
+                    gate_report = json.load(report_file)
+            evaluator_id = graph.producer(gated_evaluation.id)
         if evaluator_id is not None:
             evaluation = _first(graph.outputs(evaluator_id), EVALUATION_KEY)
             baseline = _first(graph.inputs(evaluator_id), BASELINE_MODEL_KEY)
@@ -592,6 +632,8 @@ def trace_pushed_model(graph: MetadataGraph, pushed_model: metadata_store_pb2.Ar
                     failed_thresholds=failed,
                     slices=slices,
                     baseline_model=graph.info(baseline) if baseline is not None else None,
+                    baseline_versions=pushed_versions_of(graph, baseline.id) if baseline is not None else [],
+                    gate=gate_report,
                 )
 
     infra_blessing = _first(pusher_inputs, INFRA_BLESSING_KEY)
@@ -752,9 +794,10 @@ def format_text(lineage: Lineage) -> str:
             lines.append(f"  {name:<18}{_format_value(candidate):>10}{_format_value(baseline):>12}   {evaluation.thresholds.get(name, '')}")
         lines.extend(f"  failed: {failure}" for failure in evaluation.failed_thresholds)
         if evaluation.baseline_model is not None:
-            lines.append(f"  compared with: Model #{evaluation.baseline_model.id} {evaluation.baseline_model.uri}")
+            versions_text = f" (serving version {', '.join(evaluation.baseline_versions)})" if evaluation.baseline_versions else ""
+            lines.append(f"  compared with: Model #{evaluation.baseline_model.id}{versions_text} {evaluation.baseline_model.uri}")
         else:
-            lines.append("  compared with: no baseline (no blessed model existed)")
+            lines.append("  compared with: no baseline (no version served yet)")
     trainer = lineage.trainer
     if trainer is not None:
         lines.append(f"model       {trainer.model.uri} (Model #{trainer.model.id}, Trainer execution #{trainer.model.execution_id}{_state(trainer.model)})")

@@ -189,6 +189,16 @@ def _evaluation_section(summary: run_summary.RunSummary, thresholds: Dict[str, s
         for name, (candidate, baseline) in sorted(summary.metrics.items())
     ]
     parts = ["<h3>Whole evaluation split</h3>", _table(["metric", "new model", "serving model (baseline)", "threshold"], overall, numeric=(1, 2))]
+    gate = run_summary.gate_rows(summary.gate)
+    if gate:
+        parts.append("<h3>Against trivial baselines, on card-paid trips and on the newest span</h3>")
+        parts.append(
+            _table(
+                ["check", "new model", "compared with", "rule"],
+                [[_e(check), _number(candidate), _number(compared), _e(rule)] for check, candidate, compared, rule in gate],
+                numeric=(1, 2),
+            )
+        )
     if summary.slices:
         def order(label: str) -> Tuple[str, float, str]:
             column, _, value = label.partition("=")

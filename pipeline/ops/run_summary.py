@@ -9,7 +9,7 @@ from ml_metadata.proto import metadata_store_pb2
 from tfx.orchestration import metadata
 from tfx.types import artifact_utils
 
-from pipeline import component_ids
+from pipeline import component_ids, evaluation_results
 from pipeline.components import artifacts
 from pipeline.components.artifacts import NOT_PUSHED_REASON_PROPERTY, SPAN_FILES_PROPERTY, SPANS_PROPERTY, TABLES_PROPERTY, read_anomalies
 from pipeline.components.artifacts import read_drift_report as read_drift_report
@@ -54,6 +54,9 @@ class RunSummary:
     # The ExternalFeatureCheck report: joined columns per span, anomalies, drift.
     external_report: Optional[dict] = None
     slices: Dict[str, Dict[str, float]] = dataclasses.field(default_factory=dict)
+    # The ModelGate's report (pipeline.components.model_gate): trivial baselines, the newest
+    # span's metrics, every reason for a refusal.
+    gate: Optional[dict] = None
 
     @property
     def drifted(self) -> List[str]:
@@ -123,17 +126,6 @@ def _metric_value(metric) -> Optional[float]:
     return None
 
 
-def _describe_failure(failure) -> str:
-    """Says in words which threshold a metric missed and by how much."""
-    name = failure.metric_key.name
-    value = failure.metric_value.double_value.value
-    threshold = failure.metric_threshold
-    if failure.metric_key.is_diff:
-        allowed = -threshold.change_threshold.absolute.value
-        return f"{name} is {-value:.4f} lower than the serving model's (allowed drop: {allowed:.4f})"
-    return f"{name} {value:.4f} is below the required {threshold.value_threshold.lower_bound.value:.4f}"
-
-
 def read_evaluation(summary: RunSummary, evaluation_uri: str) -> None:
     """Fills `summary` with the metrics, slices and threshold failures of an Evaluator output."""
     for slice_metrics in tfma.load_metrics(evaluation_uri):
@@ -152,10 +144,7 @@ def read_evaluation(summary: RunSummary, evaluation_uri: str) -> None:
             elif not is_baseline:
                 label = ", ".join(f"{column}={value}" for column, value in slice_key)
                 summary.slices.setdefault(label, {})[name] = value
-    validation = tfma.load_validation_result(evaluation_uri)
-    for failure in validation.metric_validations_per_slice:
-        for metric_failure in failure.failures:
-            summary.failed_thresholds.append(_describe_failure(metric_failure))
+    summary.failed_thresholds.extend(evaluation_results.validation_failures(evaluation_uri)[1])
 
 
 def collect(
@@ -198,7 +187,12 @@ def collect(
         evaluator_outputs = outputs_of(component_ids.EVALUATOR)
         if evaluator_outputs.get("evaluation"):
             read_evaluation(summary, evaluator_outputs["evaluation"][0].uri)
-        if evaluator_outputs.get("blessing"):
+        gate_blessing = outputs_of(component_ids.MODEL_GATE).get("blessing")
+        if gate_blessing:
+            summary.gate = artifacts.read_gate_report(gate_blessing[0].uri)
+            summary.blessed = bool(_custom(gate_blessing[0], "blessed"))
+            summary.failed_thresholds = list(summary.gate["failures"])
+        elif evaluator_outputs.get("blessing"):
             summary.blessed = bool(_custom(evaluator_outputs["blessing"][0], "blessed"))
         infra_blessing = outputs_of(component_ids.SERVING_CHECK).get("infra_blessing")
         if infra_blessing:
@@ -216,6 +210,42 @@ def collect(
 
 def _format_metric(value: Optional[float]) -> str:
     return "-" if value is None else (f"{value:.0f}" if value > 10 else f"{value:.4f}")
+
+
+def gate_rows(gate: Optional[dict]) -> List[Tuple[str, Optional[float], Optional[float], str]]:
+    """(check, new model, what it is compared with, the rule) of each ModelGate check beyond
+    the whole split's metrics: the trivial baselines, the card-paid slice, the newest span."""
+    if not gate:
+        return []
+    baselines, limits, candidate = gate["trivial_baselines"], gate["thresholds"], gate["window"]["candidate"]
+    rows = [
+        (
+            "auc vs one-feature rule",
+            candidate.get("auc"),
+            baselines["best_single_feature_auc"],
+            f"beat by {limits['min_auc_over_single_feature']:g} (rule: {baselines['best_single_feature']})",
+        ),
+        (
+            "accuracy vs majority",
+            candidate.get("binary_accuracy"),
+            baselines["majority_accuracy"],
+            f"beat by {limits['min_accuracy_over_majority']:g} (always {baselines['majority_class']})",
+        ),
+    ]
+    card = gate["card_slice"]
+    rows.append(
+        (
+            "auc, card-paid",
+            card["candidate"].get("auc"),
+            card["baseline"].get("auc"),
+            f">= {limits['card_min_auc']:g}, drop <= {limits['card_max_auc_drop']:g} ({card['candidate'].get('example_count', 0):.0f} trips)",
+        )
+    )
+    newest = gate["newest_span"]
+    for name, limit in (("auc", "newest_span_max_auc_drop"), ("binary_accuracy", "newest_span_max_binary_accuracy_drop")):
+        trips = f" ({newest['candidate'].get('example_count', 0):.0f} trips)" if name == "auc" else ""
+        rows.append((f"{name}, newest span", newest["candidate"].get(name), newest["baseline"].get(name), f"drop <= {limits[limit]:g}{trips}"))
+    return rows
 
 
 def format_summary(summary: RunSummary, thresholds_text: Dict[str, str], timings: List[Tuple[str, str, float]]) -> str:
@@ -265,11 +295,13 @@ def format_summary(summary: RunSummary, thresholds_text: Dict[str, str], timings
     if len(summary.accepted) > 5:
         lines.append(f"  - and {len(summary.accepted) - 5} more accepted findings (the run report lists them all)")
     if summary.metrics:
-        lines.append(f"{'metric':<18}{'new model':>12}{'serving model':>16}   threshold")
+        lines.append(f"{'metric':<26}{'new model':>12}{'serving model':>16}   threshold")
         for name in SUMMARY_METRICS:
             if name in summary.metrics:
                 candidate, baseline = summary.metrics[name]
-                lines.append(f"{name:<18}{_format_metric(candidate):>12}{_format_metric(baseline):>16}   {thresholds_text.get(name, '')}")
+                lines.append(f"{name:<26}{_format_metric(candidate):>12}{_format_metric(baseline):>16}   {thresholds_text.get(name, '')}")
+        for check, candidate, compared, rule in gate_rows(summary.gate):
+            lines.append(f"{check:<26}{_format_metric(candidate):>12}{_format_metric(compared):>16}   {rule}")
         weakest = sorted(
             (values["auc"], label)
             for label, values in summary.slices.items()

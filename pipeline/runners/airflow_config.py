@@ -11,7 +11,6 @@ import os
 from typing import Dict, Mapping, Optional
 
 from croniter import croniter  # Airflow's own cron parser; importing it does not import Airflow
-
 from ml_metadata.proto import metadata_store_pb2
 
 from pipeline import configs

@@ -27,6 +27,9 @@ ALL_COMPONENTS = [
     component_ids.TRAINER,
     component_ids.MODEL_RESOLVER,
     component_ids.EVALUATOR,
+    component_ids.NEWEST_SPAN_EXAMPLE_GEN,
+    component_ids.NEWEST_SPAN_EVALUATOR,
+    component_ids.MODEL_GATE,
     component_ids.PUSHER,
 ]
 
@@ -161,3 +164,81 @@ def test_a_drifted_span_stops_the_run_before_training(tmp_path):
     assert f"python -m pipeline.accept --data-root {data_root} --output-dir {output_dir} --span 2" in result.stderr
     assert "DRIFT over threshold" in result.stdout
     assert not (output_dir / "serving_model").exists()
+
+
+def test_a_model_that_only_knows_the_card_rule_is_refused(own_copy):
+    # The sample's model (150 steps on 960 trips) ranks card-paid trips at random: all it knows is
+    # the card rule. The sample floors bless it; the baselines and the card-paid slice do not.
+    import dataclasses
+
+    first_run = own_copy
+    assert first_run["summary"].gate["card_slice"]["candidate"]["auc"] < 0.6
+    before = _versions(first_run["output_dir"])
+    thresholds = dataclasses.replace(SAMPLE_THRESHOLDS, min_auc_over_single_feature=0.01, card_min_auc=0.6)
+    summary, _ = run_small_pipeline(first_run["data_root"], first_run["output_dir"], [1, 2, 3], thresholds=thresholds)
+    assert summary.blessed is False
+    assert _versions(first_run["output_dir"]) == before
+    failures = "\n".join(summary.failed_thresholds)
+    assert "does not beat the best single-feature rule (payment_type_xf, AUC" in failures
+    assert "[payment_type=Credit Card]: auc" in failures and "is below the required 0.6000" in failures
+    assert "below the required 0.85" not in failures  # the fixed floor alone would have blessed it
+    assert summary.gate["trivial_baselines"]["best_single_feature"] == "payment_type_xf"
+
+
+def test_a_candidate_worse_on_the_newest_span_is_refused(own_copy):
+    # Floors and the whole split's no-regression are opened wide: only the newest span's
+    # comparison with the serving model stands between this model and the Pusher.
+    import dataclasses
+
+    first_run = own_copy
+    before = _versions(first_run["output_dir"])
+    thresholds = dataclasses.replace(
+        SAMPLE_THRESHOLDS, min_auc=0.0, min_binary_accuracy=0.0, max_auc_drop=1.0, max_binary_accuracy_drop=1.0
+    )
+    summary, _ = run_small_pipeline(
+        first_run["data_root"], first_run["output_dir"], [1, 2, 3], thresholds=thresholds, hyperparameters={"learning_rate": 0.0}
+    )
+    assert summary.blessed is False
+    assert _versions(first_run["output_dir"]) == before
+    newest = summary.gate["newest_span"]
+    assert newest["candidate"]["auc"] < newest["baseline"]["auc"] - thresholds.newest_span_max_auc_drop
+    assert any(line.startswith("newest span: auc is ") and "lower than the serving model's" in line for line in summary.failed_thresholds)
+    assert all(line.startswith("newest span: ") for line in summary.failed_thresholds), summary.failed_thresholds
+
+
+def test_after_a_rollback_the_pinned_version_is_the_baseline(own_copy):
+    import dataclasses
+
+    from tfx.orchestration import metadata
+
+    from pipeline.components.serving_baseline import model_of_push
+    from pipeline.ops import lineage
+    from pipeline.ops.rollback import rollback
+    from serving.versions import model_config_path, serving_version
+
+    first_run = own_copy
+    output_dir, serving_dir = first_run["output_dir"], first_run["serving_model_dir"]
+    [old] = _versions(output_dir)
+    # Any candidate passes: this test is about which model it is compared with.
+    anything = dataclasses.replace(
+        SAMPLE_THRESHOLDS, max_auc_drop=1.0, max_binary_accuracy_drop=1.0,
+        newest_span_max_auc_drop=1.0, newest_span_max_binary_accuracy_drop=1.0,
+    )
+    second, _ = run_small_pipeline(first_run["data_root"], output_dir, [1, 2, 3], thresholds=anything, train_steps=160)
+    assert second.pushed_version and second.pushed_version != old
+    rollback(str(serving_dir), int(old), model_config_path(str(serving_dir)), output_dir=str(output_dir))
+
+    third, connection = run_small_pipeline(first_run["data_root"], output_dir, [1, 2, 3], thresholds=anything, train_steps=170)
+    with metadata.Metadata(connection) as handler:
+        store = handler.store
+        graph = lineage.MetadataGraph(store, configs.PIPELINE_NAME)
+        pinned_model = model_of_push(store, lineage.find_pushed_model(graph, old, str(serving_dir)).id)
+        newest_model = model_of_push(store, lineage.find_pushed_model(graph, second.pushed_version, str(serving_dir)).id)
+        for evaluator in (component_ids.EVALUATOR, component_ids.NEWEST_SPAN_EVALUATOR):
+            context = store.get_context_by_type_and_name("node", f"{configs.PIPELINE_NAME}.{evaluator}")
+            execution = max(store.get_executions_by_context(context.id), key=lambda e: e.id)
+            [baseline] = graph.inputs(execution.id)["baseline_model"]
+            assert baseline.id == pinned_model != newest_model, evaluator
+    # The new push waits for `rollback --latest`: the pinned version still serves.
+    assert third.pushed_version not in (None, old)
+    assert serving_version(str(serving_dir), configs.SERVING_MODEL_NAME) == int(old)

@@ -20,7 +20,16 @@ from tensorflow_serving.apis import (
 )
 
 from tests.integration.serving_fixtures import model_templates  # noqa: F401 - pytest fixture
-from tests.integration.serving_fixtures import HALF_PLUS_THREE, HALF_PLUS_TWO, OFFSET_V1, OFFSET_V2, make_base_path, shared_model_path, slow_down, start_server
+from tests.integration.serving_fixtures import (
+    HALF_PLUS_THREE,
+    HALF_PLUS_TWO,
+    OFFSET_V1,
+    OFFSET_V2,
+    make_base_path,
+    shared_model_path,
+    slow_down,
+    start_server,
+)
 
 pytestmark = pytest.mark.timeout(120)
 DEADLINE_S = 30.0

@@ -1,7 +1,10 @@
 """The pipeline's wiring: data checks gate training, and the Pusher needs both blessings."""
+import json
+
 import pytest
 
 from pipeline import component_ids, configs, dag
+from pipeline.components import serving_baseline
 from pipeline.components.artifacts import EXTERNAL_TABLES_KEY
 from pipeline.dag import create_pipeline
 from pipeline.validation.table_sources import resolve_sources
@@ -39,14 +42,32 @@ def test_every_joined_table_must_be_given():
         create_pipeline("p", "/tmp/root", "/tmp/data", [1], "/tmp/serving", None)
 
 
-def test_pusher_needs_the_evaluator_and_the_serving_check(nodes):
+def test_pusher_needs_the_gate_and_the_serving_check(nodes):
     pusher = nodes[component_ids.PUSHER]
     assert {"model_blessing", "infra_blessing"} <= set(pusher.inputs)
-    assert {component_ids.EVALUATOR, component_ids.SERVING_CHECK} <= _upstream(pusher)
+    assert pusher.inputs["model_blessing"].producer_component_id == component_ids.MODEL_GATE
+    assert {component_ids.MODEL_GATE, component_ids.SERVING_CHECK} <= _upstream(pusher)
+    # The gate reads both Evaluators' verdicts and the eval trips the baselines are computed on.
+    gate = nodes[component_ids.MODEL_GATE]
+    assert {component_ids.EVALUATOR, component_ids.NEWEST_SPAN_EVALUATOR, component_ids.TRANSFORM} <= _upstream(gate)
+    assert configs.BlessingThresholds(**json.loads(gate.exec_properties["thresholds"])) == OPTIONS.thresholds
 
 
-def test_evaluator_compares_with_the_latest_blessed_model(nodes):
-    assert component_ids.MODEL_RESOLVER in _upstream(nodes[component_ids.EVALUATOR])
+def test_both_evaluators_compare_with_the_serving_model(nodes):
+    resolver = nodes[component_ids.MODEL_RESOLVER]
+    assert resolver.exec_properties["resolver_class"] is serving_baseline.ServingModelStrategy
+    assert resolver.exec_properties["source_uri"] == {"serving_model_dir": "/tmp/serving", "model_name": configs.SERVING_MODEL_NAME}
+    for evaluator in (component_ids.EVALUATOR, component_ids.NEWEST_SPAN_EVALUATOR):
+        assert nodes[evaluator].inputs["baseline_model"].producer_component_id == component_ids.MODEL_RESOLVER
+
+
+def test_the_newest_span_is_read_alone_for_its_evaluation(nodes):
+    newest = nodes[component_ids.NEWEST_SPAN_EXAMPLE_GEN]
+    window = nodes[component_ids.EXAMPLE_GEN]
+    assert nodes[component_ids.NEWEST_SPAN_EVALUATOR].inputs["examples"].producer_component_id == newest.id
+    assert newest.exec_properties["output_config"] == window.exec_properties["output_config"]
+    assert '"first_span": 3.0' in newest.exec_properties["custom_config"]
+    assert '"last_span": 3.0' in newest.exec_properties["custom_config"]
 
 
 def test_the_window_reaches_example_gen_and_must_be_consecutive():

@@ -26,7 +26,15 @@ RESOLVER_STEPS = {
     f"{component_ids.MODEL_RESOLVER}-model-blessing-resolver",
     f"{component_ids.MODEL_RESOLVER}-model-resolver",
 }
-BEAM_POWERED = [component_ids.EXAMPLE_GEN, component_ids.STATISTICS_GEN, component_ids.TRANSFORM, component_ids.EVALUATOR]
+BEAM_POWERED = [
+    component_ids.EXAMPLE_GEN,
+    component_ids.STATISTICS_GEN,
+    component_ids.TRANSFORM,
+    component_ids.EVALUATOR,
+    component_ids.NEWEST_SPAN_EXAMPLE_GEN,
+    component_ids.NEWEST_SPAN_EVALUATOR,
+    component_ids.MODEL_GATE,
+]
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +85,9 @@ def test_one_step_per_pipeline_node_with_the_pipelines_dependencies(compiled):
         (component_ids.TRANSFORM, component_ids.DATA_GATE),
         (component_ids.TRAINER, component_ids.TRANSFORM),
         (component_ids.EVALUATOR, f"{component_ids.MODEL_RESOLVER}-model-resolver"),
-        (component_ids.PUSHER, component_ids.EVALUATOR),
+        (component_ids.MODEL_GATE, component_ids.EVALUATOR),
+        (component_ids.MODEL_GATE, component_ids.NEWEST_SPAN_EVALUATOR),
+        (component_ids.PUSHER, component_ids.MODEL_GATE),
     ],
 )
 def test_steps_wait_for_the_steps_they_need(compiled, task, upstream):

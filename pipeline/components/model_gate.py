@@ -1,0 +1,239 @@
+"""ModelGate: the one blessing the Pusher reads, from the Evaluators' verdicts and trivial baselines.
+
+Fixed floors mean little on their own: on data where two thirds of trips are cash and carry
+no recorded tip, the rule "payment_type is Credit Card" already scores AUC 0.93. So before a
+candidate is blessed, this step computes, in Beam, on the very eval trips the Evaluator
+scored (the Transform's eval split, whose label is the model's own):
+
+- the majority-class accuracy: always answer the class most trips in the train split have;
+- the best single-feature rule's AUC: for each of the model's discrete inputs (vocabulary ids,
+  quantile and coordinate buckets, hour, day, month, the joined calendar columns), score each
+  trip with the share of big tippers among train trips with the same value; the highest eval
+  AUC of these lookup tables.
+
+The candidate is blessed when the whole eval split's Evaluator blessed it (floors,
+no-regression against the serving model, the card-paid slice), the newest span's Evaluator
+blessed it (no worse than the serving model on the traffic it serves next), and it beats both
+baselines by the configured margins (`pipeline.configs.BlessingThresholds`). The output
+ModelBlessing carries `blessed` and the model's id, as TFX's Evaluator writes them, and a
+report (GATE_REPORT_FILE) with every number and every reason, which the run summary shows.
+"""
+import json
+import logging
+import os
+from typing import Any, Dict, Iterable, List, Optional, Tuple
+
+import apache_beam as beam
+import tensorflow as tf
+from tfx import v1 as tfx
+from tfx.types import artifact_utils, standard_artifacts
+
+from modules import features
+from pipeline import configs
+from pipeline.components.artifacts import GATE_REPORT_FILE
+from pipeline.evaluation_results import slice_metrics, validation_failures
+
+logger = logging.getLogger(__name__)
+
+CARD_SLICE_TEXT = f"{features.PAYMENT_TYPE_KEY}={features.CARD_PAYMENT}"
+# What TFX's Evaluator records on its ModelBlessing, read by the Pusher and the resolvers.
+BLESSED_PROPERTY = "blessed"
+CURRENT_MODEL_PROPERTY = "current_model"
+CURRENT_MODEL_ID_PROPERTY = "current_model_id"
+# Counts per (split, feature, value): [trips, big tippers].
+_Counts = Dict[Tuple[str, str, int], List[int]]
+
+
+def _discrete_values(example: tf.train.Example) -> Iterable[Tuple[str, int]]:
+    """(feature, value) of each integer Transform output of a trip, the label excluded."""
+    for name, feature in example.features.feature.items():
+        if name != features.LABEL_KEY and feature.WhichOneof("kind") == "int64_list" and feature.int64_list.value:
+            yield name, int(feature.int64_list.value[0])
+
+
+def _label(example: tf.train.Example) -> int:
+    return int(example.features.feature[features.LABEL_KEY].int64_list.value[0])
+
+
+def _keyed_counts(serialized: bytes, split: str) -> Iterable[Tuple[Tuple[str, str, int], Tuple[int, int]]]:
+    example = tf.train.Example.FromString(serialized)
+    label = _label(example)
+    yield (split, "", 0), (1, label)  # the split's totals
+    for name, value in _discrete_values(example):
+        yield (split, name, value), (1, label)
+
+
+def _sum_pairs(pairs: Iterable[Tuple[int, int]]) -> Tuple[int, int]:
+    trips = positives = 0
+    for count, label in pairs:
+        trips += count
+        positives += label
+    return trips, positives
+
+
+def lookup_auc(train: Dict[int, List[int]], evaluation: Dict[int, List[int]], fallback_rate: float) -> Optional[float]:
+    """The eval AUC of scoring each trip with the train share of big tippers for its value.
+
+    Args:
+        train: value -> [trips, big tippers] among train trips.
+        evaluation: value -> [trips, big tippers] among eval trips.
+        fallback_rate: The score of a value no train trip has (the train split's share).
+
+    Returns:
+        The AUC with ties counted half (as a rank statistic), or None when the eval trips hold
+        only one class.
+    """
+    by_score: Dict[float, List[int]] = {}
+    for value, (trips, positives) in evaluation.items():
+        seen = train.get(value)
+        score = seen[1] / seen[0] if seen else fallback_rate
+        group = by_score.setdefault(score, [0, 0])
+        group[0] += positives
+        group[1] += trips - positives
+    total_positives = sum(group[0] for group in by_score.values())
+    total_negatives = sum(group[1] for group in by_score.values())
+    if not total_positives or not total_negatives:
+        return None
+    area = 0.0
+    negatives_below = 0
+    for score in sorted(by_score):
+        positives, negatives = by_score[score]
+        area += positives * (negatives_below + 0.5 * negatives)
+        negatives_below += negatives
+    return area / (total_positives * total_negatives)
+
+
+def baselines_from_counts(counts: _Counts) -> Dict[str, Any]:
+    """The trivial baselines of the eval split from the per-value counts of both splits.
+
+    Returns:
+        {"eval_trips", "majority_class", "majority_accuracy", "best_single_feature",
+        "best_single_feature_auc", "single_feature_auc": {feature: auc}}.
+
+    Raises:
+        ValueError: when a split has no trip, or the eval trips hold one class only (no AUC).
+    """
+    tables: Dict[str, Dict[str, Dict[int, List[int]]]] = {configs.TRAIN_SPLIT: {}, configs.EVAL_SPLIT: {}}
+    totals: Dict[str, List[int]] = {}
+    for (split, name, value), pair in counts.items():
+        if not name:
+            totals[split] = pair
+        else:
+            tables[split].setdefault(name, {})[value] = pair
+    for split in (configs.TRAIN_SPLIT, configs.EVAL_SPLIT):
+        if not totals.get(split, [0])[0]:
+            raise ValueError(f"the transformed examples' {split} split has no trip: no baseline can be computed")
+    train_trips, train_positives = totals[configs.TRAIN_SPLIT]
+    eval_trips, eval_positives = totals[configs.EVAL_SPLIT]
+    majority = 1 if train_positives * 2 > train_trips else 0
+    majority_accuracy = (eval_positives if majority else eval_trips - eval_positives) / eval_trips
+    fallback = train_positives / train_trips
+    aucs = {
+        name: lookup_auc(tables[configs.TRAIN_SPLIT].get(name, {}), table, fallback)
+        for name, table in sorted(tables[configs.EVAL_SPLIT].items())
+    }
+    judged = {name: auc for name, auc in aucs.items() if auc is not None}
+    if not judged:
+        raise ValueError(f"the eval split's {eval_trips} trips hold one class only: AUC is undefined")
+    best = max(judged, key=lambda name: judged[name])
+    return {
+        "eval_trips": eval_trips,
+        "majority_class": majority,
+        "majority_accuracy": majority_accuracy,
+        "best_single_feature": best,
+        "best_single_feature_auc": judged[best],
+        "single_feature_auc": judged,
+    }
+
+
+def compute_baselines(transformed_examples: standard_artifacts.Examples, pipeline: beam.Pipeline, report_path: str) -> Dict[str, Any]:
+    """Counts the Transform's train and eval trips per discrete value in Beam, writes the
+    baselines (`baselines_from_counts`) to `report_path` and returns them."""
+    counts_prefix = report_path + ".counts"
+    with pipeline:
+        per_split = []
+        for split in (configs.TRAIN_SPLIT, configs.EVAL_SPLIT):
+            pattern = os.path.join(artifact_utils.get_split_uri([transformed_examples], split), "*")
+            per_split.append(
+                pipeline
+                | f"Read{split}" >> beam.io.ReadFromTFRecord(pattern)
+                | f"Key{split}" >> beam.FlatMap(_keyed_counts, split)
+            )
+        _ = (
+            per_split
+            | "Both" >> beam.Flatten()
+            | "Sum" >> beam.CombinePerKey(_sum_pairs)
+            | "Json" >> beam.Map(lambda item: json.dumps([list(item[0]), list(item[1])]))
+            | "Write" >> beam.io.WriteToText(counts_prefix, shard_name_template="-SSSSS-of-NNNNN")
+        )
+    counts: _Counts = {}
+    for path in tf.io.gfile.glob(counts_prefix + "-*"):
+        with tf.io.gfile.GFile(path) as lines:
+            for line in lines:
+                key, pair = json.loads(line)
+                counts[tuple(key)] = pair
+        tf.io.gfile.remove(path)
+    return baselines_from_counts(counts)
+
+
+def judge_baselines(candidate: Dict[str, float], baselines: Dict[str, Any], thresholds: configs.BlessingThresholds) -> List[str]:
+    """The reasons a candidate does not beat the trivial baselines by the margins ([] when it does)."""
+    reasons = []
+    auc, accuracy = candidate.get("auc"), candidate.get("binary_accuracy")
+    needed_auc = baselines["best_single_feature_auc"] + thresholds.min_auc_over_single_feature
+    if auc is None or auc < needed_auc:
+        reasons.append(
+            f"auc {auc if auc is None else format(auc, '.4f')} does not beat the best single-feature rule "
+            f"({baselines['best_single_feature']}, AUC {baselines['best_single_feature_auc']:.4f}) "
+            f"by {thresholds.min_auc_over_single_feature:g}: needs {needed_auc:.4f}"
+        )
+    needed_accuracy = baselines["majority_accuracy"] + thresholds.min_accuracy_over_majority
+    if accuracy is None or accuracy < needed_accuracy:
+        reasons.append(
+            f"binary_accuracy {accuracy if accuracy is None else format(accuracy, '.4f')} does not beat always answering "
+            f"{baselines['majority_class']} (accuracy {baselines['majority_accuracy']:.4f}) by "
+            f"{thresholds.min_accuracy_over_majority:g}: needs {needed_accuracy:.4f}"
+        )
+    return reasons
+
+
+@tfx.dsl.components.component(use_beam=True)
+def ModelGate(
+    model: tfx.dsl.components.InputArtifact[standard_artifacts.Model],
+    transformed_examples: tfx.dsl.components.InputArtifact[standard_artifacts.Examples],
+    evaluation: tfx.dsl.components.InputArtifact[standard_artifacts.ModelEvaluation],
+    newest_span_evaluation: tfx.dsl.components.InputArtifact[standard_artifacts.ModelEvaluation],
+    blessing: tfx.dsl.components.OutputArtifact[standard_artifacts.ModelBlessing],
+    thresholds: tfx.dsl.components.Parameter[str],
+    code_fingerprint: tfx.dsl.components.Parameter[str] = "",
+    beam_pipeline: tfx.dsl.components.BeamComponentParameter[beam.Pipeline] = None,
+) -> None:
+    """Blesses the candidate only when both Evaluators did and it beats the trivial baselines
+    (see the module docstring); `thresholds` is `BlessingThresholds` as JSON."""
+    del code_fingerprint  # part of the cache key only
+    limits = configs.BlessingThresholds(**json.loads(thresholds))
+    tf.io.gfile.makedirs(blessing.uri)
+    baselines = compute_baselines(transformed_examples, beam_pipeline, os.path.join(blessing.uri, "baselines"))
+    window_ok, window_failures = validation_failures(evaluation.uri)
+    newest_ok, newest_failures = validation_failures(newest_span_evaluation.uri, "newest span")
+    window = slice_metrics(evaluation.uri)
+    baseline_failures = judge_baselines(window["candidate"], baselines, limits)
+    blessed = window_ok and newest_ok and not baseline_failures
+    report = {
+        "blessed": blessed,
+        "failures": window_failures + newest_failures + baseline_failures,
+        "trivial_baselines": baselines,
+        "window": window,
+        "newest_span": slice_metrics(newest_span_evaluation.uri),
+        "card_slice": slice_metrics(evaluation.uri, CARD_SLICE_TEXT),
+        "thresholds": json.loads(thresholds),
+    }
+    with tf.io.gfile.GFile(os.path.join(blessing.uri, GATE_REPORT_FILE), "w") as report_file:
+        json.dump(report, report_file, indent=1, sort_keys=True)
+    with tf.io.gfile.GFile(os.path.join(blessing.uri, "BLESSED" if blessed else "NOT_BLESSED"), "w") as marker:
+        marker.write("")
+    blessing.set_int_custom_property(BLESSED_PROPERTY, int(blessed))
+    blessing.set_string_custom_property(CURRENT_MODEL_PROPERTY, model.uri)
+    blessing.set_int_custom_property(CURRENT_MODEL_ID_PROPERTY, model.id)
+    for line in report["failures"]:
+        logger.warning("not blessed: %s", line)

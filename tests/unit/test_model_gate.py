@@ -1,0 +1,83 @@
+"""The ModelGate's trivial baselines and its verdict on them (the Beam counting and the whole gate
+run in the pipeline tests)."""
+import numpy as np
+import pytest
+from sklearn.metrics import roc_auc_score
+
+from pipeline import configs
+from pipeline.components.model_gate import baselines_from_counts, judge_baselines, lookup_auc
+
+TRAIN, EVAL = configs.TRAIN_SPLIT, configs.EVAL_SPLIT
+
+
+def _counts(split, rows):
+    """Per-value counts of (feature value dict, label) rows, as the Beam step sums them."""
+    counts = {}
+    for values, label in rows:
+        for key in [(split, "", 0)] + [(split, name, value) for name, value in values.items()]:
+            pair = counts.setdefault(key, [0, 0])
+            pair[0] += 1
+            pair[1] += label
+    return counts
+
+
+def test_lookup_auc_is_the_rank_auc_of_the_train_shares():
+    rng = np.random.default_rng(7)
+    train_values, eval_values = rng.integers(0, 6, 400), rng.integers(0, 7, 300)  # value 6: never in train
+    train_labels = (rng.random(400) < 0.15 * train_values).astype(int)
+    eval_labels = (rng.random(300) < 0.12 * eval_values).astype(int)
+    train = {v: [int((train_values == v).sum()), int(train_labels[train_values == v].sum())] for v in set(train_values)}
+    evaluation = {v: [int((eval_values == v).sum()), int(eval_labels[eval_values == v].sum())] for v in set(eval_values)}
+    fallback = train_labels.mean()
+    scores = [train[v][1] / train[v][0] if v in train else fallback for v in eval_values]
+    assert lookup_auc(train, evaluation, fallback) == pytest.approx(roc_auc_score(eval_labels, scores), abs=1e-12)
+
+
+def test_one_class_has_no_auc():
+    assert lookup_auc({1: [5, 2]}, {1: [4, 0], 2: [3, 0]}, 0.4) is None
+
+
+def test_the_card_rule_is_found_as_the_best_single_feature():
+    # Card trips tip big half the time, cash never: payment type decides; the hour says nothing.
+    rows = [
+        ({"payment_type_xf": card, "trip_start_hour_xf": hour}, int(card and repeat < 2))
+        for card in (0, 1)
+        for hour in range(24)
+        for repeat in range(4)
+    ]
+    counts = {**_counts(TRAIN, rows), **_counts(EVAL, rows)}
+    baselines = baselines_from_counts(counts)
+    assert baselines["best_single_feature"] == "payment_type_xf"
+    # Every big tipper scores 0.5; of the others, cash trips score 0 and card trips tie at 0.5.
+    assert baselines["best_single_feature_auc"] == pytest.approx(96 / 144 + 0.5 * 48 / 144)
+    assert baselines["single_feature_auc"]["trip_start_hour_xf"] == pytest.approx(0.5)
+    assert baselines["majority_class"] == 0
+    assert baselines["majority_accuracy"] == pytest.approx(0.75)
+    assert baselines["eval_trips"] == len(rows)
+
+
+def test_a_split_without_trips_cannot_be_judged():
+    rows = [({"payment_type_xf": 1}, 1), ({"payment_type_xf": 0}, 0)]
+    with pytest.raises(ValueError, match="eval split has no trip"):
+        baselines_from_counts(_counts(TRAIN, rows))
+    with pytest.raises(ValueError, match="hold one class only"):
+        baselines_from_counts({**_counts(TRAIN, rows), **_counts(EVAL, [({"payment_type_xf": 1}, 1)])})
+
+
+BASELINES = {"majority_class": 0, "majority_accuracy": 0.775, "best_single_feature": "payment_type_xf", "best_single_feature_auc": 0.932}
+
+
+def test_a_model_that_only_knows_the_card_rule_is_refused():
+    # What "payment_type is Credit Card" scores on the shipped eval split: above both fixed floors.
+    card_rule = {"auc": 0.932, "binary_accuracy": 0.896}
+    thresholds = configs.BlessingThresholds()
+    assert card_rule["auc"] >= thresholds.min_auc and card_rule["binary_accuracy"] >= thresholds.min_binary_accuracy
+    [reason] = judge_baselines(card_rule, BASELINES, thresholds)
+    assert reason == "auc 0.9320 does not beat the best single-feature rule (payment_type_xf, AUC 0.9320) by 0.01: needs 0.9420"
+
+
+def test_a_model_no_better_than_the_majority_is_refused_and_a_good_one_passes():
+    [reason] = judge_baselines({"auc": 0.96, "binary_accuracy": 0.78}, BASELINES, configs.BlessingThresholds())
+    assert reason == "binary_accuracy 0.7800 does not beat always answering 0 (accuracy 0.7750) by 0.03: needs 0.8050"
+    assert judge_baselines({"auc": 0.96, "binary_accuracy": 0.90}, BASELINES, configs.BlessingThresholds()) == []
+    assert len(judge_baselines({}, BASELINES, configs.BlessingThresholds())) == 2
