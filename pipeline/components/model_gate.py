@@ -31,7 +31,7 @@ from tfx.types import artifact_utils, standard_artifacts
 from modules import features
 from pipeline import configs
 from pipeline.components.artifacts import GATE_REPORT_FILE
-from pipeline.evaluation_results import slice_metrics, validation_failures
+from pipeline.validation.evaluation_results import slice_metrics, validation_failures
 
 logger = logging.getLogger(__name__)
 

@@ -9,13 +9,13 @@ from ml_metadata.proto import metadata_store_pb2
 from tfx.orchestration import metadata
 from tfx.types import artifact_utils
 
-from pipeline import component_ids, evaluation_results
+from pipeline import component_ids
 from pipeline.components import artifacts
 from pipeline.components.artifacts import NOT_PUSHED_REASON_PROPERTY, SPAN_FILES_PROPERTY, SPANS_PROPERTY, TABLES_PROPERTY, read_anomalies
 from pipeline.components.artifacts import read_drift_report as read_drift_report
 from pipeline.components.artifacts import span_fingerprints
 from pipeline.spans import spans_text
-from pipeline.validation import acceptance
+from pipeline.validation import acceptance, evaluation_results
 from pipeline.validation.comparators import describe as describe_drift
 
 SUMMARY_METRICS = ("auc", "binary_accuracy", "example_count")
