@@ -18,12 +18,12 @@ def slice_text(slice_key) -> str:
     return ", ".join(parts)
 
 
-def describe_failure(failure, slice_text: str = "", where: str = "") -> str:
+def describe_failure(failure, slice_words: str = "", where: str = "") -> str:
     """Says in words which threshold a metric missed and by how much (a TFMA validation failure)."""
     name = failure.metric_key.name
     value = failure.metric_value.double_value.value
     threshold = failure.metric_threshold
-    prefix = " ".join(part for part in (where, f"[{slice_text}]" if slice_text else "") if part)
+    prefix = " ".join(part for part in (where, f"[{slice_words}]" if slice_words else "") if part)
     prefix = f"{prefix}: " if prefix else ""
     if failure.metric_key.is_diff:
         allowed = -threshold.change_threshold.absolute.value
@@ -46,12 +46,12 @@ def validation_failures(evaluation_uri: str, where: str = "") -> Tuple[bool, Lis
     return bool(validation.validation_ok), failures
 
 
-def slice_metrics(evaluation_uri: str, slice_text: str = "") -> Dict[str, Dict[str, float]]:
+def slice_metrics(evaluation_uri: str, wanted: str = "") -> Dict[str, Dict[str, float]]:
     """{"candidate": {metric: value}, "baseline": {...}} of one slice of an evaluation (by its
     text, e.g. "payment_type=Credit Card"; "" is the whole, unsliced evaluation)."""
     found: Dict[str, Dict[str, float]] = {"candidate": {}, "baseline": {}}
     for metrics in tfma.load_metrics(evaluation_uri):
-        if slice_text(metrics.slice_key) != slice_text:
+        if slice_text(metrics.slice_key) != wanted:
             continue
         for item in metrics.metric_keys_and_values:
             if item.key.is_diff or not item.value.HasField("double_value"):
