@@ -94,7 +94,12 @@ def make_newest_span_eval_config(thresholds: configs.BlessingThresholds) -> tfma
         metrics_specs=[
             tfma.MetricsSpec(
                 metrics=[
-                    tfma.MetricConfig(class_name="ExampleCount"),
+                    # Without a serving model TFX drops the change thresholds; this one always
+                    # stands: a newest span without eval trips cannot be judged, and is not passed.
+                    tfma.MetricConfig(
+                        class_name="ExampleCount",
+                        threshold=tfma.MetricThreshold(value_threshold=tfma.GenericValueThreshold(lower_bound={"value": 1})),
+                    ),
                     tfma.MetricConfig(
                         class_name="AUC",
                         per_slice_thresholds=[_threshold(overall, None, thresholds.newest_span_max_auc_drop)],

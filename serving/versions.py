@@ -18,6 +18,9 @@ import os
 from typing import List, Optional
 
 SAVED_MODEL_FILE = "saved_model.pb"
+# A version's model card (`pipeline.ops.model_card`), relative to its folder: TF Serving reads
+# nothing in assets.extra/ but the warm-up file, and comparisons of model files leave these out.
+MODEL_CARD_FILES = ("assets.extra/model_card.md", "assets.extra/model_card.html")
 # The ModelServerConfig `python -m pipeline rollback` writes, next to the serving directory.
 MODEL_CONFIG_FILE = "models.config"
 # The label a pinned config gives the version that answers unlabelled traffic.

@@ -23,16 +23,20 @@ from tfx.utils import path_utils, proto_utils
 
 from pipeline.components.artifacts import HAS_MODEL_PROPERTY, NOT_PUSHED_REASON_PROPERTY
 from pipeline.configs import SERVING_MODEL_NAME
-from serving.versions import serving_version, version_dir
+from serving.versions import MODEL_CARD_FILES, serving_version, version_dir
 
 
 def model_digest(model_dir: str) -> str:
-    """Returns a SHA-256 over every file of a SavedModel folder, by relative path."""
+    """Returns a SHA-256 over every file of a SavedModel folder, by relative path, its model
+    card left out (written next to the model after the push)."""
     digest = hashlib.sha256()
     for root, _, files in sorted(tf.io.gfile.walk(model_dir)):
         for name in sorted(files):
             path = os.path.join(root, name)
-            digest.update(os.path.relpath(path, model_dir).encode())
+            relative = os.path.relpath(path, model_dir).replace(os.sep, "/")
+            if relative in MODEL_CARD_FILES:
+                continue
+            digest.update(relative.encode())
             with tf.io.gfile.GFile(path, "rb") as model_file:
                 digest.update(model_file.read())
     return digest.hexdigest()

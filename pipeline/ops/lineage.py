@@ -1,14 +1,17 @@
 """Lineage of a served model version, read back from ML Metadata.
 
-Starts from a version folder under `serving_model/` (the highest one by default, the one TF
-Serving loads; or a given version; or the highest AVAILABLE version a running server reports),
+Starts from a version folder under `serving_model/` (by default the one that serves:
+`serving.versions.serving_version`, what `models.config` beside it pins, else the newest; or a
+given version; or the highest AVAILABLE version a running server reports),
 finds the PushedModel artifact the Pusher recorded for it, and walks ML Metadata's events back
 (artifact -> the execution that produced it -> that execution's inputs) to the data, schema,
 Transform graph, Trainer run, evaluation and blessing behind it.
 
 Examples:
   python -m pipeline lineage --output-dir outputs
-      Lineage of the highest version under outputs/serving_model/, as text.
+      Lineage of the serving version under outputs/serving_model/, as text.
+  python -m pipeline lineage --output-dir outputs --card
+      Write its model card (pipeline.ops.model_card) next to it and print the two paths.
   python -m pipeline lineage --output-dir outputs --version 1795786987 --json
       Lineage of one version, as JSON.
   python -m pipeline lineage --output-dir outputs --server http://127.0.0.1:8501 --model big_tipper
@@ -835,11 +838,13 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m pipeline lineage", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output-dir", required=True, help="the run's output dir (metadata.db, pipeline_root/, serving_model/)")
     which = parser.add_mutually_exclusive_group()
-    which.add_argument("--version", help="a pushed version (default: the highest folder under OUTPUT_DIR/serving_model)")
+    which.add_argument("--version", help="a pushed version (default: the serving version: what OUTPUT_DIR/models.config pins, else the newest)")
     which.add_argument("--server", help="REST address of a running model server, e.g. http://127.0.0.1:8501: trace its highest AVAILABLE version")
     parser.add_argument("--model", default=configs.SERVING_MODEL_NAME, help=f"model name on the server (default: {configs.SERVING_MODEL_NAME})")
     parser.add_argument("--pipeline-name", default=configs.PIPELINE_NAME, help=f"pipeline name in ML Metadata (default: {configs.PIPELINE_NAME})")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print JSON instead of text")
+    output.add_argument("--card", action="store_true", help="write the version's model card (Markdown and HTML, in its assets.extra/) and print where it is")
     metadata.add_metadata_flag(parser)
     return parser.parse_args(argv)
 
@@ -869,6 +874,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except LineageError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_ERROR
+    if args.card:
+        from pipeline.ops import model_card
+
+        for path in model_card.write_card(lineage, OutputLayout(output_dir).serving_model_dir):
+            print(path)
+        return EXIT_OK
     print(json.dumps(lineage.to_json(), indent=2, sort_keys=True) if args.json else format_text(lineage))
     return EXIT_OK
 

@@ -100,6 +100,8 @@ class RunResult:
     error: Optional[str] = None
     # The run's HTML report (pipeline.ops.report), when one could be written.
     report_path: Optional[str] = None
+    # The pushed version's model card, Markdown and HTML (pipeline.ops.model_card).
+    card_paths: Tuple[str, ...] = ()
 
 
 def options_from_flags(span_window: Optional[int], train_steps: Optional[int], external_table: List[str]) -> configs.PipelineOptions:
@@ -145,6 +147,16 @@ def _refused_span(error: Optional[BaseException]) -> Optional[int]:
             return error.span
         error = error.__cause__ or error.__context__
     return None
+
+
+def write_model_card(paths: LocalPaths, version: str) -> Tuple[str, str]:
+    """Writes the model card of a version this output dir pushed (`pipeline.ops.model_card`)
+    and returns its Markdown and HTML paths."""
+    from pipeline.ops import lineage, model_card
+
+    store = lineage.open_store(paths.output_dir, paths.metadata)
+    traced = lineage.trace_with_store(store, paths.metadata.describe(paths.output_dir), paths.output_dir, version)
+    return model_card.write_card(traced, metadata.OutputLayout(paths.output_dir).serving_model_dir)
 
 
 def run_once(
@@ -244,6 +256,12 @@ def _run_locked(paths: LocalPaths, options: configs.PipelineOptions, beam_pipeli
         )
     except Exception as error:  # noqa: BLE001 - a report failure must not change the run's outcome
         logger.warning("no run report: %s", error)
+    card_paths: Tuple[str, ...] = ()
+    if summary.pushed_version:
+        try:
+            card_paths = write_model_card(paths, summary.pushed_version)
+        except Exception as error:  # noqa: BLE001 - the version is pushed; `lineage --card` writes it again
+            logger.warning("no model card for version %s: %s (python -m pipeline lineage --card writes it)", summary.pushed_version, error)
     seconds = time.monotonic() - started
     if failure is None:
         exit_code, error_text = EXIT_OK, None
@@ -258,7 +276,7 @@ def _run_locked(paths: LocalPaths, options: configs.PipelineOptions, beam_pipeli
             )
     else:
         exit_code, error_text = EXIT_FAILED, f"{type(failure).__name__}: {failure}"
-    return RunResult(exit_code, span_numbers, summary, timings, seconds, error_text, report_path)
+    return RunResult(exit_code, span_numbers, summary, timings, seconds, error_text, report_path, card_paths)
 
 
 def local_beam_args(beam_mode: str) -> list:
@@ -375,6 +393,8 @@ def main(argv=None) -> int:
         print(run_summary.format_summary(result.summary, thresholds_text(options.thresholds), result.timings))
     if result.report_path:
         print(f"report: {result.report_path}")
+    if result.card_paths:
+        print(f"model card: {' and '.join(result.card_paths)}")
     print(f"total time: {time.monotonic() - started:.1f}s")
     if result.exit_code == EXIT_DATA_REFUSED:
         print(f"DATA REFUSED: {result.error}", file=sys.stderr)

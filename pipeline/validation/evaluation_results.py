@@ -43,6 +43,10 @@ def validation_failures(evaluation_uri: str, where: str = "") -> Tuple[bool, Lis
         f"{where + ': ' if where else ''}no metrics for the gated slice {json_format.MessageToJson(spec, indent=None)}"
         for spec in validation.missing_slices
     ]
+    if validation.missing_thresholds:
+        failures.append(f"{where + ': ' if where else ''}TFMA judged no threshold (the eval config's thresholds did not apply)")
+    if not validation.validation_ok and not failures:
+        failures.append(f"{where + ': ' if where else ''}TFMA's validation failed without naming a threshold: {validation}")
     return bool(validation.validation_ok), failures
 
 
