@@ -1,6 +1,12 @@
-"""Training hyperparameters: the defaults, overridable through the Trainer's custom_config."""
+"""Training hyperparameters: the defaults, and the search space the Tuner explores.
+
+The Trainer reads `HParams.from_config` of its custom_config, and, when the pipeline runs the
+Tuner (`run_local.py --tune`), the best values it found on top (`HParams.from_tuned`). The
+Tuner's space (`SEARCH_SPACE`) names the same fields, so what it finds is what the Trainer
+trains with.
+"""
 import dataclasses
-from typing import Any, Dict, Mapping, Tuple
+from typing import Any, Dict, Mapping, Optional, Tuple
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,8 +49,34 @@ class HParams:
                     raise ValueError(f"hyperparameter {field.name!r} must be true or false, got {value!r}")
                 values[field.name] = value
                 continue
+            if field.name == "hidden_units" and isinstance(value, str):
+                value = value.split(",")  # the Tuner's choices are strings: "64,32"
             try:
                 values[field.name] = tuple(int(v) for v in value) if field.name == "hidden_units" else type(field.default)(value)
             except (TypeError, ValueError) as error:
                 raise ValueError(f"hyperparameter {field.name!r} has a bad value {value!r}: {error}") from error
         return cls(**values)
+
+    @classmethod
+    def from_tuned(cls, config: Mapping[str, Any], tuned: Optional[Mapping[str, Any]]) -> "HParams":
+        """HParams of a custom_config with the Tuner's best values on top.
+
+        Args:
+            config: The Trainer's custom_config (overrides of the defaults).
+            tuned: The Tuner's best hyperparameters as TFX passes them (a KerasTuner
+                HyperParameters config, whose "values" are read), or None without a Tuner.
+        """
+        values = dict(config)
+        if tuned:
+            values.update(tuned.get("values", {}))
+        return cls.from_config(values)
+
+
+# The Tuner's search space: field -> the values tried. Around the defaults, which were chosen by
+# hand on the shipped data; docs/quality.md has what the search found.
+SEARCH_SPACE: Dict[str, Tuple[Any, ...]] = {
+    "learning_rate": (0.0003, 0.001, 0.003),
+    "hidden_units": ("32,16", "64,32", "128,64"),
+    "embedding_dim": (4, 8),
+    "dropout": (0.1, 0.2, 0.3),
+}

@@ -19,7 +19,7 @@ from modules.signatures import make_signatures
 logger = logging.getLogger(__name__)
 
 
-def _dataset(
+def dataset(
     file_pattern: List[str],
     data_accessor: tfx.components.DataAccessor,
     tf_transform_output: tft.TFTransformOutput,
@@ -43,17 +43,18 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
 
     Args:
         fn_args: What TFX's Trainer passes: transformed example files, the Transform graph,
-            train/eval steps, the serving model directory, and `custom_config` with
-            hyperparameter overrides (see `modules.hparams.HParams`).
+            train/eval steps, the serving model directory, `custom_config` with
+            hyperparameter overrides, and the Tuner's best hyperparameters when the pipeline
+            ran it (`modules.hparams.HParams.from_tuned`).
     """
-    hparams = HParams.from_config(fn_args.custom_config or {})
+    hparams = HParams.from_tuned(fn_args.custom_config or {}, fn_args.hyperparameters)
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
     keras.utils.set_random_seed(hparams.seed)
     model = build_model(categorical_sizes(tf_transform_output, hparams.external_features), hparams)
-    train_dataset = _dataset(
+    train_dataset = dataset(
         fn_args.train_files, fn_args.data_accessor, tf_transform_output, hparams.train_batch_size, model.input_names, hparams.seed
     )
-    eval_dataset = _dataset(
+    eval_dataset = dataset(
         fn_args.eval_files, fn_args.data_accessor, tf_transform_output, hparams.eval_batch_size, model.input_names, hparams.seed
     )
     logger.info("training for %d steps with %s", fn_args.train_steps, hparams)

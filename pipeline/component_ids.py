@@ -13,6 +13,7 @@ EXAMPLE_VALIDATOR = "ExampleValidator"
 DATA_GATE = "DataGate"
 DRIFT_CHECK = "SpanDriftCheck"
 TRANSFORM = "Transform"
+TUNER = "Tuner"
 TRAINER = "Trainer"
 # The Evaluator's baseline: the serving model (pipeline.components.serving_baseline).
 MODEL_RESOLVER = "baseline_model_resolver"

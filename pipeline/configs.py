@@ -22,6 +22,7 @@ SERVING_MODEL_NAME = "big_tipper"
 # TFX entry points, imported by dotted path (the `modules` package is installed by setup.py).
 PREPROCESSING_FN = "modules.preprocessing.preprocessing_fn"
 RUN_FN = "modules.train.run_fn"
+TUNER_FN = "modules.tune.tuner_fn"
 
 # Layout of the data root: one folder per span, holding CSV files with a header row.
 SPAN_FOLDER_PREFIX = "span-"
@@ -152,6 +153,11 @@ class PipelineOptions:
     drift: DriftConfig = DriftConfig()
     # Overrides of `modules.hparams.HParams`, passed to the Trainer as custom_config.
     hyperparameters: Dict[str, Any] = dataclasses.field(default_factory=dict)
+    # Run TFX's Tuner before the Trainer (`modules.tune`): a random search of `tune_trials`
+    # trials over `modules.hparams.SEARCH_SPACE`, each trained for `train_steps`; the Trainer
+    # then trains with the best values found.
+    tune: bool = False
+    tune_trials: int = 8
     # Fingerprint of the code in `modules/`: part of the components' configuration, so a change
     # of code is never answered from the cache and lineage records which code ran.
     module_fingerprint: str = ""
@@ -174,5 +180,7 @@ class PipelineOptions:
     eval_buckets: int = 1
 
     def __post_init__(self) -> None:
+        if self.tune_trials < 1:
+            raise ValueError(f"PipelineOptions.tune_trials must be at least 1, got {self.tune_trials}")
         if self.baseline not in (BASELINE_SERVING, BASELINE_LATEST_BLESSED):
             raise ValueError(f"PipelineOptions.baseline must be {BASELINE_SERVING!r} or {BASELINE_LATEST_BLESSED!r}, got {self.baseline!r}")

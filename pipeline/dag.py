@@ -29,6 +29,7 @@ from pipeline.component_ids import (
     STATISTICS_GEN,
     TRAINER,
     TRANSFORM,
+    TUNER,
 )
 from pipeline.components import example_gen, pusher, serving_baseline
 from pipeline.components.curated_schema import ImportCuratedSchema
@@ -171,11 +172,26 @@ def create_pipeline(
     transform.add_upstream_node(data_gate)
     components.append(transform)
 
+    best_hyperparameters = None
+    if options.tune:
+        tuner = tfx.components.Tuner(
+            tuner_fn=configs.TUNER_FN,
+            examples=transform.outputs["transformed_examples"],
+            transform_graph=transform.outputs["transform_graph"],
+            schema=schema_gen.outputs["schema"],
+            train_args=tfx.proto.TrainArgs(num_steps=options.train_steps),
+            eval_args=tfx.proto.EvalArgs(num_steps=options.eval_steps),
+            custom_config={**options.hyperparameters, **code_config, "max_trials": options.tune_trials},
+        ).with_id(TUNER)
+        components.append(tuner)
+        best_hyperparameters = tuner.outputs["best_hyperparameters"]
+
     trainer = tfx.components.Trainer(
         run_fn=configs.RUN_FN,
         examples=transform.outputs["transformed_examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
+        hyperparameters=best_hyperparameters,
         train_args=tfx.proto.TrainArgs(num_steps=options.train_steps),
         eval_args=tfx.proto.EvalArgs(num_steps=options.eval_steps),
         custom_config={**options.hyperparameters, **code_config},

@@ -35,6 +35,8 @@ Examples:
   python run_local.py --metadata-url mysql://taxi@db.internal:3306/taxi_metadata
       Keep ML Metadata in a MySQL/MariaDB database (password, if any, in
       TAXI_METADATA_PASSWORD) instead of OUTPUT_DIR/metadata.db.
+  python run_local.py --tune --tune-trials 8
+      Search hyperparameters with TFX's Tuner first (modules/tune.py), then train with the best.
   python run_local.py --serve
       Run the pipeline, then serve the pushed model with the project's TF-Serving-compatible
       server (REST on 8501, gRPC on 8500) and print a curl and a gRPC client command.
@@ -308,6 +310,11 @@ def parse_args(argv=None) -> argparse.Namespace:
         help="use another file for an external table (default: the versioned tables under data/external/)",
     )
     metadata.add_metadata_flag(parser)
+    parser.add_argument("--tune", action="store_true", help="search hyperparameters with TFX's Tuner before training (modules/tune.py; off by default)")
+    parser.add_argument(
+        "--tune-trials", type=int, default=configs.PipelineOptions.tune_trials,
+        help="trials of the --tune search (default: %d)" % configs.PipelineOptions.tune_trials,
+    )
     parser.add_argument("--serve", action="store_true", help="after the run, serve the newest pushed version until Ctrl-C")
     parser.add_argument("--rest-port", type=int, default=8501, help="REST port for --serve (default: 8501)")
     parser.add_argument("--grpc-port", type=int, default=8500, help="gRPC port for --serve (default: 8500)")
@@ -321,6 +328,8 @@ def usage_errors(args: argparse.Namespace) -> list:
         errors.append(f"--train-steps must be at least 1, got {args.train_steps}")
     if args.span_window is not None and args.span_window < 1:
         errors.append(f"--span-window must be at least 1, got {args.span_window}")
+    if getattr(args, "tune_trials", 1) < 1:
+        errors.append(f"--tune-trials must be at least 1, got {args.tune_trials}")
     data_root_problem = spans.data_root_problem(args.data_root)
     if data_root_problem:
         # A mistyped data root, not bad data: nothing to refuse.
@@ -379,6 +388,7 @@ def main(argv=None) -> int:
 
     try:
         options = options_from_flags(args.span_window, args.train_steps, args.external_table)
+        options = dataclasses.replace(options, tune=args.tune, tune_trials=args.tune_trials)
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_FAILED

@@ -242,3 +242,36 @@ def test_after_a_rollback_the_pinned_version_is_the_baseline(own_copy):
     # The new push waits for `rollback --latest`: the pinned version still serves.
     assert third.pushed_version not in (None, old)
     assert serving_version(str(serving_dir), configs.SERVING_MODEL_NAME) == int(old)
+
+
+def test_the_tuner_searches_the_shared_space_and_the_trainer_trains_with_the_best(own_copy):
+    import json
+
+    from tfx.orchestration import metadata
+
+    from modules.hparams import SEARCH_SPACE
+    from pipeline.ops import lineage
+
+    first_run = own_copy
+    _, connection = run_small_pipeline(first_run["data_root"], first_run["output_dir"], [1, 2, 3], tune=True, tune_trials=2, train_steps=40)
+    with metadata.Metadata(connection) as handler:
+        graph = lineage.MetadataGraph(handler.store, configs.PIPELINE_NAME)
+        context = handler.store.get_context_by_type_and_name("node", f"{configs.PIPELINE_NAME}.{component_ids.TRAINER}")
+        trainer = max(handler.store.get_executions_by_context(context.id), key=lambda e: e.id)
+        [best] = graph.inputs(trainer.id)["hyperparameters"]
+        assert graph.node_of(graph.producer(best.id)) == component_ids.TUNER
+        tuner_outputs = graph.outputs(graph.producer(best.id))
+    values = json.loads(open(os.path.join(best.uri, "best_hyperparameters.txt")).read())["values"]
+    assert set(values) == set(SEARCH_SPACE)
+    assert all(values[name] in choices for name, choices in SEARCH_SPACE.items())
+    [results] = tuner_outputs["tuner_results"]
+    trials = json.loads(open(os.path.join(results.uri, "tuner_results.json")).read())
+    assert len(trials) == 2 and all(0.5 < trial["score"] <= 1.0 for trial in trials)
+    assert max(trial["score"] for trial in trials) == trials[0]["score"]
+    # The Trainer built the tower the search chose.
+    import tf_keras as keras
+
+    model_uri = graph.outputs(trainer.id)["model"][0].uri
+    model = keras.models.load_model(os.path.join(model_uri, "Format-Serving"), compile=False)
+    units = tuple(model.get_layer(f"hidden_{index}").units for index in range(2))
+    assert units == tuple(int(unit) for unit in values["hidden_units"].split(","))

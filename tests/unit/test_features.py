@@ -54,7 +54,7 @@ def test_slices_are_model_features():
     assert set(features.SLICE_FEATURE_KEYS) <= set(features.RAW_FEATURE_KEYS)
 
 
-@pytest.mark.parametrize("dotted_path", [configs.PREPROCESSING_FN, configs.RUN_FN])
+@pytest.mark.parametrize("dotted_path", [configs.PREPROCESSING_FN, configs.RUN_FN, configs.TUNER_FN])
 def test_every_dotted_module_path_in_the_configuration_imports(dotted_path):
     module_name, _, attribute = dotted_path.rpartition(".")
     assert callable(getattr(importlib.import_module(module_name), attribute))

@@ -1,0 +1,81 @@
+"""The Tuner step: `tuner_fn` searches `modules.hparams.SEARCH_SPACE` with KerasTuner.
+
+TFX entry point: `modules.tune.tuner_fn`, run by TFX's Tuner component when the pipeline is
+built with `PipelineOptions(tune=True)` (`run_local.py --tune`); the Trainer then trains with
+the best values found (`HParams.from_tuned`).
+
+Each trial builds the same model as the Trainer (`modules.model.build_model`) from the trial's
+values over the defaults, trains it for the Trainer's steps on the Transform's train split and
+scores AUC on the eval split. The model is tf-keras (Keras 2) while KerasTuner drives Keras 3,
+so the trial trains the model itself (`HyperModel.fit`) instead of handing KerasTuner's Keras 3
+callbacks to a Keras 2 `fit`; the score it returns is the trial's objective.
+"""
+import logging
+from typing import Any, Dict
+
+import keras_tuner
+import tensorflow_transform as tft
+import tf_keras as keras
+from tfx import v1 as tfx
+
+from modules.hparams import SEARCH_SPACE, HParams
+from modules.model import build_model, categorical_sizes
+from modules.train import dataset
+
+logger = logging.getLogger(__name__)
+
+OBJECTIVE = "val_auc"
+# Trials of a search unless the Tuner's custom_config says otherwise ("max_trials").
+DEFAULT_MAX_TRIALS = 8
+
+
+class _TaxiHyperModel(keras_tuner.HyperModel):
+    """Builds and trains the Trainer's model for one trial's values."""
+
+    def __init__(self, fn_args: tfx.components.FnArgs):
+        super().__init__(name="big_tipper")
+        self._fn_args = fn_args
+        self._transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
+
+    def _hparams(self, hp: keras_tuner.HyperParameters) -> HParams:
+        for name, values in SEARCH_SPACE.items():
+            hp.Choice(name, list(values))
+        return HParams.from_tuned(self._fn_args.custom_config or {}, {"values": hp.values})
+
+    def build(self, hp: keras_tuner.HyperParameters) -> keras.Model:
+        hparams = self._hparams(hp)
+        keras.utils.set_random_seed(hparams.seed)
+        return build_model(categorical_sizes(self._transform_output, hparams.external_features), hparams)
+
+    def fit(self, hp: keras_tuner.HyperParameters, model: keras.Model, *args: Any, **kwargs: Any) -> Dict[str, float]:
+        del args, kwargs  # KerasTuner's Keras 3 callbacks do not fit a tf-keras model
+        hparams = self._hparams(hp)
+        fn_args = self._fn_args
+        names = model.input_names
+        train = dataset(fn_args.train_files, fn_args.data_accessor, self._transform_output, hparams.train_batch_size, names, hparams.seed)
+        evaluation = dataset(fn_args.eval_files, fn_args.data_accessor, self._transform_output, hparams.eval_batch_size, names, hparams.seed)
+        model.fit(train, epochs=1, steps_per_epoch=fn_args.train_steps, verbose=0)
+        scores = model.evaluate(evaluation, steps=fn_args.eval_steps, return_dict=True, verbose=0)
+        logger.info("trial %s: AUC %.4f", hp.values, scores["auc"])
+        return {OBJECTIVE: float(scores["auc"])}
+
+
+def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
+    """Returns a random search over `SEARCH_SPACE`, scored by eval-split AUC.
+
+    Args:
+        fn_args: What TFX's Tuner passes: transformed example files, the Transform graph, the
+            train/eval steps of each trial, a working directory, and `custom_config` with
+            "max_trials" and the hyperparameter overrides every trial starts from.
+    """
+    config = fn_args.custom_config or {}
+    tuner = keras_tuner.RandomSearch(
+        _TaxiHyperModel(fn_args),
+        objective=keras_tuner.Objective(OBJECTIVE, direction="max"),
+        max_trials=int(config.get("max_trials", DEFAULT_MAX_TRIALS)),
+        seed=int(config.get("seed", 0)),
+        directory=fn_args.working_dir,
+        project_name="big_tipper_search",
+        overwrite=True,
+    )
+    return tfx.components.TunerFnResult(tuner=tuner, fit_kwargs={})
