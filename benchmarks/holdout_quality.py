@@ -26,7 +26,8 @@ from sklearn.ensemble import HistGradientBoostingClassifier  # noqa: E402
 from sklearn.metrics import accuracy_score, roc_auc_score  # noqa: E402
 
 from modules import features, signatures  # noqa: E402
-from serving.versions import newest_version, version_dir  # noqa: E402
+from pipeline.configs import SERVING_MODEL_NAME  # noqa: E402
+from serving.versions import serving_version, version_dir  # noqa: E402
 
 
 def labels(frame: pd.DataFrame) -> np.ndarray:
@@ -66,7 +67,7 @@ def saved_model_scores(saved_model_dir: str, frame: pd.DataFrame) -> np.ndarray:
 
 
 def _model_scores(model_dir: str, frame: pd.DataFrame) -> np.ndarray:
-    return saved_model_scores(version_dir(model_dir, newest_version(model_dir)), frame)
+    return saved_model_scores(version_dir(model_dir, serving_version(model_dir, SERVING_MODEL_NAME)), frame)
 
 
 def raw_matrix(frame: pd.DataFrame, categories: dict) -> pd.DataFrame:
@@ -101,18 +102,22 @@ def main() -> None:
     train = pd.concat([pd.read_csv(path) for path in args.train_csv], ignore_index=True)
     holdout = pd.concat([pd.read_csv(path) for path in args.holdout_csv], ignore_index=True)
     truth = labels(holdout)
-    rows = []
-    scores = _model_scores(args.model_dir, holdout)
-    rows.append(("pushed model", roc_auc_score(truth, scores), accuracy_score(truth, scores > 0.5)))
-    rule = credit_card_rule(holdout)
-    rows.append(("rule: payment_type is Credit Card", roc_auc_score(truth, rule), accuracy_score(truth, rule > 0.5)))
-    boosted = boosted_scores(train, holdout)
-    rows.append(("gradient-boosted trees, raw columns", roc_auc_score(truth, boosted), accuracy_score(truth, boosted > 0.5)))
-    rows.append(("always 'not a big tipper'", 0.5, accuracy_score(truth, np.zeros_like(truth))))
-    print(f"holdout: {len(holdout)} trips from {', '.join(args.holdout_csv)}; training: {len(train)} trips")
-    print(f"{'model':<40}{'AUC':>8}{'accuracy':>10}")
-    for name, auc, accuracy in rows:
-        print(f"{name:<40}{auc:>8.4f}{accuracy:>10.4f}")
+    # Card-paid trips, where tips are recorded: the slice the gate floors (features.CARD_PAYMENT).
+    card = (holdout[features.PAYMENT_TYPE_KEY] == features.CARD_PAYMENT).to_numpy()
+
+    def row(name: str, scores: np.ndarray):
+        return name, roc_auc_score(truth, scores), accuracy_score(truth, scores > 0.5), roc_auc_score(truth[card], scores[card])
+
+    rows = [
+        row("pushed model", _model_scores(args.model_dir, holdout)),
+        row("rule: payment_type is Credit Card", credit_card_rule(holdout)),
+        row("gradient-boosted trees, raw columns", boosted_scores(train, holdout)),
+        row("always 'not a big tipper'", np.zeros(len(truth))),
+    ]
+    print(f"holdout: {len(holdout)} trips from {', '.join(args.holdout_csv)} ({int(card.sum())} card-paid); training: {len(train)} trips")
+    print(f"{'model':<40}{'AUC':>8}{'accuracy':>10}{'card AUC':>10}")
+    for name, auc, accuracy, card_auc in rows:
+        print(f"{name:<40}{auc:>8.4f}{accuracy:>10.4f}{card_auc:>10.4f}")
 
 
 if __name__ == "__main__":

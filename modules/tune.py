@@ -6,9 +6,9 @@ the best values found (`HParams.from_tuned`).
 
 Each trial builds the same model as the Trainer (`modules.model.build_model`) from the trial's
 values over the defaults, trains it for the Trainer's steps on the Transform's train split and
-scores AUC on the eval split. The model is tf-keras (Keras 2) while KerasTuner drives Keras 3,
-so the trial trains the model itself (`HyperModel.fit`) instead of handing KerasTuner's Keras 3
-callbacks to a Keras 2 `fit`; the score it returns is the trial's objective.
+scores AUC on the eval split. The model is tf-keras (Keras 2) while KerasTuner 1.4 accepts only
+Keras 3 models from a HyperModel, so the search overrides `run_trial`: it builds and trains the
+model itself and returns the score, which is the trial's objective.
 """
 import logging
 from typing import Any, Dict
@@ -29,34 +29,34 @@ OBJECTIVE = "val_auc"
 DEFAULT_MAX_TRIALS = 8
 
 
-class _TaxiHyperModel(keras_tuner.HyperModel):
-    """Builds and trains the Trainer's model for one trial's values."""
+def search_space() -> keras_tuner.HyperParameters:
+    """`SEARCH_SPACE` as KerasTuner choices."""
+    space = keras_tuner.HyperParameters()
+    for name, values in SEARCH_SPACE.items():
+        space.Choice(name, list(values))
+    return space
 
-    def __init__(self, fn_args: tfx.components.FnArgs):
-        super().__init__(name="big_tipper")
+
+class _TaxiSearch(keras_tuner.RandomSearch):
+    """A random search whose trials build and train the Trainer's own model."""
+
+    def __init__(self, fn_args: tfx.components.FnArgs, **kwargs: Any):
+        super().__init__(hyperparameters=search_space(), **kwargs)
         self._fn_args = fn_args
         self._transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
 
-    def _hparams(self, hp: keras_tuner.HyperParameters) -> HParams:
-        for name, values in SEARCH_SPACE.items():
-            hp.Choice(name, list(values))
-        return HParams.from_tuned(self._fn_args.custom_config or {}, {"values": hp.values})
-
-    def build(self, hp: keras_tuner.HyperParameters) -> keras.Model:
-        hparams = self._hparams(hp)
-        keras.utils.set_random_seed(hparams.seed)
-        return build_model(categorical_sizes(self._transform_output, hparams.external_features), hparams)
-
-    def fit(self, hp: keras_tuner.HyperParameters, model: keras.Model, *args: Any, **kwargs: Any) -> Dict[str, float]:
-        del args, kwargs  # KerasTuner's Keras 3 callbacks do not fit a tf-keras model
-        hparams = self._hparams(hp)
+    def run_trial(self, trial: keras_tuner.engine.trial.Trial, *args: Any, **kwargs: Any) -> Dict[str, float]:
+        del args, kwargs  # the data comes from fn_args
         fn_args = self._fn_args
+        hparams = HParams.from_tuned(fn_args.custom_config or {}, {"values": trial.hyperparameters.values})
+        keras.utils.set_random_seed(hparams.seed)
+        model = build_model(categorical_sizes(self._transform_output, hparams.external_features), hparams)
         names = model.input_names
         train = dataset(fn_args.train_files, fn_args.data_accessor, self._transform_output, hparams.train_batch_size, names, hparams.seed)
         evaluation = dataset(fn_args.eval_files, fn_args.data_accessor, self._transform_output, hparams.eval_batch_size, names, hparams.seed)
         model.fit(train, epochs=1, steps_per_epoch=fn_args.train_steps, verbose=0)
         scores = model.evaluate(evaluation, steps=fn_args.eval_steps, return_dict=True, verbose=0)
-        logger.info("trial %s: AUC %.4f", hp.values, scores["auc"])
+        logger.info("trial %s: AUC %.4f", trial.hyperparameters.values, scores["auc"])
         return {OBJECTIVE: float(scores["auc"])}
 
 
@@ -69,8 +69,8 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
             "max_trials" and the hyperparameter overrides every trial starts from.
     """
     config = fn_args.custom_config or {}
-    tuner = keras_tuner.RandomSearch(
-        _TaxiHyperModel(fn_args),
+    tuner = _TaxiSearch(
+        fn_args,
         objective=keras_tuner.Objective(OBJECTIVE, direction="max"),
         max_trials=int(config.get("max_trials", DEFAULT_MAX_TRIALS)),
         seed=int(config.get("seed", 0)),

@@ -73,6 +73,9 @@ BASELINE_MODEL_KEY = "baseline_model"
 BLESSING_KEY = "blessing"
 INFRA_BLESSING_KEY = "infra_blessing"
 EVALUATION_KEY = "evaluation"
+# The Trainer's input from TFX's Tuner, and the file the Tuner writes into it.
+HYPERPARAMETERS_KEY = "hyperparameters"
+BEST_HYPERPARAMETERS_FILE = "best_hyperparameters.txt"
 EXAMPLES_KEY = "examples"
 SCHEMA_KEY = "schema"
 TRANSFORM_GRAPH_KEY = "transform_graph"
@@ -168,6 +171,8 @@ class TrainerLineage:
     hyperparameters: Dict[str, Any]
     train_steps: Optional[int]
     eval_steps: Optional[int]
+    # The Tuner's best values the Trainer trained with (modules/tune.py), when the run tuned.
+    tuned_hyperparameters: Optional[Dict[str, Any]] = None
 
 
 @dataclasses.dataclass
@@ -480,6 +485,18 @@ def find_pushed_model(
     return max(candidates, key=lambda artifact: artifact.id)
 
 
+def _tuned_values(best: Optional[metadata_store_pb2.Artifact], pipeline_root: Optional[str]) -> Optional[Dict[str, Any]]:
+    """The values of a Tuner's best_hyperparameters artifact (None without one; {"unreadable": uri}
+    when housekeeping removed its file)."""
+    if best is None:
+        return None
+    path = os.path.join(local_artifact_path(best.uri, pipeline_root), BEST_HYPERPARAMETERS_FILE)
+    if not os.path.exists(path):
+        return {"unreadable": best.uri}
+    with open(path) as best_file:
+        return json.load(best_file).get("values", {})
+
+
 def pushed_versions_of(graph: MetadataGraph, model_id: int) -> List[str]:
     """The versions a Model was pushed as (completed pushes of the pipeline), ascending."""
     context = graph.store.get_context_by_type_and_name(PIPELINE_CONTEXT_TYPE, graph.pipeline_name)
@@ -659,6 +676,7 @@ def trace_pushed_model(graph: MetadataGraph, pushed_model: metadata_store_pb2.Ar
                 hyperparameters={k: v for k, v in custom_config.items() if k != MODULE_FINGERPRINT_KEY},
                 train_steps=(json_exec_property(trainer, "train_args") or {}).get("num_steps"),
                 eval_steps=(json_exec_property(trainer, "eval_args") or {}).get("num_steps"),
+                tuned_hyperparameters=_tuned_values(_first(trainer_inputs, HYPERPARAMETERS_KEY), pipeline_root),
             )
 
     transform_inputs: Dict[str, List[metadata_store_pb2.Artifact]] = {}
@@ -807,6 +825,8 @@ def format_text(lineage: Lineage) -> str:
         lines.append(f"  run_fn {trainer.run_fn}, train steps {trainer.train_steps}, eval steps {trainer.eval_steps}")
         lines.append(f"  module fingerprint {trainer.module_fingerprint or '-'}")
         lines.append(f"  hyperparameters {json.dumps(trainer.hyperparameters, sort_keys=True) if trainer.hyperparameters else 'the defaults of modules/hparams.py'}")
+        if trainer.tuned_hyperparameters is not None:
+            lines.append(f"  tuned by the Tuner: {json.dumps(trainer.tuned_hyperparameters, sort_keys=True)}")
     transform = lineage.transform
     if transform is not None:
         lines.append(f"transform   {transform.transform_graph.uri} (TransformGraph #{transform.transform_graph.id}, Transform execution #{transform.transform_graph.execution_id}{_state(transform.transform_graph)})")

@@ -64,6 +64,10 @@ def _number(value: Optional[float]) -> str:
     return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.4f}"
 
 
+def _count(value: Optional[float]) -> str:
+    return "-" if value is None else f"{value:,.0f}"
+
+
 def _limitations(lineage: Lineage) -> List[str]:
     slices = lineage.evaluation.slices if lineage.evaluation else {}
     cash = slices.get(f"{features.PAYMENT_TYPE_KEY}=Cash", {})
@@ -101,7 +105,7 @@ def _evaluation_blocks(lineage: Lineage) -> List[Block]:
     if failures:
         blocks.append(("ul", [f"failed: {failure}" for failure in failures]))
     slice_rows = [
-        [label, _number(values.get("example_count")), _number(values.get("auc")), _number(values.get("binary_accuracy"))]
+        [label, _count(values.get("example_count")), _number(values.get("auc")), _number(values.get("binary_accuracy"))]
         for label, values in sorted(evaluation.slices.items())
     ]
     if slice_rows:
@@ -159,6 +163,8 @@ def card_sections(lineage: Lineage) -> Tuple[str, List[Section]]:
     if lineage.trainer is not None:
         trainer = lineage.trainer
         hyperparameters = json.dumps(trainer.hyperparameters, sort_keys=True) if trainer.hyperparameters else "the defaults of modules/hparams.py"
+        if trainer.tuned_hyperparameters is not None:
+            hyperparameters += f"; the Tuner's best values on top: {json.dumps(trainer.tuned_hyperparameters, sort_keys=True)}"
         training.append(
             (
                 "ul",
