@@ -27,6 +27,7 @@ import tensorflow as tf
 from modules import features, signatures
 from pipeline import configs
 from pipeline.ops import run_summary
+from pipeline.ops.report import count_text, number_text
 from pipeline.ops.lineage import Lineage
 from serving.versions import MODEL_CARD_FILES
 
@@ -56,26 +57,14 @@ def card_dir(serving_model_dir: str, version: str) -> str:
     return os.path.dirname(os.path.join(serving_model_dir, str(version), MODEL_CARD_FILES[0]))
 
 
-def _number(value: Optional[float]) -> str:
-    if value is None:
-        return "-"
-    if value != value:  # NaN: TFMA's AUC of a slice without positives
-        return "n/a"
-    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.4f}"
-
-
-def _count(value: Optional[float]) -> str:
-    return "-" if value is None else f"{value:,.0f}"
-
-
 def _limitations(lineage: Lineage) -> List[str]:
     slices = lineage.evaluation.slices if lineage.evaluation else {}
     cash = slices.get(f"{features.PAYMENT_TYPE_KEY}=Cash", {})
     card = slices.get(f"{features.PAYMENT_TYPE_KEY}={features.CARD_PAYMENT}", {})
     limits = [
         "Cash tips are not recorded in the data: a cash trip is almost never labelled a big tipper, so most of the "
-        f"overall AUC separates cash from card (cash trips' mean label {_number(cash.get('mean_label'))}). "
-        f"Among card-paid trips, where tipping is observed, the AUC is {_number(card.get('auc'))}.",
+        f"overall AUC separates cash from card (cash trips' mean label {number_text(cash.get('mean_label'))}). "
+        f"Among card-paid trips, where tipping is observed, the AUC is {number_text(card.get('auc'))}.",
         "Pickup and dropoff coordinates and census tracts are sometimes absent (trips outside Chicago, or not "
         "recorded); the model reads an absent value as its own category, and such trips are scored on the rest.",
         "Trained on the spans listed below only: trips of other years, other fare rules or new companies may be "
@@ -96,16 +85,16 @@ def _evaluation_blocks(lineage: Lineage) -> List[Block]:
     else:
         blocks.append(("p", "Compared with no earlier model: no version was serving when this one was evaluated."))
     rows = [
-        [name, _number(candidate), _number(compared), evaluation.thresholds.get(name, "")]
+        [name, number_text(candidate), number_text(compared), evaluation.thresholds.get(name, "")]
         for name, (candidate, compared) in sorted(evaluation.metrics.items())
     ]
-    rows += [[check, _number(candidate), _number(compared), rule] for check, candidate, compared, rule in run_summary.gate_rows(evaluation.gate)]
+    rows += [[check, number_text(candidate), number_text(compared), rule] for check, candidate, compared, rule in run_summary.gate_rows(evaluation.gate)]
     blocks.append(("table", ["check (whole eval split unless named)", "this model", "compared with", "rule"], rows))
     failures = evaluation.gate["failures"] if evaluation.gate else evaluation.failed_thresholds
     if failures:
         blocks.append(("ul", [f"failed: {failure}" for failure in failures]))
     slice_rows = [
-        [label, _count(values.get("example_count")), _number(values.get("auc")), _number(values.get("binary_accuracy"))]
+        [label, count_text(values.get("example_count")), number_text(values.get("auc")), number_text(values.get("binary_accuracy"))]
         for label, values in sorted(evaluation.slices.items())
     ]
     if slice_rows:

@@ -55,7 +55,8 @@ def _e(value: Any) -> str:
     return html.escape("" if value is None else str(value))
 
 
-def _number(value: Optional[float]) -> str:
+def number_text(value: Optional[float]) -> str:
+    """A metric or statistic for a reader: 4 decimals, whole numbers from 100, "n/a" for NaN."""
     if value is None:
         return "-"
     if value != value:  # NaN: TFMA's AUC of a slice without positives
@@ -63,7 +64,8 @@ def _number(value: Optional[float]) -> str:
     return f"{value:,.0f}" if abs(value) >= 100 else f"{value:.4f}"
 
 
-def _count(value: Optional[float]) -> str:
+def count_text(value: Optional[float]) -> str:
+    """A count for a reader, with thousands separators."""
     return "-" if value is None else f"{value:,.0f}"
 
 
@@ -113,8 +115,8 @@ def _statistics_section(statistics_uri: Optional[str]) -> str:
                 histogram = next((h for h in stats.histograms if h.type == h.STANDARD), None)
                 missing = common.num_missing / max(common.num_missing + common.num_non_missing, 1)
                 numeric_rows.append([
-                    name, _number(common.num_non_missing), f"{missing:.1%}", _number(stats.mean), _number(stats.std_dev),
-                    _number(stats.min), _number(stats.median), _number(stats.max),
+                    name, number_text(common.num_non_missing), f"{missing:.1%}", number_text(stats.mean), number_text(stats.std_dev),
+                    number_text(stats.min), number_text(stats.median), number_text(stats.max),
                     _histogram_svg([b.sample_count for b in histogram.buckets]) if histogram else "",
                 ])
             elif feature.HasField("string_stats"):
@@ -122,7 +124,7 @@ def _statistics_section(statistics_uri: Optional[str]) -> str:
                 common = stats.common_stats
                 missing = common.num_missing / max(common.num_missing + common.num_non_missing, 1)
                 top = ", ".join(f"{_e(v.value)} ({v.frequency:,.0f})" for v in stats.top_values[:3])
-                string_rows.append([name, _count(common.num_non_missing), f"{missing:.1%}", _count(stats.unique), top])
+                string_rows.append([name, count_text(common.num_non_missing), f"{missing:.1%}", count_text(stats.unique), top])
         if numeric_rows:
             parts.append(_table(["numeric feature", "count", "missing", "mean", "std dev", "min", "median", "max", "histogram"], numeric_rows, numeric=(1, 2, 3, 4, 5, 6, 7)))
         if string_rows:
@@ -151,7 +153,7 @@ def _drift_section(drift: Optional[Dict[str, Any]]) -> str:
         + "</p>"
     )
     rows = [
-        [_e(s.get("feature")), _e(s.get("measure")), _number(s.get("score")), _number(s.get("threshold")),
+        [_e(s.get("feature")), _e(s.get("measure")), number_text(s.get("score")), number_text(s.get("threshold")),
          '<span class="bad">drifted</span>' if s.get("drifted") else ("ok" if s.get("judged", True) else _e(s.get("note", "not judged")))]
         for s in scores
     ]
@@ -164,12 +166,12 @@ def _external_section(summary: run_summary.RunSummary, statistics_uri: Optional[
         return "<p>No external table was imported in this run.</p>"
     rows = [
         [_e(name), f"<code>{_e(record['source_uri'])}</code>", f"<code>{_e(record['sha256'])}</code>",
-         _count(record["rows"]), _e(f"{record['first_key']} .. {record['last_key']}")]
+         count_text(record["rows"]), _e(f"{record['first_key']} .. {record['last_key']}")]
         for name, record in sorted(summary.external_tables.items())
     ]
     parts = [_table(["table", "source", "sha256", "rows", "keys"], rows, numeric=(3,))]
     for name, checked in sorted(((summary.external_report or {}).get("tables") or {}).items()):
-        span_rows = [[_e(span), _count(counts["trips"]), _count(counts["unmatched"])] for span, counts in checked["spans"].items()]
+        span_rows = [[_e(span), count_text(counts["trips"]), count_text(counts["unmatched"])] for span, counts in checked["spans"].items()]
         parts.append(f"<h3>{_e(name)}: trips joined per span</h3>")
         parts.append(_table(["span", "trips", "no row in the table"], span_rows, numeric=(1, 2)))
         if checked["anomalies"]:
@@ -185,7 +187,7 @@ def _evaluation_section(summary: run_summary.RunSummary, thresholds: Dict[str, s
     if not summary.metrics:
         return "<p>Not evaluated: the run stopped before the Evaluator.</p>"
     overall = [
-        [_e(name), *((_count(v) if name == "example_count" else _number(v)) for v in (candidate, baseline)), _e(thresholds.get(name, ""))]
+        [_e(name), *((count_text(v) if name == "example_count" else number_text(v)) for v in (candidate, baseline)), _e(thresholds.get(name, ""))]
         for name, (candidate, baseline) in sorted(summary.metrics.items())
     ]
     parts = ["<h3>Whole evaluation split</h3>", _table(["metric", "new model", "serving model (baseline)", "threshold"], overall, numeric=(1, 2))]
@@ -195,7 +197,7 @@ def _evaluation_section(summary: run_summary.RunSummary, thresholds: Dict[str, s
         parts.append(
             _table(
                 ["check", "new model", "compared with", "rule"],
-                [[_e(check), _number(candidate), _number(compared), _e(rule)] for check, candidate, compared, rule in gate],
+                [[_e(check), number_text(candidate), number_text(compared), _e(rule)] for check, candidate, compared, rule in gate],
                 numeric=(1, 2),
             )
         )
@@ -208,7 +210,7 @@ def _evaluation_section(summary: run_summary.RunSummary, thresholds: Dict[str, s
                 return column, 0.0, value
 
         labels = sorted(summary.slices, key=order)
-        rows = [[_e(label)] + [_count(summary.slices[label].get(metric)) if metric == "example_count" else _number(summary.slices[label].get(metric)) for metric in SLICE_METRICS] for label in labels]
+        rows = [[_e(label)] + [count_text(summary.slices[label].get(metric)) if metric == "example_count" else number_text(summary.slices[label].get(metric)) for metric in SLICE_METRICS] for label in labels]
         classes = ["small" if summary.slices[label].get("example_count", 0) < MIN_SLICE_EXAMPLES else "" for label in labels]
         parts.append(f"<h3>By slice (new model; greyed: fewer than {MIN_SLICE_EXAMPLES} examples)</h3>")
         parts.append(_table(["slice"] + list(SLICE_METRICS), rows, numeric=(1, 2, 3), row_classes=classes))
