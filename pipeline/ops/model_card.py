@@ -20,7 +20,7 @@ typed in by hand but the intended use and the limitations that follow from the d
 import html
 import json
 import os
-from typing import List, Optional, Sequence, Tuple, Union
+from typing import List, Sequence, Tuple, Union
 
 import tensorflow as tf
 
