@@ -105,6 +105,19 @@ SAMPLE_THRESHOLDS = configs.BlessingThresholds(
 # 400-trip samples are noisier than whole spans: between sample spans 2 and 3, tips scores
 # Jensen-Shannon 0.52 (whole spans: at most 0.33). Sample runs report drift and go on; the
 # drift stop itself is tested on a really drifted span (tests/e2e/test_pipeline.py).
+# Blesses whatever a run trains: for tests about what is kept, pushed or compared, not quality.
+ANY_MODEL_THRESHOLDS = configs.BlessingThresholds(
+    min_auc=0.0,
+    min_binary_accuracy=0.0,
+    max_auc_drop=1.0,
+    max_binary_accuracy_drop=1.0,
+    min_auc_over_single_feature=-1.0,
+    min_accuracy_over_majority=-1.0,
+    card_min_auc=0.0,
+    card_max_auc_drop=1.0,
+    newest_span_max_auc_drop=1.0,
+    newest_span_max_binary_accuracy_drop=1.0,
+)
 SAMPLE_OPTIONS = configs.PipelineOptions(
     module_fingerprint=module_fingerprint(),
     code_fingerprint=project_fingerprint(),

@@ -27,8 +27,8 @@ import tensorflow as tf
 from modules import features, signatures
 from pipeline import configs
 from pipeline.ops import run_summary
-from pipeline.ops.report import count_text, number_text
 from pipeline.ops.lineage import Lineage
+from pipeline.ops.report import count_text, number_text
 from serving.versions import MODEL_CARD_FILES
 
 CARD_MARKDOWN, CARD_HTML = (os.path.basename(path) for path in MODEL_CARD_FILES)

@@ -7,6 +7,7 @@ meaning; `docs/orchestrators.md` shows a deployment's settings.
 """
 import dataclasses
 import datetime
+import json
 import os
 from typing import Dict, Mapping, Optional
 
@@ -31,6 +32,7 @@ ENVIRONMENT_VARIABLES: Dict[str, str] = {
     "TAXI_EVAL_STEPS": f"evaluation steps during training (default: {configs.PipelineOptions.eval_steps})",
     "TAXI_MIN_AUC": f"blessing floor for AUC (default: {configs.BlessingThresholds.min_auc})",
     "TAXI_MIN_BINARY_ACCURACY": f"blessing floor for accuracy (default: {configs.BlessingThresholds.min_binary_accuracy})",
+    "TAXI_BLESSING_THRESHOLDS": "any BlessingThresholds fields as a JSON object, e.g. {\"card_min_auc\": 0.6} (default: pipeline/configs.py)",
     "TAXI_ON_DRIFT": f"when the newest span drifted: {configs.DRIFT_STOP} the run or {configs.DRIFT_WARN} and train (default: {configs.DriftConfig.on_drift})",
     "TAXI_BEAM_MODE": "DirectRunner mode on the Airflow worker: in_memory or multi_processing (default: in_memory)",
     "TAXI_BEAM_WORKERS": "workers for multi_processing (default: one per core)",
@@ -110,6 +112,7 @@ class AirflowSettings:
                 defaults,
                 min_auc=_fraction(environ, "TAXI_MIN_AUC", defaults.min_auc),
                 min_binary_accuracy=_fraction(environ, "TAXI_MIN_BINARY_ACCURACY", defaults.min_binary_accuracy),
+                **_threshold_overrides(environ),
             ),
             on_drift=_choice(environ, "TAXI_ON_DRIFT", (configs.DRIFT_STOP, configs.DRIFT_WARN), configs.DriftConfig.on_drift),
             beam_mode=beam_mode,
@@ -122,6 +125,29 @@ class AirflowSettings:
         if self.metadata_setting.mysql is None:
             return metadata.sqlite_connection_config(self.metadata_path)
         return self.metadata_setting.connection_config(os.path.dirname(self.pipeline_root), metadata.CREATE, environ)
+
+
+def _threshold_overrides(environ: Mapping[str, str]) -> Dict[str, float]:
+    """TAXI_BLESSING_THRESHOLDS: a JSON object of BlessingThresholds fields and numbers."""
+    value = environ.get("TAXI_BLESSING_THRESHOLDS", "").strip()
+    if not value:
+        return {}
+    try:
+        overrides = json.loads(value)
+    except json.JSONDecodeError as error:
+        raise AirflowConfigError(f"TAXI_BLESSING_THRESHOLDS is not JSON ({error}): {value!r}") from None
+    if not isinstance(overrides, dict):
+        raise AirflowConfigError(f"TAXI_BLESSING_THRESHOLDS must be a JSON object of threshold names and numbers, got {value!r}")
+    known = {field.name for field in dataclasses.fields(configs.BlessingThresholds)}
+    unknown = sorted(set(overrides) - known)
+    if unknown:
+        raise AirflowConfigError(f"TAXI_BLESSING_THRESHOLDS names no such threshold: {', '.join(unknown)} (known: {', '.join(sorted(known))})")
+    for name, number in overrides.items():
+        if isinstance(number, bool) or not isinstance(number, (int, float)):
+            raise AirflowConfigError(f"TAXI_BLESSING_THRESHOLDS: {name} must be a number, got {number!r}")
+    if {"min_auc", "min_binary_accuracy"} & set(overrides) and {"TAXI_MIN_AUC", "TAXI_MIN_BINARY_ACCURACY"} & {k for k, v in environ.items() if v.strip()}:
+        raise AirflowConfigError("set a floor in TAXI_MIN_AUC / TAXI_MIN_BINARY_ACCURACY or in TAXI_BLESSING_THRESHOLDS, not both")
+    return {name: float(number) for name, number in overrides.items()}
 
 
 def _external_tables(environ: Mapping[str, str]) -> Dict[str, str]:

@@ -10,7 +10,7 @@ import tensorflow as tf
 
 from modules import features, signatures
 from pipeline import component_ids, configs
-from tests.conftest import REPO_ROOT, SAMPLE_THRESHOLDS, run_small_pipeline, sample_data_root, trip, write_csv
+from tests.conftest import ANY_MODEL_THRESHOLDS, REPO_ROOT, SAMPLE_THRESHOLDS, run_small_pipeline, sample_data_root, trip, write_csv
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -207,8 +207,6 @@ def test_a_candidate_worse_on_the_newest_span_is_refused(own_copy):
 
 
 def test_after_a_rollback_the_pinned_version_is_the_baseline(own_copy):
-    import dataclasses
-
     from tfx.orchestration import metadata
 
     from pipeline.components.serving_baseline import model_of_push
@@ -220,10 +218,7 @@ def test_after_a_rollback_the_pinned_version_is_the_baseline(own_copy):
     output_dir, serving_dir = first_run["output_dir"], first_run["serving_model_dir"]
     [old] = _versions(output_dir)
     # Any candidate passes: this test is about which model it is compared with.
-    anything = dataclasses.replace(
-        SAMPLE_THRESHOLDS, max_auc_drop=1.0, max_binary_accuracy_drop=1.0,
-        newest_span_max_auc_drop=1.0, newest_span_max_binary_accuracy_drop=1.0,
-    )
+    anything = ANY_MODEL_THRESHOLDS
     second, _ = run_small_pipeline(first_run["data_root"], output_dir, [1, 2, 3], thresholds=anything, train_steps=160)
     assert second.pushed_version and second.pushed_version != old
     rollback(str(serving_dir), int(old), model_config_path(str(serving_dir)), output_dir=str(output_dir))

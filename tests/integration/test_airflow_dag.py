@@ -4,6 +4,7 @@ end on a small sample with SQLite, pushing a model.
 Airflow runs as a subprocess with a clean environment (its home, database and dags folder in
 tmp_path), as a deployment would, so nothing of this test process leaks into it.
 """
+import dataclasses
 import json
 import os
 import pathlib
@@ -74,8 +75,7 @@ def _airflow_env(home: pathlib.Path, data_root: pathlib.Path, output_dir: pathli
         # A quick run that still learns: the sample thresholds of the end-to-end tests.
         "TAXI_TRAIN_STEPS": str(SAMPLE_OPTIONS.train_steps),
         "TAXI_EVAL_STEPS": str(SAMPLE_OPTIONS.eval_steps),
-        "TAXI_MIN_AUC": str(SAMPLE_OPTIONS.thresholds.min_auc),
-        "TAXI_MIN_BINARY_ACCURACY": str(SAMPLE_OPTIONS.thresholds.min_binary_accuracy),
+        "TAXI_BLESSING_THRESHOLDS": json.dumps(dataclasses.asdict(SAMPLE_OPTIONS.thresholds)),
         # 400-trip samples drift more than whole spans (tests/conftest.py's SAMPLE_OPTIONS).
         "TAXI_ON_DRIFT": SAMPLE_OPTIONS.drift.on_drift,
         "TAXI_SCHEDULE": "@weekly",

@@ -6,14 +6,13 @@ import pytest
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
-from pipeline import configs
 from pipeline.ops import housekeeping, lineage
-from tests.conftest import run_small_pipeline
+from tests.conftest import ANY_MODEL_THRESHOLDS, run_small_pipeline
 
 pytestmark = pytest.mark.slow
 
 # Bless whatever the second run trains: these tests are about what is kept, not about quality.
-ANY_MODEL = configs.BlessingThresholds(min_auc=0.0, min_binary_accuracy=0.0, max_auc_drop=1.0, max_binary_accuracy_drop=1.0)
+ANY_MODEL = ANY_MODEL_THRESHOLDS
 
 
 @pytest.fixture(scope="module")

@@ -79,6 +79,7 @@ def test_unknown_version_is_reported_not_crashed_on(small_pipeline_run, capsys):
 
 def test_missing_metadata_file_is_named_and_not_created(tmp_path, capsys):
     (tmp_path / "serving_model" / "7").mkdir(parents=True)
+    (tmp_path / "serving_model" / "7" / "saved_model.pb").write_bytes(b"")  # a complete version
     assert lineage.main(["--output-dir", str(tmp_path)]) == lineage.EXIT_ERROR
     assert f"no ML Metadata file at {tmp_path / 'metadata.db'}" in capsys.readouterr().err
     assert not (tmp_path / "metadata.db").exists()

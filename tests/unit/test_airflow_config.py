@@ -53,6 +53,11 @@ def test_every_variable_is_read_to_its_type():
     assert settings.on_drift == configs.DRIFT_WARN
 
 
+def test_every_gate_threshold_can_be_set_in_one_json_variable():
+    settings = AirflowSettings.from_env({**REQUIRED, "TAXI_BLESSING_THRESHOLDS": '{"card_min_auc": 0.6, "newest_span_max_auc_drop": 0.05}'})
+    assert settings.thresholds == configs.BlessingThresholds(card_min_auc=0.6, newest_span_max_auc_drop=0.05)
+
+
 def test_schedule_none_means_triggered_by_hand():
     assert AirflowSettings.from_env({**REQUIRED, "TAXI_SCHEDULE": "none"}).schedule is None
 
@@ -78,6 +83,14 @@ def test_schedule_none_means_triggered_by_hand():
         ({"TAXI_BEAM_WORKERS": "-1"}, "TAXI_BEAM_WORKERS must be at least 1, got -1"),
         ({"TAXI_EXTERNAL_TABLES": "us_il_holidays"}, "TAXI_EXTERNAL_TABLES: 'us_il_holidays' is not NAME=/absolute/path"),
         ({"TAXI_EXTERNAL_TABLES": "us_il_holidays=h.csv"}, "TAXI_EXTERNAL_TABLES: 'us_il_holidays=h.csv' is not NAME=/absolute/path"),
+        ({"TAXI_BLESSING_THRESHOLDS": "{card_min_auc: 1}"}, "TAXI_BLESSING_THRESHOLDS is not JSON"),
+        ({"TAXI_BLESSING_THRESHOLDS": "[0.6]"}, "TAXI_BLESSING_THRESHOLDS must be a JSON object"),
+        ({"TAXI_BLESSING_THRESHOLDS": '{"card_auc": 0.6}'}, "TAXI_BLESSING_THRESHOLDS names no such threshold: card_auc (known: card_max_auc_drop"),
+        ({"TAXI_BLESSING_THRESHOLDS": '{"card_min_auc": "high"}'}, "TAXI_BLESSING_THRESHOLDS: card_min_auc must be a number, got 'high'"),
+        (
+            {"TAXI_BLESSING_THRESHOLDS": '{"min_auc": 0.9}', "TAXI_MIN_AUC": "0.8"},
+            "set a floor in TAXI_MIN_AUC / TAXI_MIN_BINARY_ACCURACY or in TAXI_BLESSING_THRESHOLDS, not both",
+        ),
     ],
 )
 def test_bad_values_are_refused_naming_the_variable(overrides, message):
