@@ -808,12 +808,18 @@ def format_text(lineage: Lineage) -> str:
     if evaluation is not None:
         lines.append(f"evaluation  {evaluation.evaluation.uri} (ModelEvaluation #{evaluation.evaluation.id}{_state(evaluation.evaluation)})")
         if evaluation.metrics:
-            lines.append(f"  {'metric':<18}{'model':>10}{'baseline':>12}   threshold")
+            lines.append(f"  {'metric':<28}{'model':>10}{'baseline':>12}   threshold")
         else:
             lines.append("  metrics: not readable (the evaluation's files were removed)")
         for name, (candidate, baseline) in sorted(evaluation.metrics.items()):
-            lines.append(f"  {name:<18}{_format_value(candidate):>10}{_format_value(baseline):>12}   {evaluation.thresholds.get(name, '')}")
-        lines.extend(f"  failed: {failure}" for failure in evaluation.failed_thresholds)
+            lines.append(f"  {name:<28}{_format_value(candidate):>10}{_format_value(baseline):>12}   {evaluation.thresholds.get(name, '')}")
+        if evaluation.gate:
+            from pipeline.ops.run_summary import gate_rows
+
+            for check, candidate, compared, rule in gate_rows(evaluation.gate):
+                lines.append(f"  {check:<28}{_format_value(candidate):>10}{_format_value(compared):>12}   {rule}")
+        failures = evaluation.gate["failures"] if evaluation.gate else evaluation.failed_thresholds
+        lines.extend(f"  failed: {failure}" for failure in failures)
         if evaluation.baseline_model is not None:
             versions_text = f" (serving version {', '.join(evaluation.baseline_versions)})" if evaluation.baseline_versions else ""
             lines.append(f"  compared with: Model #{evaluation.baseline_model.id}{versions_text} {evaluation.baseline_model.uri}")
