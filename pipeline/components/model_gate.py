@@ -181,14 +181,15 @@ def judge_baselines(candidate: Dict[str, float], baselines: Dict[str, Any], thre
     reasons = []
     auc, accuracy = candidate.get("auc"), candidate.get("binary_accuracy")
     needed_auc = baselines["best_single_feature_auc"] + thresholds.min_auc_over_single_feature
-    if auc is None or auc < needed_auc:
+    # `not >=` so that a NaN metric fails as well.
+    if auc is None or not auc >= needed_auc:
         reasons.append(
             f"auc {auc if auc is None else format(auc, '.4f')} does not beat the best single-feature rule "
             f"({baselines['best_single_feature']}, AUC {baselines['best_single_feature_auc']:.4f}) "
             f"by {thresholds.min_auc_over_single_feature:g}: needs {needed_auc:.4f}"
         )
     needed_accuracy = baselines["majority_accuracy"] + thresholds.min_accuracy_over_majority
-    if accuracy is None or accuracy < needed_accuracy:
+    if accuracy is None or not accuracy >= needed_accuracy:
         reasons.append(
             f"binary_accuracy {accuracy if accuracy is None else format(accuracy, '.4f')} does not beat always answering "
             f"{baselines['majority_class']} (accuracy {baselines['majority_accuracy']:.4f}) by "

@@ -81,3 +81,5 @@ def test_a_model_no_better_than_the_majority_is_refused_and_a_good_one_passes():
     assert reason == "binary_accuracy 0.7800 does not beat always answering 0 (accuracy 0.7750) by 0.03: needs 0.8050"
     assert judge_baselines({"auc": 0.96, "binary_accuracy": 0.90}, BASELINES, configs.BlessingThresholds()) == []
     assert len(judge_baselines({}, BASELINES, configs.BlessingThresholds())) == 2
+    # A metric TFMA could not compute is no pass.
+    assert len(judge_baselines({"auc": float("nan"), "binary_accuracy": float("nan")}, BASELINES, configs.BlessingThresholds())) == 2
