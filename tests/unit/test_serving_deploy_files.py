@@ -302,7 +302,13 @@ def test_deployment_mounts_the_claim_at_the_model_base_path(k8s_base, tf_serving
     assert _only_model(K8S / "base" / "config" / "models.config").base_path == MODEL_MOUNT
 
 
-@pytest.mark.parametrize("probe", ["startupProbe", "readinessProbe", "livenessProbe"])
+def test_readiness_waits_for_an_available_version_with_the_compose_check(tf_serving_container, serving_service):
+    # The same script in both files (tests/integration/test_serving_probes.py runs it against a
+    # real server): ready only when the status names an AVAILABLE version.
+    assert tf_serving_container["readinessProbe"]["exec"]["command"] == serving_service["healthcheck"]["test"][1:]
+
+
+@pytest.mark.parametrize("probe", ["startupProbe", "livenessProbe"])
 def test_probes_ask_the_rest_status_endpoint(tf_serving_container, probe):
     ports = {port["name"]: port["containerPort"] for port in tf_serving_container["ports"]}
     http_get = tf_serving_container[probe]["httpGet"]
