@@ -3,7 +3,6 @@ ready only once a version of the model is AVAILABLE."""
 import pathlib
 import subprocess
 
-import pytest
 import yaml
 
 from pipeline.configs import SERVING_MODEL_NAME
