@@ -110,9 +110,11 @@ class AirflowSettings:
             eval_steps=_positive_int(environ, "TAXI_EVAL_STEPS", configs.PipelineOptions.eval_steps),
             thresholds=dataclasses.replace(
                 defaults,
-                min_auc=_fraction(environ, "TAXI_MIN_AUC", defaults.min_auc),
-                min_binary_accuracy=_fraction(environ, "TAXI_MIN_BINARY_ACCURACY", defaults.min_binary_accuracy),
-                **_threshold_overrides(environ),
+                **{
+                    "min_auc": _fraction(environ, "TAXI_MIN_AUC", defaults.min_auc),
+                    "min_binary_accuracy": _fraction(environ, "TAXI_MIN_BINARY_ACCURACY", defaults.min_binary_accuracy),
+                    **_threshold_overrides(environ),
+                },
             ),
             on_drift=_choice(environ, "TAXI_ON_DRIFT", (configs.DRIFT_STOP, configs.DRIFT_WARN), configs.DriftConfig.on_drift),
             beam_mode=beam_mode,

@@ -11,6 +11,10 @@ monitoring config enables Prometheus:
   latency in microseconds, API one of Predict/Classify/Regress/MultiInference and entrypoint
   REST or GRPC, with TensorFlow Serving's exponential buckets (10us * 1.8^i, 33 buckets).
 
+- `:tensorflow:cc:saved_model:load_attempt_count{model_path,status}`: a counter of attempts to
+  load a version's SavedModel, status `success` or `fail`, as TensorFlow's SavedModel loader
+  counts them (tensorflow/cc/saved_model/loader.cc) in tensorflow_model_server.
+
 - `devserver_abandoned_work_total{stage}`: this server's own counter (TensorFlow Serving has
   none) of requests whose work stopped because nobody waited any more (a REST timeout, a gRPC
   deadline or cancel), by the stage where it stopped (`serving.devserver.deadlines`).
@@ -26,6 +30,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 REQUEST_COUNT = ":tensorflow:serving:request_count"
 REQUEST_LATENCY = ":tensorflow:serving:request_latency"
+LOAD_ATTEMPT_COUNT = ":tensorflow:cc:saved_model:load_attempt_count"
 ABANDONED_WORK = "devserver_abandoned_work"
 LATENCY_BUCKETS_MICROS = tuple(10.0 * 1.8**index for index in range(33))
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -35,30 +40,28 @@ def _escape_label_value(value: str) -> str:
     return value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
-class _RequestCounter:
-    """The request counter, written by hand: prometheus_client would name it `..._total`."""
+class _BareCounter:
+    """A counter written by hand under its bare name: prometheus_client's Counter would append
+    `_total`, which TensorFlow Serving's names do not have."""
 
-    def __init__(self) -> None:
+    def __init__(self, name: str, help_text: str, labelnames: Tuple[str, ...]) -> None:
+        self._name = name
+        self._help = help_text
+        self._labelnames = labelnames
         self._lock = threading.Lock()
-        self._counts: Dict[Tuple[str, str], float] = {}
+        self._counts: Dict[Tuple[str, ...], float] = {}
 
-    def increment(self, model_name: str, status: str) -> None:
+    def increment(self, *label_values: str) -> None:
         with self._lock:
-            key = (model_name, status)
-            self._counts[key] = self._counts.get(key, 0.0) + 1.0
+            self._counts[label_values] = self._counts.get(label_values, 0.0) + 1.0
 
     def exposition(self) -> str:
         with self._lock:
             counts = dict(self._counts)
-        lines = [
-            f"# HELP {REQUEST_COUNT} The total number of requests.",
-            f"# TYPE {REQUEST_COUNT} counter",
-        ]
-        for (model_name, status), value in sorted(counts.items()):
-            lines.append(
-                f'{REQUEST_COUNT}{{model_name="{_escape_label_value(model_name)}",'
-                f'status="{_escape_label_value(status)}"}} {value}'
-            )
+        lines = [f"# HELP {self._name} {self._help}", f"# TYPE {self._name} counter"]
+        for values, count in sorted(counts.items()):
+            labels = ",".join(f'{name}="{_escape_label_value(value)}"' for name, value in zip(self._labelnames, values))
+            lines.append(f"{self._name}{{{labels}}} {count}")
         return "\n".join(lines) + "\n"
 
 
@@ -67,7 +70,8 @@ class ServerMetrics:
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=False)
-        self._request_count = _RequestCounter()
+        self._request_count = _BareCounter(REQUEST_COUNT, "The total number of requests.", ("model_name", "status"))
+        self._load_attempts = _BareCounter(LOAD_ATTEMPT_COUNT, "The number of times a SavedModel was successfully loaded.", ("model_path", "status"))
         self._latency = Histogram(
             REQUEST_LATENCY,
             "Distribution of wall-time (in microseconds) for Tensorflow Serving request.",
@@ -81,6 +85,11 @@ class ServerMetrics:
             labelnames=("stage",),
             registry=self.registry,
         )
+
+    def record_load(self, model_path: str, loaded: bool) -> None:
+        """Counts one attempt to load a version's SavedModel, as TensorFlow's loader does:
+        status "success" or "fail" (a warm-up that fails after a load is not a failed load)."""
+        self._load_attempts.increment(model_path, "success" if loaded else "fail")
 
     def record_abandoned(self, stage: str) -> None:
         """Counts one request whose work stopped at `stage` (see serving.devserver.deadlines)."""
@@ -105,4 +114,5 @@ class ServerMetrics:
 
     def exposition(self) -> bytes:
         """Returns the Prometheus text exposition of this server's metrics."""
-        return self._request_count.exposition().encode("utf-8") + generate_latest(self.registry)
+        bare = self._request_count.exposition() + self._load_attempts.exposition()
+        return bare.encode("utf-8") + generate_latest(self.registry)

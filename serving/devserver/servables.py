@@ -496,6 +496,8 @@ class ServableManager:
             after the initial load (as in tensorflow_model_server).
         warmup_runner: Replays one warm-up record against a freshly loaded servable; None
             skips warm-up.
+        load_observer: Told (version path, whether the SavedModel loaded) after each load
+            attempt, e.g. `ServerMetrics.record_load`; None tells nobody.
     """
 
     def __init__(
@@ -503,8 +505,10 @@ class ServableManager:
         config: model_server_config_pb2.ModelServerConfig,
         poll_wait_seconds: float = 1.0,
         warmup_runner: Optional[WarmupRunner] = None,
+        load_observer: Optional[Callable[[str, bool], None]] = None,
     ) -> None:
         validate_config(config)
+        self._load_observer = load_observer or (lambda path, loaded: None)
         self._config = config
         self._poll_wait_seconds = poll_wait_seconds
         self._warmup_runner = warmup_runner
@@ -661,7 +665,12 @@ class ServableManager:
         started = time.monotonic()
         logger.info("model %s: loading version %d from %s", name, version, path)
         try:
-            servable = Servable(name, version, path)
+            try:
+                servable = Servable(name, version, path)
+            except Exception:
+                self._load_observer(path, False)
+                raise
+            self._load_observer(path, True)
             self._warm_up(servable)
         except StatusError as error:
             self._mark_failed(name, record, error, fingerprint)

@@ -118,6 +118,7 @@ class ModelServer:
             poll_wait_seconds=options.file_system_poll_wait_seconds,
             # Warm-up replays records through the service, which needs the manager first.
             warmup_runner=lambda servable, log: self.service.replay_warmup(servable, log),
+            load_observer=self.metrics.record_load,
         )
         self.service = InferenceService(self.manager, batcher, options.max_request_rows)
         self._grpc_server: Optional[grpc.Server] = None

@@ -3,6 +3,7 @@ import base64
 import concurrent.futures
 import json
 import math
+import re
 import time
 
 import pytest
@@ -161,6 +162,9 @@ def test_prometheus_metrics_use_tensorflow_serving_names(half_plus_two_server):
         ':tensorflow:serving:request_latency_bucket{API="Predict",entrypoint="REST"' in text
     )
     assert ":tensorflow:serving:request_latency_count" in text
+    # The version's SavedModel load, counted as TensorFlow's loader counts it.
+    assert "# TYPE :tensorflow:cc:saved_model:load_attempt_count counter" in text
+    assert re.search(r':tensorflow:cc:saved_model:load_attempt_count\{model_path="[^"]+",status="success"\} 1\.0', text)
 
 
 def test_prometheus_page_is_absent_without_monitoring(trip_server):

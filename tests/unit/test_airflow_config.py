@@ -56,6 +56,8 @@ def test_every_variable_is_read_to_its_type():
 def test_every_gate_threshold_can_be_set_in_one_json_variable():
     settings = AirflowSettings.from_env({**REQUIRED, "TAXI_BLESSING_THRESHOLDS": '{"card_min_auc": 0.6, "newest_span_max_auc_drop": 0.05}'})
     assert settings.thresholds == configs.BlessingThresholds(card_min_auc=0.6, newest_span_max_auc_drop=0.05)
+    every = AirflowSettings.from_env({**REQUIRED, "TAXI_BLESSING_THRESHOLDS": '{"min_auc": 0.85, "card_min_auc": 0.0}'})
+    assert (every.thresholds.min_auc, every.thresholds.card_min_auc) == (0.85, 0.0)
 
 
 def test_schedule_none_means_triggered_by_hand():
