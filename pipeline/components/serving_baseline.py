@@ -96,7 +96,8 @@ class ServingModelStrategy(resolver.ResolverStrategy):
             raise ServingBaselineError(
                 f"version {version} serves from {self._serving_model_dir}, but this pipeline's ML Metadata has no push of it, "
                 "so the candidate cannot be compared with what serves. Point --metadata-url at the store that pushed it, "
-                "or pin a version this store pushed (python -m pipeline rollback --list)"
+                "pin a version this store pushed (python -m pipeline rollback --list), or move the versions it does not "
+                "know out of the serving directory"
             )
         models = {model.id: model for model in input_dict.get(MODEL_KEY, [])}
         model_id = model_of_push(store, pushes[0].id)
