@@ -175,6 +175,11 @@ class PipelineOptions:
     external_tables: Tuple["ExternalTableSource", ...] = ()
     # BASELINE_SERVING or BASELINE_LATEST_BLESSED (see above).
     baseline: str = BASELINE_SERVING
+    # Score the newest span's eval trips with a second Evaluator (NewestSpanEvaluator), which the
+    # ModelGate also requires. Off on Airflow: TFX's legacy launcher, which AirflowDagRunner uses,
+    # names each output artifact "<output key>:<run id>", so two Evaluators in one run collide in
+    # ML Metadata ("Duplicate entry ... for key 'UniqueArtifactTypeName'").
+    newest_span_check: bool = True
     # Hash buckets of the train/eval split made by ExampleGen.
     train_buckets: int = 4
     eval_buckets: int = 1

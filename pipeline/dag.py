@@ -32,6 +32,7 @@ from pipeline.component_ids import (
     TUNER,
 )
 from pipeline.components import example_gen, pusher, serving_baseline
+from pipeline.components.artifacts import GATE_BLESSING_KEY
 from pipeline.components.curated_schema import ImportCuratedSchema
 from pipeline.components.data_gate import DataGate
 from pipeline.components.drift_check import SpanDriftCheck
@@ -221,24 +222,27 @@ def create_pipeline(
     ).with_id(EVALUATOR)
     components.append(evaluator)
 
-    # The newest span's eval trips are the same trips as in the window's eval split (the split
-    # hashes each example), scored again alone: the traffic the model serves next.
-    newest_span_example_gen = make_example_gen(data_root, [spans[-1]], options).with_id(NEWEST_SPAN_EXAMPLE_GEN)
-    components.append(newest_span_example_gen)
-    newest_span_evaluator = tfx.components.Evaluator(
-        examples=newest_span_example_gen.outputs["examples"],
-        example_splits=[configs.EVAL_SPLIT],
-        model=trainer.outputs["model"],
-        baseline_model=model_resolver.outputs["model"],
-        eval_config=make_newest_span_eval_config(options.thresholds),
-    ).with_id(NEWEST_SPAN_EVALUATOR)
-    components.append(newest_span_evaluator)
+    newest_span_evaluation = None
+    if options.newest_span_check:
+        # The newest span's eval trips are the same trips as in the window's eval split (the split
+        # hashes each example), scored again alone: the traffic the model serves next.
+        newest_span_example_gen = make_example_gen(data_root, [spans[-1]], options).with_id(NEWEST_SPAN_EXAMPLE_GEN)
+        components.append(newest_span_example_gen)
+        newest_span_evaluator = tfx.components.Evaluator(
+            examples=newest_span_example_gen.outputs["examples"],
+            example_splits=[configs.EVAL_SPLIT],
+            model=trainer.outputs["model"],
+            baseline_model=model_resolver.outputs["model"],
+            eval_config=make_newest_span_eval_config(options.thresholds),
+        ).with_id(NEWEST_SPAN_EVALUATOR)
+        components.append(newest_span_evaluator)
+        newest_span_evaluation = newest_span_evaluator.outputs["evaluation"]
 
     model_gate = ModelGate(
         model=trainer.outputs["model"],
         transformed_examples=transform.outputs["transformed_examples"],
         evaluation=evaluator.outputs["evaluation"],
-        newest_span_evaluation=newest_span_evaluator.outputs["evaluation"],
+        newest_span_evaluation=newest_span_evaluation,
         thresholds=json.dumps(dataclasses.asdict(options.thresholds), sort_keys=True),
         code_fingerprint=options.code_fingerprint,
     ).with_id(MODEL_GATE)
@@ -251,7 +255,7 @@ def create_pipeline(
 
     model_pusher = tfx.components.Pusher(
         model=trainer.outputs["model"],
-        model_blessing=model_gate.outputs["blessing"],
+        model_blessing=model_gate.outputs[GATE_BLESSING_KEY],
         infra_blessing=serving_check.outputs["infra_blessing"],
         custom_executor_spec=executor_spec.ExecutorClassSpec(pusher.Executor),
         custom_config={CODE_FINGERPRINT_KEY: options.code_fingerprint},

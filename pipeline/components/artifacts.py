@@ -22,8 +22,10 @@ from pipeline.validation.comparators import anomaly_kind
 # Examples (pipeline.components.example_gen)
 
 # Custom properties set on the Examples artifact, read by lineage and reports.
-# The ModelGate's report, in its ModelBlessing (pipeline.components.model_gate).
+# The ModelGate's report, in its ModelBlessing (pipeline.components.model_gate), and the key of
+# that output.
 GATE_REPORT_FILE = "gate.json"
+GATE_BLESSING_KEY = "model_blessing"
 SPANS_PROPERTY = "spans"
 SPAN_FILES_PROPERTY = "span_files"
 

@@ -36,6 +36,8 @@ from pipeline.validation.evaluation_results import slice_metrics, validation_fai
 logger = logging.getLogger(__name__)
 
 CARD_SLICE_TEXT = f"{features.PAYMENT_TYPE_KEY}={features.CARD_PAYMENT}"
+# The output the Pusher reads (artifacts.GATE_BLESSING_KEY). Not "blessing": TFX's legacy launcher
+# (Airflow) names artifacts by output key and run, and the Evaluator's "blessing" is of that type.
 # What TFX's Evaluator records on its ModelBlessing, read by the Pusher and the resolvers.
 BLESSED_PROPERTY = "blessed"
 CURRENT_MODEL_PROPERTY = "current_model"
@@ -203,20 +205,25 @@ def ModelGate(
     model: tfx.dsl.components.InputArtifact[standard_artifacts.Model],
     transformed_examples: tfx.dsl.components.InputArtifact[standard_artifacts.Examples],
     evaluation: tfx.dsl.components.InputArtifact[standard_artifacts.ModelEvaluation],
-    newest_span_evaluation: tfx.dsl.components.InputArtifact[standard_artifacts.ModelEvaluation],
-    blessing: tfx.dsl.components.OutputArtifact[standard_artifacts.ModelBlessing],
+    model_blessing: tfx.dsl.components.OutputArtifact[standard_artifacts.ModelBlessing],
     thresholds: tfx.dsl.components.Parameter[str],
+    newest_span_evaluation: tfx.dsl.components.InputArtifact[standard_artifacts.ModelEvaluation] = None,
     code_fingerprint: tfx.dsl.components.Parameter[str] = "",
     beam_pipeline: tfx.dsl.components.BeamComponentParameter[beam.Pipeline] = None,
 ) -> None:
     """Blesses the candidate only when both Evaluators did and it beats the trivial baselines
     (see the module docstring); `thresholds` is `BlessingThresholds` as JSON."""
     del code_fingerprint  # part of the cache key only
+    blessing = model_blessing
     limits = configs.BlessingThresholds(**json.loads(thresholds))
     tf.io.gfile.makedirs(blessing.uri)
     baselines = compute_baselines(transformed_examples, beam_pipeline, os.path.join(blessing.uri, "baselines"))
     window_ok, window_failures = validation_failures(evaluation.uri)
-    newest_ok, newest_failures = validation_failures(newest_span_evaluation.uri, "newest span")
+    if newest_span_evaluation is not None:
+        newest_ok, newest_failures = validation_failures(newest_span_evaluation.uri, "newest span")
+        newest = slice_metrics(newest_span_evaluation.uri)
+    else:  # PipelineOptions.newest_span_check is off (Airflow); the report says so
+        newest_ok, newest_failures, newest = True, [], {"candidate": {}, "baseline": {}, "not_checked": True}
     window = slice_metrics(evaluation.uri)
     baseline_failures = judge_baselines(window["candidate"], baselines, limits)
     blessed = window_ok and newest_ok and not baseline_failures
@@ -225,7 +232,7 @@ def ModelGate(
         "failures": window_failures + newest_failures + baseline_failures,
         "trivial_baselines": baselines,
         "window": window,
-        "newest_span": slice_metrics(newest_span_evaluation.uri),
+        "newest_span": newest,
         "card_slice": slice_metrics(evaluation.uri, CARD_SLICE_TEXT),
         "thresholds": json.loads(thresholds),
     }

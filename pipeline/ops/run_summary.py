@@ -187,7 +187,7 @@ def collect(
         evaluator_outputs = outputs_of(component_ids.EVALUATOR)
         if evaluator_outputs.get("evaluation"):
             read_evaluation(summary, evaluator_outputs["evaluation"][0].uri)
-        gate_blessing = outputs_of(component_ids.MODEL_GATE).get("blessing")
+        gate_blessing = outputs_of(component_ids.MODEL_GATE).get(artifacts.GATE_BLESSING_KEY)
         if gate_blessing:
             summary.gate = artifacts.read_gate_report(gate_blessing[0].uri)
             summary.blessed = bool(_custom(gate_blessing[0], "blessed"))
@@ -242,6 +242,9 @@ def gate_rows(gate: Optional[dict]) -> List[Tuple[str, Optional[float], Optional
         )
     )
     newest = gate["newest_span"]
+    if newest.get("not_checked"):
+        rows.append(("newest span", None, None, "not checked (PipelineOptions.newest_span_check is off)"))
+        return rows
     for name, limit in (("auc", "newest_span_max_auc_drop"), ("binary_accuracy", "newest_span_max_binary_accuracy_drop")):
         trips = f" ({newest['candidate'].get('example_count', 0):.0f} trips)" if name == "auc" else ""
         rows.append((f"{name}, newest span", newest["candidate"].get(name), newest["baseline"].get(name), f"drop <= {limits[limit]:g}{trips}"))

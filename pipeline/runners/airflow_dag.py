@@ -60,6 +60,9 @@ def build_dag(settings: AirflowSettings, fingerprint: Optional[str] = None) -> m
         acceptances=for_spans(connection, span_numbers),
         # The tables live beside the spans, laid out like the repository's data/.
         external_tables=resolve_sources(settings.external_tables, data_root=settings.data_root),
+        # TFX's legacy launcher names artifacts "<output key>:<run id>": a second Evaluator in the
+        # run would collide with the first in ML Metadata (pipeline/configs.py).
+        newest_span_check=False,
     )
     beam_runner = DirectRunnerConfig(mode=settings.beam_mode, num_workers=settings.beam_workers)
     pipeline = create_pipeline(

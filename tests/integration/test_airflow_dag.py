@@ -36,7 +36,7 @@ def _pipeline_upstream() -> dict:
         spans=[1, 2, 3],
         serving_model_dir="/unused/serving",
         metadata_connection_config=None,
-        options=configs.PipelineOptions(external_tables=resolve_sources()),
+        options=configs.PipelineOptions(external_tables=resolve_sources(), newest_span_check=False),
     )
     return {node.id: sorted(upstream.id for upstream in node.upstream_nodes) for node in pipeline.components}
 
@@ -135,7 +135,8 @@ def test_one_task_per_pipeline_node_with_the_pipelines_dependencies(dagbag):
         (taxi_pipeline.TRANSFORM, taxi_pipeline.DATA_GATE),
         (taxi_pipeline.TRAINER, taxi_pipeline.TRANSFORM),
         (taxi_pipeline.EVALUATOR, taxi_pipeline.MODEL_RESOLVER),
-        (taxi_pipeline.PUSHER, taxi_pipeline.EVALUATOR),
+        (taxi_pipeline.MODEL_GATE, taxi_pipeline.EVALUATOR),
+        (taxi_pipeline.PUSHER, taxi_pipeline.MODEL_GATE),
     ],
 )
 def test_tasks_wait_for_the_steps_they_need(dagbag, task, upstream):
