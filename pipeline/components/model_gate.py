@@ -214,10 +214,9 @@ def ModelGate(
     """Blesses the candidate only when both Evaluators did and it beats the trivial baselines
     (see the module docstring); `thresholds` is `BlessingThresholds` as JSON."""
     del code_fingerprint  # part of the cache key only
-    blessing = model_blessing
     limits = configs.BlessingThresholds(**json.loads(thresholds))
-    tf.io.gfile.makedirs(blessing.uri)
-    baselines = compute_baselines(transformed_examples, beam_pipeline, os.path.join(blessing.uri, "baselines"))
+    tf.io.gfile.makedirs(model_blessing.uri)
+    baselines = compute_baselines(transformed_examples, beam_pipeline, os.path.join(model_blessing.uri, "baselines"))
     window_ok, window_failures = validation_failures(evaluation.uri)
     if newest_span_evaluation is not None:
         newest_ok, newest_failures = validation_failures(newest_span_evaluation.uri, "newest span")
@@ -236,12 +235,12 @@ def ModelGate(
         "card_slice": slice_metrics(evaluation.uri, CARD_SLICE_TEXT),
         "thresholds": json.loads(thresholds),
     }
-    with tf.io.gfile.GFile(os.path.join(blessing.uri, GATE_REPORT_FILE), "w") as report_file:
+    with tf.io.gfile.GFile(os.path.join(model_blessing.uri, GATE_REPORT_FILE), "w") as report_file:
         json.dump(report, report_file, indent=1, sort_keys=True)
-    with tf.io.gfile.GFile(os.path.join(blessing.uri, "BLESSED" if blessed else "NOT_BLESSED"), "w") as marker:
+    with tf.io.gfile.GFile(os.path.join(model_blessing.uri, "BLESSED" if blessed else "NOT_BLESSED"), "w") as marker:
         marker.write("")
-    blessing.set_int_custom_property(BLESSED_PROPERTY, int(blessed))
-    blessing.set_string_custom_property(CURRENT_MODEL_PROPERTY, model.uri)
-    blessing.set_int_custom_property(CURRENT_MODEL_ID_PROPERTY, model.id)
+    model_blessing.set_int_custom_property(BLESSED_PROPERTY, int(blessed))
+    model_blessing.set_string_custom_property(CURRENT_MODEL_PROPERTY, model.uri)
+    model_blessing.set_int_custom_property(CURRENT_MODEL_ID_PROPERTY, model.id)
     for line in report["failures"]:
         logger.warning("not blessed: %s", line)

@@ -129,7 +129,7 @@ def _metric_value(metric) -> Optional[float]:
 def read_evaluation(summary: RunSummary, evaluation_uri: str) -> None:
     """Fills `summary` with the metrics, slices and threshold failures of an Evaluator output."""
     for slice_metrics in tfma.load_metrics(evaluation_uri):
-        slice_key = tuple((s.column, s.bytes_value.decode() if s.bytes_value else (s.int64_value if s.HasField("int64_value") else s.float_value)) for s in slice_metrics.slice_key.single_slice_keys)
+        label = evaluation_results.slice_text(slice_metrics.slice_key)
         for item in slice_metrics.metric_keys_and_values:
             name = item.key.name
             if name not in SUMMARY_METRICS or item.key.is_diff:
@@ -138,11 +138,10 @@ def read_evaluation(summary: RunSummary, evaluation_uri: str) -> None:
             if value is None:
                 continue
             is_baseline = item.key.model_name == "baseline"
-            if not slice_key:
+            if not label:
                 candidate, baseline = summary.metrics.get(name, (None, None))
                 summary.metrics[name] = (candidate, value) if is_baseline else (value, baseline)
             elif not is_baseline:
-                label = ", ".join(f"{column}={value}" for column, value in slice_key)
                 summary.slices.setdefault(label, {})[name] = value
     summary.failed_thresholds.extend(evaluation_results.validation_failures(evaluation_uri)[1])
 
