@@ -29,6 +29,7 @@ COMMANDS: Dict[str, Command] = {
     "housekeeping": Command("pipeline.ops.housekeeping", "prune old artifacts and versions, never the live lineage"),
     "skew": Command("pipeline.ops.skew", "compare logged serving traffic with the training statistics"),
     "export-holidays": Command("pipeline.data_tools.export_holidays", "write a new version of the holiday table"),
+    "score": Command("pipeline.runners.batch_score", "score every trip of a span with the served model (Beam, as TFX's BulkInferrer) into CSV or Parquet"),
 }
 
 
