@@ -26,6 +26,7 @@ COMMANDS: Dict[str, Command] = {
     "lineage": Command("pipeline.ops.lineage", "the data, code and decisions behind a served version"),
     "report": Command("pipeline.ops.report", "write the HTML report of the newest run again"),
     "rollback": Command("pipeline.ops.rollback", "pin an earlier served version (or go back to the newest)"),
+    "rollout": Command("pipeline.ops.rollout", "canary a pushed version beside stable, compare the two, promote or abort"),
     "housekeeping": Command("pipeline.ops.housekeeping", "prune old artifacts and versions, never the live lineage"),
     "skew": Command("pipeline.ops.skew", "compare logged serving traffic with the training statistics"),
     "export-holidays": Command("pipeline.data_tools.export_holidays", "write a new version of the holiday table"),

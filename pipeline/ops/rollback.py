@@ -18,11 +18,12 @@ lineage shows when serving went back and to what; it holds the output dir's writ
 no pipeline run pushes while it pins (exit 75 while another process writes).
 """
 import argparse
+import contextlib
 import logging
 import os
 import sys
 import time
-from typing import List, Optional, Sequence
+from typing import Any, Iterator, List, Mapping, Optional, Sequence, Tuple
 
 from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
@@ -50,23 +51,48 @@ def pushed_versions(serving_dir: str) -> List[int]:
 
 def model_config(base_path: str, version: Optional[int], model_name: str = SERVING_MODEL_NAME) -> model_server_config_pb2.ModelServerConfig:
     """Returns the ModelServerConfig that serves `version` (labelled stable), or the newest version when None."""
+    if version is None:
+        config = model_server_config_pb2.ModelServerConfig()
+        entry = config.model_config_list.config.add()
+        entry.name = model_name
+        entry.base_path = base_path
+        entry.model_platform = "tensorflow"
+        entry.model_version_policy.latest.num_versions = 1
+        return config
+    return pinned_config(base_path, {STABLE_LABEL: version}, model_name)
+
+
+def pinned_config(base_path: str, labels: Mapping[str, int], model_name: str = SERVING_MODEL_NAME) -> model_server_config_pb2.ModelServerConfig:
+    """Returns the ModelServerConfig that loads exactly the labelled versions (`specific`), each
+    under its label (e.g. {"stable": 1795786429, "canary": 1795786529})."""
     config = model_server_config_pb2.ModelServerConfig()
     entry = config.model_config_list.config.add()
     entry.name = model_name
     entry.base_path = base_path
     entry.model_platform = "tensorflow"
-    if version is None:
-        entry.model_version_policy.latest.num_versions = 1
-    else:
-        entry.model_version_policy.specific.versions.append(version)
-        entry.version_labels[STABLE_LABEL] = version
+    entry.model_version_policy.specific.versions.extend(sorted(set(labels.values())))
+    for label, version in sorted(labels.items()):
+        entry.version_labels[label] = version
     return config
 
 
-def _pushed_model(store, version: Optional[int], where: str):
-    """The PushedModel artifact of `version` (None for "latest")."""
-    if version is None:
-        return None
+def write_config(config: model_server_config_pb2.ModelServerConfig, config_file: str) -> str:
+    """Writes `config` as text to `config_file` in one step (a polling server never reads half a
+    file); returns the text."""
+    text = text_format.MessageToString(config)
+    tmp_path = f"{config_file}.tmp"
+    with open(tmp_path, "w") as config_out:
+        config_out.write(text)
+    os.replace(tmp_path, config_file)
+    return text
+
+
+def pushed_model_artifact(store, version: int, where: str):
+    """The PushedModel artifact ML Metadata (`where`, for the message) holds for `version`.
+
+    Raises:
+        RollbackError: when the store never recorded a push of that version.
+    """
     pushed = [
         artifact
         for artifact in store.get_artifacts_by_type("PushedModel")
@@ -78,23 +104,56 @@ def _pushed_model(store, version: Optional[int], where: str):
     return pushed[-1]
 
 
-def _record_in_metadata(store, pushed_model, version: Optional[int], config_file: str) -> int:
-    """Adds a ServingRollback execution to ML Metadata, linked to the version's PushedModel."""
+def record_serving_change(store, execution_type_name: str, properties: Mapping[str, str], pushed_models: Sequence = ()) -> int:
+    """Adds a COMPLETE execution of `execution_type_name` with string `properties` to ML Metadata,
+    with the given PushedModel artifacts as its inputs, so lineage shows what serving did and
+    with which versions; returns the execution's id."""
     from ml_metadata.proto import metadata_store_pb2
 
-    execution_type = metadata_store_pb2.ExecutionType(name=ROLLBACK_EXECUTION_TYPE)
-    for name in ("to_version", "config_file", "time"):
+    execution_type = metadata_store_pb2.ExecutionType(name=execution_type_name)
+    for name in properties:
         execution_type.properties[name] = metadata_store_pb2.STRING
     type_id = store.put_execution_type(execution_type, can_add_fields=True)
     execution = metadata_store_pb2.Execution(type_id=type_id, last_known_state=metadata_store_pb2.Execution.COMPLETE)
-    execution.properties["to_version"].string_value = "latest" if version is None else str(version)
-    execution.properties["config_file"].string_value = config_file
-    execution.properties["time"].string_value = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    events = []
-    if pushed_model is not None:
-        events.append((pushed_model, metadata_store_pb2.Event(artifact_id=pushed_model.id, type=metadata_store_pb2.Event.INPUT)))
+    for name, value in properties.items():
+        execution.properties[name].string_value = value
+    events = [
+        (pushed_model, metadata_store_pb2.Event(artifact_id=pushed_model.id, type=metadata_store_pb2.Event.INPUT))
+        for pushed_model in pushed_models
+    ]
     execution_id, _, _ = store.put_execution(execution, artifact_and_events=events, contexts=[])
     return execution_id
+
+
+def utc_now() -> str:
+    """The time now, as the serving tools record it."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+@contextlib.contextmanager
+def recording(output_dir: Optional[str], setting: metadata.MetadataSetting) -> Iterator[Optional[Tuple[Any, str]]]:
+    """(store, where) of the output dir's ML Metadata under its writer lock for the `with` block,
+    or None when `output_dir` is None (nothing is recorded).
+
+    Raises:
+        RollbackError: when the metadata setting does not fit the output dir or does not open.
+        writer_lock.OutputBusyError: when another process writes to the output dir.
+    """
+    if output_dir is None:
+        yield None
+        return
+    output_dir = os.path.abspath(output_dir)
+    try:
+        with writer_lock.writing(output_dir, setting) as store:
+            yield store, setting.describe(output_dir)
+    except (metadata.MetadataSettingError, writer_lock.MetadataLocationError) as error:
+        raise RollbackError(str(error)) from None
+
+
+def _record_in_metadata(store, pushed_model, version: Optional[int], config_file: str) -> int:
+    """Adds a ServingRollback execution to ML Metadata, linked to the version's PushedModel."""
+    properties = {"to_version": "latest" if version is None else str(version), "config_file": config_file, "time": utc_now()}
+    return record_serving_change(store, ROLLBACK_EXECUTION_TYPE, properties, [pushed_model] if pushed_model is not None else [])
 
 
 def rollback(
@@ -123,34 +182,24 @@ def rollback(
             no push of it (nothing is written then).
         writer_lock.OutputBusyError: when another process writes to the output dir.
     """
-    if output_dir is None:
-        return _rollback(serving_dir, version, config_file, base_path, grpc_address, None)
-    output_dir = os.path.abspath(output_dir)
-    try:
-        with writer_lock.writing(output_dir, setting) as store:
-            return _rollback(serving_dir, version, config_file, base_path, grpc_address, (store, setting.describe(output_dir)))
-    except (metadata.MetadataSettingError, writer_lock.MetadataLocationError) as error:
-        raise RollbackError(str(error)) from None
+    with recording(output_dir, setting) as recorder:
+        return _rollback(serving_dir, version, config_file, base_path, grpc_address, recorder)
 
 
-def _rollback(serving_dir, version, config_file, base_path, grpc_address, recording) -> model_server_config_pb2.ModelServerConfig:
-    """`rollback`'s work; `recording` is (store, where) or None."""
+def _rollback(serving_dir, version, config_file, base_path, grpc_address, recorder) -> model_server_config_pb2.ModelServerConfig:
+    """`rollback`'s work; `recorder` is (store, where) or None."""
     versions = pushed_versions(serving_dir)
     if version is not None and version not in versions:
         raise RollbackError(f"version {version} is not a complete pushed version in {serving_dir!r}; there are {versions}")
-    pushed_model = _pushed_model(recording[0], version, recording[1]) if recording else None
+    pushed_model = pushed_model_artifact(recorder[0], version, recorder[1]) if recorder and version is not None else None
     config = model_config(base_path or os.path.abspath(serving_dir), version)
-    text = text_format.MessageToString(config)
-    tmp_path = f"{config_file}.tmp"
-    with open(tmp_path, "w") as config_out:
-        config_out.write(text)
-    os.replace(tmp_path, config_file)  # a polling server never reads half a file
+    text = write_config(config, config_file)
     if grpc_address:
         from serving.client import reload_config_grpc
 
         reload_config_grpc(grpc_address, text)
-    if recording:
-        _record_in_metadata(recording[0], pushed_model, version, os.path.abspath(config_file))
+    if recorder:
+        _record_in_metadata(recorder[0], pushed_model, version, os.path.abspath(config_file))
     return config
 
 
