@@ -10,6 +10,7 @@ from tfx.components.example_gen.component import FileBasedExampleGen
 from tfx.dsl.components.base import executor_spec
 from tfx.proto import example_gen_pb2
 
+from modules.warm_start import WARM_START_KEY, WARM_START_STEPS_KEY
 from pipeline import configs
 from pipeline.component_ids import (
     DATA_GATE,
@@ -187,18 +188,7 @@ def create_pipeline(
         components.append(tuner)
         best_hyperparameters = tuner.outputs["best_hyperparameters"]
 
-    trainer = tfx.components.Trainer(
-        run_fn=configs.RUN_FN,
-        examples=transform.outputs["transformed_examples"],
-        transform_graph=transform.outputs["transform_graph"],
-        schema=schema_gen.outputs["schema"],
-        hyperparameters=best_hyperparameters,
-        train_args=tfx.proto.TrainArgs(num_steps=options.train_steps),
-        eval_args=tfx.proto.EvalArgs(num_steps=options.eval_steps),
-        custom_config={**options.hyperparameters, **code_config},
-    ).with_id(TRAINER)
-    components.append(trainer)
-
+    # The model that serves: the Evaluators' baseline, and the Trainer's start with warm start on.
     if options.baseline == configs.BASELINE_SERVING:
         model_resolver = tfx.dsl.Resolver(
             strategy_class=serving_baseline.ServingModelStrategy,
@@ -213,6 +203,23 @@ def create_pipeline(
             model_blessing=tfx.dsl.Channel(type=tfx.types.standard_artifacts.ModelBlessing),
         ).with_id(MODEL_RESOLVER)
     components.append(model_resolver)
+
+    warm_start_config = (
+        {WARM_START_KEY: True, WARM_START_STEPS_KEY: options.warm_start_steps} if options.warm_start else {}
+    )
+    trainer = tfx.components.Trainer(
+        run_fn=configs.RUN_FN,
+        examples=transform.outputs["transformed_examples"],
+        transform_graph=transform.outputs["transform_graph"],
+        schema=schema_gen.outputs["schema"],
+        hyperparameters=best_hyperparameters,
+        # Empty when nothing serves yet; the Trainer then trains from scratch.
+        base_model=model_resolver.outputs["model"] if options.warm_start else None,
+        train_args=tfx.proto.TrainArgs(num_steps=options.train_steps),
+        eval_args=tfx.proto.EvalArgs(num_steps=options.eval_steps),
+        custom_config={**options.hyperparameters, **code_config, **warm_start_config},
+    ).with_id(TRAINER)
+    components.append(trainer)
 
     evaluator = tfx.components.Evaluator(
         examples=example_gen.outputs["examples"],

@@ -37,6 +37,9 @@ Examples:
       TAXI_METADATA_PASSWORD) instead of OUTPUT_DIR/metadata.db.
   python run_local.py --tune --tune-trials 8
       Search hyperparameters with TFX's Tuner first (modules/tune.py), then train with the best.
+  python run_local.py --warm-start --warm-start-steps 100
+      Start training from the serving model's weights and train 100 steps (from scratch
+      when nothing serves yet, or when its layers do not fit; the log says which).
   python run_local.py --serve
       Run the pipeline, then serve the pushed model with the project's TF-Serving-compatible
       server (REST on 8501, gRPC on 8500) and print a curl and a gRPC client command.
@@ -315,6 +318,14 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--tune-trials", type=int, default=configs.PipelineOptions.tune_trials,
         help="trials of the --tune search (default: %d)" % configs.PipelineOptions.tune_trials,
     )
+    parser.add_argument(
+        "--warm-start", action="store_true",
+        help="start training from the serving model's weights where they fit (modules/warm_start.py; off by default, docs/quality.md)",
+    )
+    parser.add_argument(
+        "--warm-start-steps", type=int, default=configs.PipelineOptions.warm_start_steps,
+        help="training steps of a warm-started model (default: %d)" % configs.PipelineOptions.warm_start_steps,
+    )
     parser.add_argument("--serve", action="store_true", help="after the run, serve the newest pushed version until Ctrl-C")
     parser.add_argument("--rest-port", type=int, default=8501, help="REST port for --serve (default: 8501)")
     parser.add_argument("--grpc-port", type=int, default=8500, help="gRPC port for --serve (default: 8500)")
@@ -330,6 +341,8 @@ def usage_errors(args: argparse.Namespace) -> list:
         errors.append(f"--span-window must be at least 1, got {args.span_window}")
     if getattr(args, "tune_trials", 1) < 1:
         errors.append(f"--tune-trials must be at least 1, got {args.tune_trials}")
+    if getattr(args, "warm_start_steps", 1) < 1:
+        errors.append(f"--warm-start-steps must be at least 1, got {args.warm_start_steps}")
     data_root_problem = spans.data_root_problem(args.data_root)
     if data_root_problem:
         # A mistyped data root, not bad data: nothing to refuse.
@@ -388,7 +401,9 @@ def main(argv=None) -> int:
 
     try:
         options = options_from_flags(args.span_window, args.train_steps, args.external_table)
-        options = dataclasses.replace(options, tune=args.tune, tune_trials=args.tune_trials)
+        options = dataclasses.replace(
+            options, tune=args.tune, tune_trials=args.tune_trials, warm_start=args.warm_start, warm_start_steps=args.warm_start_steps
+        )
     except (ValueError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_FAILED

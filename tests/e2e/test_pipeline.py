@@ -209,6 +209,7 @@ def test_a_candidate_worse_on_the_newest_span_is_refused(own_copy):
 def test_after_a_rollback_the_pinned_version_is_the_baseline(own_copy):
     from tfx.orchestration import metadata
 
+    from modules.warm_start import read_record
     from pipeline.components.serving_baseline import model_of_push
     from pipeline.ops import lineage
     from pipeline.ops.rollback import rollback
@@ -223,12 +224,21 @@ def test_after_a_rollback_the_pinned_version_is_the_baseline(own_copy):
     assert second.pushed_version and second.pushed_version != old
     rollback(str(serving_dir), int(old), model_config_path(str(serving_dir)), output_dir=str(output_dir))
 
-    third, connection = run_small_pipeline(first_run["data_root"], output_dir, [1, 2, 3], thresholds=anything, train_steps=170)
+    # With warm start on, the Trainer starts from what serves: the pinned version too.
+    third, connection = run_small_pipeline(
+        first_run["data_root"], output_dir, [1, 2, 3], thresholds=anything, train_steps=170, warm_start=True, warm_start_steps=30
+    )
     with metadata.Metadata(connection) as handler:
         store = handler.store
         graph = lineage.MetadataGraph(store, configs.PIPELINE_NAME)
         pinned_model = model_of_push(store, lineage.find_pushed_model(graph, old, str(serving_dir)).id)
         newest_model = model_of_push(store, lineage.find_pushed_model(graph, second.pushed_version, str(serving_dir)).id)
+        trainer_context = store.get_context_by_type_and_name("node", f"{configs.PIPELINE_NAME}.{component_ids.TRAINER}")
+        trainer = max(store.get_executions_by_context(trainer_context.id), key=lambda e: e.id)
+        [base_model] = graph.inputs(trainer.id)["base_model"]
+        assert base_model.id == pinned_model
+        record = read_record(graph.outputs(trainer.id)["model"][0].uri)
+        assert record.warm_started and record.train_steps == 30, record
         for evaluator in (component_ids.EVALUATOR, component_ids.NEWEST_SPAN_EVALUATOR):
             context = store.get_context_by_type_and_name("node", f"{configs.PIPELINE_NAME}.{evaluator}")
             execution = max(store.get_executions_by_context(context.id), key=lambda e: e.id)
