@@ -16,6 +16,10 @@ Every REST call has a timeout and every gRPC call a deadline. A request the serv
 status or gRPC code. (The project's server raises `serving.devserver.errors.StatusError` inside;
 this one is what a caller of any server sees.)
 
+Opt-in request logging: `predict_trips_rest(..., request_log=RequestLog(log_dir, 0.05))` writes a
+share of the answered requests, typed by the model's signature, in the format `python -m
+pipeline skew` reads (`serving/client/request_log.py`); a logging failure is counted, never raised.
+
 Taxi trips may be partial: a feature that is absent or None is sent as its missing marker
 from `modules.features` (NaN for float inputs, -1 for integer inputs, "" for string inputs),
 which the model treats exactly like an empty CSV cell. The dtype of each input is read from
@@ -37,6 +41,8 @@ from modules import features
 if TYPE_CHECKING:  # Imported lazily at run time: they load TensorFlow (seconds).
     import numpy as np
     from tensorflow_serving.apis import predict_pb2
+
+    from serving.client.request_log import RequestLog
 
 logger = logging.getLogger(__name__)
 
@@ -421,6 +427,7 @@ def predict_trips_rest(
     label: Optional[str] = None,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     dtypes: Optional[DtypeMapping] = None,
+    request_log: Optional["RequestLog"] = None,
 ) -> List[float]:
     """Returns P(big tipper) for each taxi trip, over REST.
 
@@ -433,6 +440,9 @@ def predict_trips_rest(
         timeout_s: Seconds to wait for each answer.
         dtypes: Input dtypes of the serving signature; None reads them from the model's
             metadata first (one more request; pass them when predicting in a loop).
+        request_log: Opt-in sampling: a `serving.client.request_log.RequestLog` that logs a
+            share of the answered requests, typed by `dtypes`, for `python -m pipeline skew`.
+            Logging never fails or delays the call (see that module).
 
     Returns:
         One probability per trip, in order.
@@ -444,7 +454,10 @@ def predict_trips_rest(
     if dtypes is None:
         dtypes = signature_inputs(model_metadata_rest(host_port, model, version, label, timeout_s))
     instances = trips_to_instances(trips, dtypes)
-    return _probabilities(predict_rest(host_port, model, instances, version, label, None, timeout_s))
+    probabilities = _probabilities(predict_rest(host_port, model, instances, version, label, None, timeout_s))
+    if request_log is not None:
+        request_log.log_rows(instances, dtypes)
+    return probabilities
 
 
 # ---------------------------------------------------------------------------------------------
@@ -657,6 +670,7 @@ def predict_grpc(
     signature: Optional[str] = None,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     dtypes: Optional[DtypeMapping] = None,
+    request_log: Optional["RequestLog"] = None,
 ) -> Dict[str, "np.ndarray"]:
     """Runs a gRPC Predict call on row-format instances and returns the output tensors.
 
@@ -670,6 +684,8 @@ def predict_grpc(
         timeout_s: Deadline of each call, in seconds.
         dtypes: Input alias -> dtype name of the signature; None reads them from the model's
             metadata first (one more call; pass them when predicting in a loop).
+        request_log: Opt-in sampling of answered calls on `serving_default`, typed by
+            `dtypes` (see `predict_trips_rest`).
 
     Returns:
         Output alias -> batch-major numpy array.
@@ -684,7 +700,12 @@ def predict_grpc(
         dtypes = signature_inputs(model_metadata_grpc(host_port, model, version, label, timeout_s), signature)
     request = build_predict_grpc_request(model, instances, dtypes, version, label, signature)
     response = _call_grpc(host_port, "Predict", request, timeout_s)
-    return {alias: tf.make_ndarray(tensor) for alias, tensor in response.outputs.items()}
+    outputs = {alias: tf.make_ndarray(tensor) for alias, tensor in response.outputs.items()}
+    # Only the signature that takes the raw features is logged: skew compares those.
+    if request_log is not None and (signature or SERVER_DEFAULT_SIGNATURE) == SERVER_DEFAULT_SIGNATURE:
+        columns = _instances_to_columns(instances, dtypes)
+        request_log.log_rows([dict(zip(columns, values)) for values in zip(*columns.values())], dtypes)
+    return outputs
 
 
 def predict_trips_grpc(
@@ -695,6 +716,7 @@ def predict_trips_grpc(
     label: Optional[str] = None,
     timeout_s: float = DEFAULT_TIMEOUT_S,
     dtypes: Optional[DtypeMapping] = None,
+    request_log: Optional["RequestLog"] = None,
 ) -> List[float]:
     """Returns P(big tipper) for each taxi trip, over gRPC; see `predict_trips_rest`."""
     from modules.signatures import PROBABILITY_OUTPUT
@@ -702,7 +724,7 @@ def predict_trips_grpc(
     if dtypes is None:
         dtypes = signature_inputs(model_metadata_grpc(host_port, model, version, label, timeout_s))
     outputs = predict_grpc(
-        host_port, model, trips_to_instances(trips, dtypes), version, label, None, timeout_s, dtypes
+        host_port, model, trips_to_instances(trips, dtypes), version, label, None, timeout_s, dtypes, request_log
     )
     if PROBABILITY_OUTPUT not in outputs:
         raise ServingError(

@@ -19,6 +19,12 @@ ALLOWED: Dict[str, Set[str]] = {
     "serving.versions": set(),
     "serving.console": set(),
     "serving.client": {"modules"},
+    # The client's sampled request log writes the dev server's request-log format (its file
+    # names are the one home skew reads them by).
+    "serving.client.request_log": {"modules.features", "serving.devserver.request_log"},
+    # The proxy in front of TF Serving: the client's request log and metadata calls, and the dev
+    # server's REST route parser and request-row reader, so both servers' logs read alike.
+    "serving.logging_proxy": {"serving.client", "serving.console", "serving.devserver.errors", "serving.devserver.request_log", "serving.devserver.rest_api"},
     "serving.devserver": {"serving.versions", "modules.features"},
     "serving.model_server": {"serving.devserver", "serving.console"},
     "pipeline": set(),
