@@ -4,15 +4,20 @@ TFX's CsvExampleGen ingests one span per run (the newest its pattern matches). T
 "every span so far" or "the newest K spans" needs the window in one artifact, so this
 executor keeps CsvExampleGen's component, driver and split logic and only replaces how files
 are read: it reads every `span-<N>/*.csv` with N inside the window of its custom_config,
-reads each file by its own header's column names, parses each row with `pipeline.validation.span_rows` (types
-from the curated schema, an empty cell an absent feature, a bad cell an error naming file,
-line, column and value), and records on the output artifact which spans and files went in.
+each file by its own header's column names, with types from the curated schema (an empty
+cell an absent feature, a bad cell an error naming file, line, column and value), and
+records on the output artifact which spans and files went in.
+
+Files are read in byte ranges (`pipeline.validation.span_chunks`): the ranges are spread
+over Beam's workers, each decoded in bulk by pyarrow's CSV reader into the serialized
+tf.Examples that `pipeline.validation.span_rows` makes row by row, byte for byte, so the
+hash split puts every trip where the row reader put it. A range the bulk path cannot
+decide exactly is read by the row reader, which also names the bad cell.
 """
 import json
 from typing import Any, Dict, Iterable, List, Tuple
 
 import apache_beam as beam
-import tensorflow as tf
 import tensorflow_data_validation as tfdv
 from google.protobuf import struct_pb2
 from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
@@ -22,7 +27,7 @@ from tfx.utils import proto_utils
 
 from pipeline.components.artifacts import SPAN_FILES_PROPERTY, SPANS_PROPERTY
 from pipeline.spans import file_sha256
-from pipeline.validation import span_rows
+from pipeline.validation import span_chunks, span_rows
 from pipeline.validation.span_rows import common_header, window_files
 
 # Keys of the Struct packed in the component's custom_config (see span_window_config).
@@ -72,30 +77,39 @@ def _settings(exec_properties: Dict[str, Any]) -> Tuple[int, int, str]:
     return int(settings[FIRST_SPAN_KEY]), int(settings[LAST_SPAN_KEY]), settings[SCHEMA_PATH_KEY]
 
 
-class _ReadExamples(beam.DoFn):
-    """Reads one CSV file, row by row, into tf.Examples typed by the schema."""
+class _ReadRanges(beam.DoFn):
+    """Reads ranges of CSV files into serialized tf.Examples typed by the schema."""
 
     def __init__(self, types: span_rows.ColumnTypes):
         self._types = types
+        self._row_by_row = beam.metrics.Metrics.counter("span_window_example_gen", "ranges_read_row_by_row")
 
-    def process(self, path: str) -> Iterable[tf.train.Example]:
-        for _, row in span_rows.read_rows(path, span_rows.read_header(path), self._types):
-            yield span_rows.to_example(row, self._types)
+    def process(self, file_range: span_chunks.FileRange) -> Iterable[bytes]:
+        if file_range.row_by_row:
+            self._row_by_row.inc()
+        yield from span_chunks.read_range(file_range, self._types)
 
 
 @beam.ptransform_fn
 @beam.typehints.with_input_types(beam.Pipeline)
-@beam.typehints.with_output_types(tf.train.Example)
+@beam.typehints.with_output_types(bytes)
 def _SpanWindowToExample(
     pipeline: beam.Pipeline, exec_properties: Dict[str, Any], split_pattern: str
 ) -> beam.pvalue.PCollection:
-    """Reads the CSV files of the span window into tf.Examples."""
+    """Reads the CSV files of the span window into serialized tf.Examples."""
     first_span, last_span, schema_path = _settings(exec_properties)
     input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
     files = [path for paths in window_files(input_base, split_pattern, first_span, last_span).values() for path in paths]
     common_header(files)
     types = span_rows.column_types(tfdv.load_schema_text(schema_path))
-    return pipeline | "ListFiles" >> beam.Create(files) | "ReadExamples" >> beam.ParDo(_ReadExamples(types))
+    return (
+        pipeline
+        | "ListFiles" >> beam.Create(files)
+        | "PlanRanges" >> beam.FlatMap(span_chunks.plan_ranges)
+        # Ranges, not files, are what the runner spreads over its workers.
+        | "SpreadRanges" >> beam.Reshuffle()
+        | "ReadRanges" >> beam.ParDo(_ReadRanges(types))
+    )
 
 
 class Executor(BaseExampleGenExecutor):

@@ -16,7 +16,7 @@ statistics from the same rows, so the checks judge exactly what the model trains
 import csv
 import math
 import os
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import pyarrow as pa
 import tensorflow as tf
@@ -65,16 +65,22 @@ def read_header(path: str) -> List[str]:
     return header
 
 
-def _text_lines(path: str, binary_file) -> Iterator[Tuple[int, str]]:
-    """Yields (line number, text) of a binary file decoded as UTF-8, a leading BOM dropped.
+def _text_lines(path: str, binary_lines: Iterable[bytes], first_line: int = 1, first_offset: int = 0) -> Iterator[Tuple[int, str]]:
+    """Yields (line number, text) of binary lines decoded as UTF-8, a leading BOM dropped.
+
+    Args:
+        path: The file the lines come from, for messages.
+        binary_lines: The file's lines, from `first_line` on.
+        first_line: The file's line number of the first line.
+        first_offset: The file's byte offset of the first line.
 
     Raises:
         CsvFormatError: at the first bytes that are not UTF-8, naming line and byte offset.
     """
-    offset = 0
-    for number, raw in enumerate(binary_file, start=1):
+    offset = first_offset
+    for number, raw in enumerate(binary_lines, start=first_line):
         if number == 1 and raw.startswith(b"\xef\xbb\xbf"):
-            raw, offset = raw[3:], 3
+            raw, offset = raw[3:], offset + 3
         try:
             yield number, raw.decode("utf-8")
         except UnicodeDecodeError as error:
@@ -127,33 +133,84 @@ def read_rows(path: str, header: Sequence[str], types: ColumnTypes) -> Iterator[
     Raises:
         CsvFormatError: for a row with the wrong number of cells or a cell that does not parse.
     """
-    kinds = [types.get(name, schema_pb2.BYTES) for name in header]
     with tf.io.gfile.GFile(path, "rb") as data_file:
-        reader = csv.reader((text for _, text in _text_lines(path, data_file)), strict=True)
-        try:
+        yield from _parse_rows(path, header, types, _text_lines(path, data_file), first_line=1, has_header=True)
+
+
+def read_rows_in_range(
+    path: str, header: Sequence[str], types: ColumnTypes, start: int, end: int, first_line: int
+) -> Iterator[Tuple[int, Dict[str, Optional[Value]]]]:
+    """Yields the rows of bytes [start, end) of a span CSV file, as `read_rows` does.
+
+    ExampleGen reads a file in ranges (`pipeline.validation.span_chunks`); a range it cannot
+    decode in bulk is read here, so its rows, line numbers and errors are the whole file's.
+
+    Args:
+        path: The file.
+        header: The file's column names, from `read_header`.
+        types: Column types from the schema (`column_types`).
+        start: Byte offset of the range's first row: just after a newline outside quotes.
+        end: Byte offset just after the range's last row (or the file's size).
+        first_line: The file's line number of the row at `start`.
+
+    Raises:
+        CsvFormatError: as `read_rows`.
+    """
+    with tf.io.gfile.GFile(path, "rb") as data_file:
+        data_file.seek(start)
+        lines = _text_lines(path, _lines_until(data_file, end - start), first_line, start)
+        yield from _parse_rows(path, header, types, lines, first_line, has_header=False)
+
+
+def _lines_until(binary_file, size: int) -> Iterator[bytes]:
+    """Yields the lines of the next `size` bytes of a binary file (the last one cut at `size`)."""
+    while size > 0:
+        line = binary_file.readline()
+        if not line:
+            return
+        line = line[:size]
+        size -= len(line)
+        yield line
+
+
+def _parse_rows(
+    path: str,
+    header: Sequence[str],
+    types: ColumnTypes,
+    lines: Iterator[Tuple[int, str]],
+    first_line: int,
+    has_header: bool,
+) -> Iterator[Tuple[int, Dict[str, Optional[Value]]]]:
+    """Yields (line number, row) of CSV text lines that start at the file's line `first_line`."""
+    kinds = [types.get(name, schema_pb2.BYTES) for name in header]
+    # The csv module counts the lines it consumed; the file's number is that plus the lines before.
+    lines_before = first_line - 1
+    reader = csv.reader((text for _, text in lines), strict=True)
+    try:
+        if has_header:
             next(reader)  # the header, already read
-            row_start = reader.line_num + 1
-            for cells in reader:
-                line, row_start = row_start, reader.line_num + 1
-                if not cells:
-                    continue
-                if len(cells) != len(header):
+        row_start = lines_before + reader.line_num + 1
+        for cells in reader:
+            line, row_start = row_start, lines_before + reader.line_num + 1
+            if not cells:
+                continue
+            if len(cells) != len(header):
+                raise CsvFormatError(
+                    f"{path}, line {line}: {len(cells)} cells where the header has {len(header)} "
+                    f"({', '.join(header)})"
+                )
+            row = {}
+            for name, kind, cell in zip(header, kinds, cells):
+                try:
+                    row[name] = parse_cell(cell, kind)
+                except ValueError as error:
                     raise CsvFormatError(
-                        f"{path}, line {line}: {len(cells)} cells where the header has {len(header)} "
-                        f"({', '.join(header)})"
-                    )
-                row = {}
-                for name, kind, cell in zip(header, kinds, cells):
-                    try:
-                        row[name] = parse_cell(cell, kind)
-                    except ValueError as error:
-                        raise CsvFormatError(
-                            f"{path}, line {line}, column {name!r}: value {cell!r} is not a valid "
-                            f"{_TYPE_NAMES[kind]} ({error}); the schema types {name} as {_TYPE_NAMES[kind]}"
-                        ) from None
-                yield line, row
-        except csv.Error as error:
-            raise CsvFormatError(f"{path}, line {reader.line_num}: {error}") from None
+                        f"{path}, line {line}, column {name!r}: value {cell!r} is not a valid "
+                        f"{_TYPE_NAMES[kind]} ({error}); the schema types {name} as {_TYPE_NAMES[kind]}"
+                    ) from None
+            yield line, row
+    except csv.Error as error:
+        raise CsvFormatError(f"{path}, line {lines_before + reader.line_num}: {error}") from None
 
 
 def to_example(row: Dict[str, Optional[Value]], types: ColumnTypes) -> tf.train.Example:
