@@ -94,14 +94,17 @@ def k8s_base() -> Dict[str, Dict[str, Any]]:
     resources: Dict[str, Dict[str, Any]] = {}
     for resource_file in kustomization["resources"]:
         for document in _load_yaml_documents(K8S / "base" / resource_file):
-            resources[document["kind"]] = document
+            # The first of a kind: pvc.yaml's first claim is the model store (the request log's
+            # claim follows it).
+            resources.setdefault(document["kind"], document)
     resources["Kustomization"] = kustomization
     return resources
 
 
 @pytest.fixture(scope="module")
 def tf_serving_container(k8s_base: Dict[str, Dict[str, Any]]) -> Dict[str, Any]:
-    (container,) = k8s_base["Deployment"]["spec"]["template"]["spec"]["containers"]
+    # The pod also runs the logging-proxy sidecar (tests/unit/test_logging_proxy_deploy.py).
+    (container,) = [c for c in k8s_base["Deployment"]["spec"]["template"]["spec"]["containers"] if c["name"] == "tensorflow-serving"]
     return container
 
 
@@ -240,7 +243,12 @@ def test_compose_flags_point_at_mounted_config_files(serving_service):
 
 
 def test_compose_publishes_grpc_and_rest_ports(compose, serving_service):
-    assert sorted(serving_service["ports"]) == [f"{GRPC_PORT}:{GRPC_PORT}", f"{REST_PORT}:{REST_PORT}"]
+    # Clients reach TensorFlow Serving through the logging proxy, which publishes the usual
+    # ports (tests/unit/test_logging_proxy_deploy.py); the server itself only exposes them.
+    assert "ports" not in serving_service
+    assert sorted(serving_service["expose"]) == [str(GRPC_PORT), str(REST_PORT)]
+    proxy_ports = sorted(port.split(":")[0] for port in compose["services"]["logging-proxy"]["ports"])
+    assert proxy_ports == [str(GRPC_PORT), str(REST_PORT)]
     prometheus = compose["services"]["prometheus"]
     mounted = {volume["target"]: volume["source"] for volume in prometheus["volumes"]}
     assert (SERVING / mounted["/etc/prometheus/prometheus.yml"]).resolve() == CONFIG / "prometheus.yml"
@@ -318,9 +326,13 @@ def test_probes_ask_the_rest_status_endpoint(tf_serving_container, probe):
 
 def test_service_exposes_grpc_and_rest_to_the_pods(k8s_base, tf_serving_container):
     service = k8s_base["Service"]
-    container_ports = {port["name"]: port["containerPort"] for port in tf_serving_container["ports"]}
+    containers = k8s_base["Deployment"]["spec"]["template"]["spec"]["containers"]
+    container_ports = {port["name"]: port["containerPort"] for container in containers for port in container["ports"]}
     exposed = {port["port"]: container_ports[port["targetPort"]] for port in service["spec"]["ports"]}
-    assert exposed == {GRPC_PORT: GRPC_PORT, REST_PORT: REST_PORT}
+    # The usual ports, served by the logging-proxy sidecar, which forwards to TensorFlow Serving's
+    # (tests/unit/test_logging_proxy_deploy.py checks its flags).
+    assert sorted(exposed) == [GRPC_PORT, REST_PORT]
+    assert {port["containerPort"] for port in tf_serving_container["ports"]} == {GRPC_PORT, REST_PORT}
     pod_labels = k8s_base["Deployment"]["spec"]["template"]["metadata"]["labels"]
     assert service["spec"]["selector"].items() <= pod_labels.items()
     assert k8s_base["Deployment"]["spec"]["selector"]["matchLabels"].items() <= pod_labels.items()
@@ -365,9 +377,11 @@ def test_kustomize_renders_the_base():
 
 def test_kustomize_gcs_overlay_reads_the_bucket_without_a_claim():
     resources = _kustomize(K8S / "overlays" / "gcs")
-    assert "PersistentVolumeClaim" not in resources
+    # No model claim; the request log's claim (the logging proxy's files) stays.
+    assert resources["PersistentVolumeClaim"]["metadata"]["name"] == "big-tipper-request-log"
     pod = resources["Deployment"]["spec"]["template"]["spec"]
-    assert not [volume for volume in pod["volumes"] if "persistentVolumeClaim" in volume]
+    claims = [volume["persistentVolumeClaim"]["claimName"] for volume in pod["volumes"] if "persistentVolumeClaim" in volume]
+    assert claims == ["big-tipper-request-log"]
     assert [mount["mountPath"] for mount in pod["containers"][0]["volumeMounts"]] == ["/config"]
     assert pod["serviceAccountName"] == resources["ServiceAccount"]["metadata"]["name"]
     assert _rendered_model_config(resources).model_config_list.config[0].base_path.startswith("gs://")
