@@ -113,7 +113,9 @@ def record_serving_change(store, execution_type_name: str, properties: Mapping[s
     execution_type = metadata_store_pb2.ExecutionType(name=execution_type_name)
     for name in properties:
         execution_type.properties[name] = metadata_store_pb2.STRING
-    type_id = store.put_execution_type(execution_type, can_add_fields=True)
+    # Steps of one type may record different properties (a compare its numbers, a promote the
+    # previous stable), so the type grows and any one execution may omit some.
+    type_id = store.put_execution_type(execution_type, can_add_fields=True, can_omit_fields=True)
     execution = metadata_store_pb2.Execution(type_id=type_id, last_known_state=metadata_store_pb2.Execution.COMPLETE)
     for name, value in properties.items():
         execution.properties[name].string_value = value

@@ -206,22 +206,32 @@ def _apply(target: ServingTarget, step: str, labels: Mapping[str, int], record_v
     """
     config = pinned_config(target.base_path or os.path.abspath(target.serving_dir), labels, target.model_name)
     with recording(target.output_dir, target.setting) as recorder:
-        pushed_models = [pushed_model_artifact(recorder[0], version, recorder[1]) for version in sorted(set(record_versions.values()))] if recorder else []
+        pushed_models = _pushed_models(recorder, record_versions)
         if target.grpc_address:
             reload_server(target.grpc_address, config, target.model_name)
         for config_file in target.config_files:
             write_config(config, config_file)
         if recorder:
-            properties = {
-                "step": step,
-                **{f"{name}_version": str(version) for name, version in record_versions.items()},
-                "config_file": ",".join(os.path.abspath(path) for path in target.config_files),
-                "time": utc_now(),
-                **(extra or {}),
-            }
-            record_serving_change(recorder[0], ROLLOUT_EXECUTION_TYPE, properties, pushed_models)
+            _record_step(recorder[0], pushed_models, target, step, record_versions, extra)
     logger.info("rollout %s: serving %s", step, dict(labels))
     return config
+
+
+def _pushed_models(recorder, versions: Mapping[str, int]) -> List:
+    """The PushedModel artifacts of the versions a step names ([] when nothing is recorded)."""
+    return [pushed_model_artifact(recorder[0], version, recorder[1]) for version in sorted(set(versions.values()))] if recorder else []
+
+
+def _record_step(store, pushed_models: List, target: ServingTarget, step: str, versions: Mapping[str, int], extra: Optional[Mapping[str, str]] = None) -> int:
+    """Records one rollout step as a ServingRollout execution whose inputs are the versions' pushes."""
+    properties = {
+        "step": step,
+        **{f"{name}_version": str(version) for name, version in versions.items()},
+        "config_file": ",".join(os.path.abspath(path) for path in target.config_files),
+        "time": utc_now(),
+        **(extra or {}),
+    }
+    return record_serving_change(store, ROLLOUT_EXECUTION_TYPE, properties, pushed_models)
 
 
 def start_canary(target: ServingTarget, canary: int, stable: Optional[int] = None) -> RolloutState:
@@ -266,9 +276,7 @@ def promote(target: ServingTarget) -> RolloutState:
     Raises:
         RolloutError: when no canary runs.
     """
-    state = _running_canary(target, "promote")
-    _apply(target, "promote", {STABLE_LABEL: state.canary}, {"stable": state.canary, "previous_stable": state.stable})
-    return RolloutState(stable=state.canary, canary=None, config_file=state.config_file)
+    return _end_canary(target, "promote", keep_canary=True)
 
 
 def abort(target: ServingTarget) -> RolloutState:
@@ -277,9 +285,15 @@ def abort(target: ServingTarget) -> RolloutState:
     Raises:
         RolloutError: when no canary runs.
     """
-    state = _running_canary(target, "abort")
-    _apply(target, "abort", {STABLE_LABEL: state.stable}, {"stable": state.stable, "aborted_canary": state.canary})
-    return RolloutState(stable=state.stable, canary=None, config_file=state.config_file)
+    return _end_canary(target, "abort", keep_canary=False)
+
+
+def _end_canary(target: ServingTarget, step: str, keep_canary: bool) -> RolloutState:
+    """Leaves one version under `stable`: the canary (promote) or the stable one (abort)."""
+    state = _running_canary(target, step)
+    kept, dropped = (state.canary, state.stable) if keep_canary else (state.stable, state.canary)
+    _apply(target, step, {STABLE_LABEL: kept}, {"stable": kept, "previous_stable" if keep_canary else "aborted_canary": dropped})
+    return RolloutState(stable=kept, canary=None, config_file=state.config_file)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -464,17 +478,9 @@ def compare(
         findings.extend(_quality_findings(span_result, thresholds))
     result["findings"] = findings
     if target.output_dir is not None:
-        with recording(target.output_dir, target.setting) as (store, where):
-            pushed = [pushed_model_artifact(store, version, where) for version in sorted({state.stable, state.canary})]
-            properties = {
-                "step": "compare",
-                "stable_version": str(state.stable),
-                "canary_version": str(state.canary),
-                "config_file": os.path.abspath(state.config_file),
-                "time": utc_now(),
-                "result": json.dumps(result, sort_keys=True),
-            }
-            record_serving_change(store, ROLLOUT_EXECUTION_TYPE, properties, pushed)
+        versions = {"stable": state.stable, "canary": state.canary}
+        with recording(target.output_dir, target.setting) as recorder:
+            _record_step(recorder[0], _pushed_models(recorder, versions), target, "compare", versions, {"result": json.dumps(result, sort_keys=True)})
     return result
 
 
