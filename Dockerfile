@@ -16,5 +16,9 @@ WORKDIR /pipeline
 COPY . /pipeline
 # The image already holds TFX and its pinned libraries; install only the project's packages.
 RUN pip install --no-cache-dir --no-deps . && cd / && python -c "import modules.train, pipeline.dag"
+# The request-logging proxy (serving/logging_proxy.py, the serving pod's sidecar) serves REST
+# with aiohttp, which TFX's image does not carry: its pins come from the lock, like everything else.
+RUN grep -E '^(aiohttp|aiohappyeyeballs|aiosignal|async-timeout|frozenlist|multidict|propcache|yarl)==' requirements.lock > /tmp/aiohttp.txt \
+ && pip install --no-cache-dir --no-deps -r /tmp/aiohttp.txt && cd / && python -c "import serving.logging_proxy"
 
 ENTRYPOINT ["/opt/apache/beam/boot"]
