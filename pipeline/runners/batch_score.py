@@ -21,7 +21,9 @@ header is line 1), so every score joins back to its trip; `trip_start_timestamp`
 the row (empty where the cell was). Rows are sorted by file, then line. The output is CSV, or
 Parquet when its name ends in `.parquet`. It is written whole or not at all: to a temporary
 file beside it, renamed into place at the end; a run that fails leaves no file. An existing
-output is kept unless `--overwrite` says to replace it.
+output is kept unless `--overwrite` says to replace it. Two runs write the same trips in the same
+order; a score may differ in the last bits of its float32 (at most about 2e-7), since the
+model computes a batch at a time and Beam may batch the trips differently.
 
 The model is, by default, the version that serves now (`serving.versions.serving_version`:
 what `models.config` beside the serving directory pins, else the newest complete version), or
