@@ -530,7 +530,13 @@ def format_comparison(result: Mapping[str, object]) -> str:
         for key, name, pattern in (("errors", "errors", "{:.0f}"), ("auc", "auc", "{:.4f}"), ("binary_accuracy", "binary_accuracy", "{:.4f}")):
             lines.append(f"  {name:<26}{_number(span[STABLE_LABEL][key], pattern):>20}{_number(span[CANARY_LABEL][key], pattern):>20}")
     findings = result.get("findings") or []
-    lines.append("verdict: " + ("; ".join(findings) if findings else "the canary is within the gate's newest-span limits and errs no more than stable"))
+    if findings:
+        verdict = "; ".join(findings)
+    elif span:
+        verdict = "the canary is within the gate's newest-span limits and errs no more than stable"
+    else:
+        verdict = "the canary errs no more than stable (the newest span was not compared: give --output-dir)"
+    lines.append(f"verdict: {verdict}")
     return "\n".join(lines)
 
 
