@@ -11,6 +11,10 @@ maximum resident set, imports included (the resident set after imports is printe
 
     python benchmarks/example_gen_speed.py --rows 200000 --pairs 3
     python benchmarks/example_gen_speed.py --rows 1000000 --spans 4 --pairs 1 --modes ranges
+    python benchmarks/example_gen_speed.py --rows 200000 --pairs 3 --reader-only
+
+`--reader-only` times the two readers without Beam, in this process: CSV file to serialized
+examples, nothing written.
 """
 import argparse
 import json
@@ -106,6 +110,28 @@ def time_once(mode: str, data_root: str, spans: int, work_dir: str) -> Dict[str,
     return result
 
 
+def time_reader(mode: str, data_root: str) -> float:
+    """Seconds to turn every CSV file of the data root into serialized examples, no Beam."""
+    import glob
+
+    import tensorflow_data_validation as tfdv
+
+    from pipeline import configs
+    from pipeline.validation import span_chunks, span_rows
+
+    types = span_rows.column_types(tfdv.load_schema_text(configs.CURATED_SCHEMA_PATH))
+    started = time.perf_counter()
+    for path in sorted(glob.glob(os.path.join(data_root, "span-*", "*.csv"))):
+        if mode == "ranges":
+            for file_range in span_chunks.plan_ranges(path):
+                for _ in span_chunks.read_range(file_range, types):
+                    pass
+        else:
+            for _, row in span_rows.read_rows(path, span_rows.read_header(path), types):
+                span_rows.to_example(row, types).SerializeToString(deterministic=True)
+    return time.perf_counter() - started
+
+
 def generate_data(rows: int, spans: int, work_dir: str) -> str:
     """Synthetic trips under work_dir (made once per row and span count); returns the data root."""
     from pipeline.data_tools.synthetic_data import generate
@@ -135,6 +161,7 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--pairs", type=int, default=3, help="runs of each reader, alternating (default 3)")
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES), help="readers to time (default both)")
     parser.add_argument("--work-dir", default=os.path.join(tempfile.gettempdir(), "example_gen_speed"), help="data and outputs")
+    parser.add_argument("--reader-only", action="store_true", help="time the readers alone, without Beam")
     parser.add_argument("--child", nargs=5, metavar=("MODE", "DATA_ROOT", "SPANS", "OUTPUT", "RESULT"), help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -158,7 +185,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         for pair in range(1, args.pairs + 1):
             for mode in args.modes:
                 load = " ".join(f"{value:.2f}" for value in os.getloadavg())
-                result = time_once(mode, data_root, args.spans, args.work_dir)
+                if args.reader_only:
+                    result = {"seconds": time_reader(mode, data_root), "peak_mib": float("nan"), "resident_after_imports_mib": float("nan")}
+                else:
+                    result = time_once(mode, data_root, args.spans, args.work_dir)
                 runs[mode].append(result)
                 print(
                     f"pair {pair}: {mode:<11} {result['seconds']:7.1f} s {args.rows / result['seconds']:9,.0f} rows/s "
