@@ -31,6 +31,7 @@ from tensorflow_serving.config import model_server_config_pb2
 from pipeline.configs import SERVING_MODEL_NAME
 from pipeline.ops import metadata, writer_lock
 from pipeline.ops.metadata import OutputLayout
+from serving import client
 from serving.versions import STABLE_LABEL, model_config_path, version_numbers
 
 logger = logging.getLogger(__name__)
@@ -195,14 +196,56 @@ def _rollback(serving_dir, version, config_file, base_path, grpc_address, record
         raise RollbackError(f"version {version} is not a complete pushed version in {serving_dir!r}; there are {versions}")
     pushed_model = pushed_model_artifact(recorder[0], version, recorder[1]) if recorder and version is not None else None
     config = model_config(base_path or os.path.abspath(serving_dir), version)
-    text = write_config(config, config_file)
+    # The server first: a config it refuses is written nowhere.
     if grpc_address:
-        from serving.client import reload_config_grpc
-
-        reload_config_grpc(grpc_address, text)
+        reload_server(grpc_address, config)
+    write_config(config, config_file)
     if recorder:
         _record_in_metadata(recorder[0], pushed_model, version, os.path.abspath(config_file))
     return config
+
+
+def _available_versions(grpc_address: str, model_name: str) -> List[int]:
+    try:
+        status = client.model_status_grpc(grpc_address, model_name)
+    except client.ServingError as error:
+        if error.grpc_code is not None and error.grpc_code.name == "NOT_FOUND":
+            return []
+        raise
+    return sorted(int(entry["version"]) for entry in status.get("model_version_status", []) if entry.get("state") == "AVAILABLE")
+
+
+def reload_server(grpc_address: str, config: model_server_config_pb2.ModelServerConfig, model_name: str = SERVING_MODEL_NAME, timeout_s: float = 300.0) -> None:
+    """Makes the running server serve `config`, labels included (HandleReloadConfigRequest).
+
+    TF Serving refuses a label on a version that is not loaded yet, and its reload may return
+    before a newly listed version is, so a config whose labels name an unloaded version is sent
+    twice: first with only the labels whose versions are loaded (the others wait), then, once
+    every listed version is AVAILABLE, as it is.
+
+    Raises:
+        client.ServingError: when the server refuses a config or does not answer.
+        RollbackError: when a listed version does not become AVAILABLE within `timeout_s`.
+    """
+    [entry] = [entry for entry in config.model_config_list.config if entry.name == model_name]
+    wanted = set(entry.model_version_policy.specific.versions)
+    available = set(_available_versions(grpc_address, model_name))
+    if set(entry.version_labels.values()) <= available:
+        client.reload_config_grpc(grpc_address, text_format.MessageToString(config), timeout_s)
+        return
+    first = model_server_config_pb2.ModelServerConfig()
+    first.CopyFrom(config)
+    [first_entry] = [entry for entry in first.model_config_list.config if entry.name == model_name]
+    for label, version in entry.version_labels.items():
+        if version not in available:
+            del first_entry.version_labels[label]
+    client.reload_config_grpc(grpc_address, text_format.MessageToString(first), timeout_s)
+    deadline = time.monotonic() + timeout_s
+    while not wanted <= set(_available_versions(grpc_address, model_name)):
+        if time.monotonic() > deadline:
+            raise RollbackError(f"versions {sorted(wanted)} of {model_name!r} did not all become AVAILABLE on {grpc_address} within {timeout_s:.0f}s")
+        time.sleep(0.2)
+    client.reload_config_grpc(grpc_address, text_format.MessageToString(config), timeout_s)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -235,6 +278,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except (RollbackError, metadata.MetadataSettingError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except client.ServingError as error:
+        print(f"error: the server at {args.grpc} did not take the config, so nothing was written: {error}", file=sys.stderr)
+        return 1
     what = "the newest version" if args.latest else f"version {args.to} (label {STABLE_LABEL})"
     print(f"serving {what}: wrote {config_file}{'; reloaded ' + args.grpc if args.grpc else ''}. Nothing was deleted.")
     return 0

@@ -43,7 +43,6 @@ import logging
 import math
 import os
 import sys
-import time
 from typing import Dict, List, Mapping, Optional, Sequence
 
 from google.protobuf import text_format
@@ -58,6 +57,7 @@ from pipeline.ops import metadata, writer_lock
 from pipeline.ops.metadata import OutputLayout
 from pipeline.ops.rollback import (
     RollbackError,
+    reload_server,
     pinned_config,
     pushed_model_artifact,
     pushed_versions,
@@ -134,49 +134,6 @@ def read_state(serving_dir: str, config_file: str, model_name: str = SERVING_MOD
 
 # ---------------------------------------------------------------------------------------------
 # Reloading the running server
-
-
-def _available_versions(grpc_address: str, model_name: str) -> List[int]:
-    try:
-        status = client.model_status_grpc(grpc_address, model_name)
-    except client.ServingError as error:
-        if error.grpc_code is not None and error.grpc_code.name == "NOT_FOUND":
-            return []
-        raise
-    return sorted(int(entry["version"]) for entry in status.get("model_version_status", []) if entry.get("state") == "AVAILABLE")
-
-
-def reload_server(grpc_address: str, config: model_server_config_pb2.ModelServerConfig, model_name: str = SERVING_MODEL_NAME, timeout_s: float = 300.0) -> None:
-    """Makes the running server serve `config`, labels included (HandleReloadConfigRequest).
-
-    TF Serving refuses a label on a version that is not loaded yet, and its reload may return
-    before a newly listed version is, so a config whose labels name an unloaded version is sent
-    twice: first with only the labels whose versions are loaded (the others wait), then, once
-    every listed version is AVAILABLE, as it is.
-
-    Raises:
-        client.ServingError: when the server refuses a config or does not answer.
-        RolloutError: when a listed version does not become AVAILABLE within `timeout_s`.
-    """
-    [entry] = [entry for entry in config.model_config_list.config if entry.name == model_name]
-    wanted = set(entry.model_version_policy.specific.versions)
-    available = set(_available_versions(grpc_address, model_name))
-    if set(entry.version_labels.values()) <= available:
-        client.reload_config_grpc(grpc_address, text_format.MessageToString(config), timeout_s)
-        return
-    first = model_server_config_pb2.ModelServerConfig()
-    first.CopyFrom(config)
-    [first_entry] = [entry for entry in first.model_config_list.config if entry.name == model_name]
-    for label, version in entry.version_labels.items():
-        if version not in available:
-            del first_entry.version_labels[label]
-    client.reload_config_grpc(grpc_address, text_format.MessageToString(first), timeout_s)
-    deadline = time.monotonic() + timeout_s
-    while not wanted <= set(_available_versions(grpc_address, model_name)):
-        if time.monotonic() > deadline:
-            raise RolloutError(f"versions {sorted(wanted)} of {model_name!r} did not all become AVAILABLE on {grpc_address} within {timeout_s:.0f}s")
-        time.sleep(0.2)
-    client.reload_config_grpc(grpc_address, text_format.MessageToString(config), timeout_s)
 
 
 # ---------------------------------------------------------------------------------------------
