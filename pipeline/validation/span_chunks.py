@@ -23,7 +23,7 @@ reader, whose rows, line numbers and errors are the whole file's:
 """
 import csv
 import dataclasses
-from typing import Dict, Iterator, List, Optional, Sequence, Tuple
+from typing import Iterator, List, Optional, Sequence, Tuple
 
 import numpy as np
 import pyarrow as pa

@@ -1,4 +1,6 @@
 """ExampleGen's range reader: the same example bytes as the row reader, and the same errors."""
+import csv
+
 import pytest
 import tensorflow_data_validation as tfdv
 
@@ -147,8 +149,6 @@ def test_a_file_with_its_columns_in_another_order_and_one_missing(tmp_path, type
     shipped = write_csv(tmp_path / "rows.csv", [trip(company=None, fare=float(i)) for i in range(5)])
     reordered = tmp_path / "data.csv"
     with open(shipped) as source:
-        import csv
-
         rows = list(csv.DictReader(source))
     with open(reordered, "w", newline="") as target:
         writer = csv.DictWriter(target, fieldnames=order, lineterminator="\n", extrasaction="ignore")
