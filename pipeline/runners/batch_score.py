@@ -199,14 +199,16 @@ def write_scores(rows: Iterable[ScoreRow], output_path: str) -> int:
     return len(ordered)
 
 
-def _read_keyed_examples(path: str, types: Dict[str, int]) -> Iterator[Tuple[TripKey, Any]]:
-    """Yields ((file name, line, timestamp), tf.Example) for each row of one span CSV file."""
+def _read_keyed_examples(path: str, types: Dict[str, int]) -> Iterator[Tuple[TripKey, bytes]]:
+    """Yields ((file name, line, timestamp), serialized tf.Example) for each row of one span
+    CSV file. Serialized, since RunInference feeds the model bytes anyway and bytes cross
+    between workers for nothing."""
     from pipeline.validation import span_rows
 
     name = os.path.basename(path)
     for line, row in span_rows.read_rows(path, span_rows.read_header(path), types):
         timestamp = row.get(features.TIMESTAMP_KEY)
-        yield (name, line, timestamp), span_rows.to_example(row, types)
+        yield (name, line, timestamp), span_rows.to_example(row, types).SerializeToString()
 
 
 def _score_row(keyed_log: Tuple[TripKey, Any]) -> ScoreRow:
@@ -231,7 +233,7 @@ def inference_spec(model_path: str):
     )
 
 
-def build_pipeline(pipeline: Any, files: Sequence[str], model_path: str, types: Dict[str, int], output_path: str) -> None:
+def build_pipeline(pipeline: Any, files: Sequence[str], model_path: str, types: Dict[str, int], output_path: str, spread: bool = True) -> None:
     """Adds the scoring steps to a Beam pipeline: read the files into keyed tf.Examples, run
     the model on them with tfx_bsl's RunInference, and write the rows with `write_scores`.
 
@@ -241,6 +243,9 @@ def build_pipeline(pipeline: Any, files: Sequence[str], model_path: str, types: 
         model_path: The SavedModel folder (readable by the launcher and every worker).
         types: Column types from the curated schema (`span_rows.column_types`).
         output_path: The CSV or Parquet file to write.
+        spread: Reshuffle the trips after reading, so the model runs on every worker, not
+            only on the one that read a file (a runner fuses the steps otherwise). One
+            process has nowhere to spread them to.
     """
     import apache_beam as beam
     from apache_beam.metrics import Metrics
@@ -251,12 +256,17 @@ def build_pipeline(pipeline: Any, files: Sequence[str], model_path: str, types: 
     def write(rows: List[ScoreRow]) -> None:
         scored.inc(write_scores(rows, output_path))
 
-    _ = (
+    examples = (
         pipeline
         | "ListFiles" >> beam.Create(list(files))
         # Each file is read by one worker, so a file's line numbers are its own.
         | "Reshuffle" >> beam.Reshuffle()
         | "ReadRows" >> beam.FlatMap(_read_keyed_examples, types)
+    )
+    if spread:
+        examples = examples | "Spread" >> beam.Reshuffle()
+    _ = (
+        examples
         | "RunInference" >> run_inference.RunInference(inference_spec(model_path))
         | "ToScoreRows" >> beam.Map(_score_row)
         # One file, in file and line order: every row meets in one place to be sorted.
@@ -283,7 +293,7 @@ def score_span(span_dir: str, model_path: str, output_path: str, pipeline_args: 
     """
     import apache_beam as beam
     from apache_beam.metrics.metric import MetricsFilter
-    from apache_beam.options.pipeline_options import PipelineOptions
+    from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
     import tensorflow_data_validation as tfdv
 
     from modules.signatures import PROBABILITY_OUTPUT
@@ -297,8 +307,11 @@ def score_span(span_dir: str, model_path: str, output_path: str, pipeline_args: 
     span_rows.common_header(files)
     types = span_rows.column_types(tfdv.load_schema_text(configs.CURATED_SCHEMA_PATH))
     started = time.monotonic()
-    pipeline = beam.Pipeline(options=PipelineOptions(list(pipeline_args)))
-    build_pipeline(pipeline, files, model_path, types, output_path)
+    options = PipelineOptions(list(pipeline_args))
+    runner = options.view_as(StandardOptions).runner
+    one_process = runner in (None, "DirectRunner") and options.view_as(DirectOptions).direct_running_mode == "in_memory"
+    pipeline = beam.Pipeline(options=options)
+    build_pipeline(pipeline, files, model_path, types, output_path, spread=not one_process)
     result = pipeline.run()
     result.wait_until_finish()
     counters = result.metrics().query(MetricsFilter().with_name(SCORED_COUNTER))["counters"]
