@@ -49,14 +49,16 @@ def test_a_base_model_whose_vocabulary_cannot_be_matched_trains_from_scratch_and
     serving_dir = small_pipeline_run["serving_model_dir"]
     base = tmp_path / "base"
     shutil.copytree(serving_dir / sorted(os.listdir(serving_dir))[-1], base)
-    # Which company each embedding row stands for is no longer known.
-    (base / "assets" / "company_vocabulary").unlink()
+    # One token more than the embedding has rows for (as a model made with another number of
+    # out-of-vocabulary buckets would have): which company each row stands for is not known.
+    with open(base / "assets" / "company_vocabulary", "a") as vocabulary:
+        vocabulary.write("Imaginary Cab Co\n")
     with caplog.at_level(logging.INFO, logger="modules.train"):
         run_fn(_fn_args(small_pipeline_run, tmp_path, str(base)))
     record = read_record(str(tmp_path / "model"))
     assert record.requested and not record.warm_started
     assert record.base_model == str(base)
-    assert record.reason.startswith("the serving model's layers do not fit this model: company_xf_embedding: the base model carries no vocabulary file")
+    assert record.reason.startswith("the serving model's layers do not fit this model: company_xf_embedding: the base model's embedding has")
     assert record.train_steps == 7  # from scratch: the full steps
     assert "NOT warm-started, training from scratch" in caplog.text and "company_xf_embedding" in caplog.text
     assert (tmp_path / "model" / "Format-Serving" / "saved_model.pb").exists()
