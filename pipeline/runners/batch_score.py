@@ -65,6 +65,9 @@ RUNNERS: Tuple[str, ...] = ("direct", "dataflow", "flink", "spark")
 # The Beam counter of scored trips, read back from the pipeline result.
 SCORED_COUNTER = "scored_trips"
 
+# run_local.py's default output dir is the repository's outputs/; so is this command's model.
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
 # A (file, line, timestamp or None) key and the score row made from it.
 TripKey = Tuple[str, int, Optional[int]]
 ScoreRow = Tuple[str, int, Optional[int], float]
@@ -341,7 +344,8 @@ failure.
 """
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of `python -m pipeline score`."""
     parser = argparse.ArgumentParser(
         prog="python -m pipeline score",
         description="Scores every trip of a span with the served model (TFX BulkInferrer's Beam inference) into one CSV or Parquet file.",
@@ -353,7 +357,11 @@ def _parser() -> argparse.ArgumentParser:
     span.add_argument("--data-root", help="a folder of span-<N>/ folders; with --span")
     span.add_argument("--span", type=int, help="the span number under --data-root")
     model = parser.add_argument_group("the model")
-    model.add_argument("--serving-dir", default="outputs/serving_model", help="the Pusher's serving directory: score with the version serving now (default: outputs/serving_model)")
+    model.add_argument(
+        "--serving-dir",
+        default=os.path.join(REPO_ROOT, "outputs", "serving_model"),
+        help="the Pusher's serving directory: score with the version serving now (default: outputs/serving_model, as run_local.py writes it)",
+    )
     model.add_argument("--saved-model", help="a SavedModel folder to score with instead")
     parser.add_argument("--output", required=True, help="the file to write: CSV, or Parquet when it ends in .parquet")
     parser.add_argument("--overwrite", action="store_true", help="replace an existing output file")
@@ -462,7 +470,7 @@ def data_error_text(error: BaseException) -> Optional[str]:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Scores a span and prints where the scores are; returns the exit code."""
-    args = _parser().parse_args(argv)
+    args = build_parser().parse_args(argv)
     errors = usage_errors(args)
     if errors:
         for line in errors:

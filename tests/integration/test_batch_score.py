@@ -17,6 +17,7 @@ import pytest
 from modules import features
 from pipeline import configs
 from pipeline.runners import batch_score
+from pipeline.runners.beam_args import beam_args_for
 from pipeline.validation import span_rows
 from serving import client
 from serving.versions import serving_version, version_dir
@@ -189,3 +190,30 @@ def test_a_missing_span_or_model_is_named(tmp_path, capsys):
         assert batch_score.main(argv + ["--output", output]) == batch_score.EXIT_USAGE, argv
         assert message in capsys.readouterr().err, argv
     assert not os.path.exists(output)
+
+
+def test_runner_flags_become_the_beam_arguments_of_beam_args():
+    common = ["--span-dir", "gs://b/data/span-4", "--saved-model", "gs://b/serving_model/1", "--output", "gs://b/scores.csv"]
+    dataflow = batch_score.build_parser().parse_args(
+        common + ["--runner", "dataflow", "--project", "p", "--region", "us-central1", "--temp-location", "gs://b/tmp", "--sdk-container-image", "img", "--max-num-workers", "8", "--beam-arg=--experiments=shuffle_mode=service"]
+    )
+    assert batch_score.usage_errors(dataflow) == []
+    assert beam_args_for(batch_score.runner_config(dataflow)) == [
+        "--runner=DataflowRunner",
+        "--project=p",
+        "--region=us-central1",
+        "--temp_location=gs://b/tmp",
+        "--max_num_workers=8",
+        "--sdk_container_image=img",
+        "--experiments=use_runner_v2",
+        "--experiments=shuffle_mode=service",
+    ]
+    spark = batch_score.build_parser().parse_args(common + ["--runner", "spark", "--job-endpoint", "localhost:8099", "--environment-type", "EXTERNAL", "--environment-config", "localhost:50000"])
+    assert beam_args_for(batch_score.runner_config(spark)) == [
+        "--runner=SparkRunner",
+        "--job_endpoint=localhost:8099",
+        "--environment_type=EXTERNAL",
+        "--environment_config=localhost:50000",
+    ]
+    direct = batch_score.build_parser().parse_args(["--span-dir", "data/span-4", "--output", "x.csv", "--beam-mode", "multi_processing", "--num-workers", "2"])
+    assert beam_args_for(batch_score.runner_config(direct)) == ["--runner=DirectRunner", "--direct_running_mode=multi_processing", "--direct_num_workers=2"]
