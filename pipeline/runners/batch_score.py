@@ -377,10 +377,14 @@ def build_parser() -> argparse.ArgumentParser:
     beam.add_argument("--machine-type", help="Dataflow: worker machine type")
     beam.add_argument("--max-num-workers", type=int, help="Dataflow: autoscaling ceiling")
     beam.add_argument("--job-endpoint", help="Flink/Spark: host:port of the Beam job server")
-    beam.add_argument("--environment-type", choices=beam_args.ENVIRONMENT_TYPES, default="DOCKER", help="Flink/Spark: how the SDK harness starts (default: DOCKER)")
+    beam.add_argument(
+        "--environment-type", choices=beam_args.ENVIRONMENT_TYPES, default="DOCKER", help="Flink/Spark: how the SDK harness starts (default: DOCKER)"
+    )
     beam.add_argument("--environment-config", help="Flink/Spark: the image, command or address of --environment-type")
     beam.add_argument("--parallelism", type=int, help="Flink/Spark: default parallelism")
-    beam.add_argument("--beam-arg", action="append", default=[], metavar="--FLAG=VALUE", help="a further Beam flag for Dataflow, Flink or Spark (repeatable)")
+    beam.add_argument(
+        "--beam-arg", action="append", default=[], metavar="--FLAG=VALUE", help="a further Beam flag for Dataflow, Flink or Spark, written --beam-arg=--FLAG=VALUE (repeatable)"
+    )
     return parser
 
 
@@ -420,7 +424,7 @@ def usage_errors(args: argparse.Namespace) -> List[str]:
     if args.runner == "direct":
         given = [flag for flag, value in remote_only.items() if value] + (["--beam-arg"] if args.beam_arg else [])
         if given:
-            errors.append(f"{', '.join(given)} need --runner dataflow, flink or spark")
+            errors.append(f"{', '.join(given)}: only for --runner dataflow, flink or spark")
     elif args.num_workers is not None or args.beam_mode != "in_memory":
         errors.append("--beam-mode and --num-workers are for --runner direct")
     try:
@@ -428,7 +432,8 @@ def usage_errors(args: argparse.Namespace) -> List[str]:
     except beam_args.RunnerConfigError as error:
         errors.append(str(error))
     if args.runner == "dataflow":
-        paths = {"--span-dir": args.span_dir, "--data-root": args.data_root, "--saved-model": args.saved_model, "--output": args.output}
+        model_flag = ("--saved-model", args.saved_model) if args.saved_model else ("--serving-dir", args.serving_dir)
+        paths = {"--span-dir": args.span_dir, "--data-root": args.data_root, model_flag[0]: model_flag[1], "--output": args.output}
         local = [flag for flag, path in paths.items() if path and not path.startswith("gs://")]
         if local:
             errors.append(f"{', '.join(local)} must be gs:// paths on Dataflow: its workers read the span and the model and write the output")

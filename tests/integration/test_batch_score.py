@@ -123,9 +123,9 @@ def test_parquet_output_from_an_explicit_saved_model_holds_the_same_scores(servi
 
     version = serving_version(str(serving_model_dir), MODEL)
     output = tmp_path / "scores.parquet"
-    exit_code = batch_score.main(
-        ["--span-dir", str(scored_span), "--saved-model", version_dir(str(serving_model_dir), version), "--output", str(output), "--beam-mode", "multi_processing", "--num-workers", "2"]
-    )
+    saved_model = version_dir(str(serving_model_dir), version)
+    workers = ["--beam-mode", "multi_processing", "--num-workers", "2"]
+    exit_code = batch_score.main(["--span-dir", str(scored_span), "--saved-model", saved_model, "--output", str(output)] + workers)
     assert exit_code == batch_score.EXIT_OK
     table = pq.read_table(output).to_pydict()
     assert list(table) == list(batch_score.OUTPUT_COLUMNS)
@@ -155,20 +155,22 @@ def test_a_bad_cell_is_refused_by_file_line_column_and_value_and_the_old_output_
     assert os.listdir(output.parent) == ["scores.csv"]
 
 
+SHIPPED_SPAN_4 = str(DATA_ROOT / "span-4")
+DATAFLOW_FLAGS = ["--runner", "dataflow", "--project", "p", "--region", "us-central1", "--temp-location", "gs://b/tmp", "--sdk-container-image", "img"]
+
+
 def test_usage_errors_are_found_before_anything_runs(tmp_path, capsys):
     existing = tmp_path / "scores.csv"
     existing.write_text("kept\n")
+    new_file = str(tmp_path / "a.csv")
     cases = [
-        (["--output", str(tmp_path / "a.csv")], "give either --span-dir, or --data-root and --span"),
-        (["--data-root", str(DATA_ROOT), "--output", str(tmp_path / "a.csv")], "--data-root and --span go together"),
-        (["--span-dir", str(DATA_ROOT / "span-4"), "--output", str(existing)], f"--output {str(existing)!r} exists; give --overwrite"),
-        (["--span-dir", str(DATA_ROOT / "span-4"), "--output", str(tmp_path / "no" / "such" / "a.csv")], "cannot be written"),
-        (["--span-dir", str(DATA_ROOT / "span-4"), "--output", str(tmp_path / "a.csv"), "--project", "p"], "--project need --runner dataflow, flink or spark"),
-        (
-            ["--runner", "dataflow", "--project", "p", "--region", "us-central1", "--temp-location", "gs://b/tmp", "--sdk-container-image", "img", "--span-dir", str(DATA_ROOT / "span-4"), "--output", "gs://b/scores.csv"],
-            "--span-dir must be gs:// paths on Dataflow",
-        ),
-        (["--runner", "flink", "--job-endpoint", "localhost:8099", "--span-dir", "data/span-4", "--output", str(tmp_path / "a.csv")], "FlinkRunner environment_type DOCKER needs environment_config"),
+        (["--output", new_file], "give either --span-dir, or --data-root and --span"),
+        (["--data-root", str(DATA_ROOT), "--output", new_file], "--data-root and --span go together"),
+        (["--span-dir", SHIPPED_SPAN_4, "--output", str(existing)], f"--output {str(existing)!r} exists; give --overwrite"),
+        (["--span-dir", SHIPPED_SPAN_4, "--output", str(tmp_path / "no" / "such" / "a.csv")], "cannot be written"),
+        (["--span-dir", SHIPPED_SPAN_4, "--output", new_file, "--project", "p"], "--project: only for --runner dataflow, flink or spark"),
+        (DATAFLOW_FLAGS + ["--span-dir", SHIPPED_SPAN_4, "--output", "gs://b/scores.csv"], "--span-dir, --serving-dir must be gs:// paths on Dataflow"),
+        (["--runner", "flink", "--job-endpoint", "localhost:8099", "--span-dir", SHIPPED_SPAN_4, "--output", new_file], "FlinkRunner environment_type DOCKER needs environment_config"),
     ]
     for argv, message in cases:
         assert batch_score.main(argv) == batch_score.EXIT_USAGE, argv
@@ -180,11 +182,12 @@ def test_a_missing_span_or_model_is_named(tmp_path, capsys):
     empty_serving_dir = tmp_path / "serving_model"
     empty_serving_dir.mkdir()
     output = str(tmp_path / "a.csv")
+    nothing_pushed = ["--serving-dir", str(empty_serving_dir)]
     cases = [
-        (["--span-dir", str(tmp_path / "span-9"), "--serving-dir", str(empty_serving_dir)], f"span folder {str(tmp_path / 'span-9')!r} is not a folder"),
-        (["--span-dir", str(tmp_path), "--serving-dir", str(empty_serving_dir)], "holds no *.csv file"),
-        (["--span-dir", str(DATA_ROOT / "span-4"), "--serving-dir", str(empty_serving_dir)], f"--serving-dir {str(empty_serving_dir)!r} holds no complete pushed version"),
-        (["--span-dir", str(DATA_ROOT / "span-4"), "--saved-model", str(tmp_path)], "is not a SavedModel folder (it has no saved_model.pb)"),
+        (["--span-dir", str(tmp_path / "span-9")] + nothing_pushed, f"span folder {str(tmp_path / 'span-9')!r} is not a folder"),
+        (["--span-dir", str(tmp_path)] + nothing_pushed, "holds no *.csv file"),
+        (["--span-dir", SHIPPED_SPAN_4] + nothing_pushed, f"--serving-dir {str(empty_serving_dir)!r} holds no complete pushed version"),
+        (["--span-dir", SHIPPED_SPAN_4, "--saved-model", str(tmp_path)], "is not a SavedModel folder (it has no saved_model.pb)"),
     ]
     for argv, message in cases:
         assert batch_score.main(argv + ["--output", output]) == batch_score.EXIT_USAGE, argv
@@ -194,9 +197,7 @@ def test_a_missing_span_or_model_is_named(tmp_path, capsys):
 
 def test_runner_flags_become_the_beam_arguments_of_beam_args():
     common = ["--span-dir", "gs://b/data/span-4", "--saved-model", "gs://b/serving_model/1", "--output", "gs://b/scores.csv"]
-    dataflow = batch_score.build_parser().parse_args(
-        common + ["--runner", "dataflow", "--project", "p", "--region", "us-central1", "--temp-location", "gs://b/tmp", "--sdk-container-image", "img", "--max-num-workers", "8", "--beam-arg=--experiments=shuffle_mode=service"]
-    )
+    dataflow = batch_score.build_parser().parse_args(common + DATAFLOW_FLAGS + ["--max-num-workers", "8", "--beam-arg=--experiments=shuffle_mode=service"])
     assert batch_score.usage_errors(dataflow) == []
     assert beam_args_for(batch_score.runner_config(dataflow)) == [
         "--runner=DataflowRunner",
@@ -208,12 +209,17 @@ def test_runner_flags_become_the_beam_arguments_of_beam_args():
         "--experiments=use_runner_v2",
         "--experiments=shuffle_mode=service",
     ]
-    spark = batch_score.build_parser().parse_args(common + ["--runner", "spark", "--job-endpoint", "localhost:8099", "--environment-type", "EXTERNAL", "--environment-config", "localhost:50000"])
+    spark_flags = ["--runner", "spark", "--job-endpoint", "localhost:8099", "--environment-type", "EXTERNAL", "--environment-config", "localhost:50000"]
+    spark = batch_score.build_parser().parse_args(common + spark_flags)
     assert beam_args_for(batch_score.runner_config(spark)) == [
         "--runner=SparkRunner",
         "--job_endpoint=localhost:8099",
         "--environment_type=EXTERNAL",
         "--environment_config=localhost:50000",
     ]
-    direct = batch_score.build_parser().parse_args(["--span-dir", "data/span-4", "--output", "x.csv", "--beam-mode", "multi_processing", "--num-workers", "2"])
-    assert beam_args_for(batch_score.runner_config(direct)) == ["--runner=DirectRunner", "--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+    direct = batch_score.build_parser().parse_args(["--span-dir", SHIPPED_SPAN_4, "--output", "x.csv", "--beam-mode", "multi_processing", "--num-workers", "2"])
+    assert beam_args_for(batch_score.runner_config(direct)) == [
+        "--runner=DirectRunner",
+        "--direct_running_mode=multi_processing",
+        "--direct_num_workers=2",
+    ]
