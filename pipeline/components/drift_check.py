@@ -15,8 +15,10 @@ The newest span of the window is what changed since the last run, so it is judge
   not judged, and a score with fewer than `DriftConfig.min_sample_size` values on either side
   is reported but not judged.
 
-Both sets of statistics are TFDV's, computed in a Beam pipeline from rows read with
-`pipeline.validation.span_rows`, the reader ExampleGen uses, so the checks see what the model trains on.
+Both sets of statistics are TFDV's, computed in the component's Beam pipeline (the pipeline's
+Beam arguments: DirectRunner here, Dataflow/Flink/Spark at scale) from the span files read in
+ranges by `pipeline.validation.span_chunks`, ExampleGen's own reader, so the checks see the
+examples the model trains on.
 The measures are `pipeline.validation.comparators`'; the report's readers are in
 `pipeline.components.artifacts`.
 Any failure to compute fails the step: the check never fails open. The DataGate decides; the
@@ -24,13 +26,15 @@ report (and both statistics files) are kept for a refused run and for `pipeline.
 """
 import json
 import os
-from typing import Dict, List, Sequence
+from typing import Dict, Iterable, List, Optional, Sequence
 
 import apache_beam as beam
+import pyarrow as pa
 import tensorflow as tf
 import tensorflow_data_validation as tfdv
 from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
 from tfx import v1 as tfx
+from tfx_bsl.coders import example_coder
 from tfx.types import standard_artifacts
 
 from pipeline import configs
@@ -46,12 +50,14 @@ from pipeline.components.artifacts import (
     span_fingerprints,
 )
 from pipeline.components.curated_schema import SCHEMA_FILE_NAME
-from pipeline.validation import span_rows
+from pipeline.validation import span_chunks, span_rows
 from pipeline.validation.comparators import anomaly_lines, score_columns
 from pipeline.validation.span_rows import common_header
 
 # Rows per Arrow RecordBatch handed to TFDV.
 _BATCH_ROWS = 1000
+# The value type tfx_bsl's decoder gives each schema type (inside a large_list).
+_DECODED_TYPES = {schema_pb2.INT: pa.int64(), schema_pb2.FLOAT: pa.float32(), schema_pb2.BYTES: pa.large_binary()}
 # Quantile buckets TFDV keeps per numeric column; the drift buckets are drawn from them.
 _QUANTILE_BUCKETS = 100
 
@@ -61,22 +67,38 @@ _QUANTILE_BUCKETS = 100
 
 
 class _ReadRecordBatches(beam.DoFn):
-    """Reads one span CSV file into Arrow RecordBatches typed by the schema."""
+    """Reads one range of a span CSV file (ExampleGen's ranges, `span_chunks`) into Arrow
+    RecordBatches typed by the schema, `_BATCH_ROWS` trips each."""
 
     def __init__(self, header: List[str], types: span_rows.ColumnTypes):
         self._header = header
         self._types = types
+        self._decoder = None
 
-    def process(self, path: str):
-        rows = []
-        # Each file is read with its own header; the batches hold the columns in one order.
-        for _, row in span_rows.read_rows(path, span_rows.read_header(path), self._types):
-            rows.append(row)
-            if len(rows) == _BATCH_ROWS:
-                yield span_rows.to_record_batch(rows, self._header, self._types)
-                rows = []
-        if rows:
-            yield span_rows.to_record_batch(rows, self._header, self._types)
+    def setup(self) -> None:
+        self._decoder = example_coder.ExamplesToRecordBatchDecoder()
+
+    def process(self, file_range: span_chunks.FileRange) -> Iterable[pa.RecordBatch]:
+        examples = []
+        for serialized in span_chunks.read_range(file_range, self._types):
+            examples.append(serialized)
+            if len(examples) == _BATCH_ROWS:
+                yield self._record_batch(examples)
+                examples = []
+        if examples:
+            yield self._record_batch(examples)
+
+    def _record_batch(self, examples: List[bytes]) -> pa.RecordBatch:
+        """Decodes examples; a column no example of the batch holds is added as all missing, so
+        a file that lacks a column counts each of its rows as missing that column."""
+        decoded = self._decoder.DecodeBatch(examples)
+        arrays, names = list(decoded.columns), list(decoded.schema.names)
+        for name in self._header:
+            if name not in names:
+                kind = self._types.get(name, schema_pb2.BYTES)
+                arrays.append(pa.nulls(decoded.num_rows, type=pa.large_list(_DECODED_TYPES[kind])))
+                names.append(name)
+        return pa.RecordBatch.from_arrays(arrays, names)
 
 
 def stats_options(schema: schema_pb2.Schema) -> tfdv.StatsOptions:
@@ -90,14 +112,22 @@ def stats_options(schema: schema_pb2.Schema) -> tfdv.StatsOptions:
 
 
 def files_statistics(
-    groups: Dict[str, Sequence[str]], schema: schema_pb2.Schema, output_dir: str
+    groups: Dict[str, Sequence[str]],
+    schema: schema_pb2.Schema,
+    output_dir: str,
+    pipeline: Optional[beam.Pipeline] = None,
 ) -> Dict[str, statistics_pb2.DatasetFeatureStatisticsList]:
     """Computes TFDV statistics of each group of CSV files in one Beam pipeline.
+
+    Files are read in ExampleGen's ranges (`pipeline.validation.span_chunks`), so a large file
+    is spread over the runner's workers and no worker holds a whole file.
 
     Args:
         groups: Name -> CSV files (sharing one header). A group with no file is skipped.
         schema: The curated schema, for the column types.
         output_dir: Where each group's statistics are written as `<name>` (binary proto).
+        pipeline: The Beam pipeline to run in (the component's, made from the pipeline's Beam
+            arguments); None runs a local DirectRunner pipeline.
 
     Returns:
         Name -> statistics, for every group with files.
@@ -109,11 +139,13 @@ def files_statistics(
     types = span_rows.column_types(schema)
     header = common_header([path for paths in groups.values() for path in paths])
     options = stats_options(schema)
-    with beam.Pipeline() as pipeline:
+    with pipeline if pipeline is not None else beam.Pipeline() as running:
         for name, paths in groups.items():
             _ = (
-                pipeline
+                running
                 | f"Files[{name}]" >> beam.Create(paths)
+                | f"PlanRanges[{name}]" >> beam.FlatMap(span_chunks.plan_ranges)
+                | f"SpreadRanges[{name}]" >> beam.Reshuffle()
                 | f"Read[{name}]" >> beam.ParDo(_ReadRecordBatches(header, types))
                 | f"Statistics[{name}]" >> tfdv.GenerateStatistics(options)
                 | f"Write[{name}]" >> tfdv.WriteStatisticsToBinaryFile(os.path.join(output_dir, name))
@@ -126,7 +158,11 @@ def files_statistics(
 
 
 def check_span(
-    span_files: Dict[int, List[str]], schema: schema_pb2.Schema, drift: configs.DriftConfig, output_dir: str
+    span_files: Dict[int, List[str]],
+    schema: schema_pb2.Schema,
+    drift: configs.DriftConfig,
+    output_dir: str,
+    pipeline: Optional[beam.Pipeline] = None,
 ) -> Dict[str, object]:
     """Checks the newest span of a window: its schema anomalies, and its drift from the rest.
 
@@ -135,6 +171,7 @@ def check_span(
         schema: The curated schema.
         drift: Thresholds, ignored columns and the minimum sample size.
         output_dir: Where the two statistics files are written.
+        pipeline: The Beam pipeline the statistics are computed in (None: a local one).
 
     Returns:
         The report: checked_span, reference_spans, rows (span and reference), anomalies (of the
@@ -149,7 +186,7 @@ def check_span(
         NEWEST_STATISTICS_FILE: span_files[newest],
         REFERENCE_STATISTICS_FILE: [path for span in reference_spans for path in span_files[span]],
     }
-    statistics = files_statistics(groups, schema, output_dir)
+    statistics = files_statistics(groups, schema, output_dir, pipeline)
     newest_statistics = statistics[NEWEST_STATISTICS_FILE]
     anomalies = tfdv.validate_statistics(newest_statistics, schema, environment="TRAINING")
     report: Dict[str, object] = {
@@ -172,13 +209,14 @@ def check_span(
     return report
 
 
-@tfx.dsl.components.component
+@tfx.dsl.components.component(use_beam=True)
 def SpanDriftCheck(
     examples: tfx.dsl.components.InputArtifact[standard_artifacts.Examples],
     schema: tfx.dsl.components.InputArtifact[standard_artifacts.Schema],
     drift_report: tfx.dsl.components.OutputArtifact[DriftReport],
     drift_config: tfx.dsl.components.Parameter[str],
     code_fingerprint: tfx.dsl.components.Parameter[str] = "",
+    beam_pipeline: tfx.dsl.components.BeamComponentParameter[beam.Pipeline] = None,
 ) -> None:
     """Checks the newest span of the window (see the module docstring) and records the report.
 
@@ -192,7 +230,9 @@ def SpanDriftCheck(
     if not fingerprints:
         raise ValueError(f"the Examples artifact {examples.uri} records no span files ({SPAN_FILES_PROPERTY})")
     schema_proto = tfdv.load_schema_text(os.path.join(schema.uri, SCHEMA_FILE_NAME))
-    report = check_span({span: list(files) for span, files in fingerprints.items()}, schema_proto, drift, drift_report.uri)
+    report = check_span(
+        {span: list(files) for span, files in fingerprints.items()}, schema_proto, drift, drift_report.uri, beam_pipeline
+    )
     report["span_files"] = fingerprints[report["checked_span"]]
     report["on_drift"] = drift.on_drift
     drift_report.set_int_custom_property(CHECKED_SPAN_PROPERTY, report["checked_span"])

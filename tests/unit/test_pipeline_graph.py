@@ -121,3 +121,17 @@ def test_acceptances_reach_the_gate():
     options = configs.PipelineOptions(external_tables=resolve_sources(), acceptances=(accepted,))
     built = {n.id: n for n in create_pipeline("p", "/tmp/root", "/tmp/data", [2, 3], "/tmp/serving", None, options).components}
     assert acceptances_from_json(built[component_ids.DATA_GATE].exec_properties["accepted_spans"]) == [accepted]
+
+
+def test_the_beam_heavy_steps_run_in_beam_with_the_pipeline_s_beam_arguments():
+    from tfx.dsl.compiler import compiler
+    from tfx.proto.orchestration import executable_spec_pb2, pipeline_pb2
+
+    beam_args = ["--direct_running_mode=multi_processing", "--direct_num_workers=2"]
+    built = create_pipeline("p", "/tmp/root", "/tmp/data", [2, 3], "/tmp/serving", None, OPTIONS, beam_args)
+    deployment = pipeline_pb2.IntermediateDeploymentConfig()
+    compiler.Compiler().compile(built).deployment_config.Unpack(deployment)
+    for node_id in (component_ids.EXAMPLE_GEN, component_ids.DRIFT_CHECK, component_ids.MODEL_GATE):
+        spec = executable_spec_pb2.BeamExecutableSpec()
+        assert deployment.executor_specs[node_id].Unpack(spec), f"{node_id} does not run in Beam"
+        assert list(spec.beam_pipeline_args) == beam_args, node_id
