@@ -78,16 +78,18 @@ def _settings(exec_properties: Dict[str, Any]) -> Tuple[int, int, str]:
 
 
 class _ReadRanges(beam.DoFn):
-    """Reads ranges of CSV files into serialized tf.Examples typed by the schema."""
+    """Reads ranges of CSV files into serialized tf.Examples typed by the schema; Beam counters
+    count the ranges read by the (slower) row reader, planned or fallen back."""
 
     def __init__(self, types: span_rows.ColumnTypes):
         self._types = types
-        self._row_by_row = beam.metrics.Metrics.counter("span_window_example_gen", "ranges_read_row_by_row")
+        self._row_by_row = {
+            reason: beam.metrics.Metrics.counter("span_window_example_gen", reason)
+            for reason in (span_chunks.ROW_BY_ROW_PLANNED, span_chunks.ROW_BY_ROW_FALLBACK)
+        }
 
     def process(self, file_range: span_chunks.FileRange) -> Iterable[bytes]:
-        if file_range.row_by_row:
-            self._row_by_row.inc()
-        yield from span_chunks.read_range(file_range, self._types)
+        yield from span_chunks.read_range(file_range, self._types, lambda reason: self._row_by_row[reason].inc())
 
 
 @beam.ptransform_fn

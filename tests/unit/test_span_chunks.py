@@ -160,3 +160,16 @@ def test_a_file_with_its_columns_in_another_order_and_one_missing(tmp_path, type
 def test_a_header_only_file_has_no_range_and_no_example(tmp_path, types):
     path = write_csv(tmp_path / "data.csv", [])
     assert _range_reader(path, types) == ([], [])
+
+
+def test_each_range_read_row_by_row_is_reported_with_its_reason(tmp_path, types):
+    rows = [trip() for _ in range(40)]
+    rows[5] = trip(trip_seconds=" 780")  # the row reader accepts it; the bulk decoder cannot decide it
+    rows[35] = trip(company='Quoted "Cab"')  # from the first quote on, the row reader
+    path = write_csv(tmp_path / "data.csv", rows)
+    ranges = span_chunks.plan_ranges(str(path), 1000)
+    reasons = []
+    examples = [example for file_range in ranges for example in span_chunks.read_range(file_range, types, reasons.append)]
+    assert examples == _row_reader(path, types)
+    assert reasons[0] == span_chunks.ROW_BY_ROW_FALLBACK and reasons[-1] == span_chunks.ROW_BY_ROW_PLANNED
+    assert len(reasons) == 2 and len(ranges) > 3
