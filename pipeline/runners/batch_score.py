@@ -39,12 +39,15 @@ import re
 import sys
 import time
 import uuid
-from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 from modules import features
 from pipeline import configs
 from pipeline.runners import beam_args
 from serving import versions
+
+if TYPE_CHECKING:
+    from tfx_bsl.public.proto import model_spec_pb2
 
 logger = logging.getLogger(__name__)
 
@@ -54,8 +57,8 @@ EXIT_DATA_REFUSED = 2
 EXIT_USAGE = 64
 
 # The output's columns. The probability column is named like the model's output
-# (modules.signatures.PROBABILITY_OUTPUT; that module imports TensorFlow Transform, so the name
-# is checked against it in `score_span`, not imported here).
+# (modules.signatures.PROBABILITY_OUTPUT; that module imports TensorFlow Transform, which
+# `--help` and a usage error need not wait for, so a test checks the two names agree).
 FILE_COLUMN = "file"
 LINE_COLUMN = "line"
 PROBABILITY_COLUMN = "big_tipper_probability"
@@ -133,6 +136,34 @@ def resolve_model(saved_model: Optional[str], serving_dir: Optional[str]) -> str
     return versions.version_dir(serving_dir, version)
 
 
+def check_output(output_path: str, overwrite: bool) -> None:
+    """Checks that `output_path` can be written as asked, before anything runs. The same check
+    for a local file and a remote one (gs://): both are asked through tf.io.gfile, so an
+    existing output is kept unless `overwrite`, wherever it is.
+
+    Raises:
+        BatchScoreError: when the output is a folder, exists and `overwrite` is off, its local
+            folder is not writable, or whether it exists cannot be told (a remote store that does
+            not answer; the run does not go ahead on a guess).
+    """
+    import tensorflow as tf
+
+    try:
+        if tf.io.gfile.isdir(output_path):
+            raise BatchScoreError(f"--output {output_path!r} is a folder; name the file to write")
+        exists = tf.io.gfile.exists(output_path)
+    except tf.errors.OpError as error:
+        raise BatchScoreError(f"--output {output_path!r}: cannot tell whether it exists: {error.message}") from None
+    if exists and not overwrite:
+        raise BatchScoreError(f"--output {output_path!r} exists; give --overwrite to replace it")
+    if not _is_remote(output_path):
+        # A remote store has no folder permissions to ask; a local folder does, and a run that
+        # could never write its output should not score first.
+        folder = os.path.dirname(os.path.abspath(output_path))
+        if not os.path.isdir(folder) or not os.access(folder, os.W_OK | os.X_OK):
+            raise BatchScoreError(f"--output {output_path!r} cannot be written ({folder!r} is not a writable folder)")
+
+
 def output_format(output_path: str) -> str:
     """"parquet" for a name ending in .parquet, else "csv"."""
     return "parquet" if output_path.lower().endswith(PARQUET_SUFFIX) else "csv"
@@ -175,16 +206,22 @@ def _parquet_bytes(rows: Sequence[ScoreRow]) -> bytes:
     return sink.getvalue()
 
 
-def write_scores(rows: Iterable[ScoreRow], output_path: str) -> int:
+def write_scores(rows: Iterable[ScoreRow], output_path: str, overwrite: bool = False) -> int:
     """Writes the score rows, sorted by file and line, to `output_path` as a whole: to a
     temporary file beside it first, renamed into place once complete.
 
     Args:
         rows: (file, line, timestamp or None, probability) per trip, in any order.
         output_path: The CSV or Parquet (`.parquet`) file to write; any path tf.io.gfile writes.
+        overwrite: Replace a file already at `output_path`. Off, a file that appeared there
+            since `check_output` (another run's) is kept and this one fails, unless it holds
+            exactly these rows (a retry of this step after its rename went through).
 
     Returns:
         The number of rows written.
+
+    Raises:
+        BatchScoreError: when `output_path` holds other rows and `overwrite` is off (it is kept).
     """
     import tensorflow as tf
 
@@ -195,7 +232,17 @@ def write_scores(rows: Iterable[ScoreRow], output_path: str) -> int:
     try:
         with tf.io.gfile.GFile(temporary, "wb") as output_file:
             output_file.write(payload)
-        tf.io.gfile.rename(temporary, output_path, overwrite=True)
+        try:
+            tf.io.gfile.rename(temporary, output_path, overwrite=overwrite)
+        except tf.errors.AlreadyExistsError:
+            # A runner may retry this step after its rename went through (a worker lost on the
+            # way back): the file then holds these very rows, and the run has done its work.
+            with tf.io.gfile.GFile(output_path, "rb") as existing:
+                if existing.read() == payload:
+                    return len(ordered)
+            raise BatchScoreError(
+                f"--output {output_path!r} was written by someone else while this run scored; it is kept (give --overwrite to replace it)"
+            ) from None
     finally:
         if tf.io.gfile.exists(temporary):
             tf.io.gfile.remove(temporary)
@@ -223,7 +270,7 @@ def _score_row(keyed_log: Tuple[TripKey, Any]) -> ScoreRow:
     return name, line, timestamp, float(outputs[PROBABILITY_COLUMN].float_val[0])
 
 
-def inference_spec(model_path: str):
+def inference_spec(model_path: str) -> "model_spec_pb2.InferenceSpecType":
     """The InferenceSpecType of RunInference: the SavedModel's tf.Example signature in process,
     as TFX's BulkInferrer builds it from its ModelSpec."""
     import tensorflow as tf
@@ -236,7 +283,9 @@ def inference_spec(model_path: str):
     )
 
 
-def build_pipeline(pipeline: Any, files: Sequence[str], model_path: str, types: Dict[str, int], output_path: str, spread: bool = True) -> None:
+def build_pipeline(
+    pipeline: Any, files: Sequence[str], model_path: str, types: Dict[str, int], output_path: str, spread: bool = True, overwrite: bool = False
+) -> None:
     """Adds the scoring steps to a Beam pipeline: read the files into keyed tf.Examples, run
     the model on them with tfx_bsl's RunInference, and write the rows with `write_scores`.
 
@@ -249,6 +298,7 @@ def build_pipeline(pipeline: Any, files: Sequence[str], model_path: str, types: 
         spread: Reshuffle the trips after reading, so the model runs on every worker, not
             only on the one that read a file (a runner fuses the steps otherwise). One
             process has nowhere to spread them to.
+        overwrite: Replace a file already at `output_path` (`write_scores`).
     """
     import apache_beam as beam
     from apache_beam.metrics import Metrics
@@ -257,7 +307,7 @@ def build_pipeline(pipeline: Any, files: Sequence[str], model_path: str, types: 
     scored = Metrics.counter(__name__, SCORED_COUNTER)
 
     def write(rows: List[ScoreRow]) -> None:
-        scored.inc(write_scores(rows, output_path))
+        scored.inc(write_scores(rows, output_path, overwrite))
 
     examples = (
         pipeline
@@ -278,7 +328,7 @@ def build_pipeline(pipeline: Any, files: Sequence[str], model_path: str, types: 
     )
 
 
-def score_span(span_dir: str, model_path: str, output_path: str, pipeline_args: Sequence[str]) -> ScoreResult:
+def score_span(span_dir: str, model_path: str, output_path: str, pipeline_args: Sequence[str], overwrite: bool = False) -> ScoreResult:
     """Scores every trip of a span with a SavedModel and writes the rows to `output_path`.
 
     Args:
@@ -286,24 +336,24 @@ def score_span(span_dir: str, model_path: str, output_path: str, pipeline_args: 
         model_path: The SavedModel folder (see `resolve_model`).
         output_path: The CSV or Parquet (`.parquet`) file to write.
         pipeline_args: Beam pipeline arguments (`beam_args.beam_args_for`).
+        overwrite: Replace a file already at `output_path`; off, an existing one is kept and
+            the run fails.
 
     Returns:
         What ran: the rows scored and the seconds it took.
 
     Raises:
         span_rows.CsvFormatError: when a file or cell is malformed (nothing is written).
-        BatchScoreError: when the span folder holds no CSV file.
+        BatchScoreError: when the span folder holds no CSV file, or the output exists and
+            `overwrite` is off.
     """
     import apache_beam as beam
     from apache_beam.metrics.metric import MetricsFilter
     from apache_beam.options.pipeline_options import DirectOptions, PipelineOptions, StandardOptions
     import tensorflow_data_validation as tfdv
 
-    from modules.signatures import PROBABILITY_OUTPUT
     from pipeline.validation import span_rows
 
-    if PROBABILITY_OUTPUT != PROBABILITY_COLUMN:
-        raise AssertionError(f"the output column {PROBABILITY_COLUMN!r} is not the model's output {PROBABILITY_OUTPUT!r}")
     files = span_files(span_dir)
     # Headers are checked here, before any worker starts: an empty file or a repeated column
     # fails at once.
@@ -314,7 +364,7 @@ def score_span(span_dir: str, model_path: str, output_path: str, pipeline_args: 
     runner = options.view_as(StandardOptions).runner
     one_process = runner in (None, "DirectRunner") and options.view_as(DirectOptions).direct_running_mode == "in_memory"
     pipeline = beam.Pipeline(options=options)
-    build_pipeline(pipeline, files, model_path, types, output_path, spread=not one_process)
+    build_pipeline(pipeline, files, model_path, types, output_path, spread=not one_process, overwrite=overwrite)
     result = pipeline.run()
     result.wait_until_finish()
     counters = result.metrics().query(MetricsFilter().with_name(SCORED_COUNTER))["counters"]
@@ -437,14 +487,8 @@ def usage_errors(args: argparse.Namespace) -> List[str]:
         local = [flag for flag, path in paths.items() if path and not path.startswith("gs://")]
         if local:
             errors.append(f"{', '.join(local)} must be gs:// paths on Dataflow: its workers read the span and the model and write the output")
-    if not _is_remote(args.output):
-        folder = os.path.dirname(os.path.abspath(args.output))
-        if os.path.isdir(args.output):
-            errors.append(f"--output {args.output!r} is a folder; name the file to write")
-        elif not os.path.isdir(folder) or not os.access(folder, os.W_OK | os.X_OK):
-            errors.append(f"--output {args.output!r} cannot be written ({folder!r} is not a writable folder)")
-        elif os.path.exists(args.output) and not args.overwrite:
-            errors.append(f"--output {args.output!r} exists; give --overwrite to replace it")
+    # Whether the output exists is asked in `main` (`check_output`), through tf.io.gfile like
+    # the span and the model: these checks read only the command line.
     return errors
 
 
@@ -492,6 +536,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.getLogger("apache_beam.runners.common").setLevel(logging.CRITICAL)
     span_dir = _span_dir(args)
     try:
+        check_output(args.output, args.overwrite)
         files = span_files(span_dir)
         model_path = resolve_model(args.saved_model, None if args.saved_model else args.serving_dir)
     except BatchScoreError as error:
@@ -500,7 +545,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     pipeline_args = beam_args.beam_args_for(runner_config(args))
     print(f"scoring {len(files)} file(s) of {span_dir} with {model_path} ({' '.join(pipeline_args)})", flush=True)
     try:
-        result = score_span(span_dir, model_path, args.output, pipeline_args)
+        result = score_span(span_dir, model_path, args.output, pipeline_args, overwrite=args.overwrite)
     except Exception as error:  # the runner's error, whatever its type; the data's is told apart
         data_error = data_error_text(error)
         if data_error is not None:

@@ -223,3 +223,42 @@ def test_runner_flags_become_the_beam_arguments_of_beam_args():
         "--direct_running_mode=multi_processing",
         "--direct_num_workers=2",
     ]
+
+
+def test_the_probability_column_is_named_like_the_models_output():
+    from modules.signatures import PROBABILITY_OUTPUT
+
+    assert batch_score.PROBABILITY_COLUMN == PROBABILITY_OUTPUT
+
+
+# TensorFlow's in-memory file system: a path with a scheme, as gs:// is, that needs no network.
+REMOTE_ROOT = "ram://batch_score_test"
+
+
+@pytest.mark.parametrize("remote", [False, True], ids=["local", "ram://"])
+def test_an_existing_output_is_kept_without_overwrite_local_or_remote(tmp_path, remote):
+    import tensorflow as tf
+
+    folder = f"{REMOTE_ROOT}/{tmp_path.name}" if remote else str(tmp_path)
+    tf.io.gfile.makedirs(folder)
+    output = f"{folder}/scores.csv"
+    with tf.io.gfile.GFile(output, "w") as existing:
+        existing.write("kept\n")
+    with pytest.raises(batch_score.BatchScoreError, match=f"--output {output!r} exists; give --overwrite to replace it"):
+        batch_score.check_output(output, overwrite=False)
+    batch_score.check_output(output, overwrite=True)
+    batch_score.check_output(f"{folder}/new.csv", overwrite=False)
+    with pytest.raises(batch_score.BatchScoreError, match="is a folder; name the file to write"):
+        batch_score.check_output(folder, overwrite=True)
+    # An output that appears after the check (another run's) is kept by the final rename too.
+    row = ("data.csv", 2, None, 0.5)
+    with pytest.raises(batch_score.BatchScoreError, match="written by someone else while this run scored; it is kept"):
+        batch_score.write_scores([row], output, overwrite=False)
+    with tf.io.gfile.GFile(output) as kept:
+        assert kept.read() == "kept\n"
+    assert tf.io.gfile.listdir(folder) == ["scores.csv"]
+    assert batch_score.write_scores([row], output, overwrite=True) == 1
+    with tf.io.gfile.GFile(output) as replaced:
+        assert replaced.read().splitlines()[1] == "data.csv,2,,0.5"
+    # A retried write step finds its own rows in place and succeeds without touching them.
+    assert batch_score.write_scores([row], output, overwrite=False) == 1
