@@ -150,5 +150,11 @@ def vocabulary_name(key: str) -> str:
     return f"{key}_vocabulary"
 
 
+def embedding_layer_name(input_name: str) -> str:
+    """Returns the name of the model's embedding layer for the categorical Transform output
+    `input_name` (e.g. `transformed_name("company")`); warm start finds the layers by it."""
+    return f"{input_name}_embedding"
+
+
 # Derived ratios (fare per mile, fare per minute, speed) are scaled like numeric columns.
 DERIVED_FEATURE_KEYS: List[str] = ["fare_per_mile", "fare_per_minute", "miles_per_hour"]

@@ -61,7 +61,7 @@ def build_model(sizes: Dict[str, int], hparams: HParams) -> keras.Model:
     for name, size in sorted(sizes.items()):
         inputs[name] = keras.Input(shape=(1,), name=name, dtype=tf.int64)
         dim = min(hparams.embedding_dim, size)
-        embedded = keras.layers.Embedding(size, dim, name=f"{name}_embedding")(inputs[name])
+        embedded = keras.layers.Embedding(size, dim, name=features.embedding_layer_name(name))(inputs[name])
         parts.append(keras.layers.Flatten(name=f"{name}_flat")(embedded))
     hidden = keras.layers.Concatenate(name="all_features")(parts)
     for index, units in enumerate(hparams.hidden_units):

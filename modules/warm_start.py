@@ -1,7 +1,10 @@
-"""Warm start: a new model begins from the weights of the model that serves, where they fit.
+"""Warm start: a new model begins from the weights of the pipeline's baseline model, where they fit.
 
-The Trainer passes the serving model as `fn_args.base_model` when the pipeline asks for it
-(`PipelineOptions.warm_start`). Each layer is decided on its own, and the decisions are all or
+The Trainer passes the model resolver's output as `fn_args.base_model` when the pipeline asks
+for it (`PipelineOptions.warm_start`): the same model the Evaluator compares with, which is the
+version that serves from the Pusher's destination with `PipelineOptions.baseline` "serving" (the
+default), and TFX's latest blessed model with "latest_blessed" (Vertex AI Pipelines), which need
+not be the one an Endpoint serves. Each layer is decided on its own, and the decisions are all or
 nothing: either every layer with weights takes the base model's, or none does and the model
 trains from scratch, with the reason recorded.
 
@@ -90,7 +93,7 @@ def _read_tokens(path: str) -> List[bytes]:
 def _vocabulary_layers() -> Dict[str, str]:
     """Embedding layer name -> vocabulary name, for every column mapped through a vocabulary."""
     keys = features.VOCABULARY_FEATURE_KEYS + features.INTEGER_VOCABULARY_FEATURE_KEYS
-    return {f"{features.transformed_name(key)}_embedding": features.vocabulary_name(key) for key in keys}
+    return {features.embedding_layer_name(features.transformed_name(key)): features.vocabulary_name(key) for key in keys}
 
 
 def remap_embedding(

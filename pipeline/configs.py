@@ -183,12 +183,14 @@ class PipelineOptions:
     # Hash buckets of the train/eval split made by ExampleGen.
     train_buckets: int = 4
     eval_buckets: int = 1
-    # Start the Trainer from the weights of the model that serves (the Evaluator's baseline) and
-    # train it `warm_start_steps` steps instead of `train_steps` (`modules.warm_start`: embeddings
-    # of vocabulary columns are matched by token; a model that does not fit trains from scratch,
-    # and says why). With nothing serving yet the Trainer trains from scratch. Off by default:
+    # Start the Trainer from the weights of the Evaluator's baseline model and train it
+    # `warm_start_steps` steps instead of `train_steps` (`modules.warm_start`: embeddings of
+    # vocabulary columns are matched by token; a model that does not fit trains from scratch, and
+    # says why). The baseline is the model that serves with baseline=BASELINE_SERVING, and TFX's
+    # latest blessed model with BASELINE_LATEST_BLESSED (Vertex), which need not be the one an
+    # Endpoint serves. With no such model yet the Trainer trains from scratch. Off by default:
     # docs/quality.md has the measurement, and a rerun on unchanged data trains again (the base
-    # model, an input of the Trainer, is then the model the last run pushed).
+    # model, an input of the Trainer, is then the model the last run pushed or blessed).
     warm_start: bool = False
     warm_start_steps: int = 100
 

@@ -11,6 +11,8 @@ from pipeline.dag import create_pipeline
 from pipeline.validation.table_sources import resolve_sources
 
 OOV = features.NUM_OOV_BUCKETS
+COMPANY_EMBEDDING = features.embedding_layer_name(features.transformed_name("company"))
+PAYMENT_TYPE_EMBEDDING = features.embedding_layer_name(features.transformed_name(features.PAYMENT_TYPE_KEY))
 
 
 def _trainer(**options):
@@ -31,7 +33,7 @@ def test_the_trainer_gets_the_serving_model_only_when_warm_start_is_asked_for():
     config = json.loads(warm.exec_properties["custom_config"])
     assert config[WARM_START_KEY] is True and config[WARM_START_STEPS_KEY] == 60
     # A model with nothing to start from trains the full steps.
-    assert '"num_steps": 400' in warm.exec_properties["train_args"]
+    assert json.loads(warm.exec_properties["train_args"])["num_steps"] == configs.PipelineOptions().train_steps
 
 
 def test_warm_start_steps_must_be_positive():
@@ -50,7 +52,7 @@ def test_embedding_rows_follow_their_tokens_when_the_vocabulary_is_reordered():
     new_tokens = [b"Credit Card", b"Mobile", b"Cash"]
     base = _matrix(base_tokens)
     fresh = _matrix(new_tokens, offset=100.0)
-    remapped = remap_embedding(base, base_tokens, fresh, new_tokens, "payment_type_xf_embedding")
+    remapped = remap_embedding(base, base_tokens, fresh, new_tokens, PAYMENT_TYPE_EMBEDDING)
     assert remapped[features.VOCABULARY_MISSING_ID, 0] == 0  # missing keeps its row
     assert remapped[1, 0] == 2  # Credit Card: base row 2
     assert remapped[2, 0] == 102  # Mobile is new: fresh initialisation
@@ -60,7 +62,22 @@ def test_embedding_rows_follow_their_tokens_when_the_vocabulary_is_reordered():
 
 def test_an_embedding_not_laid_out_as_its_vocabulary_is_refused_by_name():
     tokens = [b"a", b"b"]
-    with pytest.raises(WarmStartMismatch, match=r"company_xf_embedding: the base model's embedding has 9 rows for 2 vocabulary tokens"):
-        remap_embedding(np.zeros((9, 2)), tokens, _matrix(tokens), tokens, "company_xf_embedding")
-    with pytest.raises(WarmStartMismatch, match="embedding width 4 in the base model, 2 here"):
-        remap_embedding(_matrix(tokens, width=4), tokens, _matrix(tokens), tokens, "company_xf_embedding")
+    with pytest.raises(WarmStartMismatch, match=f"{COMPANY_EMBEDDING}: the base model's embedding has 9 rows for 2 vocabulary tokens"):
+        remap_embedding(np.zeros((9, 2)), tokens, _matrix(tokens), tokens, COMPANY_EMBEDDING)
+    with pytest.raises(WarmStartMismatch, match=f"{COMPANY_EMBEDDING}: embedding width 4 in the base model, 2 here"):
+        remap_embedding(_matrix(tokens, width=4), tokens, _matrix(tokens), tokens, COMPANY_EMBEDDING)
+
+
+def test_every_vocabulary_embedding_warm_start_matches_by_token_is_a_layer_of_the_model():
+    import tf_keras as keras
+
+    from modules.hparams import HParams
+    from modules.model import build_model
+    from modules.warm_start import _vocabulary_layers
+
+    # A model of the vocabulary columns alone (3 tokens each): its embeddings are theirs.
+    keys = features.VOCABULARY_FEATURE_KEYS + features.INTEGER_VOCABULARY_FEATURE_KEYS
+    model = build_model({features.transformed_name(key): 1 + 3 + OOV for key in keys}, HParams())
+    embeddings = {layer.name for layer in model.layers if isinstance(layer, keras.layers.Embedding)}
+    assert set(_vocabulary_layers()) == embeddings
+    assert _vocabulary_layers()[PAYMENT_TYPE_EMBEDDING] == features.vocabulary_name(features.PAYMENT_TYPE_KEY)
