@@ -2,25 +2,48 @@
 
 TFX's CsvExampleGen ingests one span per run (the newest its pattern matches). Training on
 "every span so far" or "the newest K spans" needs the window in one artifact, so this
-executor keeps CsvExampleGen's component, driver and split logic and only replaces how files
-are read: it reads every `span-<N>/*.csv` with N inside the window of its custom_config,
-each file by its own header's column names, with types from the curated schema (an empty
-cell an absent feature, a bad cell an error naming file, line, column and value), and
-records on the output artifact which spans and files went in.
+executor keeps CsvExampleGen's component, driver and split rule and replaces how files are
+read and written: it reads every `span-<N>/*.csv` with N inside the window of its
+custom_config, each file by its own header's column names, with types from the curated
+schema (an empty cell an absent feature, a bad cell an error naming file, line, column and
+value), and records on the output artifact which spans and files went in.
 
-Files are read in byte ranges (`pipeline.validation.span_chunks`): the ranges are spread
-over Beam's workers, each decoded in bulk by pyarrow's CSV reader into the serialized
-tf.Examples that `pipeline.validation.span_rows` makes row by row, byte for byte, so the
-hash split puts every trip where the row reader put it. A range the bulk path cannot
-decide exactly is read by the row reader, which also names the bad cell.
+Files are read in byte ranges (`pipeline.validation.span_chunks`), each decoded in bulk by
+pyarrow's CSV reader into the serialized tf.Examples that `pipeline.validation.span_rows`
+makes row by row, byte for byte. A range the bulk path cannot decide exactly is read by the
+row reader, which also names the bad cell.
+
+The split and the write are per range, not per example: the Beam pipeline is
+files -> ranges -> Reshuffle (of the few ranges) -> one DoFn that reads a range, puts each
+example in its split with TFX's own partition function (the hash and buckets
+BaseExampleGenExecutor uses, so every trip lands where CsvExampleGen would put it) and writes
+each split's examples of the range, in a seeded random order, to one gzipped TFRecord file
+`Split-<split>/data_tfrecord-<file>-<offset>.gz`. TFX's base executor instead partitions,
+reshuffles (a GroupByKey of every example, held in memory by the DirectRunner) and writes
+example by example; here a worker holds one range at a time.
 """
+import dataclasses
+import hashlib
+import itertools
 import json
-from typing import Any, Dict, Iterable, List, Tuple
+import logging
+import os
+import uuid
+from typing import Any, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
+import numpy as np
+import tensorflow as tf
 import tensorflow_data_validation as tfdv
 from google.protobuf import struct_pb2
+from tfx.components.example_gen import utils as example_gen_utils
+from tfx.components.example_gen import write_split
 from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
+# TFX's own partition function (private, but the one BaseExampleGenExecutor's Partition
+# calls): using it rather than a copy means a change of TFX's hash cannot silently move
+# trips between train and eval here while CsvExampleGen moves them elsewhere.
+from tfx.components.example_gen.base_example_gen_executor import _PartitionFn as tfx_partition_fn
+from tfx.components.util import examples_utils
 from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
@@ -30,15 +53,32 @@ from pipeline.spans import file_sha256
 from pipeline.validation import span_chunks, span_rows
 from pipeline.validation.span_rows import common_header, window_files
 
+logger = logging.getLogger(__name__)
+
 # Keys of the Struct packed in the component's custom_config (see span_window_config).
 FIRST_SPAN_KEY = "first_span"
 LAST_SPAN_KEY = "last_span"
 SCHEMA_PATH_KEY = "schema_path"
 CODE_FINGERPRINT_KEY = "code_fingerprint"
+RANGE_BYTES_KEY = "range_bytes"
+
+# Beam counters: rows written per split are `rows_<split>` in this namespace, beside the
+# row reader's range counters (span_chunks.ROW_BY_ROW_PLANNED and ROW_BY_ROW_FALLBACK).
+METRICS_NAMESPACE = "span_window_example_gen"
+# Files are written here first, then renamed into their split's folder, so a reader's
+# `Split-<name>/*` never sees a half-written file; the folder is removed when the step ends.
+TEMP_FOLDER = ".span_window_example_gen_tmp"
+# A range read by the row reader after a quote may be the rest of a large file: it is
+# shuffled and written in blocks of this many examples, so a worker still holds a bounded part.
+ROW_BY_ROW_BLOCK_EXAMPLES = 65_536
 
 
 def span_window_config(
-    first_span: int, last_span: int, schema_path: str, code_fingerprint: str = ""
+    first_span: int,
+    last_span: int,
+    schema_path: str,
+    code_fingerprint: str = "",
+    range_bytes: Optional[int] = None,
 ) -> example_gen_pb2.CustomConfig:
     """Returns the ExampleGen custom_config that reads spans first_span..last_span.
 
@@ -50,6 +90,11 @@ def span_window_config(
             the step runs, as `pipeline.components.curated_schema.ImportCuratedSchema` reads it).
         code_fingerprint: `pipeline.runners.code_fingerprint.project_fingerprint()`, so a change of the
             reader's code is never answered from TFX's cache.
+        range_bytes: Bytes of CSV per range (the unit of work a worker reads, splits and writes
+            as one file per split); `span_chunks.DEFAULT_RANGE_BYTES` when not given.
+
+    Raises:
+        ValueError: when range_bytes is not positive.
     """
     settings = struct_pb2.Struct()
     settings.update(
@@ -60,13 +105,31 @@ def span_window_config(
             CODE_FINGERPRINT_KEY: code_fingerprint,
         }
     )
+    if range_bytes is not None:
+        if range_bytes < 1:
+            raise ValueError(f"range_bytes must be a positive number of bytes, not {range_bytes}")
+        settings.update({RANGE_BYTES_KEY: range_bytes})
     custom_config = example_gen_pb2.CustomConfig()
     custom_config.custom_config.Pack(settings)
     return custom_config
 
 
-def _settings(exec_properties: Dict[str, Any]) -> Tuple[int, int, str]:
-    """Returns (first span, last span, schema path) from the component's custom_config."""
+@dataclasses.dataclass(frozen=True)
+class WindowSettings:
+    """What the component's custom_config says: the span window, the schema, the range size."""
+
+    first_span: int
+    last_span: int
+    schema_path: str
+    range_bytes: int = span_chunks.DEFAULT_RANGE_BYTES
+
+
+def window_settings(exec_properties: Dict[str, Any]) -> WindowSettings:
+    """Returns the settings packed in the component's custom_config by `span_window_config`.
+
+    Raises:
+        ValueError: when the custom_config is not a span_window_config.
+    """
     entry = exec_properties.get(standard_component_specs.CUSTOM_CONFIG_KEY)
     custom_config = example_gen_pb2.CustomConfig()
     settings = struct_pb2.Struct()
@@ -74,7 +137,12 @@ def _settings(exec_properties: Dict[str, Any]) -> Tuple[int, int, str]:
         proto_utils.json_to_proto(entry, custom_config)
     if not entry or not custom_config.custom_config.Unpack(settings) or SCHEMA_PATH_KEY not in settings:
         raise ValueError("the span-window ExampleGen needs custom_config=span_window_config(first, last, schema_path)")
-    return int(settings[FIRST_SPAN_KEY]), int(settings[LAST_SPAN_KEY]), settings[SCHEMA_PATH_KEY]
+    return WindowSettings(
+        first_span=int(settings[FIRST_SPAN_KEY]),
+        last_span=int(settings[LAST_SPAN_KEY]),
+        schema_path=settings[SCHEMA_PATH_KEY],
+        range_bytes=int(settings[RANGE_BYTES_KEY]) if RANGE_BYTES_KEY in settings else span_chunks.DEFAULT_RANGE_BYTES,
+    )
 
 
 class _ReadRanges(beam.DoFn):
@@ -84,7 +152,7 @@ class _ReadRanges(beam.DoFn):
     def __init__(self, types: span_rows.ColumnTypes):
         self._types = types
         self._row_by_row = {
-            reason: beam.metrics.Metrics.counter("span_window_example_gen", reason)
+            reason: beam.metrics.Metrics.counter(METRICS_NAMESPACE, reason)
             for reason in (span_chunks.ROW_BY_ROW_PLANNED, span_chunks.ROW_BY_ROW_FALLBACK)
         }
 
@@ -98,42 +166,237 @@ class _ReadRanges(beam.DoFn):
 def _SpanWindowToExample(
     pipeline: beam.Pipeline, exec_properties: Dict[str, Any], split_pattern: str
 ) -> beam.pvalue.PCollection:
-    """Reads the CSV files of the span window into serialized tf.Examples."""
-    first_span, last_span, schema_path = _settings(exec_properties)
+    """Reads the CSV files of the span window into serialized tf.Examples (TFX's base Do path)."""
+    settings = window_settings(exec_properties)
     input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
-    files = [path for paths in window_files(input_base, split_pattern, first_span, last_span).values() for path in paths]
+    files = [path for paths in window_files(input_base, split_pattern, settings.first_span, settings.last_span).values() for path in paths]
     common_header(files)
-    types = span_rows.column_types(tfdv.load_schema_text(schema_path))
+    types = span_rows.column_types(tfdv.load_schema_text(settings.schema_path))
     return (
         pipeline
         | "ListFiles" >> beam.Create(files)
-        | "PlanRanges" >> beam.FlatMap(span_chunks.plan_ranges)
+        | "PlanRanges" >> beam.FlatMap(span_chunks.plan_ranges, settings.range_bytes)
         # Ranges, not files, are what the runner spreads over its workers.
         | "SpreadRanges" >> beam.Reshuffle()
         | "ReadRanges" >> beam.ParDo(_ReadRanges(types))
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class SplitRule:
+    """Which split each example goes to: TFX's hash buckets, or the input split it was read from."""
+
+    names: Tuple[str, ...]
+    # Cumulative hash buckets of the output splits, as BaseExampleGenExecutor computes them;
+    # empty when the input splits are the output splits.
+    buckets: Tuple[int, ...]
+    split_config: example_gen_pb2.SplitConfig
+
+    def split_of(self, record: bytes, input_split: int) -> int:
+        """Returns the index of the split the serialized example goes to."""
+        if not self.buckets:
+            return input_split
+        return tfx_partition_fn(record, len(self.buckets), list(self.buckets), self.split_config)
+
+
+def range_file_name(file_index: int, file_range: span_chunks.FileRange) -> str:
+    """Returns the name of a range's file in each split's folder: the same for every attempt at
+    the range, so a retried bundle overwrites its file rather than adding a second one."""
+    return f"{write_split.DEFAULT_TF_RECORD_FILE_NAME}-{file_index:05d}-{file_range.start:012d}.gz"
+
+
+def range_seed(file_range: span_chunks.FileRange) -> int:
+    """Returns the seed of a range's example order: from its span folder, file name and first
+    byte, so a rerun writes the same order wherever the data root lives."""
+    where = "/".join(file_range.path.rstrip("/").split("/")[-2:])
+    return int.from_bytes(hashlib.sha256(f"{where}:{file_range.start}".encode("utf-8")).digest()[:8], "little")
+
+
+def _blocks(file_range: span_chunks.FileRange, examples: Iterator[bytes]) -> Iterator[List[bytes]]:
+    """The range's examples as lists to shuffle: the whole range (a bounded number of bytes),
+    or for a rest-of-file range read row by row, blocks of ROW_BY_ROW_BLOCK_EXAMPLES."""
+    if not file_range.row_by_row:
+        yield list(examples)
+        return
+    while True:
+        block = list(itertools.islice(examples, ROW_BY_ROW_BLOCK_EXAMPLES))
+        if not block:
+            return
+        yield block
+
+
+class SplitAndWriteRange(beam.DoFn):
+    """Reads a range, splits its examples and writes each split's as one gzipped TFRecord file
+    in the split's folder (under `range_file_name`); yields (split, examples written)."""
+
+    def __init__(self, types: span_rows.ColumnTypes, rule: SplitRule, split_folders: Sequence[str], temp_folder: str):
+        self._types = types
+        self._rule = rule
+        self._split_folders = tuple(split_folders)
+        self._temp_folder = temp_folder
+        self._rows = [beam.metrics.Metrics.counter(METRICS_NAMESPACE, f"rows_{name}") for name in rule.names]
+        # The counter TFX's WriteSplit keeps, so a dashboard of CsvExampleGen runs reads the same.
+        self._num_instances = beam.metrics.Metrics.counter(write_split.METRICS_NAMESPACE, "num_instances")
+        self._row_by_row = {
+            reason: beam.metrics.Metrics.counter(METRICS_NAMESPACE, reason)
+            for reason in (span_chunks.ROW_BY_ROW_PLANNED, span_chunks.ROW_BY_ROW_FALLBACK)
+        }
+
+    def process(self, element: Tuple[int, int, span_chunks.FileRange]) -> Iterator[Tuple[str, int]]:
+        input_split, file_index, file_range = element
+        name = range_file_name(file_index, file_range)
+        attempt = uuid.uuid4().hex
+        temp_paths = [os.path.join(self._temp_folder, f"{index}-{name}.{attempt}") for index in range(len(self._rule.names))]
+        counts = [0] * len(self._rule.names)
+        order = np.random.default_rng(range_seed(file_range))
+        options = tf.io.TFRecordOptions(compression_type="GZIP")
+        examples = span_chunks.read_range(file_range, self._types, lambda reason: self._row_by_row[reason].inc())
+        writers = [tf.io.TFRecordWriter(path, options) for path in temp_paths]
+        try:
+            for block in _blocks(file_range, examples):
+                for position in order.permutation(len(block)):
+                    record = block[position]
+                    split = self._rule.split_of(record, input_split)
+                    writers[split].write(record)
+                    counts[split] += 1
+                del block
+        finally:
+            for writer in writers:
+                writer.close()
+        # Every split gets a file, empty or not, as TFX's WriteSplit writes at least one shard.
+        for index, temp_path in enumerate(temp_paths):
+            tf.io.gfile.rename(temp_path, os.path.join(self._split_folders[index], name), overwrite=True)
+            self._rows[index].inc(counts[index])
+            yield self._rule.names[index], counts[index]
+        self._num_instances.inc(sum(counts))
+
+
+def _plan_numbered_ranges(numbered_file: Tuple[int, int, str], range_bytes: int) -> List[Tuple[int, int, span_chunks.FileRange]]:
+    """(input split, file number, range) of each range of a numbered file."""
+    input_split, file_index, path = numbered_file
+    return [(input_split, file_index, file_range) for file_range in span_chunks.plan_ranges(path, range_bytes)]
+
+
+def split_rule(input_config: example_gen_pb2.Input, output_config: example_gen_pb2.Output) -> SplitRule:
+    """Returns the split rule of the component's configs, as BaseExampleGenExecutor reads them.
+
+    Raises:
+        ValueError: when output splits are configured over more than one input split.
+    """
+    names = tuple(example_gen_utils.generate_output_split_names(input_config, output_config))
+    if not output_config.split_config.splits:
+        return SplitRule(names, (), output_config.split_config)
+    if len(input_config.splits) != 1:
+        raise ValueError(
+            f"input_config has {len(input_config.splits)} splits; with output splits "
+            f"({', '.join(names)}) ExampleGen reads exactly one input split"
+        )
+    buckets = tuple(itertools.accumulate(split.hash_buckets for split in output_config.split_config.splits))
+    return SplitRule(names, buckets, output_config.split_config)
+
+
 class Executor(BaseExampleGenExecutor):
     """CsvExampleGen's executor for a window of spans (see the module docstring)."""
 
     def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
-        """Returns the PTransform that reads the span window."""
+        """Returns the PTransform that reads the span window (used by the base class' Do path)."""
         return _SpanWindowToExample
 
     def Do(self, input_dict: Dict[str, List[Any]], output_dict: Dict[str, List[Any]], exec_properties: Dict[str, Any]) -> None:
-        """Writes the examples, then records the spans and file fingerprints on the artifact."""
-        super().Do(input_dict, output_dict, exec_properties)
-        first_span, last_span, _ = _settings(exec_properties)
-        input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
-        pattern = json.loads(exec_properties[standard_component_specs.INPUT_CONFIG_KEY])["splits"][0]["pattern"]
-        files = window_files(input_base, pattern, first_span, last_span)
-        examples = artifact_utils.get_single_instance(output_dict[standard_component_specs.EXAMPLES_KEY])
-        examples.span = last_span
-        examples.set_string_custom_property(SPANS_PROPERTY, ",".join(str(span) for span in sorted(files)))
-        examples.set_string_custom_property(
-            SPAN_FILES_PROPERTY,
-            json.dumps({path: file_sha256(path) for paths in files.values() for path in paths}, sort_keys=True),
+        """Reads, splits and writes the window a range at a time, then records on the artifact
+        what BaseExampleGenExecutor.Do records (split names, payload and file format) and the
+        spans and file fingerprints.
+
+        Raises:
+            ValueError: for a payload or file format other than tf.Examples in gzipped
+                TFRecords, or output splits over several input splits.
+            CsvFormatError: naming file, line, column and value, for a row the schema refuses.
+        """
+        self._log_startup(input_dict, output_dict, exec_properties)
+        input_config = example_gen_pb2.Input()
+        proto_utils.json_to_proto(exec_properties[standard_component_specs.INPUT_CONFIG_KEY], input_config)
+        output_config = example_gen_pb2.Output()
+        proto_utils.json_to_proto(exec_properties[standard_component_specs.OUTPUT_CONFIG_KEY], output_config)
+        output_file_format = exec_properties.get(
+            standard_component_specs.OUTPUT_FILE_FORMAT_KEY, example_gen_pb2.FILE_FORMAT_UNSPECIFIED
         )
+        write_split.to_file_format_str(output_file_format)  # refuses any format but gzipped TFRecords
+        payload_format = exec_properties.get(standard_component_specs.OUTPUT_DATA_FORMAT_KEY)
+        if payload_format and payload_format != example_gen_pb2.FORMAT_TF_EXAMPLE:
+            raise ValueError(
+                f"output_data_format {example_gen_pb2.PayloadFormat.Name(payload_format)}: the span-window "
+                "ExampleGen writes tf.Examples (FORMAT_TF_EXAMPLE) only"
+            )
+        rule = split_rule(input_config, output_config)
+        settings = window_settings(exec_properties)
+        input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
+        files_by_input_split = [
+            [path for paths in window_files(input_base, split.pattern, settings.first_span, settings.last_span).values() for path in paths]
+            for split in input_config.splits
+        ]
+        common_header([path for paths in files_by_input_split for path in paths])
+        types = span_rows.column_types(tfdv.load_schema_text(settings.schema_path))
+
+        examples_artifacts = output_dict[standard_component_specs.EXAMPLES_KEY]
+        examples = artifact_utils.get_single_instance(examples_artifacts)
+        examples.split_names = artifact_utils.encode_split_names(list(rule.names))
+        split_folders = [artifact_utils.get_split_uri(examples_artifacts, name) for name in rule.names]
+        temp_folder = os.path.join(examples.uri, TEMP_FOLDER)
+        for folder in split_folders + [temp_folder]:
+            tf.io.gfile.makedirs(folder)
+        # (input split, file number, path): the file number names the range files.
+        in_splits = [(input_split, path) for input_split, paths in enumerate(files_by_input_split) for path in paths]
+        numbered_files = [(input_split, file_index, path) for file_index, (input_split, path) in enumerate(in_splits)]
+        logger.info("Generating examples from %d file(s) of spans %d..%d, a range at a time.", len(numbered_files), settings.first_span, settings.last_span)
+        try:
+            with self._make_beam_pipeline() as pipeline:
+                _ = (
+                    pipeline
+                    | "ListFiles" >> beam.Create(numbered_files)
+                    | "PlanRanges" >> beam.FlatMap(_plan_numbered_ranges, settings.range_bytes)
+                    # Ranges, not files or examples, are what the runner spreads over its workers.
+                    | "SpreadRanges" >> beam.Reshuffle()
+                    | "SplitAndWriteRanges" >> beam.ParDo(SplitAndWriteRange(types, rule, split_folders, temp_folder))
+                )
+        finally:
+            if tf.io.gfile.exists(temp_folder):
+                tf.io.gfile.rmtree(temp_folder)
+        _log_rows(pipeline.result, rule.names)
+
+        if payload_format:
+            for artifact in examples_artifacts:
+                examples_utils.set_payload_format(artifact, payload_format)
+        if output_file_format:
+            for artifact in examples_artifacts:
+                examples_utils.set_file_format(artifact, write_split.to_file_format_str(output_file_format))
+        record_window(examples, exec_properties)
 
 
+def record_window(examples: Any, exec_properties: Dict[str, Any]) -> None:
+    """Records on the Examples artifact the window's last span, its spans and each file's
+    fingerprint (what `pipeline.components.artifacts` readers and the run summary show).
+
+    Args:
+        examples: The output Examples artifact.
+        exec_properties: The component's execution properties.
+    """
+    settings = window_settings(exec_properties)
+    input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
+    pattern = json.loads(exec_properties[standard_component_specs.INPUT_CONFIG_KEY])["splits"][0]["pattern"]
+    files = window_files(input_base, pattern, settings.first_span, settings.last_span)
+    examples.span = settings.last_span
+    examples.set_string_custom_property(SPANS_PROPERTY, ",".join(str(span) for span in sorted(files)))
+    examples.set_string_custom_property(
+        SPAN_FILES_PROPERTY,
+        json.dumps({path: file_sha256(path) for paths in files.values() for path in paths}, sort_keys=True),
+    )
+
+
+def _log_rows(result: beam.runners.runner.PipelineResult, split_names: Sequence[str]) -> None:
+    """Logs the rows written per split, from the pipeline's Beam counters."""
+    counters = result.metrics().query(beam.metrics.MetricsFilter().with_namespace(METRICS_NAMESPACE))["counters"]
+    written = {counter.key.metric.name: counter.committed for counter in counters}
+    logger.info(
+        "Examples generated: %s",
+        ", ".join(f"{name} {written.get(f'rows_{name}', 0):,}" for name in split_names),
+    )
