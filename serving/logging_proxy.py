@@ -21,7 +21,8 @@ on the proxy's own Prometheus page (--metrics_path) and warned about in its log.
 Once serving it prints one line, e.g.
 `logging proxy: gRPC on 0.0.0.0:8500, REST on 0.0.0.0:8501 -> upstream localhost:9500, localhost:9501`,
 and runs until SIGTERM or SIGINT, then stops accepting, finishes in-flight requests, completes
-the open log file and exits 0.
+the open log file and exits 0, within `ProxyOptions.longest_stop_seconds()` (25 s by default;
+docker-compose's stop_grace_period and the pod's terminationGracePeriodSeconds allow more).
 """
 from serving.console import import_tensorflow
 
@@ -51,6 +52,7 @@ from serving.client.request_log import (  # noqa: E402
     typed_rows,
 )
 from serving.devserver.errors import StatusError  # noqa: E402
+from serving.devserver.loop_thread import LoopThread  # noqa: E402
 from serving.devserver.request_log import rows_from_request  # noqa: E402
 from serving.devserver.rest_api import DEFAULT_MAX_REQUEST_BYTES, JSON_CONTENT_TYPE, parse_route  # noqa: E402
 
@@ -61,6 +63,10 @@ DEFAULT_METRICS_PATH = "/monitoring/logging_proxy/metrics"
 DEFAULT_TIMEOUT_S = 30.0
 DEFAULT_METADATA_TTL_S = 60.0
 _STARTUP_TIMEOUT_S = 60.0
+# Longest time stop() spends writing queued samples and completing the open log file.
+LOG_CLOSE_TIMEOUT_S = 10.0
+# stop()'s waits past the grace period: the REST loop's thread, the gRPC handlers' threads.
+_STOP_SLACK_S = 5.0
 # Headers that describe one hop, or that aiohttp sets again for the decoded body it forwards.
 _HOP_HEADERS = frozenset(
     {"connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailer",
@@ -92,7 +98,8 @@ class ProxyOptions:
         max_file_age_s: A log file is completed at this age.
         max_files: Complete log files kept (oldest deleted first); 0 keeps all.
         queue_size: Sampled requests waiting to be written; more are dropped and counted.
-        shutdown_grace_seconds: How long `stop()` waits for in-flight requests.
+        shutdown_grace_seconds: How long `stop()` waits for in-flight requests (REST and gRPC
+            at once).
     """
 
     upstream_rest: str
@@ -113,6 +120,15 @@ class ProxyOptions:
     max_files: int = DEFAULT_MAX_FILES
     queue_size: int = DEFAULT_QUEUE_SIZE
     shutdown_grace_seconds: float = 10.0
+
+    def longest_stop_seconds(self) -> float:
+        """The longest `LoggingProxy.stop()` takes; a container's stop grace period must exceed it.
+
+        In-flight requests get the grace period, then queued samples and the open log file get
+        `LOG_CLOSE_TIMEOUT_S`; a kill before the end leaves the open file hidden until the next
+        proxy on the folder starts (see `serving.client.request_log`).
+        """
+        return self.shutdown_grace_seconds + LOG_CLOSE_TIMEOUT_S + _STOP_SLACK_S
 
 
 class SignatureTypes:
@@ -183,6 +199,7 @@ class _ProxyMetrics:
             ("logging_proxy_dropped_requests_total", "Sampled requests dropped because the log's queue was full.", stats.dropped_requests),
             ("logging_proxy_failed_requests_total", "Sampled requests that could not be typed or written.", stats.failed_requests),
             ("logging_proxy_deleted_files_total", "Complete log files deleted to keep --max_files.", stats.deleted_files),
+            ("logging_proxy_recovered_files_total", "Log files a stopped writer left open, completed by this proxy.", stats.recovered_files),
         ]:
             lines += [f"# HELP {name} {help_text}", f"# TYPE {name} counter", f"{name} {value}"]
         name = "logging_proxy_upstream_failures_total"
@@ -220,8 +237,7 @@ class LoggingProxy:
         self.metrics = _ProxyMetrics()
         upstream = options.upstream_rest
         self._upstream_url = (upstream if "://" in upstream else f"http://{upstream}").rstrip("/")
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._loop_thread: Optional[threading.Thread] = None
+        self._rest_loop = LoopThread("proxy-rest")
         self._runner: Optional[web.AppRunner] = None
         self._session: Optional[aiohttp.ClientSession] = None
         self._grpc_server: Optional[grpc.Server] = None
@@ -367,69 +383,57 @@ class LoggingProxy:
         self.grpc_port = port
 
     def _start_rest(self) -> None:
-        loop = asyncio.new_event_loop()
-        ready = threading.Event()
-        failure: List[BaseException] = []
-
         async def start_site() -> None:
-            self._session = aiohttp.ClientSession(
-                timeout=aiohttp.ClientTimeout(total=self.options.timeout_s),
-                auto_decompress=True,
-            )
+            session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self.options.timeout_s), auto_decompress=True)
             app = web.Application(client_max_size=self.options.max_request_bytes)
             app.router.add_route("*", "/{tail:.*}", self._handle_rest)
             runner = web.AppRunner(app, handle_signals=False, access_log=None, shutdown_timeout=self.options.shutdown_grace_seconds)
-            await runner.setup()
-            site = web.TCPSite(runner, self.options.host, self.options.rest_port)
-            await site.start()
-            self._runner = runner
+            try:
+                await runner.setup()
+                await web.TCPSite(runner, self.options.host, self.options.rest_port).start()
+            except BaseException:
+                # The loop closes after a failed start: free what it holds first.
+                await runner.cleanup()
+                await session.close()
+                raise
+            self._session, self._runner = session, runner
             self.rest_port = runner.addresses[0][1]
 
-        def run_loop() -> None:
-            asyncio.set_event_loop(loop)
-            try:
-                loop.run_until_complete(start_site())
-            except Exception as error:  # noqa: BLE001 - handed to start() to raise there.
-                failure.append(error)
-                ready.set()
-                return
-            ready.set()
-            loop.run_forever()
+        try:
+            self._rest_loop.start(start_site, _STARTUP_TIMEOUT_S)
+        except TimeoutError as error:
+            raise RuntimeError("the proxy's REST listener did not start in time") from error
+        except Exception as error:
+            raise RuntimeError(f"cannot bind REST to {self.options.host}:{self.options.rest_port}: {error}") from error
 
-        self._loop = loop
-        self._loop_thread = threading.Thread(target=run_loop, name="proxy-rest", daemon=True)
-        self._loop_thread.start()
-        if not ready.wait(_STARTUP_TIMEOUT_S):
-            raise RuntimeError("the proxy's REST listener did not start in time")
-        if failure:
-            raise RuntimeError(f"cannot bind REST to {self.options.host}:{self.options.rest_port}: {failure[0]}") from failure[0]
+    async def _close_rest(self) -> None:
+        assert self._runner is not None and self._session is not None
+        await self._runner.cleanup()  # stops accepting, then waits up to the grace for handlers
+        await self._session.close()
 
     def stop(self) -> None:
-        """Stops accepting, lets in-flight requests finish, then completes the open log file."""
+        """Stops accepting, lets in-flight requests finish, then completes the open log file.
+
+        Takes at most `options.longest_stop_seconds()`: REST and gRPC share one grace period.
+        """
         if self._stopped.is_set():
             return
         grace = self.options.shutdown_grace_seconds
+        grace_ends = time.monotonic() + grace
         grpc_stopped = self._grpc_server.stop(grace) if self._grpc_server is not None else None
-        if self._loop is not None and self._loop.is_running():
-            async def cleanup() -> None:
-                if self._runner is not None:
-                    await self._runner.cleanup()
-                if self._session is not None:
-                    await self._session.close()
-
+        if self._rest_loop.running:
             try:
-                asyncio.run_coroutine_threadsafe(cleanup(), self._loop).result(timeout=grace + 5.0)
+                self._rest_loop.call(self._close_rest(), timeout_s=grace + 1.0)
             except concurrent.futures.TimeoutError:
                 logger.warning("the proxy's REST listener did not drain within %.1f s", grace)
-            self._loop.call_soon_threadsafe(self._loop.stop)
-        if self._loop_thread is not None:
-            self._loop_thread.join(timeout=10.0)
+            if not self._rest_loop.stop(timeout_s=2.0):
+                logger.warning("the proxy's REST loop did not stop within 2 s")
         if grpc_stopped is not None:
-            grpc_stopped.wait(grace + 5.0)
+            grpc_stopped.wait(max(0.0, grace_ends - time.monotonic()) + 1.0)
         if self._grpc_channel is not None:
-            self._grpc_channel.close()
+            self._grpc_channel.close()  # cancels forwarded calls still waiting on the upstream
         self._grpc_executor.shutdown(wait=True)
-        self.request_log.close()
+        self.request_log.close(LOG_CLOSE_TIMEOUT_S)
         self._stopped.set()
         logger.info("logging proxy stopped: %s", self.request_log.stats())
 

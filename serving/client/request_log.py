@@ -22,6 +22,14 @@ Files are bounded: the open file is `.requests-...` (hidden, so a reader never s
 file) and becomes `requests-...` once it reaches `max_file_bytes`, is `max_file_age_s` old, or
 the log closes. Each writer keeps at most `max_files` complete files of its own, deleting its
 oldest first (0 keeps all); copy them off (or run the skew check) before they age out.
+
+A writer that was killed before it closed (a container stopped past its grace period, a crash)
+leaves its open file hidden. Every writer completes such files when it starts and every
+`max_file_age_s` after: the files of its own name that this process does not have open, and any
+writer's that nobody wrote to for `max_file_age_s` plus a minute (a live writer completes its
+file by then). A record cut short by the kill is left out, the whole records before it kept.
+Writers sharing a folder therefore need distinct names (the default ones are) and the same
+`max_file_age_s`.
 """
 import dataclasses
 import logging
@@ -50,6 +58,7 @@ DEFAULT_MAX_FILE_BYTES = 64 * 1024 * 1024
 DEFAULT_MAX_FILE_AGE_S = 300.0
 DEFAULT_MAX_FILES = 50
 DEFAULT_QUEUE_SIZE = 1000
+DEFAULT_CLOSE_TIMEOUT_S = 30.0
 # An open file is hidden from readers (skew lists names starting with LOG_FILE_PREFIX).
 OPEN_FILE_PREFIX = "."
 # TFRecord framing per record: length (8 bytes) and two CRCs (4 bytes each).
@@ -58,7 +67,16 @@ _RECORD_OVERHEAD_BYTES = 16
 _FLOAT_DTYPES = frozenset({"DT_FLOAT", "DT_DOUBLE", "DT_HALF", "DT_BFLOAT16"})
 _INT_DTYPES = frozenset({"DT_INT8", "DT_INT16", "DT_INT32", "DT_INT64", "DT_UINT8", "DT_UINT16", "DT_UINT32", "DT_UINT64"})
 _STRING_DTYPES = frozenset({"DT_STRING"})
-_STOP = object()
+# Wakes the writer thread when the log closes; not a job.
+_WAKE = object()
+# Share of close()'s timeout spent writing queued samples; the rest completes the open file.
+_DRAIN_SHARE = 0.75
+# An open file nobody wrote to for max_file_age_s plus this long has no live writer: a writer
+# completes its file max_file_age_s after opening it, late only by the sample it is typing.
+_STALE_MARGIN_S = 60.0
+# Hidden files open in this process (by any RequestLog), which the orphan sweep leaves alone.
+_OPEN_PATHS: set = set()
+_OPEN_PATHS_LOCK = threading.Lock()
 
 
 def typed_value(name: str, value: Any, dtype: str) -> Optional[Value]:
@@ -136,10 +154,12 @@ class RequestLogStats:
     Attributes:
         sampled_requests: Requests the sampling picked and queued.
         logged_rows: Rows written (one tf.Example each).
-        dropped_requests: Sampled requests left out because the queue was full.
+        dropped_requests: Sampled requests left out because the queue was full or the log
+            closed before they were written.
         failed_requests: Sampled requests whose rows could not be typed or written.
         completed_files: Files completed (renamed to `requests-...`).
         deleted_files: Complete files deleted to keep at most `max_files`.
+        recovered_files: Files a stopped writer left open, completed by this one.
     """
 
     sampled_requests: int = 0
@@ -148,6 +168,7 @@ class RequestLogStats:
     failed_requests: int = 0
     completed_files: int = 0
     deleted_files: int = 0
+    recovered_files: int = 0
 
 
 class RequestLog:
@@ -205,6 +226,8 @@ class RequestLog:
         self._opened_at = 0.0
         self._sequence = 0
         self._closed = False
+        self._stopping = threading.Event()
+        self._drain_deadline = math.inf
         self._thread = threading.Thread(target=self._run, name=f"request-log-{self.writer_name}", daemon=True)
         self._thread.start()
 
@@ -221,20 +244,23 @@ class RequestLog:
         Returns:
             False when the request is dropped (queue full or log closed), which is counted.
         """
+        # One lock around the check and the enqueue: close() sets _closed under it, so a job is
+        # either queued before the writer is told to stop (and written) or refused and counted.
         with self._lock:
             if self._closed:
                 self._stats.dropped_requests += 1
                 return False
-        try:
-            self._queue.put_nowait(job)
-        except queue.Full:
-            with self._lock:
+            try:
+                self._queue.put_nowait(job)
+            except queue.Full:
                 self._stats.dropped_requests += 1
+                full = True
+            else:
+                self._stats.sampled_requests += 1
+                full = False
+        if full:
             logger.warning("request log %s: queue full, a sampled request is dropped", self.log_dir)
-            return False
-        with self._lock:
-            self._stats.sampled_requests += 1
-        return True
+        return not full
 
     def log_rows(self, rows: Sequence[Mapping[str, Any]], dtypes: Mapping[str, str]) -> bool:
         """Draws the sample and, when picked, queues `rows` to be typed by `dtypes` and written.
@@ -257,13 +283,27 @@ class RequestLog:
         with self._lock:
             return dataclasses.replace(self._stats)
 
-    def close(self, timeout_s: float = 30.0) -> None:
-        """Writes what is queued, completes the open file and stops the writer thread."""
+    def close(self, timeout_s: float = DEFAULT_CLOSE_TIMEOUT_S) -> None:
+        """Writes what is queued, completes the open file and stops the writer thread.
+
+        Returns within about `timeout_s`, a full queue or not: samples still queued after
+        three quarters of it are dropped (and counted) so the open file is completed in time.
+        A file the writer could not complete then (a slow sample in progress) is completed by
+        the next writer that starts on the folder.
+
+        Args:
+            timeout_s: Longest wait for the writer thread.
+        """
         with self._lock:
             if self._closed:
                 return
             self._closed = True
-        self._queue.put(_STOP)
+        self._drain_deadline = time.monotonic() + timeout_s * _DRAIN_SHARE
+        self._stopping.set()
+        try:
+            self._queue.put_nowait(_WAKE)
+        except queue.Full:
+            pass  # the writer is busy draining; it sees _stopping once the queue is empty
         self._thread.join(timeout_s)
         if self._thread.is_alive():
             logger.warning("request log %s: the writer did not finish within %.0f s", self.log_dir, timeout_s)
@@ -277,18 +317,42 @@ class RequestLog:
     # -- the writer thread ------------------------------------------------------------------
 
     def _run(self) -> None:
+        self._recover_files()
+        next_recovery = time.monotonic() + self.max_file_age_s
         while True:
             try:
                 job = self._queue.get(timeout=min(1.0, self.max_file_age_s))
             except queue.Empty:
                 job = None
-            if job is _STOP:
+            if job is _WAKE:
+                job = None
+            if job is not None and time.monotonic() > self._drain_deadline:
+                self._drop_queued(1)
                 break
             if job is not None:
                 self._write_job(job)
+            elif self._stopping.is_set():
+                break  # nothing queued, and nothing can be queued after close()
             if self._writer is not None and time.monotonic() - self._opened_at >= self.max_file_age_s:
                 self._complete_file()
+            if time.monotonic() >= next_recovery:
+                self._recover_files()
+                next_recovery = time.monotonic() + self.max_file_age_s
         self._complete_file()
+
+    def _drop_queued(self, taken: int) -> None:
+        """Counts `taken` jobs and every one still queued as dropped (close() ran out of time)."""
+        dropped = taken
+        while True:
+            try:
+                job = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if job is not _WAKE:
+                dropped += 1
+        with self._lock:
+            self._stats.dropped_requests += dropped
+        logger.warning("request log %s: closing, %d sampled requests not written in time are dropped", self.log_dir, dropped)
 
     def _write_job(self, job: RowsJob) -> None:
         """Types and writes one sampled request's rows; a failure is counted, never raised."""
@@ -318,6 +382,8 @@ class RequestLog:
             self._sequence += 1
             name = f"{LOG_FILE_PREFIX}{int(time.time())}-{self.writer_name}-{self._sequence:06d}{LOG_FILE_SUFFIX}"
             self._open_path = os.path.join(self.log_dir, OPEN_FILE_PREFIX + name)
+            with _OPEN_PATHS_LOCK:
+                _OPEN_PATHS.add(self._open_path)
             self._writer = tf.io.TFRecordWriter(self._open_path)
             self._open_bytes = 0
             self._opened_at = time.monotonic()
@@ -337,6 +403,9 @@ class RequestLog:
                 self._stats.failed_requests += 1
             logger.warning("request log %s: could not complete %s: %s", self.log_dir, self._open_path, error)
             return
+        finally:
+            with _OPEN_PATHS_LOCK:
+                _OPEN_PATHS.discard(self._open_path)
         with self._lock:
             self._stats.completed_files += 1
         self._delete_oldest()
@@ -363,3 +432,55 @@ class RequestLog:
                     self._stats.deleted_files += 1
         except OSError as error:
             logger.warning("request log %s: could not delete old files: %s", self.log_dir, error)
+
+    def _recover_files(self) -> None:
+        """Completes the hidden files stopped writers left behind (see the module docstring)."""
+        mine = f"-{self.writer_name}-"
+        stale_before = time.time() - self.max_file_age_s - _STALE_MARGIN_S
+        try:
+            names = os.listdir(self.log_dir)
+        except OSError as error:
+            logger.warning("request log %s: could not look for files left open: %s", self.log_dir, error)
+            return
+        for name in names:
+            if not (name.startswith(OPEN_FILE_PREFIX + LOG_FILE_PREFIX) and name.endswith(LOG_FILE_SUFFIX)):
+                continue
+            path = os.path.join(self.log_dir, name)
+            with _OPEN_PATHS_LOCK:
+                if path in _OPEN_PATHS:
+                    continue
+            try:
+                if mine not in name and os.path.getmtime(path) >= stale_before:
+                    continue  # another writer's, maybe still open
+                kept = _complete_left_open(path, os.path.join(self.log_dir, name[len(OPEN_FILE_PREFIX):]), self.writer_name)
+            except (OSError, tf.errors.OpError) as error:
+                logger.warning("request log %s: could not complete %s, left open by a stopped writer: %s", self.log_dir, name, error)
+                continue
+            with self._lock:
+                self._stats.recovered_files += 1
+            logger.warning("request log %s: completed %s (%d rows), left open by a stopped writer", self.log_dir, name, kept)
+        self._delete_oldest()
+
+
+def _complete_left_open(hidden_path: str, complete_path: str, writer_name: str) -> int:
+    """Renames a file a killed writer left open to `complete_path`; returns its record count.
+
+    A record the kill cut short is left out: the whole records before it are rewritten to the
+    complete file, so a reader never meets a truncated record.
+    """
+    whole = 0
+    try:
+        for _ in tf.data.TFRecordDataset(hidden_path):
+            whole += 1
+    except tf.errors.DataLossError:
+        # Hidden and not a log file name until renamed; the writer's name keeps two writers
+        # recovering the same file at once out of each other's way.
+        partial_path = f"{hidden_path}.{writer_name}.partial"
+        with tf.io.TFRecordWriter(partial_path) as writer:
+            for record in tf.data.TFRecordDataset(hidden_path).take(whole):
+                writer.write(record.numpy())
+        os.replace(partial_path, complete_path)
+        os.remove(hidden_path)
+        return whole
+    os.replace(hidden_path, complete_path)
+    return whole

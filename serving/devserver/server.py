@@ -12,7 +12,6 @@
 `ModelServer` is also a context manager (`with ModelServer(options) as server: ...`).
 `python -m serving.model_server` wraps it with tensorflow_model_server's flags.
 """
-import asyncio
 import concurrent.futures
 import dataclasses
 import logging
@@ -27,6 +26,7 @@ from tensorflow_serving.config import model_server_config_pb2
 from serving.devserver.batching import Batcher, BatchingOptions
 from serving.devserver.grpc_api import make_grpc_server
 from serving.devserver.inference import DEFAULT_MAX_REQUEST_ROWS, InferenceService
+from serving.devserver.loop_thread import LoopThread
 from serving.devserver.metrics import ServerMetrics
 from serving.devserver.rest_api import DEFAULT_MAX_REQUEST_BYTES, RestApi
 from serving.devserver.servables import ServableManager, config_for_single_model, validate_config
@@ -122,8 +122,7 @@ class ModelServer:
         )
         self.service = InferenceService(self.manager, batcher, options.max_request_rows)
         self._grpc_server: Optional[grpc.Server] = None
-        self._loop: Optional[asyncio.AbstractEventLoop] = None
-        self._loop_thread: Optional[threading.Thread] = None
+        self._rest_loop = LoopThread("rest-api")
         self._runner: Optional[web.AppRunner] = None
         self._grpc_port: Optional[int] = None
         self._rest_port: Optional[int] = None
@@ -222,9 +221,6 @@ class ModelServer:
             prometheus_path=self.options.prometheus_path,
             max_request_bytes=self.options.max_request_bytes,
         )
-        loop = asyncio.new_event_loop()
-        ready = threading.Event()
-        failure: list = []
 
         async def start_site() -> None:
             runner = web.AppRunner(
@@ -243,29 +239,12 @@ class ModelServer:
             self._runner = runner
             self._rest_port = runner.addresses[0][1]
 
-        def run_loop() -> None:
-            asyncio.set_event_loop(loop)
-            try:
-                loop.run_until_complete(start_site())
-            except Exception as error:  # noqa: BLE001 - handed to start() to raise there.
-                failure.append(error)
-                ready.set()
-                loop.close()
-                return
-            ready.set()
-            loop.run_forever()
-            loop.close()
-
-        self._loop = loop
-        self._loop_thread = threading.Thread(target=run_loop, name="rest-api", daemon=True)
-        self._loop_thread.start()
-        if not ready.wait(_STARTUP_TIMEOUT_S):
-            raise RuntimeError("the REST server did not start in time")
-        if failure:
-            self._loop = None
-            raise RuntimeError(
-                f"cannot bind REST to {self.options.host}:{self.options.rest_api_port}: {failure[0]}"
-            ) from failure[0]
+        try:
+            self._rest_loop.start(start_site, _STARTUP_TIMEOUT_S)
+        except TimeoutError as error:
+            raise RuntimeError("the REST server did not start in time") from error
+        except Exception as error:
+            raise RuntimeError(f"cannot bind REST to {self.options.host}:{self.options.rest_api_port}: {error}") from error
 
     def stop(self, grace_seconds: Optional[float] = None) -> None:
         """Stops accepting requests, lets in-flight ones finish, then unloads the models.
@@ -277,16 +256,12 @@ class ModelServer:
             return
         grace = self.options.shutdown_grace_seconds if grace_seconds is None else grace_seconds
         grpc_stopped = self._grpc_server.stop(grace) if self._grpc_server is not None else None
-        if self._loop is not None and self._runner is not None:
-            cleanup = asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop)
+        if self._rest_loop.running and self._runner is not None:
             try:
-                cleanup.result(timeout=grace + 5.0)
+                self._rest_loop.call(self._runner.cleanup(), timeout_s=grace + 5.0)
             except concurrent.futures.TimeoutError:
                 logger.warning("REST server did not drain within %.1fs", grace)
-        if self._loop is not None:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            if self._loop_thread is not None:
-                self._loop_thread.join(timeout=10.0)
+        self._rest_loop.stop(timeout_s=10.0)
         if grpc_stopped is not None:
             grpc_stopped.wait(grace + 5.0)
         self.manager.stop()

@@ -4,10 +4,14 @@ The project's model server stands in for TensorFlow Serving upstream (it speaks 
 gRPC API). Requests go through `serving.logging_proxy`; its log is read back by the skew check
 (`pipeline.ops.skew`), which is what production has nothing else to feed it with.
 """
+import gc
 import json
 import os
 import pathlib
 import socket
+import threading
+import time
+import warnings
 
 import grpc
 import pytest
@@ -17,7 +21,7 @@ import tensorflow_data_validation as tfdv
 from pipeline.configs import CURATED_SCHEMA_PATH, DriftConfig
 from pipeline.ops import skew
 from serving import client
-from serving.client.request_log import RequestLog
+from serving.client.request_log import OPEN_FILE_PREFIX, RequestLog, to_example
 from serving.devserver.request_log import LOG_FILE_PREFIX, read_log
 from serving.logging_proxy import LoggingProxy, ProxyOptions, parse_flags
 from tests.conftest import REPO_ROOT
@@ -162,12 +166,18 @@ def test_a_log_that_cannot_be_written_never_fails_the_request(upstream, tmp_path
         instances = [{"trip_miles": 2, "trip_start_hour": 9, "payment_type": "Cash"}]
         assert client.predict_rest(f"127.0.0.1:{proxy.rest_port}", MODEL, instances)
         assert client.predict_grpc(f"127.0.0.1:{proxy.grpc_port}", MODEL, instances)["score"].shape == (1,)
+        # The writer thread types and writes after the answers went out: wait until it is done.
+        deadline = time.monotonic() + 30
+        while proxy.request_log.stats().failed_requests < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
         _, _, metrics = rest_call(f"http://127.0.0.1:{proxy.rest_port}/monitoring/logging_proxy/metrics")
     finally:
         proxy.stop()
     stats = proxy.request_log.stats()
     assert stats.sampled_requests == 2 and stats.failed_requests == 2 and stats.logged_rows == 0
-    assert "logging_proxy_failed_requests_total" in metrics
+    lines = metrics.splitlines()
+    assert "logging_proxy_sampled_requests_total 2" in lines and "logging_proxy_failed_requests_total 2" in lines
+    assert "logging_proxy_logged_rows_total 0" in lines
 
 
 def test_the_sampling_rate_logs_a_share_of_requests(upstream, tmp_path):
@@ -219,6 +229,103 @@ def test_a_value_of_no_form_of_its_type_is_counted_not_raised(tmp_path):
     assert (stats.failed_requests, stats.logged_rows) == (1, 1)
     (example,) = read_log(str(tmp_path))
     assert list(example.features.feature["trip_start_hour"].int64_list.value) == [7]
+
+
+def _write_records(path: pathlib.Path, miles) -> None:
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for value in miles:
+            writer.write(to_example({"trip_miles": float(value)}).SerializeToString())
+
+
+def test_files_a_killed_writer_left_open_are_completed_when_a_writer_starts(tmp_path):
+    # A proxy killed past its grace period (another pod, long gone) left two whole records and
+    # one cut short by the kill; its own earlier process left one; a live writer's file is fresh.
+    killed = tmp_path / f"{OPEN_FILE_PREFIX}{LOG_FILE_PREFIX}1700000000-other_pod_1-000003.tfrecord"
+    _write_records(killed, [1, 2, 3])
+    killed.write_bytes(killed.read_bytes()[:-5])
+    long_ago = time.time() - 3600
+    os.utime(killed, (long_ago, long_ago))
+    restarted = tmp_path / f"{OPEN_FILE_PREFIX}{LOG_FILE_PREFIX}1700000100-proxy-000001.tfrecord"
+    _write_records(restarted, [4])
+    live = tmp_path / f"{OPEN_FILE_PREFIX}{LOG_FILE_PREFIX}1700000200-live_pod_1-000001.tfrecord"
+    _write_records(live, [5])
+
+    log = RequestLog(str(tmp_path), sampling_rate=1.0, writer_name="proxy")
+    log.submit(lambda: [{"trip_miles": 6.0}])
+    log.close()
+    assert log.stats().recovered_files == 2
+    assert sorted(os.listdir(tmp_path))[0] == live.name, "a file another writer may still write was touched"
+    miles = sorted(example.features.feature["trip_miles"].float_list.value[0] for example in read_log(str(tmp_path)))
+    assert miles == [1.0, 2.0, 4.0, 6.0]
+
+
+def test_close_with_a_full_queue_and_a_stuck_writer_returns_in_time(tmp_path):
+    release = threading.Event()
+    log = RequestLog(str(tmp_path), sampling_rate=1.0, queue_size=3, writer_name="stuck")
+
+    def stuck():
+        release.wait(30)  # e.g. a metadata lookup that hangs
+        return [{"trip_miles": 1.0}]
+
+    assert log.submit(stuck)
+    while log._queue.qsize():  # the writer has taken the stuck job
+        time.sleep(0.01)
+    for _ in range(3):
+        assert log.submit(lambda: [{"trip_miles": 2.0}])
+    assert not log.submit(lambda: [{"trip_miles": 3.0}])  # full: dropped
+    closing = threading.Thread(target=log.close, kwargs={"timeout_s": 0.5})
+    started = time.monotonic()
+    closing.start()
+    closing.join(10)
+    returned_in = time.monotonic() - started
+    release.set()
+    closing.join(30)
+    assert returned_in < 5, f"close() blocked {returned_in:.1f} s on a full queue"
+    log._thread.join(10)
+    # The stuck sample was written; the queued ones, past close's time, were dropped and counted.
+    stats = log.stats()
+    assert (stats.logged_rows, stats.dropped_requests, stats.completed_files) == (1, 4, 1)
+    assert os.listdir(tmp_path) == log.own_files()
+
+
+def test_a_request_submitted_while_the_log_closes_is_written_or_counted_dropped(tmp_path):
+    log = RequestLog(str(tmp_path), sampling_rate=1.0, writer_name="race")
+    enqueue = log._queue.put_nowait
+    closing = threading.Thread(target=log.close)
+
+    def close_between_check_and_enqueue(job):
+        # close() runs after submit() saw the log open and before its job is queued.
+        log._queue.put_nowait = enqueue
+        closing.start()
+        closing.join(0.5)
+        enqueue(job)
+
+    log._queue.put_nowait = close_between_check_and_enqueue
+    accepted = log.submit(lambda: [{"trip_miles": 1.0}])
+    closing.join(30)
+    stats = log.stats()
+    assert accepted and (stats.sampled_requests, stats.logged_rows, stats.dropped_requests) == (1, 1, 0)
+    assert len(list(read_log(str(tmp_path)))) == 1
+
+
+def test_start_stop_and_a_failed_start_leave_no_open_event_loop_or_client_session(upstream, tmp_path):
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", ResourceWarning)
+            _proxy(upstream, tmp_path / "ok").stop()
+            failed = LoggingProxy(ProxyOptions(
+                upstream_rest=f"127.0.0.1:{upstream.rest_port}", request_log_dir=str(tmp_path / "failed"),
+                sampling_rate=1.0, rest_port=taken.getsockname()[1],
+            ))
+            with pytest.raises(RuntimeError, match=f"cannot bind REST to 127.0.0.1:{taken.getsockname()[1]}"):
+                failed.start()
+            del failed
+            gc.collect()
+    leaks = [str(warning.message) for warning in caught if issubclass(warning.category, ResourceWarning)]
+    assert not [leak for leak in leaks if "event loop" in leak or "client session" in leak.lower()], leaks
+    assert not [thread.name for thread in threading.enumerate() if thread.name == "proxy-rest"]
 
 
 def test_command_line_flags_and_their_errors(capsys):

@@ -23,8 +23,9 @@ ALLOWED: Dict[str, Set[str]] = {
     # names are the one home skew reads them by).
     "serving.client.request_log": {"modules.features", "serving.devserver.request_log"},
     # The proxy in front of TF Serving: the client's request log and metadata calls, and the dev
-    # server's REST route parser and request-row reader, so both servers' logs read alike.
-    "serving.logging_proxy": {"serving.client", "serving.console", "serving.devserver.errors", "serving.devserver.request_log", "serving.devserver.rest_api"},
+    # server's REST route parser and request-row reader, so both servers' logs read alike, and
+    # its background event-loop thread.
+    "serving.logging_proxy": {"serving.client", "serving.console", "serving.devserver.errors", "serving.devserver.loop_thread", "serving.devserver.request_log", "serving.devserver.rest_api"},
     "serving.devserver": {"serving.versions", "modules.features"},
     "serving.model_server": {"serving.devserver", "serving.console"},
     "pipeline": set(),

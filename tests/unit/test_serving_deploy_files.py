@@ -244,11 +244,14 @@ def test_compose_flags_point_at_mounted_config_files(serving_service):
 
 def test_compose_publishes_grpc_and_rest_ports(compose, serving_service):
     # Clients reach TensorFlow Serving through the logging proxy, which publishes the usual
-    # ports (tests/unit/test_logging_proxy_deploy.py); the server itself only exposes them.
-    assert "ports" not in serving_service
+    # ports (tests/unit/test_logging_proxy_deploy.py); the server's own ports are published on
+    # other host ports for operator tools whose requests must not be logged as traffic.
     assert sorted(serving_service["expose"]) == [str(GRPC_PORT), str(REST_PORT)]
     proxy_ports = sorted(port.split(":")[0] for port in compose["services"]["logging-proxy"]["ports"])
     assert proxy_ports == [str(GRPC_PORT), str(REST_PORT)]
+    bypass = dict(port.split(":") for port in serving_service["ports"])
+    assert sorted(bypass.values()) == [str(GRPC_PORT), str(REST_PORT)]
+    assert not set(bypass) & set(proxy_ports), "a host port is published twice"
     prometheus = compose["services"]["prometheus"]
     mounted = {volume["target"]: volume["source"] for volume in prometheus["volumes"]}
     assert (SERVING / mounted["/etc/prometheus/prometheus.yml"]).resolve() == CONFIG / "prometheus.yml"
