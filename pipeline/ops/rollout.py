@@ -15,8 +15,9 @@ model; `/labels/canary` reaches the new one. Each step writes that file and, wit
 reloads the running server with HandleReloadConfigRequest (TF Serving and the project's server
 both take it):
 
-- `canary VERSION`: loads VERSION next to the stable version (the `stable` label of the
-  config, else the version that serves now, else `--stable`) and labels it `canary`;
+- `canary VERSION`: loads VERSION next to the stable version (`--stable` when given, else the
+  version the config makes serve: its `stable` label, else the newest version) and labels it
+  `canary`;
 - `compare`: scores the same trips with both labels through the server: the newest logged
   requests (`--request-log`, the files `--request_log_dir` of the project's server or the
   logging proxy writes) for the two prediction distributions, their agreement and each
@@ -31,21 +32,27 @@ numbers), with the PushedModel artifacts of both versions as inputs, under the o
 writer lock. `--config-file` may be given more than once (e.g. the compose config and the k8s
 canary overlay's): the first one holds the state, every one gets the same text.
 
-Exit codes: 0 done; 2 refused (a version that is not pushed, a step the state does not allow:
-nothing changed); 3 `compare` found the canary worse than the gate allows on the newest span, or
-erring where stable does not; 64 usage; 75 another process writes to the output dir; 1 the
-server refused or did not answer.
+Exit codes: 0 done; 2 refused (a version that is not pushed, a step the state does not allow,
+a config file that cannot be written: nothing changed); 3 `compare` found the canary worse than
+the gate allows on the newest span, or erring where stable does not; 4 `compare` could not
+decide (stable refused every trip, no trip both answered, one class only in the newest span);
+64 usage; 75 another process writes to the output dir; 1 the server refused or did not answer
+(a version that fails to load: the server gets its previous config back), or a config file
+could not be written after the server took the config (the message says what serves).
 """
 import argparse
+import collections
 import dataclasses
 import json
 import logging
 import math
 import os
 import sys
-from typing import Dict, List, Mapping, Optional, Sequence
+from typing import Deque, Dict, List, Mapping, Optional, Sequence, Tuple
 
+import grpc
 from google.protobuf import text_format
+from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 from tensorflow_serving.config import model_server_config_pb2
 
@@ -56,15 +63,18 @@ from pipeline.configs import SERVING_MODEL_NAME
 from pipeline.ops import metadata, writer_lock
 from pipeline.ops.metadata import OutputLayout
 from pipeline.ops.rollback import (
+    ConfigWriteError,
     RollbackError,
-    reload_server,
+    check_config_file,
     pinned_config,
     pushed_model_artifact,
     pushed_versions,
     record_serving_change,
     recording,
+    reload_server,
+    served_config,
     utc_now,
-    write_config,
+    write_configs,
 )
 from serving import client
 from serving.versions import STABLE_LABEL, ServingConfigError, model_config_path, serving_version
@@ -75,6 +85,7 @@ ROLLOUT_EXECUTION_TYPE = "ServingRollout"
 CANARY_LABEL = "canary"
 EXIT_REFUSED = 2
 EXIT_CANARY_WORSE = 3
+EXIT_UNDECIDED = 4
 EXIT_USAGE = 64
 EXIT_SERVER = 1
 # Trips per Predict call while comparing: large enough to be quick, far below the server's
@@ -83,6 +94,11 @@ SCORE_BATCH = 256
 # The logged requests compared: the newest ones, where a canary's traffic is.
 DEFAULT_LOGGED_TRIPS = 2000
 DECISION_THRESHOLD = 0.5
+# How a server refuses one request for what the version is (a trip it cannot take, an answer
+# without the probabilities, which the client reports with code OK): counted against that
+# version. Any other code (UNAVAILABLE, DEADLINE_EXCEEDED, ...) says the server could not
+# answer at all, which says nothing about either version: compare stops with it.
+REFUSAL_CODES = frozenset({grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.FAILED_PRECONDITION, grpc.StatusCode.OK})
 
 
 class RolloutError(RollbackError):
@@ -159,27 +175,31 @@ class ServingTarget:
 def _apply(target: ServingTarget, step: str, labels: Mapping[str, int], record_versions: Mapping[str, int], extra: Optional[Mapping[str, str]] = None) -> model_server_config_pb2.ModelServerConfig:
     """Serves `labels` (label -> version): reloads the server, writes every config file, records the step.
 
-    The server is reloaded first, so a config it refuses is written nowhere.
+    The server is reloaded first, so a config it refuses is written nowhere; every config file
+    is checked before, so the server is not changed for a file that cannot be written.
     """
-    config = pinned_config(target.base_path or os.path.abspath(target.serving_dir), labels, target.model_name)
+    base_path = target.base_path or os.path.abspath(target.serving_dir)
+    config = pinned_config(base_path, labels, target.model_name)
     with recording(target.output_dir, target.setting) as recorder:
         pushed_models = _pushed_models(recorder, record_versions)
-        if target.grpc_address:
-            reload_server(target.grpc_address, config, target.model_name)
         for config_file in target.config_files:
-            write_config(config, config_file)
+            check_config_file(config_file)
+        if target.grpc_address:
+            previous = served_config(target.config_files[0], base_path, target.model_name)
+            reload_server(target.grpc_address, config, target.model_name, previous=previous, previous_source=target.config_files[0])
+        write_configs(config, target.config_files, target.grpc_address)
         if recorder:
             _record_step(recorder[0], pushed_models, target, step, record_versions, extra)
     logger.info("rollout %s: serving %s", step, dict(labels))
     return config
 
 
-def _pushed_models(recorder, versions: Mapping[str, int]) -> List:
+def _pushed_models(recorder: Optional[Tuple[metadata_store.MetadataStore, str]], versions: Mapping[str, int]) -> List[metadata_store_pb2.Artifact]:
     """The PushedModel artifacts of the versions a step names ([] when nothing is recorded)."""
     return [pushed_model_artifact(recorder[0], version, recorder[1]) for version in sorted(set(versions.values()))] if recorder else []
 
 
-def _record_step(store, pushed_models: List, target: ServingTarget, step: str, versions: Mapping[str, int], extra: Optional[Mapping[str, str]] = None) -> int:
+def _record_step(store: metadata_store.MetadataStore, pushed_models: List[metadata_store_pb2.Artifact], target: ServingTarget, step: str, versions: Mapping[str, int], extra: Optional[Mapping[str, str]] = None) -> int:
     """Records one rollout step as a ServingRollout execution whose inputs are the versions' pushes."""
     properties = {
         "step": step,
@@ -197,7 +217,8 @@ def start_canary(target: ServingTarget, canary: int, stable: Optional[int] = Non
     Args:
         target: Where to act.
         canary: The pushed version to try.
-        stable: The known-good version (default: what the config makes serve now).
+        stable: The known-good version; None: the one the config makes serve (its `stable`
+            label, else the newest version).
 
     Raises:
         RolloutError: when `canary` or `stable` is not a complete pushed version (or ML Metadata
@@ -257,10 +278,18 @@ def _end_canary(target: ServingTarget, step: str, keep_canary: bool) -> RolloutS
 # Comparing stable and canary
 
 
+def _refusal(error: Exception) -> bool:
+    """Whether `error` is the version refusing the request, not the server failing to answer."""
+    return isinstance(error, ValueError) or (isinstance(error, client.ServingError) and error.grpc_code in REFUSAL_CODES)
+
+
 def _score(grpc_address: str, model_name: str, label: str, trips: Sequence[Mapping[str, object]]) -> List[Optional[float]]:
-    """P(big tipper) of each trip from the version under `label`; None where the server refused it.
+    """P(big tipper) of each trip from the version under `label`; None where the version refused it.
 
     A refused batch is scored again trip by trip, so one bad trip counts as one error.
+
+    Raises:
+        client.ServingError: when the server does not answer (see REFUSAL_CODES).
     """
     dtypes = client.signature_inputs(client.model_metadata_grpc(grpc_address, model_name, label=label))
     scores: List[Optional[float]] = []
@@ -270,11 +299,15 @@ def _score(grpc_address: str, model_name: str, label: str, trips: Sequence[Mappi
             scores.extend(client.predict_trips_grpc(grpc_address, model_name, batch, label=label, dtypes=dtypes))
             continue
         except (client.ServingError, ValueError) as error:
+            if not _refusal(error):
+                raise
             logger.info("label %s refused a batch of %d trips (%s); scoring them one by one", label, len(batch), error)
         for trip in batch:
             try:
                 scores.extend(client.predict_trips_grpc(grpc_address, model_name, [trip], label=label, dtypes=dtypes))
-            except (client.ServingError, ValueError):
+            except (client.ServingError, ValueError) as error:
+                if not _refusal(error):
+                    raise
                 scores.append(None)
     return scores
 
@@ -342,20 +375,41 @@ def quality(scores: Sequence[Optional[float]], labels: Sequence[bool]) -> Dict[s
 
 
 def logged_trips(request_log_dir: str, limit: int) -> List[Dict[str, object]]:
-    """The newest `limit` trips of a request log (the format of `serving.devserver.request_log`).
+    """The newest `limit` trips of a request log (the format of `serving.devserver.request_log`),
+    oldest first.
+
+    The files are read newest first (their names start with the time they were opened, as
+    `read_log` orders them) until `limit` trips are found, so a long log is neither read whole
+    nor held in memory.
 
     Raises:
-        RolloutError: when the folder does not exist or holds no logged trip.
+        RolloutError: when the folder does not exist, holds no logged trip, or a file it needs
+            does not read.
     """
+    import tensorflow as tf
+
     from pipeline.validation import span_rows
-    from serving.devserver.request_log import read_log
+    from serving.devserver.request_log import LOG_FILE_PREFIX
 
     if not os.path.isdir(request_log_dir):
         raise RolloutError(f"request log {request_log_dir!r} is not a folder")
-    trips = [span_rows.from_example(example) for example in read_log(request_log_dir)][-limit:]
-    if not trips:
+    newest_first = sorted((name for name in os.listdir(request_log_dir) if name.startswith(LOG_FILE_PREFIX)), reverse=True)
+    records: List[bytes] = []  # newest file's records first, each file's in its own order
+    for name in newest_first:
+        path = os.path.join(request_log_dir, name)
+        # The last records of this file are the newest ones still wanted.
+        wanted: Deque[bytes] = collections.deque(maxlen=limit - len(records))
+        try:
+            for record in tf.data.TFRecordDataset(path):
+                wanted.append(record.numpy())
+        except tf.errors.OpError as error:
+            raise RolloutError(f"request log file {path} does not read: {error.message}") from None
+        records = list(wanted) + records
+        if len(records) >= limit:
+            break
+    if not records:
         raise RolloutError(f"request log {request_log_dir!r} holds no logged request")
-    return trips
+    return [span_rows.from_example(tf.train.Example.FromString(record)) for record in records]
 
 
 def newest_span_eval_trips(output_dir: str, setting: metadata.MetadataSetting) -> Dict[str, object]:
@@ -399,7 +453,8 @@ def compare(
         thresholds: The gate's newest-span limits, which the canary's drop is judged against.
 
     Returns:
-        {"stable", "canary", "logged": {...} or None, "newest_span": {...} or None, "findings": [...]}.
+        {"stable", "canary", "logged": {...} or None, "newest_span": {...} or None, "findings":
+        [...], "undecided": [...]} (see `judge`).
 
     Raises:
         RolloutError: when no canary runs, or there is nothing to compare on.
@@ -421,10 +476,6 @@ def compare(
             CANARY_LABEL: distribution(scores[CANARY_LABEL]),
             "agreement": agreement(scores[STABLE_LABEL], scores[CANARY_LABEL]),
         }
-        if result["logged"][CANARY_LABEL]["errors"] > result["logged"][STABLE_LABEL]["errors"]:
-            findings.append(
-                f"canary refused {result['logged'][CANARY_LABEL]['errors']} logged trips, stable {result['logged'][STABLE_LABEL]['errors']}"
-            )
     if target.output_dir is not None:
         eval_trips = newest_span_eval_trips(os.path.abspath(target.output_dir), target.setting)
         labels = [is_big_tipper(trip) for trip in eval_trips["trips"]]
@@ -432,8 +483,7 @@ def compare(
         for label in (STABLE_LABEL, CANARY_LABEL):
             span_result[label] = quality(_score(target.grpc_address, target.model_name, label, eval_trips["trips"]), labels)
         result["newest_span"] = span_result
-        findings.extend(_quality_findings(span_result, thresholds))
-    result["findings"] = findings
+    result["findings"], result["undecided"] = judge(result["logged"], result["newest_span"], thresholds)
     if target.output_dir is not None:
         versions = {"stable": state.stable, "canary": state.canary}
         with recording(target.output_dir, target.setting) as recorder:
@@ -441,20 +491,51 @@ def compare(
     return result
 
 
-def _quality_findings(span_result: Mapping[str, Mapping[str, Optional[float]]], thresholds: configs.BlessingThresholds) -> List[str]:
-    """The canary's drops on the newest span beyond the gate's newest-span limits, and its extra errors."""
-    stable, canary = span_result[STABLE_LABEL], span_result[CANARY_LABEL]
-    findings = []
-    if canary["errors"] > stable["errors"]:
-        findings.append(f"canary refused {canary['errors']} eval trips, stable {stable['errors']}")
-    for metric, limit in (("auc", thresholds.newest_span_max_auc_drop), ("binary_accuracy", thresholds.newest_span_max_binary_accuracy_drop)):
-        if stable[metric] is None or canary[metric] is None:
-            if stable[metric] is not None:
+def judge(
+    logged: Optional[Mapping[str, Mapping[str, Optional[float]]]],
+    newest_span: Optional[Mapping[str, Mapping[str, Optional[float]]]],
+    thresholds: configs.BlessingThresholds = configs.BlessingThresholds(),
+) -> Tuple[List[str], List[str]]:
+    """Judges a comparison: (findings, undecided).
+
+    Findings are the canary's problems: more refusals than stable, or a drop on the newest span
+    beyond the gate's newest-span limits. Undecided lists why the comparison cannot say the
+    canary is as good: stable refused every trip, no trip was answered by both, or stable's
+    AUC or accuracy cannot be computed on the newest span (e.g. it holds one class only). A
+    check that cannot decide never passes.
+
+    Args:
+        logged: `compare`'s "logged" part (distributions and agreement), or None.
+        newest_span: `compare`'s "newest_span" part (`quality` per label), or None.
+        thresholds: The gate's newest-span limits.
+    """
+    findings: List[str] = []
+    undecided: List[str] = []
+    if logged is not None:
+        stable, canary = logged[STABLE_LABEL], logged[CANARY_LABEL]
+        if canary["errors"] > stable["errors"]:
+            findings.append(f"canary refused {canary['errors']} logged trips, stable {stable['errors']}")
+        if stable["errors"] == stable["trips"]:
+            undecided.append(f"stable refused all {stable['trips']} logged trips")
+        elif not logged["agreement"]["paired_trips"]:
+            undecided.append("no logged trip was answered by both versions")
+    if newest_span is not None:
+        stable, canary = newest_span[STABLE_LABEL], newest_span[CANARY_LABEL]
+        if canary["errors"] > stable["errors"]:
+            findings.append(f"canary refused {canary['errors']} eval trips, stable {stable['errors']}")
+        if not stable["trips"]:
+            undecided.append("the newest span has no eval trips")
+        elif stable["errors"] == stable["trips"]:
+            undecided.append(f"stable refused all {stable['trips']} eval trips of the newest span")
+        for metric, limit in (("auc", thresholds.newest_span_max_auc_drop), ("binary_accuracy", thresholds.newest_span_max_binary_accuracy_drop)):
+            if stable[metric] is None:
+                if stable["errors"] < stable["trips"]:  # answered trips, all of one class
+                    undecided.append(f"{metric} of stable cannot be computed on the newest span: its answered trips hold one class only")
+            elif canary[metric] is None:
                 findings.append(f"{metric} of the canary cannot be computed on the newest span (stable {stable[metric]:.4f})")
-            continue
-        if stable[metric] - canary[metric] > limit:
-            findings.append(f"{metric} on the newest span: canary {canary[metric]:.4f}, stable {stable[metric]:.4f}, drop above {limit}")
-    return findings
+            elif stable[metric] - canary[metric] > limit:
+                findings.append(f"{metric} on the newest span: canary {canary[metric]:.4f}, stable {stable[metric]:.4f}, drop above {limit}")
+    return findings, undecided
 
 
 def _number(value: Optional[float], pattern: str = "{:.4f}") -> str:
@@ -487,8 +568,9 @@ def format_comparison(result: Mapping[str, object]) -> str:
         for key, name, pattern in (("errors", "errors", "{:.0f}"), ("auc", "auc", "{:.4f}"), ("binary_accuracy", "binary_accuracy", "{:.4f}")):
             lines.append(f"  {name:<26}{_number(span[STABLE_LABEL][key], pattern):>20}{_number(span[CANARY_LABEL][key], pattern):>20}")
     findings = result.get("findings") or []
-    if findings:
-        verdict = "; ".join(findings)
+    undecided = result.get("undecided") or []
+    if findings or undecided:
+        verdict = "; ".join(findings + (["cannot decide: " + "; ".join(undecided)] if undecided else []))
     elif span:
         verdict = "the canary is within the gate's newest-span limits and errs no more than stable"
     else:
@@ -565,7 +647,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         if args.step == "compare":
             result = compare(target, args.request_log, args.logged_trips)
             print(json.dumps(result, indent=2, sort_keys=True) if args.json else format_comparison(result))
-            return EXIT_CANARY_WORSE if result["findings"] else 0
+            return EXIT_CANARY_WORSE if result["findings"] else EXIT_UNDECIDED if result["undecided"] else 0
         if args.step == "canary":
             state = start_canary(target, args.version, args.stable)
         elif args.step == "promote":
@@ -581,6 +663,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except client.ServingError as error:
         unchanged = "" if args.step in ("status", "compare") else " (no config file was written)"
         print(f"error: the server at {args.grpc} refused or did not answer{unchanged}: {error}", file=sys.stderr)
+        return EXIT_SERVER
+    except ConfigWriteError as error:
+        print(f"error: {error}", file=sys.stderr)
         return EXIT_SERVER
     reloaded = f"; reloaded {args.grpc}" if args.grpc else ""
     print(f"{args.step}: {state.describe()}: wrote {', '.join(target.config_files)}{reloaded}. Nothing was deleted.")

@@ -8,7 +8,7 @@ from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
 from pipeline.configs import SERVING_MODEL_NAME
-from pipeline.ops.rollback import ROLLBACK_EXECUTION_TYPE, RollbackError, main, rollback
+from pipeline.ops.rollback import ROLLBACK_EXECUTION_TYPE, RollbackError, main, model_config, rollback, write_config
 from serving import client
 from serving.devserver.server import ModelServer, ServerOptions
 
@@ -83,3 +83,29 @@ def test_rollback_to_a_version_that_is_not_there_is_refused(two_versions, capsys
     assert main(["--serving-dir", str(serving_dir), "--to", "42"]) == 2
     assert "there are" in capsys.readouterr().err
     assert not (output_dir / "models.config").exists()
+
+
+def test_a_version_that_fails_to_load_stops_the_rollback_and_the_server_gets_its_config_back(two_versions, capsys):
+    output_dir, serving_dir, old, new = two_versions
+    # A folder that looks complete but holds no SavedModel: the server reports it END with the
+    # load error, as TensorFlow Serving does.
+    broken = new + 100
+    (serving_dir / str(broken)).mkdir()
+    (serving_dir / str(broken) / "saved_model.pb").write_bytes(b"not a SavedModel")
+    config_file = output_dir / "models.config"
+    served = model_config(str(serving_dir), new)
+    before = write_config(served, str(config_file))
+    with ModelServer(ServerOptions(model_config=served, port=0, rest_api_port=0)) as server:
+        rest_address = f"127.0.0.1:{server.rest_port}"
+        started = time.monotonic()
+        assert main(["--serving-dir", str(serving_dir), "--to", str(broken), "--config-file", str(config_file), "--grpc", server.grpc_target]) == 1
+        # At once, not after the 300 s a version gets to load.
+        assert time.monotonic() - started < 60
+        error = capsys.readouterr().err
+        # The server's own message: what failed and why.
+        assert f"version {broken} of {SERVING_MODEL_NAME!r} failed to load: DATA_LOSS: Could not parse SavedModel at {serving_dir / str(broken)}" in error
+        assert f"The server was given its previous config ({config_file}) back" in error
+        # The stable label, which the first reload took away while `broken` loaded, is back.
+        status = client.model_status_rest(rest_address, SERVING_MODEL_NAME, label="stable")
+        assert [int(entry["version"]) for entry in status["model_version_status"]] == [new]
+    assert config_file.read_text() == before

@@ -3,8 +3,12 @@ labels move, the comparison scores both versions, every step is in ML Metadata, 
 import json
 import os
 import shutil
+import socket
+import threading
+import time
 
 import pytest
+import tensorflow as tf
 from google.protobuf import text_format
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
@@ -13,10 +17,29 @@ from tensorflow_serving.config import model_server_config_pb2
 from pipeline.configs import SERVING_MODEL_NAME
 from pipeline.ops.rollback import main as rollback_main
 from pipeline.ops.rollback import pinned_config
-from pipeline.ops.rollout import ROLLOUT_EXECUTION_TYPE, is_big_tipper, main
+from pipeline.ops.rollout import (
+    ROLLOUT_EXECUTION_TYPE,
+    RolloutError,
+    agreement,
+    distribution,
+    format_comparison,
+    is_big_tipper,
+    judge,
+    logged_trips,
+    main,
+    quality,
+)
 from serving import client
-from serving.devserver.request_log import RequestLogger
-from tests.integration.serving_fixtures import OFFSET_V1, add_version, model_templates, start_server, wait_until  # noqa: F401
+from serving.devserver.request_log import LOG_FILE_PREFIX, LOG_FILE_SUFFIX, RequestLogger, to_example
+from tests.integration.serving_fixtures import (  # noqa: F401
+    OFFSET_V1,
+    OFFSET_V2,
+    add_version,
+    make_base_path,
+    model_templates,
+    start_server,
+    wait_until,
+)
 
 LOGGED_TRIPS = 40
 
@@ -220,3 +243,95 @@ def test_compare_labels_trips_by_the_transform_s_rule():
     assert is_big_tipper({"fare": 25.05, "tips": 5.02})
     assert not is_big_tipper({"fare": 10.0, "tips": None})
     assert not is_big_tipper({"fare": None, "tips": 3.0})
+
+
+def test_compare_that_cannot_decide_does_not_pass():
+    # Both labels refused every logged trip: equal errors, but nothing was compared.
+    refused = [None] * 4
+    logged = {"stable": distribution(refused), "canary": distribution(refused), "agreement": agreement(refused, refused), "request_log": "log"}
+    assert judge(logged, None) == ([], ["stable refused all 4 logged trips"])
+    result = {"stable": 1, "canary": 2, "logged": logged, "newest_span": None, "findings": [], "undecided": judge(logged, None)[1]}
+    assert "verdict: cannot decide: stable refused all 4 logged trips" in format_comparison(result)
+    # A newest span of one class has no AUC for either version.
+    one_class = {"stable": quality([0.2, 0.7, 0.9], [True] * 3), "canary": quality([0.3, 0.6, 0.8], [True] * 3)}
+    assert judge(None, one_class) == ([], ["auc of stable cannot be computed on the newest span: its answered trips hold one class only"])
+    both_classes = {"stable": quality([0.2, 0.7], [False, True]), "canary": quality([0.3, 0.6], [False, True])}
+    assert judge(None, both_classes) == ([], [])
+
+
+def _write_log(path, trips):
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for trip in trips:
+            writer.write(to_example(trip).SerializeToString())
+
+
+def _log_file(log_dir, unix_time, sequence):
+    return log_dir / f"{LOG_FILE_PREFIX}{unix_time}-proxy-{sequence:06d}{LOG_FILE_SUFFIX}"
+
+
+def test_compare_reads_the_newest_logged_trips_and_no_older_file(tmp_path):
+    log_dir = tmp_path / "request_log"
+    log_dir.mkdir()
+    # The oldest file does not read: it is opened only when the newer ones hold too few trips.
+    _log_file(log_dir, 1700000000, 1).write_bytes(b"not a TFRecord file")
+    _write_log(_log_file(log_dir, 1700000100, 2), [{"trip_miles": float(miles)} for miles in range(3)])
+    _write_log(_log_file(log_dir, 1700000200, 3), [{"trip_miles": float(miles)} for miles in range(3, 5)])
+    assert [trip["trip_miles"] for trip in logged_trips(str(log_dir), 4)] == [1.0, 2.0, 3.0, 4.0]
+    with pytest.raises(RolloutError, match=f"request log file {_log_file(log_dir, 1700000000, 1)} does not read"):
+        logged_trips(str(log_dir), 6)
+
+
+def test_a_config_file_that_cannot_be_written_stops_the_step_before_the_server_changes(tmp_path, capsys):
+    serving_dir = _serving_dir_with(tmp_path, [100, 200])
+    state_file = tmp_path / "models.config"
+    canary = ["canary", "200", "--stable", "100", "--serving-dir", str(serving_dir), "--config-file", str(state_file)]
+    missing = tmp_path / "no_such_folder" / "models.config"
+    assert main([*canary, "--config-file", str(missing)]) == 2
+    assert f"config file {str(missing)!r}: its folder {str(missing.parent)!r} does not exist" in capsys.readouterr().err
+    assert not state_file.exists()
+    # A write that fails after the check (here the temporary file's name is taken by a folder)
+    # is exit 1, naming the file, what holds the new config and how to finish.
+    copy = tmp_path / "copy.config"
+    (tmp_path / "copy.config.tmp").mkdir()
+    assert main([*canary, "--config-file", str(copy)]) == 1
+    assert f"writing the config file {copy} failed: Is a directory; the new config is in {state_file}, nothing was recorded; copy {state_file} to {copy}" in capsys.readouterr().err
+    assert main(["status", "--serving-dir", str(serving_dir)]) == 0
+    assert "stable 100, canary 200" in capsys.readouterr().out
+
+
+def _refuses_connections(port):
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1.0).close()
+        return False
+    except OSError:
+        return True
+
+
+@pytest.mark.slow
+def test_a_server_that_stops_answering_during_compare_is_exit_1_not_a_worse_canary(rollout_dir, tmp_path, capsys):
+    output_dir, serving_dir, (first, good, _) = rollout_dir
+    config = pinned_config(str(serving_dir), {"stable": first, "canary": good})
+    (output_dir / "models.config").write_text(text_format.MessageToString(config))
+    log_dir = tmp_path / "request_log"
+    log_dir.mkdir()
+    _write_log(_log_file(log_dir, 1700000000, 1), [{"trip_miles": 1.0 + index, "fare": 6.0 + index, "payment_type": "Cash"} for index in range(5)])
+    server = start_server(model_config=config, shutdown_grace_seconds=0.0)
+    stopping = threading.Thread(target=server.stop)
+
+    def outage(record):
+        # The server goes down while it answers the canary's first request, as in a crash or
+        # a restart: that request is cancelled and the next ones find no server.
+        if record.api == "Predict" and record.request.model_spec.version_label == "canary" and stopping.ident is None:
+            stopping.start()
+            wait_until(lambda: _refuses_connections(server.grpc_port), timeout=10.0)
+            time.sleep(0.5)  # the stop cancels the calls in flight at once (no grace)
+
+    server.service.request_hooks.append(outage)
+    try:
+        assert main(["compare", "--serving-dir", str(serving_dir), "--grpc", server.grpc_target, "--request-log", str(log_dir)]) == 1
+        assert f"error: the server at {server.grpc_target} refused or did not answer" in capsys.readouterr().err
+    finally:
+        if stopping.ident is not None:
+            stopping.join()
+        else:
+            server.stop()
