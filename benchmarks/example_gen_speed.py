@@ -1,20 +1,27 @@
-"""Times the span-window ExampleGen's executor: its range reader against the row-by-row reader.
+"""Times the span-window ExampleGen's executor: split and write per range against TFX's base Do.
 
-Each run is the real `pipeline.components.example_gen.Executor.Do` (read, hash split, write
-gzipped TFRecords, record the spans) in a fresh Python process on synthetic trips from
-`pipeline/data_tools/synthetic_data.py`. "row_by_row" is the same executor with the reader
-ExampleGen had before the range reader: one Beam element per file, each row parsed by
-`span_rows.read_rows` and built with `span_rows.to_example`. Runs alternate, range reader
-first, so that a slow minute on the shared machine falls on both. Rows per second count the
-executor's `Do` alone (not the interpreter start or imports); peak memory is the process's
-maximum resident set, imports included (the resident set after imports is printed too).
+Each run is an executor's `Do` in a fresh Python process on synthetic trips from
+`pipeline/data_tools/synthetic_data.py`:
+
+- `ranges`: `pipeline.components.example_gen.Executor.Do` as the pipeline runs it: the range
+  reader, then each range split by TFX's partition function and written as one gzipped
+  TFRecord per split, in a seeded random order.
+- `base_do`: the executor before that, TFX's `BaseExampleGenExecutor.Do` with the same range
+  reader: a hash `Partition`, `WriteSplit`'s `Reshuffle` and a TFRecord write, per example.
+- `row_by_row`: `base_do` with the reader ExampleGen had before ranges: one Beam element per
+  file, each row parsed by `span_rows.read_rows` and built with `span_rows.to_example`.
+
+Runs alternate in the order given (default `ranges base_do`), so that a slow minute on the
+shared machine falls on both. Rows per second count the executor's `Do` alone (not the
+interpreter start or imports); peak memory is the process's maximum resident set, imports
+included (the resident set after imports is printed too).
 
     python benchmarks/example_gen_speed.py --rows 200000 --pairs 3
     python benchmarks/example_gen_speed.py --rows 1000000 --spans 4 --pairs 1 --modes ranges
     python benchmarks/example_gen_speed.py --rows 200000 --pairs 3 --reader-only
 
 `--reader-only` times the two readers without Beam, in this process: CSV file to serialized
-examples, nothing written.
+examples, nothing written (modes `ranges` and `row_by_row`).
 """
 import argparse
 import json
@@ -28,7 +35,9 @@ import time
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-MODES = ("ranges", "row_by_row")
+MODES = ("ranges", "base_do", "row_by_row")
+DEFAULT_MODES = ("ranges", "base_do")
+READER_MODES = ("ranges", "row_by_row")
 # The shipped span whose trips a one-span run resamples (the largest).
 ONE_SPAN_SOURCE = 2
 
@@ -45,7 +54,8 @@ def run_child(mode: str, data_root: str, first_span: int, last_span: int, output
     """Runs the executor once in this process; returns seconds and resident memory."""
     import apache_beam as beam
     from google.protobuf import message
-    from tfx.types import standard_artifacts, standard_component_specs
+    from tfx.components.example_gen.base_example_gen_executor import BaseExampleGenExecutor
+    from tfx.types import artifact_utils, standard_artifacts, standard_component_specs
     from tfx.utils import proto_utils
 
     from pipeline import configs, dag
@@ -66,14 +76,23 @@ def run_child(mode: str, data_root: str, first_span: int, last_span: int, output
     def _row_by_row(pipeline, exec_properties, split_pattern):
         import tensorflow_data_validation as tfdv
 
-        first, last, schema_path = example_gen._settings(exec_properties)
-        files = span_rows.window_files(exec_properties[standard_component_specs.INPUT_BASE_KEY], split_pattern, first, last)
+        settings = example_gen.window_settings(exec_properties)
+        files = span_rows.window_files(
+            exec_properties[standard_component_specs.INPUT_BASE_KEY], split_pattern, settings.first_span, settings.last_span
+        )
         paths = [path for span_paths in files.values() for path in span_paths]
         span_rows.common_header(paths)
-        types = span_rows.column_types(tfdv.load_schema_text(schema_path))
+        types = span_rows.column_types(tfdv.load_schema_text(settings.schema_path))
         return pipeline | "ListFiles" >> beam.Create(paths) | "ReadFiles" >> beam.ParDo(_ReadFilesRowByRow(types))
 
-    class _RowByRowExecutor(example_gen.Executor):
+    class _BaseDoExecutor(example_gen.Executor):
+        """The executor before per-range writes: TFX's base Do, then the span properties."""
+
+        def Do(self, input_dict, output_dict, exec_properties) -> None:
+            BaseExampleGenExecutor.Do(self, input_dict, output_dict, exec_properties)
+            example_gen.record_window(artifact_utils.get_single_instance(output_dict[standard_component_specs.EXAMPLES_KEY]), exec_properties)
+
+    class _RowByRowExecutor(_BaseDoExecutor):
         def GetInputSourceToExamplePTransform(self) -> beam.PTransform:
             return _row_by_row
 
@@ -85,7 +104,7 @@ def run_child(mode: str, data_root: str, first_span: int, last_span: int, output
     }
     examples = standard_artifacts.Examples()
     examples.uri = output_dir
-    executor = example_gen.Executor() if mode == "ranges" else _RowByRowExecutor()
+    executor = {"ranges": example_gen.Executor, "base_do": _BaseDoExecutor, "row_by_row": _RowByRowExecutor}[mode]()
     resident_before = _resident_mib()
     started = time.perf_counter()
     executor.Do({}, {standard_component_specs.EXAMPLES_KEY: [examples]}, exec_properties)
@@ -159,7 +178,9 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--rows", type=int, default=200_000, help="synthetic trips (default 200000)")
     parser.add_argument("--spans", type=int, choices=(1, 4), default=1, help="1: one span of --rows; 4: the shipped proportions")
     parser.add_argument("--pairs", type=int, default=3, help="runs of each reader, alternating (default 3)")
-    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES), help="readers to time (default both)")
+    parser.add_argument(
+        "--modes", nargs="+", choices=MODES, default=list(DEFAULT_MODES), help="executors to time, alternating (default: ranges base_do)"
+    )
     parser.add_argument("--work-dir", default=os.path.join(tempfile.gettempdir(), "example_gen_speed"), help="data and outputs")
     parser.add_argument("--reader-only", action="store_true", help="time the readers alone, without Beam")
     parser.add_argument("--child", nargs=5, metavar=("MODE", "DATA_ROOT", "SPANS", "OUTPUT", "RESULT"), help=argparse.SUPPRESS)
@@ -175,6 +196,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         with open(result_path, "w") as result_file:
             json.dump(result, result_file)
         return 0
+    if args.reader_only and args.modes == list(DEFAULT_MODES):
+        args.modes = list(READER_MODES)
+    if args.reader_only and not set(args.modes) <= set(READER_MODES):
+        print(f"error: --reader-only times the readers {READER_MODES}, not {args.modes}", file=sys.stderr)
+        return 2
     if args.rows < args.spans or args.pairs < 1:
         print("error: --rows must be at least --spans and --pairs at least 1", file=sys.stderr)
         return 2
@@ -199,14 +225,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         print(error, file=sys.stderr)
         return 1
     print(f"\n{args.rows:,} rows in {args.spans} span(s), {os.cpu_count()} CPUs")
-    print(f"{'reader':<12}{'median s':>10}{'rows/s':>10}{'peak MiB':>10}")
+    print(f"{'mode':<12}{'median s':>10}{'rows/s':>10}{'peak MiB':>10}")
     medians = {}
     for mode, results in runs.items():
         medians[mode] = statistics.median(result["seconds"] for result in results)
         peak = max(result["peak_mib"] for result in results)
         print(f"{mode:<12}{medians[mode]:>10.1f}{args.rows / medians[mode]:>10,.0f}{peak:>10,.0f}")
-    if len(medians) == 2:
-        print(f"row_by_row / ranges (median seconds): {medians['row_by_row'] / medians['ranges']:.2f}")
+    if "ranges" in medians:
+        for mode in medians:
+            if mode != "ranges":
+                print(f"{mode} / ranges (median seconds): {medians[mode] / medians['ranges']:.2f}")
     return 0
 
 
