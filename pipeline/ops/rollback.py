@@ -16,6 +16,12 @@ is recorded in the output dir's ML Metadata (its SQLite file, or `--metadata-url
 `ServingRollback` execution whose input is the chosen version's PushedModel artifact, so
 lineage shows when serving went back and to what; it holds the output dir's writer lock, so
 no pipeline run pushes while it pins (exit 75 while another process writes).
+
+Exit codes: 0 done; 2 refused (a version that is not pushed or has no push in ML Metadata, a
+config file whose folder is missing or not writable: nothing changed); 1 the server refused the
+config or did not answer, or the version failed to load (the server reports it END with an
+error; it is given the config it had back at once), or the config file failed while it was
+written after the server took the config (the message says what serves); 75 as above.
 """
 import argparse
 import contextlib
