@@ -145,19 +145,30 @@ def window_settings(exec_properties: Dict[str, Any]) -> WindowSettings:
     )
 
 
+class _RowByRowCounter:
+    """`span_chunks.read_range`'s on_row_by_row: counts in Beam, by reason, the ranges the
+    (slower) row reader read, planned or fallen back."""
+
+    def __init__(self) -> None:
+        self._counters = {
+            reason: beam.metrics.Metrics.counter(METRICS_NAMESPACE, reason)
+            for reason in (span_chunks.ROW_BY_ROW_PLANNED, span_chunks.ROW_BY_ROW_FALLBACK)
+        }
+
+    def __call__(self, reason: str) -> None:
+        self._counters[reason].inc()
+
+
 class _ReadRanges(beam.DoFn):
     """Reads ranges of CSV files into serialized tf.Examples typed by the schema; Beam counters
     count the ranges read by the (slower) row reader, planned or fallen back."""
 
     def __init__(self, types: span_rows.ColumnTypes):
         self._types = types
-        self._row_by_row = {
-            reason: beam.metrics.Metrics.counter(METRICS_NAMESPACE, reason)
-            for reason in (span_chunks.ROW_BY_ROW_PLANNED, span_chunks.ROW_BY_ROW_FALLBACK)
-        }
+        self._row_by_row = _RowByRowCounter()
 
     def process(self, file_range: span_chunks.FileRange) -> Iterable[bytes]:
-        yield from span_chunks.read_range(file_range, self._types, lambda reason: self._row_by_row[reason].inc())
+        yield from span_chunks.read_range(file_range, self._types, self._row_by_row)
 
 
 @beam.ptransform_fn
@@ -237,10 +248,7 @@ class SplitAndWriteRange(beam.DoFn):
         self._rows = [beam.metrics.Metrics.counter(METRICS_NAMESPACE, f"rows_{name}") for name in rule.names]
         # The counter TFX's WriteSplit keeps, so a dashboard of CsvExampleGen runs reads the same.
         self._num_instances = beam.metrics.Metrics.counter(write_split.METRICS_NAMESPACE, "num_instances")
-        self._row_by_row = {
-            reason: beam.metrics.Metrics.counter(METRICS_NAMESPACE, reason)
-            for reason in (span_chunks.ROW_BY_ROW_PLANNED, span_chunks.ROW_BY_ROW_FALLBACK)
-        }
+        self._row_by_row = _RowByRowCounter()
 
     def process(self, element: Tuple[int, int, span_chunks.FileRange]) -> Iterator[Tuple[str, int]]:
         input_split, file_index, file_range = element
@@ -250,7 +258,7 @@ class SplitAndWriteRange(beam.DoFn):
         counts = [0] * len(self._rule.names)
         order = np.random.default_rng(range_seed(file_range))
         options = tf.io.TFRecordOptions(compression_type="GZIP")
-        examples = span_chunks.read_range(file_range, self._types, lambda reason: self._row_by_row[reason].inc())
+        examples = span_chunks.read_range(file_range, self._types, self._row_by_row)
         writers = [tf.io.TFRecordWriter(path, options) for path in temp_paths]
         try:
             for block in _blocks(file_range, examples):
