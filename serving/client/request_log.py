@@ -44,8 +44,9 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Union
 
 import tensorflow as tf
 
-from modules import features
-from serving.devserver.request_log import LOG_FILE_PREFIX, LOG_FILE_SUFFIX
+# The server's row-to-tf.Example rule (missing markers left out) writes the typed rows too, so
+# both logs hold the same examples for the same values.
+from serving.devserver.request_log import LOG_FILE_PREFIX, LOG_FILE_SUFFIX, to_example
 
 logger = logging.getLogger(__name__)
 
@@ -129,22 +130,6 @@ def typed_rows(rows: Sequence[Mapping[str, Any]], dtypes: Mapping[str, str]) -> 
             raise ValueError(f"inputs {unknown} are not in the signature, which takes {sorted(dtypes)}")
         typed.append({name: typed_value(name, value, dtypes[name]) for name, value in row.items()})
     return typed
-
-
-def to_example(row: Mapping[str, Optional[Value]]) -> tf.train.Example:
-    """Returns the tf.Example of one typed row, the missing markers (None, NaN, -1, "") left out."""
-    example = tf.train.Example()
-    for name, value in row.items():
-        if isinstance(value, float):
-            if not math.isnan(value):
-                example.features.feature[name].float_list.value.append(value)
-        elif isinstance(value, int):
-            if value != features.MISSING_INT:
-                example.features.feature[name].int64_list.value.append(value)
-        elif isinstance(value, str):
-            if value != features.MISSING_STRING:
-                example.features.feature[name].bytes_list.value.append(value.encode("utf-8"))
-    return example
 
 
 @dataclasses.dataclass

@@ -21,7 +21,7 @@ ALLOWED: Dict[str, Set[str]] = {
     "serving.client": {"modules"},
     # The client's sampled request log writes the dev server's request-log format (its file
     # names are the one home skew reads them by).
-    "serving.client.request_log": {"modules.features", "serving.devserver.request_log"},
+    "serving.client.request_log": {"serving.devserver.request_log"},
     # The proxy in front of TF Serving: the client's request log and metadata calls, and the dev
     # server's REST route parser and request-row reader, so both servers' logs read alike, and
     # its background event-loop thread.
