@@ -48,10 +48,7 @@ def eval_records(output_dir: str) -> dict:
 
 def label(trip: dict) -> int:
     """The big-tipper label, as the Transform graph computes it."""
-    fare = trip.get(features.FARE_KEY)
-    if fare is None:
-        return 0
-    return int(features.is_big_tip(features.cents(trip.get(features.TIPS_KEY, 0.0)), features.cents(fare)))
+    return int(features.trip_is_big_tipper(trip))
 
 
 def main() -> None:

@@ -4,7 +4,7 @@ Every other file (preprocessing, model, signatures, pipeline configuration, serv
 tests) imports these names; a key typed a second time elsewhere is a bug.
 """
 import math
-from typing import Any, Dict, List
+from typing import Any, Dict, List, Mapping
 
 # The raw columns the label is computed from. The label itself is not a column.
 TIPS_KEY = "tips"
@@ -37,6 +37,15 @@ def is_big_tip(tips_cents: Any, fare_cents: Any) -> Any:
         with `cents`, the Transform graph with `tf.round`; all share this comparison.
     """
     return tips_cents * 100 > fare_cents * BIG_TIP_PERCENT
+
+
+def trip_is_big_tipper(trip: Mapping[str, Any]) -> bool:
+    """The label of one raw trip ({column: value}), as the Transform graph makes it: a missing
+    tip counts as 0, a missing (or NaN) fare makes no big tipper."""
+    fare, tips = trip.get(FARE_KEY), trip.get(TIPS_KEY)
+    if fare is None or (isinstance(fare, float) and math.isnan(fare)):
+        return False
+    return bool(is_big_tip(cents(float(tips or 0.0)), cents(float(fare))))
 
 # Raw float columns scaled to z-scores (after log1p, they are long-tailed).
 NUMERIC_FEATURE_KEYS: List[str] = ["fare", "trip_miles", "trip_seconds"]

@@ -350,15 +350,6 @@ def agreement(stable: Sequence[Optional[float]], canary: Sequence[Optional[float
     }
 
 
-def is_big_tipper(trip: Mapping[str, object]) -> bool:
-    """The label of a raw trip, as the Transform graph makes it (`modules/preprocessing.py`): a
-    missing tip counts as 0, a missing fare makes no big tipper."""
-    fare, tips = trip.get(features.FARE_KEY), trip.get(features.TIPS_KEY)
-    if fare is None or (isinstance(fare, float) and math.isnan(fare)):
-        return False
-    return bool(features.is_big_tip(features.cents(float(tips or 0.0)), features.cents(float(fare))))
-
-
 def quality(scores: Sequence[Optional[float]], labels: Sequence[bool]) -> Dict[str, Optional[float]]:
     """AUC and accuracy (at 0.5) on the trips answered; AUC is None when one class is absent."""
     from sklearn.metrics import roc_auc_score
@@ -466,7 +457,6 @@ def compare(
     if request_log_dir is None and target.output_dir is None:
         raise RolloutError("nothing to compare on: give --request-log DIR, --output-dir DIR, or both")
     result: Dict[str, object] = {"stable": state.stable, "canary": state.canary, "logged": None, "newest_span": None}
-    findings: List[str] = []
     if request_log_dir is not None:
         trips = logged_trips(request_log_dir, logged_limit)
         scores = {label: _score(target.grpc_address, target.model_name, label, trips) for label in (STABLE_LABEL, CANARY_LABEL)}
@@ -478,7 +468,7 @@ def compare(
         }
     if target.output_dir is not None:
         eval_trips = newest_span_eval_trips(os.path.abspath(target.output_dir), target.setting)
-        labels = [is_big_tipper(trip) for trip in eval_trips["trips"]]
+        labels = [features.trip_is_big_tipper(trip) for trip in eval_trips["trips"]]
         span_result: Dict[str, object] = {"span": eval_trips["span"], "examples": eval_trips["uri"]}
         for label in (STABLE_LABEL, CANARY_LABEL):
             span_result[label] = quality(_score(target.grpc_address, target.model_name, label, eval_trips["trips"]), labels)

@@ -23,7 +23,6 @@ from pipeline.ops.rollout import (
     agreement,
     distribution,
     format_comparison,
-    is_big_tipper,
     judge,
     logged_trips,
     main,
@@ -235,14 +234,6 @@ def test_status_reads_the_labels_and_a_missing_target_is_a_usage_error(tmp_path,
         main(["status"])
     assert usage.value.code == 64
     assert "give --output-dir" in capsys.readouterr().err
-
-
-def test_compare_labels_trips_by_the_transform_s_rule():
-    # 20% exactly is not a big tip (whole cents); a missing tip is 0; a missing fare is no big tipper.
-    assert not is_big_tipper({"fare": 25.05, "tips": 5.01})
-    assert is_big_tipper({"fare": 25.05, "tips": 5.02})
-    assert not is_big_tipper({"fare": 10.0, "tips": None})
-    assert not is_big_tipper({"fare": None, "tips": 3.0})
 
 
 def test_compare_that_cannot_decide_does_not_pass():

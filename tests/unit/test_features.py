@@ -65,3 +65,13 @@ def test_blessing_floors_sit_above_the_trivial_answers():
     # Always answering "not a big tipper" scores accuracy 0.775 on the shipped data.
     assert thresholds.min_binary_accuracy > 0.775
     assert thresholds.min_auc > 0.9
+
+
+def test_a_raw_trip_is_labelled_by_the_transform_s_rule():
+    # 20% exactly is not a big tip (whole cents); a missing tip is 0; a missing fare is no big tipper.
+    assert not features.trip_is_big_tipper({"fare": 25.05, "tips": 5.01})
+    assert features.trip_is_big_tipper({"fare": 25.05, "tips": 5.02})
+    assert not features.trip_is_big_tipper({"fare": 10.0, "tips": None})
+    assert not features.trip_is_big_tipper({"fare": None, "tips": 3.0})
+    assert not features.trip_is_big_tipper({"fare": float("nan"), "tips": 3.0})
+    assert features.trip_is_big_tipper({"fare": 10.0}) is False
