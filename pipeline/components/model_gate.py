@@ -24,9 +24,13 @@ import os
 from typing import Any, Dict, Iterable, List, Optional, Tuple
 
 import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import tensorflow as tf
 from tfx import v1 as tfx
 from tfx.types import artifact_utils, standard_artifacts
+from tfx_bsl.coders import example_coder
 
 from modules import features
 from pipeline import configs
@@ -44,25 +48,70 @@ CURRENT_MODEL_PROPERTY = "current_model"
 CURRENT_MODEL_ID_PROPERTY = "current_model_id"
 # Counts per (split, feature, value): [trips, big tippers].
 _Counts = Dict[Tuple[str, str, int], List[int]]
+# Trips counted at once: enough that numpy, not Python, carries the cost.
+_MIN_BATCH, _MAX_BATCH = 1024, 16384
 
 
-def _discrete_values(example: tf.train.Example) -> Iterable[Tuple[str, int]]:
-    """(feature, value) of each integer Transform output of a trip, the label excluded."""
-    for name, feature in example.features.feature.items():
-        if name != features.LABEL_KEY and feature.WhichOneof("kind") == "int64_list" and feature.int64_list.value:
-            yield name, int(feature.int64_list.value[0])
+class _CountBatch(beam.DoFn):
+    """Counts a batch of transformed trips per (split, feature, value): [trips, big tippers].
+
+    The batch is decoded at once by tfx_bsl's tf.Example decoder into Arrow and counted with
+    numpy, so the cost per trip is not a Python loop over its features. A trip's value of a
+    feature is the first of its integer values; a trip without one is not counted for that
+    feature. The split's totals are keyed by feature "" and value 0.
+    """
+
+    def __init__(self, split: str):
+        self._split = split
+        self._decoder = None
+
+    def setup(self) -> None:
+        self._decoder = example_coder.ExamplesToRecordBatchDecoder()
+
+    def process(self, serialized: List[bytes]) -> Iterable[Tuple[Tuple[str, str, int], Tuple[int, int]]]:
+        batch = self._decoder.DecodeBatch(serialized)
+        labels = _labels(batch)
+        yield (self._split, "", 0), (len(labels), int(labels.sum()))
+        for name, column in zip(batch.schema.names, batch.columns):
+            if name == features.LABEL_KEY or not _is_integer_list(column.type):
+                continue
+            rows, values = _first_values(column)
+            if not len(rows):
+                continue
+            distinct, position = np.unique(values, return_inverse=True)
+            trips = np.bincount(position, minlength=len(distinct))
+            positives = np.bincount(position, weights=labels[rows], minlength=len(distinct))
+            for value, count, big in zip(distinct.tolist(), trips.tolist(), positives.tolist()):
+                yield (self._split, name, value), (count, int(big))
 
 
-def _label(example: tf.train.Example) -> int:
-    return int(example.features.feature[features.LABEL_KEY].int64_list.value[0])
+def _is_integer_list(column_type: pa.DataType) -> bool:
+    listed = pa.types.is_list(column_type) or pa.types.is_large_list(column_type)
+    return listed and pa.types.is_integer(column_type.value_type)
 
 
-def _keyed_counts(serialized: bytes, split: str) -> Iterable[Tuple[Tuple[str, str, int], Tuple[int, int]]]:
-    example = tf.train.Example.FromString(serialized)
-    label = _label(example)
-    yield (split, "", 0), (1, label)  # the split's totals
-    for name, value in _discrete_values(example):
-        yield (split, name, value), (1, label)
+def _first_values(column: pa.ListArray) -> Tuple[np.ndarray, np.ndarray]:
+    """(rows that hold a value, each such row's first value) of a list column."""
+    parents = np.asarray(pc.list_parent_indices(column))
+    flat = np.asarray(pc.list_flatten(column))
+    rows, first = np.unique(parents, return_index=True)
+    return rows, flat[first]
+
+
+def _labels(batch: pa.RecordBatch) -> np.ndarray:
+    """The label of each trip of the batch; every trip must carry exactly one."""
+    index = batch.schema.get_field_index(features.LABEL_KEY)
+    column = batch.column(index) if index >= 0 else None
+    if column is None or not _is_integer_list(column.type):
+        raise ValueError(f"the transformed examples carry no integer label {features.LABEL_KEY!r}: no baseline can be computed")
+    lengths = np.asarray(pc.fill_null(pc.list_value_length(column), 0))
+    if (lengths != 1).any():
+        row = int(np.flatnonzero(lengths != 1)[0])
+        raise ValueError(
+            f"a transformed trip has {int(lengths[row])} values of the label {features.LABEL_KEY!r} (one is needed): "
+            "no baseline can be computed"
+        )
+    return np.asarray(pc.list_flatten(column)).astype(np.int64)
 
 
 def _sum_pairs(pairs: Iterable[Tuple[int, int]]) -> Tuple[int, int]:
@@ -159,7 +208,8 @@ def compute_baselines(transformed_examples: standard_artifacts.Examples, pipelin
             per_split.append(
                 pipeline
                 | f"Read{split}" >> beam.io.ReadFromTFRecord(pattern)
-                | f"Key{split}" >> beam.FlatMap(_keyed_counts, split)
+                | f"Batch{split}" >> beam.BatchElements(min_batch_size=_MIN_BATCH, max_batch_size=_MAX_BATCH)
+                | f"Count{split}" >> beam.ParDo(_CountBatch(split))
             )
         _ = (
             per_split
