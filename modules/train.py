@@ -13,6 +13,7 @@ from tfx import v1 as tfx
 from tfx_bsl.public import tfxio
 
 from modules import features
+from modules.autograph import leave_libraries_unconverted
 from modules.hparams import HParams
 from modules.model import as_model_inputs, build_model, categorical_sizes
 from modules.signatures import make_signatures
@@ -58,6 +59,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     Raises:
         OSError, ValueError: when warm start is on and the base model does not load.
     """
+    leave_libraries_unconverted()
     hparams = HParams.from_tuned(fn_args.custom_config or {}, fn_args.hyperparameters)
     tf_transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
     keras.utils.set_random_seed(hparams.seed)

@@ -18,6 +18,7 @@ import tensorflow_transform as tft
 import tf_keras as keras
 from tfx import v1 as tfx
 
+from modules.autograph import leave_libraries_unconverted
 from modules.hparams import SEARCH_SPACE, HParams
 from modules.model import build_model, categorical_sizes
 from modules.train import dataset
@@ -68,6 +69,7 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
             train/eval steps of each trial, a working directory, and `custom_config` with
             "max_trials" and the hyperparameter overrides every trial starts from.
     """
+    leave_libraries_unconverted()
     config = fn_args.custom_config or {}
     tuner = _TaxiSearch(
         fn_args,

@@ -13,6 +13,7 @@ from tfx.types import standard_artifacts, standard_component_specs
 from tfx.types.component_spec import ChannelParameter
 from tfx.utils import json_utils
 
+from modules.autograph import leave_libraries_unconverted
 from pipeline.components.artifacts import EXTERNAL_TABLES_KEY, ExternalTables, table_file, table_records
 from pipeline.validation.table_sources import preprocessing_config
 
@@ -36,6 +37,7 @@ class EnrichingTransformExecutor(transform_executor.Executor):
         exec_properties: Dict[str, Any],
     ) -> None:
         """Runs TFX's Transform with the tables' files in `preprocessing_fn`'s custom_config."""
+        leave_libraries_unconverted()
         input_dict = dict(input_dict)
         tables_artifact = input_dict.pop(EXTERNAL_TABLES_KEY)[0]
         config_key = standard_component_specs.CUSTOM_CONFIG_KEY
