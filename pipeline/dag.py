@@ -230,7 +230,10 @@ def create_pipeline(
     components.append(evaluator)
 
     newest_span_evaluation = None
-    if options.newest_span_check:
+    # A one-span window's eval split is the newest span's eval trips: the gate judges the
+    # newest-span limits on the Evaluator's metrics instead of scoring the same trips again.
+    newest_span_is_window = options.newest_span_check and len(spans) == 1
+    if options.newest_span_check and not newest_span_is_window:
         # The newest span's eval trips are the same trips as in the window's eval split (the split
         # hashes each example), scored again alone: the traffic the model serves next.
         newest_span_example_gen = make_example_gen(data_root, [spans[-1]], options).with_id(NEWEST_SPAN_EXAMPLE_GEN)
@@ -250,6 +253,7 @@ def create_pipeline(
         transformed_examples=transform.outputs["transformed_examples"],
         evaluation=evaluator.outputs["evaluation"],
         newest_span_evaluation=newest_span_evaluation,
+        newest_span_is_window=int(newest_span_is_window),
         thresholds=json.dumps(dataclasses.asdict(options.thresholds), sort_keys=True),
         code_fingerprint=options.code_fingerprint,
     ).with_id(MODEL_GATE)

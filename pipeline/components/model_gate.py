@@ -13,7 +13,9 @@ scored (the Transform's eval split, whose label is the model's own):
 
 The candidate is blessed when the whole eval split's Evaluator blessed it (floors,
 no-regression against the serving model, the card-paid slice), the newest span's Evaluator
-blessed it (no worse than the serving model on the traffic it serves next), and it beats both
+blessed it (no worse than the serving model on the traffic it serves next; a one-span window's
+eval split is that traffic, and its Evaluator's metrics are judged against these limits
+here), and it beats both
 baselines by the configured margins (`pipeline.configs.BlessingThresholds`). The output
 ModelBlessing carries `blessed` and the model's id, as TFX's Evaluator writes them, and a
 report (GATE_REPORT_FILE) with every number and every reason, which the run summary shows.
@@ -250,6 +252,34 @@ def judge_baselines(candidate: Dict[str, float], baselines: Dict[str, Any], thre
     return reasons
 
 
+def judge_newest_span(metrics: Dict[str, Dict[str, float]], thresholds: configs.BlessingThresholds) -> List[str]:
+    """The newest-span limits judged on metrics of the newest span's eval trips (`slice_metrics`
+    of the whole evaluation), in the words TFMA's failures are reported in ([] when they hold).
+
+    As the newest-span Evaluator's configuration says (`pipeline.eval_config`): at least one
+    trip, and, when a serving model was scored, AUC and accuracy no lower than its by more
+    than the allowed drops. A metric that was not computed fails.
+    """
+    where = "newest span"
+    count = metrics["candidate"].get("example_count")
+    if count is None or not count >= 1:
+        return [f"{where}: example_count {count} is below the required 1.0000"]
+    if not metrics["baseline"]:  # nothing serves yet: no drop to judge, as TFX drops change thresholds
+        return []
+    reasons = []
+    for name, allowed in (
+        ("auc", thresholds.newest_span_max_auc_drop),
+        ("binary_accuracy", thresholds.newest_span_max_binary_accuracy_drop),
+    ):
+        candidate, serving = metrics["candidate"].get(name), metrics["baseline"].get(name)
+        if candidate is None or serving is None:
+            reasons.append(f"{where}: {name} of the candidate or of the serving model was not computed")
+        # `not >=` so that a NaN metric fails as well.
+        elif not candidate - serving >= -allowed:
+            reasons.append(f"{where}: {name} is {serving - candidate:.4f} lower than the serving model's (allowed drop: {allowed:.4f})")
+    return reasons
+
+
 @tfx.dsl.components.component(use_beam=True)
 def ModelGate(
     model: tfx.dsl.components.InputArtifact[standard_artifacts.Model],
@@ -258,11 +288,14 @@ def ModelGate(
     model_blessing: tfx.dsl.components.OutputArtifact[standard_artifacts.ModelBlessing],
     thresholds: tfx.dsl.components.Parameter[str],
     newest_span_evaluation: tfx.dsl.components.InputArtifact[standard_artifacts.ModelEvaluation] = None,
+    newest_span_is_window: tfx.dsl.components.Parameter[int] = 0,
     code_fingerprint: tfx.dsl.components.Parameter[str] = "",
     beam_pipeline: tfx.dsl.components.BeamComponentParameter[beam.Pipeline] = None,
 ) -> None:
     """Blesses the candidate only when both Evaluators did and it beats the trivial baselines
-    (see the module docstring); `thresholds` is `BlessingThresholds` as JSON."""
+    (see the module docstring); `thresholds` is `BlessingThresholds` as JSON. With
+    `newest_span_is_window` (a one-span window, which has no second Evaluator) the newest-span
+    limits are judged on `evaluation`, whose eval trips are the newest span's."""
     del code_fingerprint  # part of the cache key only
     limits = configs.BlessingThresholds(**json.loads(thresholds))
     tf.io.gfile.makedirs(model_blessing.uri)
@@ -271,6 +304,10 @@ def ModelGate(
     if newest_span_evaluation is not None:
         newest_ok, newest_failures = validation_failures(newest_span_evaluation.uri, "newest span")
         newest = slice_metrics(newest_span_evaluation.uri)
+    elif newest_span_is_window:
+        newest = {**slice_metrics(evaluation.uri), "same_trips_as_window": True}
+        newest_failures = judge_newest_span(newest, limits)
+        newest_ok = not newest_failures
     else:  # PipelineOptions.newest_span_check is off (Airflow); the report says so
         newest_ok, newest_failures, newest = True, [], {"candidate": {}, "baseline": {}, "not_checked": True}
     window = slice_metrics(evaluation.uri)

@@ -58,7 +58,7 @@ from tensorflow_serving.config import model_server_config_pb2
 
 from modules import features
 from pipeline import configs
-from pipeline.component_ids import NEWEST_SPAN_EXAMPLE_GEN
+from pipeline.component_ids import EXAMPLE_GEN, NEWEST_SPAN_EXAMPLE_GEN
 from pipeline.configs import SERVING_MODEL_NAME
 from pipeline.ops import metadata, writer_lock
 from pipeline.ops.metadata import OutputLayout
@@ -403,21 +403,35 @@ def logged_trips(request_log_dir: str, limit: int) -> List[Dict[str, object]]:
     return [span_rows.from_example(tf.train.Example.FromString(record)) for record in records]
 
 
+def _holds_one_span(artifact: metadata_store_pb2.Artifact, spans_property: str) -> bool:
+    spans = artifact.custom_properties[spans_property].string_value if spans_property in artifact.custom_properties else ""
+    return bool(spans) and "," not in spans
+
+
 def newest_span_eval_trips(output_dir: str, setting: metadata.MetadataSetting) -> Dict[str, object]:
-    """The newest span's eval trips the pipeline scored its candidate on (NewestSpanExampleGen's
-    newest Examples): {"span": N or None, "uri": ..., "trips": [...]}.
+    """The newest span's eval trips the pipeline scored its candidate on: {"span": N or None,
+    "uri": ..., "trips": [...]}, from the newest Examples that hold one span alone, those of
+    NewestSpanExampleGen or, after a run of a one-span window (which has no such step), the
+    ExampleGen's.
 
     Raises:
         RolloutError: when ML Metadata holds no such Examples (a run without the newest-span check).
     """
-    from pipeline.components.artifacts import read_trips
+    from pipeline.components.artifacts import SPANS_PROPERTY, read_trips
 
     try:
         store = metadata.open_store(setting, output_dir)
     except metadata.MetadataSettingError as error:
         raise RolloutError(str(error)) from None
-    context = store.get_context_by_type_and_name("node", f"{configs.PIPELINE_NAME}.{NEWEST_SPAN_EXAMPLE_GEN}")
-    artifacts = [artifact for artifact in store.get_artifacts_by_context(context.id) if artifact.state == metadata_store_pb2.Artifact.LIVE] if context else []
+    artifacts = []
+    for node in (NEWEST_SPAN_EXAMPLE_GEN, EXAMPLE_GEN):
+        context = store.get_context_by_type_and_name("node", f"{configs.PIPELINE_NAME}.{node}")
+        artifacts += [
+            artifact
+            for artifact in (store.get_artifacts_by_context(context.id) if context else [])
+            if artifact.state == metadata_store_pb2.Artifact.LIVE
+            and (node == NEWEST_SPAN_EXAMPLE_GEN or _holds_one_span(artifact, SPANS_PROPERTY))
+        ]
     if not artifacts:
         raise RolloutError(
             f"ML Metadata ({setting.describe(output_dir)}) has no {NEWEST_SPAN_EXAMPLE_GEN} examples: "

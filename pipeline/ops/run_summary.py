@@ -245,7 +245,9 @@ def gate_rows(gate: Optional[dict]) -> List[Tuple[str, Optional[float], Optional
         rows.append(("newest span", None, None, "not checked (PipelineOptions.newest_span_check is off)"))
         return rows
     for name, limit in (("auc", "newest_span_max_auc_drop"), ("binary_accuracy", "newest_span_max_binary_accuracy_drop")):
-        trips = f" ({newest['candidate'].get('example_count', 0):.0f} trips)" if name == "auc" else ""
+        # A one-span window's newest span is its eval split: the gate judged the same trips.
+        same = ", the window's" if newest.get("same_trips_as_window") else ""
+        trips = f" ({newest['candidate'].get('example_count', 0):.0f} trips{same})" if name == "auc" else ""
         rows.append((f"{name}, newest span", newest["candidate"].get(name), newest["baseline"].get(name), f"drop <= {limits[limit]:g}{trips}"))
     return rows
 

@@ -206,6 +206,42 @@ def test_a_candidate_worse_on_the_newest_span_is_refused(own_copy):
     assert all(line.startswith("newest span: ") for line in summary.failed_thresholds), summary.failed_thresholds
 
 
+def test_a_one_span_window_judges_the_newest_span_on_its_one_evaluation(own_copy):
+    # The same refusal as above, on a window of span 3 alone: no second ExampleGen or Evaluator
+    # runs, and the gate judges the newest-span limits on the Evaluator's metrics.
+    import dataclasses
+
+    from tfx.orchestration import metadata
+
+    from pipeline.ops import metadata as metadata_setting
+    from pipeline.ops import rollout
+
+    first_run = own_copy
+    with metadata.Metadata(first_run["connection"]) as handler:
+        last_before = max(execution.id for execution in handler.store.get_executions())
+    thresholds = dataclasses.replace(
+        SAMPLE_THRESHOLDS, min_auc=0.0, min_binary_accuracy=0.0, max_auc_drop=1.0, max_binary_accuracy_drop=1.0
+    )
+    summary, connection = run_small_pipeline(
+        first_run["data_root"], first_run["output_dir"], [3], thresholds=thresholds, hyperparameters={"learning_rate": 0.0}
+    )
+    assert summary.spans == "3"
+    assert summary.blessed is False
+    newest = summary.gate["newest_span"]
+    assert newest["same_trips_as_window"] is True
+    assert newest["candidate"]["auc"] == summary.gate["window"]["candidate"]["auc"]
+    assert newest["candidate"]["auc"] < newest["baseline"]["auc"] - thresholds.newest_span_max_auc_drop
+    assert summary.failed_thresholds and all(line.startswith("newest span: ") for line in summary.failed_thresholds), summary.failed_thresholds
+    with metadata.Metadata(connection) as handler:
+        type_names = {execution_type.id: execution_type.name for execution_type in handler.store.get_execution_types()}
+        ran = [type_names[execution.type_id] for execution in handler.store.get_executions() if execution.id > last_before]
+    assert len([name for name in ran if name.endswith(".Evaluator")]) == 1, ran
+    assert len([name for name in ran if name.endswith("ExampleGen")]) == 1, ran
+    # Rollout's newest-span trips are this run's: the ExampleGen's span 3.
+    trips = rollout.newest_span_eval_trips(str(first_run["output_dir"]), metadata_setting.MetadataSetting())
+    assert trips["span"] == 3 and f"/{component_ids.EXAMPLE_GEN}/" in trips["uri"]
+
+
 def test_after_a_rollback_the_pinned_version_is_the_baseline(own_copy):
     from tfx.orchestration import metadata
 

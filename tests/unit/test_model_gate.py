@@ -1,11 +1,15 @@
-"""The ModelGate's trivial baselines and its verdict on them (the Beam counting and the whole gate
+"""The ModelGate's trivial baselines, its newest-span verdict on a one-span window, and its verdict
+on the baselines (the Beam counting and the whole gate
 run in the pipeline tests)."""
+import dataclasses
+import json
+
 import numpy as np
 import pytest
 from sklearn.metrics import roc_auc_score
 
 from pipeline import configs
-from pipeline.components.model_gate import baselines_from_counts, judge_baselines, lookup_auc
+from pipeline.components.model_gate import baselines_from_counts, judge_baselines, judge_newest_span, lookup_auc
 
 TRAIN, EVAL = configs.TRAIN_SPLIT, configs.EVAL_SPLIT
 
@@ -83,3 +87,43 @@ def test_a_model_no_better_than_the_majority_is_refused_and_a_good_one_passes():
     assert len(judge_baselines({}, BASELINES, configs.BlessingThresholds())) == 2
     # A metric TFMA could not compute is no pass.
     assert len(judge_baselines({"auc": float("nan"), "binary_accuracy": float("nan")}, BASELINES, configs.BlessingThresholds())) == 2
+
+
+def test_a_one_span_window_is_judged_on_the_newest_span_limits():
+    limits = configs.BlessingThresholds(newest_span_max_auc_drop=0.02, newest_span_max_binary_accuracy_drop=0.01)
+    serving = {"auc": 0.95, "binary_accuracy": 0.90, "example_count": 300.0}
+    assert judge_newest_span({"candidate": {**serving, "auc": 0.93}, "baseline": serving}, limits) == []
+    reasons = judge_newest_span({"candidate": {**serving, "auc": 0.9299, "binary_accuracy": 0.8}, "baseline": serving}, limits)
+    assert reasons == [
+        "newest span: auc is 0.0201 lower than the serving model's (allowed drop: 0.0200)",
+        "newest span: binary_accuracy is 0.1000 lower than the serving model's (allowed drop: 0.0100)",
+    ]
+    # Nothing serves yet: no drop to judge, but the span must hold eval trips.
+    assert judge_newest_span({"candidate": {"auc": 0.5, "example_count": 1.0}, "baseline": {}}, limits) == []
+    assert judge_newest_span({"candidate": {"example_count": 0.0}, "baseline": {}}, limits) == [
+        "newest span: example_count 0.0 is below the required 1.0000"
+    ]
+    # A metric that was not computed, or is NaN, fails.
+    assert judge_newest_span({"candidate": {"example_count": 5.0, "auc": float("nan"), "binary_accuracy": 0.9}, "baseline": serving}, limits) == [
+        "newest span: auc is nan lower than the serving model's (allowed drop: 0.0200)"
+    ]
+    assert judge_newest_span({"candidate": {"example_count": 5.0, "auc": 0.95}, "baseline": serving}, limits) == [
+        "newest span: binary_accuracy of the candidate or of the serving model was not computed"
+    ]
+
+
+def test_the_run_summary_says_when_the_newest_span_is_the_window():
+    from pipeline.ops.run_summary import gate_rows
+
+    metrics = {"candidate": {"auc": 0.96, "binary_accuracy": 0.9, "example_count": 300.0}, "baseline": {}}
+    gate = {
+        "trivial_baselines": BASELINES,
+        "thresholds": json.loads(json.dumps(dataclasses.asdict(configs.BlessingThresholds()))),
+        "window": metrics,
+        "card_slice": metrics,
+        "newest_span": {**metrics, "same_trips_as_window": True},
+    }
+    newest_auc = [row for row in gate_rows(gate) if row[0] == "auc, newest span"]
+    assert newest_auc == [("auc, newest span", 0.96, None, "drop <= 0.02 (300 trips, the window's)")]
+    del gate["newest_span"]["same_trips_as_window"]
+    assert [row for row in gate_rows(gate) if row[0] == "auc, newest span"][0][3] == "drop <= 0.02 (300 trips)"

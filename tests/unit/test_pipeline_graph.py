@@ -70,6 +70,19 @@ def test_the_newest_span_is_read_alone_for_its_evaluation(nodes):
     assert '"last_span": 3.0' in newest.exec_properties["custom_config"]
 
 
+def test_a_one_span_window_is_not_scored_twice(nodes):
+    # Its eval split is the newest span's eval trips: the gate judges the newest-span limits on
+    # the Evaluator's metrics, and neither the second ExampleGen nor the second Evaluator runs.
+    assert nodes[component_ids.MODEL_GATE].exec_properties["newest_span_is_window"] == 0
+    built = create_pipeline("p", "/tmp/root", "/tmp/data", [3], "/tmp/serving", None, OPTIONS)
+    one_span = {node.id: node for node in built.components}
+    assert component_ids.NEWEST_SPAN_EXAMPLE_GEN not in one_span and component_ids.NEWEST_SPAN_EVALUATOR not in one_span
+    gate = one_span[component_ids.MODEL_GATE]
+    assert gate.exec_properties["newest_span_is_window"] == 1
+    assert gate.inputs["evaluation"].producer_component_id == component_ids.EVALUATOR
+    assert "newest_span_evaluation" not in gate.inputs
+
+
 def test_the_window_reaches_example_gen_and_must_be_consecutive():
     with pytest.raises(ValueError, match="consecutive"):
         create_pipeline("p", "/tmp/root", "/tmp/data", [1, 3], "/tmp/serving", None, OPTIONS)

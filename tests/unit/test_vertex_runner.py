@@ -58,7 +58,7 @@ def _pipeline_upstream() -> dict:
         pipeline_name=vertex.VERTEX_PIPELINE_NAME,
         pipeline_root="gs://unused/root",
         data_root="gs://unused/data",
-        spans=[1],
+        spans=[2, 3, 4],  # the window the compiled pipeline reads (see `compiled`)
         serving_model_dir="gs://unused/serving",
         metadata_connection_config=None,
         options=configs.PipelineOptions(external_tables=vertex.container_table_sources()),
