@@ -1,6 +1,5 @@
-"""The ModelGate's trivial baselines, its newest-span verdict on a one-span window, and its verdict
-on the baselines (the Beam counting and the whole gate
-run in the pipeline tests)."""
+"""The ModelGate's trivial baselines, its verdict on them and its newest-span verdict on a one-span
+window (the Beam counting and the whole gate run in the pipeline tests)."""
 import dataclasses
 import json
 
