@@ -19,7 +19,7 @@ from pipeline import configs, spans
 from pipeline.dag import create_pipeline
 from pipeline.ops import metadata
 from pipeline.runners.airflow_config import DAG_ID, AirflowConfigError, AirflowSettings
-from pipeline.runners.beam_args import DirectRunnerConfig, beam_args_for
+from pipeline.runners.beam_args import DirectRunnerConfig, beam_args_for, turn_off_in_process_state_cache
 from pipeline.runners.code_fingerprint import module_fingerprint, project_fingerprint
 from pipeline.validation.acceptance import for_spans
 from pipeline.validation.table_sources import resolve_sources
@@ -65,6 +65,8 @@ def build_dag(settings: AirflowSettings, fingerprint: Optional[str] = None) -> m
         newest_span_check=False,
     )
     beam_runner = DirectRunnerConfig(mode=settings.beam_mode, num_workers=settings.beam_workers)
+    # Airflow's task processes build the DAG from this file before running their step.
+    turn_off_in_process_state_cache()
     pipeline = create_pipeline(
         pipeline_name=DAG_ID,
         pipeline_root=settings.pipeline_root,

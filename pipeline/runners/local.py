@@ -220,6 +220,7 @@ def _run_locked(paths: LocalPaths, options: configs.PipelineOptions, beam_pipeli
     from pipeline.components.data_gate import DataAnomaliesError, DataDriftError
     from pipeline.dag import create_pipeline
     from pipeline.ops import run_summary
+    from pipeline.runners.beam_args import turn_off_in_process_state_cache
     from pipeline.validation import acceptance
     from pipeline.validation.span_rows import CsvFormatError
 
@@ -245,6 +246,7 @@ def _run_locked(paths: LocalPaths, options: configs.PipelineOptions, beam_pipeli
     )
     first_new_execution = run_summary.newest_execution_id(connection_config)
     failure: Optional[BaseException] = None
+    turn_off_in_process_state_cache()
     try:
         tfx.orchestration.LocalDagRunner().run(pipeline)
     except Exception as error:  # noqa: BLE001 - the summary and exit code report it
