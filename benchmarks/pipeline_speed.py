@@ -11,7 +11,8 @@ time of the whole process, interpreter start and imports included, into a fresh 
 
 With `--rows N` both pipelines read the same N trips, resampled (with replacement, seeded) from
 the example's 15,002: one CSV file, TFX's example's `data/simple/data.csv` and this pipeline's
-only span. The ratio column is this pipeline's median over the example's.
+only span. The ratio column is this pipeline's median over the example's. Each run of this
+pipeline is followed by its run summary's seconds per component.
 """
 import argparse
 import csv
@@ -78,6 +79,13 @@ def time_this_pipeline(work_dir: str, data_csv: Optional[str] = None) -> float:
     return _timed(command, REPO_ROOT, dict(os.environ), os.path.join(work_dir, "this_pipeline.log"))
 
 
+def component_times(work_dir: str) -> Optional[str]:
+    """The run summary's "components: ..." line of the last `time_this_pipeline` run, if any."""
+    with open(os.path.join(work_dir, "this_pipeline.log")) as log:
+        lines = [line.strip() for line in log if line.startswith("components: ")]
+    return lines[-1] if lines else None
+
+
 def time_tfx_example(work_dir: str, data_csv: Optional[str] = None) -> float:
     """Seconds for one run of TFX's taxi example, laid out under a fresh HOME as it expects
     (reading `data_csv` when given, else its own data)."""
@@ -121,6 +129,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                 seconds = run(work_dir, data_csv)
                 times[name].append(seconds)
                 print(f"round {round_number}: {name:<30} {seconds:6.1f} s", flush=True)
+                if run is time_this_pipeline:
+                    print(f"    {component_times(work_dir)}", flush=True)
     except RuntimeError as error:
         # The failed run's log stays in the work folder, which the message names.
         print(error, file=sys.stderr)
