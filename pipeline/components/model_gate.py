@@ -37,7 +37,7 @@ from tfx_bsl.coders import example_coder
 from modules import features
 from pipeline import configs
 from pipeline.components.artifacts import GATE_REPORT_FILE
-from pipeline.validation.evaluation_results import slice_metrics, validation_failures
+from pipeline.validation.evaluation_results import baseline_was_scored, slice_metrics, validation_failures
 
 logger = logging.getLogger(__name__)
 
@@ -252,19 +252,21 @@ def judge_baselines(candidate: Dict[str, float], baselines: Dict[str, Any], thre
     return reasons
 
 
-def judge_newest_span(metrics: Dict[str, Dict[str, float]], thresholds: configs.BlessingThresholds) -> List[str]:
+def judge_newest_span(
+    metrics: Dict[str, Dict[str, float]], thresholds: configs.BlessingThresholds, baseline_scored: bool
+) -> List[str]:
     """The newest-span limits judged on metrics of the newest span's eval trips (`slice_metrics`
     of the whole evaluation), in the words TFMA's failures are reported in ([] when they hold).
 
     As the newest-span Evaluator's configuration says (`pipeline.eval_config`): at least one
-    trip, and, when a serving model was scored, AUC and accuracy no lower than its by more
-    than the allowed drops. A metric that was not computed fails.
+    trip, and, when the Evaluator scored a serving model (`baseline_scored`), AUC and accuracy
+    no lower than its by more than the allowed drops. A metric that was not computed fails.
     """
     where = "newest span"
     count = metrics["candidate"].get("example_count")
     if count is None or not count >= 1:
         return [f"{where}: example_count {count} is below the required 1.0000"]
-    if not metrics["baseline"]:  # nothing serves yet: no drop to judge, as TFX drops change thresholds
+    if not baseline_scored:  # nothing serves yet: no drop to judge, as TFX drops change thresholds
         return []
     reasons = []
     for name, allowed in (
@@ -306,7 +308,7 @@ def ModelGate(
         newest = slice_metrics(newest_span_evaluation.uri)
     elif newest_span_is_window:
         newest = {**slice_metrics(evaluation.uri), "same_trips_as_window": True}
-        newest_failures = judge_newest_span(newest, limits)
+        newest_failures = judge_newest_span(newest, limits, baseline_was_scored(evaluation.uri))
         newest_ok = not newest_failures
     else:  # PipelineOptions.newest_span_check is off (Airflow); the report says so
         newest_ok, newest_failures, newest = True, [], {"candidate": {}, "baseline": {}, "not_checked": True}

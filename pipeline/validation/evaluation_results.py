@@ -7,6 +7,7 @@ from typing import Dict, List, Tuple
 
 import tensorflow_model_analysis as tfma
 from google.protobuf import json_format
+from tensorflow_model_analysis.writers import eval_config_writer
 
 
 def slice_text(slice_key) -> str:
@@ -63,3 +64,10 @@ def slice_metrics(evaluation_uri: str, wanted: str = "") -> Dict[str, Dict[str, 
             role = "baseline" if item.key.model_name == "baseline" else "candidate"
             found[role][item.key.name] = item.value.double_value.value
     return found
+
+
+def baseline_was_scored(evaluation_uri: str) -> bool:
+    """Whether the Evaluator scored a baseline model beside the candidate (its stored EvalConfig
+    names one: a model was serving when it ran)."""
+    eval_config = eval_config_writer.load_eval_run(evaluation_uri)[0]
+    return any(spec.is_baseline for spec in eval_config.model_specs)

@@ -91,24 +91,25 @@ def test_a_model_no_better_than_the_majority_is_refused_and_a_good_one_passes():
 def test_a_one_span_window_is_judged_on_the_newest_span_limits():
     limits = configs.BlessingThresholds(newest_span_max_auc_drop=0.02, newest_span_max_binary_accuracy_drop=0.01)
     serving = {"auc": 0.95, "binary_accuracy": 0.90, "example_count": 300.0}
-    assert judge_newest_span({"candidate": {**serving, "auc": 0.93}, "baseline": serving}, limits) == []
-    reasons = judge_newest_span({"candidate": {**serving, "auc": 0.9299, "binary_accuracy": 0.8}, "baseline": serving}, limits)
+    assert judge_newest_span({"candidate": {**serving, "auc": 0.93}, "baseline": serving}, limits, True) == []
+    reasons = judge_newest_span({"candidate": {**serving, "auc": 0.9299, "binary_accuracy": 0.8}, "baseline": serving}, limits, True)
     assert reasons == [
         "newest span: auc is 0.0201 lower than the serving model's (allowed drop: 0.0200)",
         "newest span: binary_accuracy is 0.1000 lower than the serving model's (allowed drop: 0.0100)",
     ]
     # Nothing serves yet: no drop to judge, but the span must hold eval trips.
-    assert judge_newest_span({"candidate": {"auc": 0.5, "example_count": 1.0}, "baseline": {}}, limits) == []
-    assert judge_newest_span({"candidate": {"example_count": 0.0}, "baseline": {}}, limits) == [
+    assert judge_newest_span({"candidate": {"auc": 0.5, "example_count": 1.0}, "baseline": {}}, limits, False) == []
+    assert judge_newest_span({"candidate": {"example_count": 0.0}, "baseline": {}}, limits, False) == [
         "newest span: example_count 0.0 is below the required 1.0000"
     ]
-    # A metric that was not computed, or is NaN, fails.
-    assert judge_newest_span({"candidate": {"example_count": 5.0, "auc": float("nan"), "binary_accuracy": 0.9}, "baseline": serving}, limits) == [
+    # A metric that was not computed, or is NaN, fails; so do a serving model's missing metrics.
+    assert judge_newest_span({"candidate": {"example_count": 5.0, "auc": float("nan"), "binary_accuracy": 0.9}, "baseline": serving}, limits, True) == [
         "newest span: auc is nan lower than the serving model's (allowed drop: 0.0200)"
     ]
-    assert judge_newest_span({"candidate": {"example_count": 5.0, "auc": 0.95}, "baseline": serving}, limits) == [
+    assert judge_newest_span({"candidate": {"example_count": 5.0, "auc": 0.95}, "baseline": serving}, limits, True) == [
         "newest span: binary_accuracy of the candidate or of the serving model was not computed"
     ]
+    assert len(judge_newest_span({"candidate": serving, "baseline": {}}, limits, True)) == 2
 
 
 def test_the_run_summary_says_when_the_newest_span_is_the_window():
