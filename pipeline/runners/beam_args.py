@@ -251,9 +251,9 @@ def _portable_args(config: PortableRunnerConfig) -> List[str]:
 def turn_off_in_process_state_cache() -> None:
     """Turns off the state cache of the DirectRunner's in-process worker, in this process.
 
-    That cache weighs every side input it keeps with `objsize`, which walks the globals of every
-    loaded module first; with TensorFlow loaded that is most of a second per side input, and
-    Transform and the Evaluators read many: about 10 s of a run on the shipped data and on
+    That cache weighs every side input it keeps with `objsize`, which first walks the globals of
+    every loaded module, thousands with TensorFlow loaded; Transform and the Evaluators read
+    many side inputs, and the weighing took about 10 s of a run on the shipped data and on
     200,000 trips alike (py-spy). The in-process worker reads its cache size from a module
     constant, not from the pipeline's options. Without the cache, a side input is read again from
     the runner's in-memory state, which Beam's own runner tests do too; results do not change.
