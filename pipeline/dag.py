@@ -145,6 +145,7 @@ def create_pipeline(
 
     external_check = ExternalFeatureCheck(
         examples=example_gen.outputs["examples"],
+        schema=schema_gen.outputs["schema"],
         external_tables=external_table_gen.outputs["tables"],
         drift_config=options.drift.to_json(),
         code_fingerprint=options.code_fingerprint,

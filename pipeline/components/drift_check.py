@@ -26,15 +26,13 @@ report (and both statistics files) are kept for a refused run and for `pipeline.
 """
 import json
 import os
-from typing import Dict, Iterable, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence
 
 import apache_beam as beam
-import pyarrow as pa
 import tensorflow as tf
 import tensorflow_data_validation as tfdv
 from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
 from tfx import v1 as tfx
-from tfx_bsl.coders import example_coder
 from tfx.types import standard_artifacts
 
 from pipeline import configs
@@ -50,55 +48,16 @@ from pipeline.components.artifacts import (
     span_fingerprints,
 )
 from pipeline.components.curated_schema import SCHEMA_FILE_NAME
-from pipeline.validation import span_chunks, span_rows
+from pipeline.validation import span_batches, span_rows
 from pipeline.validation.comparators import anomaly_lines, score_columns
 from pipeline.validation.span_rows import common_header
 
-# Rows per Arrow RecordBatch handed to TFDV.
-_BATCH_ROWS = 1000
-# The value type tfx_bsl's decoder gives each schema type (inside a large_list).
-_DECODED_TYPES = {schema_pb2.INT: pa.int64(), schema_pb2.FLOAT: pa.float32(), schema_pb2.BYTES: pa.large_binary()}
 # Quantile buckets TFDV keeps per numeric column; the drift buckets are drawn from them.
 _QUANTILE_BUCKETS = 100
 
 
 # ---------------------------------------------------------------------------------------------
 # Statistics of span files, in Beam
-
-
-class _ReadRecordBatches(beam.DoFn):
-    """Reads one range of a span CSV file (ExampleGen's ranges, `span_chunks`) into Arrow
-    RecordBatches typed by the schema, `_BATCH_ROWS` trips each."""
-
-    def __init__(self, header: List[str], types: span_rows.ColumnTypes):
-        self._header = header
-        self._types = types
-        self._decoder = None
-
-    def setup(self) -> None:
-        self._decoder = example_coder.ExamplesToRecordBatchDecoder()
-
-    def process(self, file_range: span_chunks.FileRange) -> Iterable[pa.RecordBatch]:
-        examples = []
-        for serialized in span_chunks.read_range(file_range, self._types):
-            examples.append(serialized)
-            if len(examples) == _BATCH_ROWS:
-                yield self._record_batch(examples)
-                examples = []
-        if examples:
-            yield self._record_batch(examples)
-
-    def _record_batch(self, examples: List[bytes]) -> pa.RecordBatch:
-        """Decodes examples; a column no example of the batch holds is added as all missing, so
-        a file that lacks a column counts each of its rows as missing that column."""
-        decoded = self._decoder.DecodeBatch(examples)
-        arrays, names = list(decoded.columns), list(decoded.schema.names)
-        for name in self._header:
-            if name not in names:
-                kind = self._types.get(name, schema_pb2.BYTES)
-                arrays.append(pa.nulls(decoded.num_rows, type=pa.large_list(_DECODED_TYPES[kind])))
-                names.append(name)
-        return pa.RecordBatch.from_arrays(arrays, names)
 
 
 def stats_options(schema: schema_pb2.Schema) -> tfdv.StatsOptions:
@@ -143,10 +102,7 @@ def files_statistics(
         for name, paths in groups.items():
             _ = (
                 running
-                | f"Files[{name}]" >> beam.Create(paths)
-                | f"PlanRanges[{name}]" >> beam.FlatMap(span_chunks.plan_ranges)
-                | f"SpreadRanges[{name}]" >> beam.Reshuffle()
-                | f"Read[{name}]" >> beam.ParDo(_ReadRecordBatches(header, types))
+                | f"Read[{name}]" >> span_batches.ReadSpanFiles(paths, header, types)
                 | f"Statistics[{name}]" >> tfdv.GenerateStatistics(options)
                 | f"Write[{name}]" >> tfdv.WriteStatisticsToBinaryFile(os.path.join(output_dir, name))
             )

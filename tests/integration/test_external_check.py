@@ -1,12 +1,16 @@
-"""ExternalFeatureCheck's logic on tiny spans: per-span matching, schema anomalies and drift of
-the joined columns."""
-import pandas as pd
+"""ExternalFeatureCheck's logic on tiny spans, in its Beam pipeline: per-span matching, schema
+anomalies and drift of the joined columns."""
+import json
+import pathlib
+
+import pyarrow as pa
+import pytest
+import tensorflow_data_validation as tfdv
 
 from modules import external, features
 from pipeline import configs
-from pipeline.components.artifacts import drifted, refusals
-from pipeline.components.external_check import check_table, joined_frame, joined_schema
-from pipeline.validation.table_sources import shipped_table_path
+from pipeline.components.artifacts import drifted, refusals, table_file
+from pipeline.components.external_check import check_tables, join_keys, joined_schema, statistics_split
 from tests.conftest import trip, write_csv, write_holiday_table
 
 FRIDAY = 1400269500  # 2014-05-16 19:45
@@ -18,16 +22,32 @@ DAY = 86400
 JUDGING_CALENDAR = configs.DriftConfig(ignored=())
 
 
-def _check(tmp_path, span_1, span_2, drift=JUDGING_CALENDAR):
-    table_path = write_holiday_table(
-        tmp_path / "holidays.csv", ["2014-05-16,4,0,0,", "2014-05-25,6,0,1,", "2014-05-26,0,1,0,Memorial Day"]
+def _curated_schema():
+    return tfdv.load_schema_text(configs.CURATED_SCHEMA_PATH)
+
+
+def _check_files(tmp_path, table_lines, files, drift=JUDGING_CALENDAR):
+    """Runs the check's Beam pipeline on span files with a holiday table of `table_lines`;
+    returns the holiday table's result, with what was written read back."""
+    tables_uri = tmp_path / "tables"
+    write_holiday_table(pathlib.Path(table_file(str(tables_uri), features.HOLIDAY_TABLE)), table_lines)
+    table = external.read_table(table_file(str(tables_uri), features.HOLIDAY_TABLE), external.HOLIDAYS)
+    splits = [statistics_split(features.HOLIDAY_TABLE, span) for span in files]
+    paths = {split: str(tmp_path / "statistics" / split) for split in splits}
+    checked = check_tables(
+        {features.HOLIDAY_TABLE: table}, str(tables_uri), files, _curated_schema(), drift, paths, str(tmp_path / "counts")
     )
-    table = external.read_table(str(table_path), external.HOLIDAYS)
+    return checked[features.HOLIDAY_TABLE]
+
+
+def _check(tmp_path, span_1, span_2, drift=JUDGING_CALENDAR):
     files = {
         1: [str(write_csv(tmp_path / "span-1" / "data.csv", span_1))],
         2: [str(write_csv(tmp_path / "span-2" / "data.csv", span_2))],
     }
-    return check_table(table, files, drift)
+    return _check_files(
+        tmp_path, ["2014-05-16,4,0,0,", "2014-05-25,6,0,1,", "2014-05-26,0,1,0,Memorial Day"], files, drift
+    )
 
 
 def test_the_joined_calendar_columns_are_not_judged_by_default(tmp_path):
@@ -73,19 +93,66 @@ def test_the_joined_schema_holds_each_column_s_range():
     assert ranges == {"day_of_week": (0, 6), "is_holiday": (0, 1), "is_day_before_holiday": (0, 1)}
 
 
-def test_a_missing_or_non_numeric_join_column_leaves_trips_unmatched():
-    table = external.read_table(shipped_table_path(features.HOLIDAY_TABLE), external.HOLIDAYS)
-    joined = joined_frame(pd.DataFrame({features.TIMESTAMP_KEY: ["1401063300", "soon", None]}), table)
-    assert joined["is_holiday"].tolist() == [1, features.MISSING_INT, features.MISSING_INT]
-    joined = joined_frame(pd.DataFrame({"fare": ["1.0", "2.0"]}), table)
-    assert joined["is_holiday"].tolist() == [features.MISSING_INT] * 2
+def _lists(values, value_type):
+    return pa.array(values, pa.large_list(value_type))
+
+
+def test_join_keys_take_each_trip_s_value_and_an_absent_value_is_no_key():
+    trips = pa.RecordBatch.from_arrays(
+        [_lists([[1401063300], None, [], [7]], pa.int64()), _lists([[2.5], [3.9], None, [-1.5]], pa.float32())],
+        [features.TIMESTAMP_KEY, "fare"],
+    )
+    keys, present = join_keys(trips, features.TIMESTAMP_KEY)
+    assert keys.tolist() == [1401063300, 0, 0, 7] and present.tolist() == [True, False, False, True]
+    # A FLOAT join column is truncated, as the Transform graph's tf.cast does.
+    keys, present = join_keys(trips, "fare")
+    assert keys.tolist() == [2, 3, 0, -1] and present.tolist() == [True, True, False, True]
+    # A sliced batch reads its own rows.
+    keys, present = join_keys(trips.slice(1, 3), "fare")
+    assert keys.tolist() == [3, 0, -1] and present.tolist() == [True, False, True]
+    keys, present = join_keys(trips, "tips")
+    assert not present.any() and len(keys) == 4
+
+
+def test_a_join_column_of_text_is_refused_by_name():
+    trips = pa.RecordBatch.from_arrays([_lists([[b"soon"]], pa.large_binary())], [features.TIMESTAMP_KEY])
+    with pytest.raises(ValueError, match="the join column 'trip_start_timestamp' holds large_binary values"):
+        join_keys(trips, features.TIMESTAMP_KEY)
+
+
+def test_trips_without_a_timestamp_are_unmatched_as_the_transform_leaves_them(tmp_path):
+    trips = [trip(), trip(trip_start_timestamp=None), trip(trip_start_timestamp=1401063300)]
+    files = {1: [str(write_csv(tmp_path / "span-1" / "data.csv", trips))]}
+    checked = _check_files(tmp_path, ["2014-05-16,4,0,0,", "2014-05-26,0,1,0,Memorial Day"], files, configs.DriftConfig())
+    assert checked["spans"] == {1: {"trips": 3, "unmatched": 1}}
+    assert checked["anomalies"][0].startswith("span 1: 1 of 3 trips have no row in external table 'us_il_holidays'")
+    values = {
+        bucket.label: bucket.sample_count
+        for feature in checked["statistics"][1].datasets[0].features
+        if feature.path.step == ["is_holiday"]
+        for bucket in feature.string_stats.rank_histogram.buckets
+    }
+    assert values == {"0": 1, "1": 1, str(features.MISSING_INT): 1}
+
+
+def test_each_span_is_counted_in_ranges_over_several_files(tmp_path):
+    first = [trip()] * 700 + [trip(trip_start_timestamp=None)] * 5
+    second = [trip(trip_start_timestamp=1401063300)] * 1300
+    files = {
+        1: [str(write_csv(tmp_path / "span-1" / "a.csv", first)), str(write_csv(tmp_path / "span-1" / "b.csv", second))],
+        2: [str(write_csv(tmp_path / "span-2" / "data.csv", []))],
+    }
+    checked = _check_files(tmp_path, ["2014-05-16,4,0,0,", "2014-05-26,0,1,0,Memorial Day"], files, configs.DriftConfig())
+    assert checked["spans"] == {1: {"trips": 2005, "unmatched": 5}, 2: {"trips": 0, "unmatched": 0}}
+    assert checked["statistics"][1].datasets[0].num_examples == 2005
+    with open(tmp_path / "counts" / f"{statistics_split(features.HOLIDAY_TABLE, 1)}.json") as counts_file:
+        assert json.load(counts_file) == {"trips": 2005, "unmatched": 5}
 
 
 def test_a_span_without_the_join_column_is_counted_and_refused(tmp_path):
     path = tmp_path / "span-1" / "data.csv"
     path.parent.mkdir()
     path.write_text("fare,tips\n1.0,0\n2.0,1\n")
-    table = external.read_table(str(write_holiday_table(tmp_path / "h.csv", ["2014-05-16,4,0,0,"])), external.HOLIDAYS)
-    checked = check_table(table, {1: [str(path)]}, configs.DriftConfig())
+    checked = _check_files(tmp_path, ["2014-05-16,4,0,0,"], {1: [str(path)]}, configs.DriftConfig())
     assert checked["spans"] == {1: {"trips": 2, "unmatched": 2}}
     assert checked["anomalies"][0].startswith("span 1: 2 of 2 trips have no row in external table 'us_il_holidays'")

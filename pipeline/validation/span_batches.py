@@ -1,0 +1,81 @@
+"""Span CSV files as Arrow RecordBatches in a Beam pipeline, for the data checks' statistics.
+
+Files are read in ExampleGen's ranges (`pipeline.validation.span_chunks`), spread over the
+runner's workers, and decoded into the tf.Examples ExampleGen writes, then into RecordBatches
+by tfx_bsl's decoder: the checks see the examples the model trains on, and no worker holds a
+whole file.
+"""
+from typing import Iterable, List, Sequence
+
+import apache_beam as beam
+import pyarrow as pa
+from tensorflow_metadata.proto.v0 import schema_pb2
+from tfx_bsl.coders import example_coder
+
+from pipeline.validation import span_chunks, span_rows
+
+# Rows per Arrow RecordBatch.
+BATCH_ROWS = 1000
+# The value type tfx_bsl's decoder gives each schema type (inside a large_list).
+DECODED_TYPES = {schema_pb2.INT: pa.int64(), schema_pb2.FLOAT: pa.float32(), schema_pb2.BYTES: pa.large_binary()}
+
+
+class _ReadRecordBatches(beam.DoFn):
+    """Reads one range of a span CSV file into RecordBatches typed by the schema, `BATCH_ROWS`
+    trips each."""
+
+    def __init__(self, header: List[str], types: span_rows.ColumnTypes):
+        self._header = header
+        self._types = types
+        self._decoder = None
+
+    def setup(self) -> None:
+        self._decoder = example_coder.ExamplesToRecordBatchDecoder()
+
+    def process(self, file_range: span_chunks.FileRange) -> Iterable[pa.RecordBatch]:
+        examples = []
+        for serialized in span_chunks.read_range(file_range, self._types):
+            examples.append(serialized)
+            if len(examples) == BATCH_ROWS:
+                yield self._record_batch(examples)
+                examples = []
+        if examples:
+            yield self._record_batch(examples)
+
+    def _record_batch(self, examples: List[bytes]) -> pa.RecordBatch:
+        """Decodes examples; a column no example of the batch holds is added as all missing, so
+        a file that lacks a column counts each of its rows as missing that column."""
+        decoded = self._decoder.DecodeBatch(examples)
+        arrays, names = list(decoded.columns), list(decoded.schema.names)
+        for name in self._header:
+            if name not in names:
+                kind = self._types.get(name, schema_pb2.BYTES)
+                arrays.append(pa.nulls(decoded.num_rows, type=pa.large_list(DECODED_TYPES[kind])))
+                names.append(name)
+        return pa.RecordBatch.from_arrays(arrays, names)
+
+
+class ReadSpanFiles(beam.PTransform):
+    """CSV files -> RecordBatches of their rows, typed by the schema.
+
+    Every batch has a column for each name of `header` (the union of the files' headers):
+    all missing where a file lacks it.
+
+    Raises (when the pipeline runs):
+        pipeline.validation.span_rows.CsvFormatError: when a file is malformed.
+    """
+
+    def __init__(self, paths: Sequence[str], header: List[str], types: span_rows.ColumnTypes):
+        super().__init__()
+        self._paths = list(paths)
+        self._header = header
+        self._types = types
+
+    def expand(self, begin: beam.pvalue.PBegin) -> beam.PCollection:
+        return (
+            begin
+            | "Files" >> beam.Create(self._paths)
+            | "PlanRanges" >> beam.FlatMap(span_chunks.plan_ranges)
+            | "SpreadRanges" >> beam.Reshuffle()
+            | "Read" >> beam.ParDo(_ReadRecordBatches(self._header, self._types))
+        )
