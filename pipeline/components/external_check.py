@@ -9,9 +9,9 @@ against the previous span with the DriftConfig's thresholds. Everything goes int
 the DataGate decides, so the report is kept even for a refused run.
 
 The joins, counts and statistics run in the component's Beam pipeline (the pipeline's Beam
-arguments: DirectRunner here, Dataflow/Flink/Spark at scale), over the span files read in
-ExampleGen's ranges (`pipeline.validation.span_batches`): each span is read once for all
-tables, and no worker holds a whole file.
+arguments: DirectRunner here, Dataflow/Flink/Spark at scale), over the join columns of the
+span files read in ExampleGen's ranges (`pipeline.validation.span_batches`): each span is read
+once for all tables, and no worker holds a whole file.
 """
 import json
 import os
@@ -22,10 +22,11 @@ import numpy as np
 import pyarrow as pa
 import tensorflow as tf
 import tensorflow_data_validation as tfdv
-from tensorflow_metadata.proto.v0 import schema_pb2
+from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
 from tfx import v1 as tfx
 from tfx.components.statistics_gen.stats_artifact_utils import BINARY_PB_BASENAME
 from tfx.types import artifact_utils, standard_artifacts
+from tfx.utils import io_utils
 
 from modules import external, features
 from pipeline import configs
@@ -36,8 +37,11 @@ from pipeline.validation.comparators import scores_of, with_comparators
 
 # The tagged output of `_JoinBatch` with (trips, unmatched) per batch.
 _COUNTS = "counts"
-# Folder of the report artifact holding each table and span's (trips, unmatched), as Beam wrote them.
-COUNTS_FOLDER = "counts"
+# The column `_JoinBatch` adds for TFDV's slices (`_span_slice`), which takes it out again.
+_SPAN_COLUMN = "span"
+# Folder of the report artifact where the Beam pipeline writes each table's statistics sliced
+# by span, and every table and span's trips and unmatched trips.
+BEAM_OUTPUT_FOLDER = "beam"
 
 
 def joined_schema(spec: external.ExternalTableSpec) -> schema_pb2.Schema:
@@ -69,8 +73,8 @@ def join_keys(trips: pa.RecordBatch, column: str) -> Tuple[np.ndarray, np.ndarra
     """The join keys of a batch of trips, as the Transform graph takes them.
 
     Args:
-        trips: Trips decoded from tf.Examples (`span_batches.ReadSpanFiles`): each column a
-            large_list of INT or FLOAT values, null where the trip has no value.
+        trips: Trips as `span_batches.ReadSpanColumns` reads them: each column a large_list
+            of INT or FLOAT values, null where the trip has no value.
         column: The join column. A batch without it has no key for any trip.
 
     Returns:
@@ -103,8 +107,8 @@ def _one_value_lists(values: np.ndarray) -> pa.Array:
 # The main output's type, for TFDV's type check; the counts go out tagged.
 @beam.typehints.with_output_types(pa.RecordBatch)
 class _JoinBatch(beam.DoFn):
-    """Joins a batch of trips to one table: the joined columns as a RecordBatch, and
-    (trips, unmatched) on the `_COUNTS` output."""
+    """Joins one span's batch of trips to one table: the joined columns and the span as a
+    RecordBatch, and ((table, span), (trips, unmatched)) on the `_COUNTS` output."""
 
     def __init__(self, tables_uri: str, name: str):
         self._tables_uri = tables_uri
@@ -114,12 +118,31 @@ class _JoinBatch(beam.DoFn):
     def setup(self) -> None:
         self._table = load_tables(self._tables_uri, [self._name])[self._name]
 
-    def process(self, trips: pa.RecordBatch):
+    def process(self, span_trips: Tuple[int, pa.RecordBatch]):
+        span, trips = span_trips
         spec = self._table.spec
         keys, present = join_keys(trips, spec.join_feature)
         joined = {name: values.numpy() for name, values in external.join(tf.constant(keys), tf.constant(present), self._table).items()}
-        yield beam.pvalue.TaggedOutput(_COUNTS, (trips.num_rows, int((joined[spec.joined[0]] == features.MISSING_INT).sum())))
-        yield pa.RecordBatch.from_arrays([_one_value_lists(joined[name]) for name in spec.joined], list(spec.joined))
+        unmatched = int((joined[spec.joined[0]] == features.MISSING_INT).sum())
+        yield beam.pvalue.TaggedOutput(_COUNTS, (statistics_split(self._name, span), (trips.num_rows, unmatched)))
+        columns = [_one_value_lists(joined[name]) for name in spec.joined] + [_one_value_lists(np.full(trips.num_rows, span))]
+        yield pa.RecordBatch.from_arrays(columns, list(spec.joined) + [_SPAN_COLUMN])
+
+
+def _span_slice(joined: pa.RecordBatch) -> Iterable[Tuple[str, pa.RecordBatch]]:
+    """TFDV's slice function: a batch of one span's joined columns (each batch comes from one
+    range of one span), keyed by `_slice_key`, without the span column."""
+    if not joined.num_rows:
+        return
+    index = joined.schema.get_field_index(_SPAN_COLUMN)
+    kept = [position for position in range(joined.num_columns) if position != index]
+    span = joined.column(index).values[0].as_py()
+    yield _slice_key(span), pa.RecordBatch.from_arrays([joined.column(position) for position in kept], [joined.schema.names[position] for position in kept])
+
+
+def _slice_key(span: int) -> str:
+    """The name of a span's dataset in a table's sliced statistics."""
+    return f"span-{span}"
 
 
 def _sum_pairs(pairs: Iterable[Tuple[int, int]]) -> Tuple[int, int]:
@@ -141,11 +164,13 @@ def check_tables(
     span_files: Dict[int, List[str]],
     schema: schema_pb2.Schema,
     drift: configs.DriftConfig,
-    statistics_paths: Dict[str, str],
-    counts_dir: str,
+    work_dir: str,
     pipeline: Optional[beam.Pipeline] = None,
 ) -> Dict[str, Dict[str, object]]:
     """Joins each span to each table in one Beam pipeline and checks the joined columns.
+
+    Every span is read once, in ranges; each table's statistics are one TFDV computation
+    sliced by span, so the pipeline's stages do not multiply with the spans.
 
     Args:
         tables: Table name -> the validated table (as `load_tables(tables_uri, ...)` reads it).
@@ -153,8 +178,7 @@ def check_tables(
         span_files: Span -> CSV files, spans ascending.
         schema: The curated schema, for the join column's type.
         drift: Thresholds and ignored columns for the newest span's drift.
-        statistics_paths: `statistics_split(table, span)` -> where its statistics are written.
-        counts_dir: Where each table and span's (trips, unmatched) is written.
+        work_dir: Where the Beam pipeline writes each table's sliced statistics and the counts.
         pipeline: The Beam pipeline to run in (the component's); None runs a local one.
 
     Returns:
@@ -166,32 +190,39 @@ def check_tables(
         pipeline.validation.span_rows.CsvFormatError: when a span file is malformed.
     """
     types = span_rows.column_types(schema)
-    header = span_rows.common_header([path for paths in span_files.values() for path in paths])
-    options = {
-        name: tfdv.StatsOptions(schema=joined_schema(table.spec), num_histogram_buckets=configs.DRIFT_HISTOGRAM_BUCKETS)
-        for name, table in tables.items()
-    }
-    counts_paths = {}
+    join_columns = sorted({table.spec.join_feature for table in tables.values()})
+    counts_path = os.path.join(work_dir, "counts.jsonl")
+    statistics_paths = {name: os.path.join(work_dir, f"{name}.statistics.pb") for name in tables}
     with pipeline if pipeline is not None else beam.Pipeline() as running:
-        for span, paths in span_files.items():
-            trips = running | f"Read[span-{span}]" >> span_batches.ReadSpanFiles(paths, header, types)
-            for name in tables:
-                split = statistics_split(name, span)
-                joined = trips | f"Join[{split}]" >> beam.ParDo(_JoinBatch(tables_uri, name)).with_outputs(_COUNTS, main="joined")
-                _ = (
-                    joined.joined
-                    | f"Statistics[{split}]" >> tfdv.GenerateStatistics(options[name])
-                    | f"WriteStatistics[{split}]" >> tfdv.WriteStatisticsToBinaryFile(statistics_paths[split])
-                )
-                counts_paths[split] = os.path.join(counts_dir, f"{split}.json")
-                _ = (
-                    joined[_COUNTS]
-                    | f"Count[{split}]" >> beam.CombineGlobally(_sum_pairs)
-                    | f"CountJson[{split}]" >> beam.Map(lambda pair: json.dumps({"trips": pair[0], "unmatched": pair[1]}))
-                    | f"WriteCounts[{split}]" >> beam.io.WriteToText(counts_paths[split], shard_name_template="")
-                )
+        trips = running | "Read" >> span_batches.ReadSpanColumns(span_files, join_columns, types)
+        counts = []
+        for name, table in tables.items():
+            options = tfdv.StatsOptions(
+                schema=joined_schema(table.spec),
+                num_histogram_buckets=configs.DRIFT_HISTOGRAM_BUCKETS,
+                experimental_slice_functions=[_span_slice],
+            )
+            joined = trips | f"Join[{name}]" >> beam.ParDo(_JoinBatch(tables_uri, name)).with_outputs(_COUNTS, main="joined")
+            _ = (
+                joined.joined
+                | f"Statistics[{name}]" >> tfdv.GenerateStatistics(options)
+                | f"WriteStatistics[{name}]" >> tfdv.WriteStatisticsToBinaryFile(statistics_paths[name])
+            )
+            counts.append(joined[_COUNTS])
+        # Every table and span gets its line, with no trips read too (a header-only span).
+        every_split = [(statistics_split(name, span), (0, 0)) for name in tables for span in span_files]
+        _ = (
+            (counts + [running | "NoTrips" >> beam.Create(every_split)])
+            | "AllCounts" >> beam.Flatten()
+            | "Count" >> beam.CombinePerKey(_sum_pairs)
+            | "CountJson" >> beam.Map(lambda item: json.dumps({"split": item[0], "trips": item[1][0], "unmatched": item[1][1]}))
+            | "WriteCounts" >> beam.io.WriteToText(counts_path, shard_name_template="")
+        )
+    with tf.io.gfile.GFile(counts_path) as counts_file:
+        counts_by_split = {line["split"]: {"trips": line["trips"], "unmatched": line["unmatched"]} for line in map(json.loads, counts_file)}
     return {
-        name: _table_result(name, table, span_files, drift, statistics_paths, counts_paths) for name, table in tables.items()
+        name: _table_result(name, table, span_files, drift, tfdv.load_stats_binary(statistics_paths[name]), counts_by_split)
+        for name, table in tables.items()
     }
 
 
@@ -200,25 +231,27 @@ def _table_result(
     table: external.ExternalTable,
     span_files: Dict[int, List[str]],
     drift: configs.DriftConfig,
-    statistics_paths: Dict[str, str],
-    counts_paths: Dict[str, str],
+    sliced: statistics_pb2.DatasetFeatureStatisticsList,
+    counts_by_split: Dict[str, Dict[str, int]],
 ) -> Dict[str, object]:
     """One table's part of the report, from what the Beam pipeline wrote."""
+    by_slice = {dataset.name: dataset for dataset in sliced.datasets}
     spec = table.spec
     schema = joined_schema(spec)
     result: Dict[str, object] = {"spans": {}, "anomalies": [], "compared_spans": None, "scores": [], "statistics": {}}
     coverage = f"{table.key_text(table.keys[0])} .. {table.key_text(table.keys[-1])}"
     for span in span_files:
-        split = statistics_split(name, span)
-        with tf.io.gfile.GFile(counts_paths[split]) as counts_file:
-            counts = json.loads(counts_file.read())
+        counts = counts_by_split[statistics_split(name, span)]
         result["spans"][span] = counts
         if counts["unmatched"]:
             result["anomalies"].append(
                 f"span {span}: {counts['unmatched']} of {counts['trips']} trips have no row in external table {spec.name!r} "
                 f"(it covers {coverage}; joined on {spec.join_feature})"
             )
-        statistics = tfdv.load_stats_binary(statistics_paths[split])
+        # A span with no trips has no slice: its statistics say it has no examples.
+        statistics = statistics_pb2.DatasetFeatureStatisticsList()
+        statistics.datasets.add().CopyFrom(by_slice.get(_slice_key(span), statistics_pb2.DatasetFeatureStatistics(num_examples=0)))
+        statistics.datasets[0].name = _slice_key(span)
         result["statistics"][span] = statistics
         for feature, info in sorted(tfdv.validate_statistics(statistics, schema).anomaly_info.items()):
             result["anomalies"].append(f"span {span}: feature {feature!r}: {info.short_description}: {info.description}")
@@ -250,7 +283,7 @@ def ExternalFeatureCheck(
     """Checks every table's joined columns on every span; writes statistics and a report.
 
     Statistics splits are named `<table>-span-<N>`, laid out as StatisticsGen lays out its
-    own. `drift_config` is `pipeline.configs.DriftConfig.to_json()`; `code_fingerprint` is
+    own; each holds one dataset, named `span-<N>`. `drift_config` is `pipeline.configs.DriftConfig.to_json()`; `code_fingerprint` is
     part of the cache key only.
     """
     del code_fingerprint
@@ -259,18 +292,16 @@ def ExternalFeatureCheck(
     tables = load_tables(external_tables.uri, sorted(table_records(external_tables)))
     splits = [statistics_split(name, span) for name in tables for span in span_files]
     joined_statistics.split_names = artifact_utils.encode_split_names(sorted(splits))
-    statistics_paths = {
-        split: os.path.join(artifact_utils.get_split_uri([joined_statistics], split), BINARY_PB_BASENAME) for split in splits
-    }
     checked = {}
     if tables:
         schema_proto = tfdv.load_schema_text(os.path.join(schema.uri, SCHEMA_FILE_NAME))
         checked = check_tables(
-            tables, external_tables.uri, span_files, schema_proto, drift, statistics_paths,
-            os.path.join(report.uri, COUNTS_FOLDER), beam_pipeline,
+            tables, external_tables.uri, span_files, schema_proto, drift, os.path.join(report.uri, BEAM_OUTPUT_FOLDER), beam_pipeline
         )
-    for result in checked.values():
-        del result["statistics"]
+    for name, result in checked.items():
+        for span, statistics in result.pop("statistics").items():
+            split_uri = artifact_utils.get_split_uri([joined_statistics], statistics_split(name, span))
+            io_utils.write_bytes_file(os.path.join(split_uri, BINARY_PB_BASENAME), statistics.SerializeToString())
     summary = {"tables": checked, "on_drift": drift.on_drift}
     with tf.io.gfile.GFile(os.path.join(report.uri, EXTERNAL_REPORT_FILE), "w") as report_file:
         json.dump(summary, report_file, indent=2)

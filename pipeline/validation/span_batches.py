@@ -5,7 +5,7 @@ runner's workers, and decoded into the tf.Examples ExampleGen writes, then into 
 by tfx_bsl's decoder: the checks see the examples the model trains on, and no worker holds a
 whole file.
 """
-from typing import Iterable, List, Sequence
+from typing import Dict, Iterable, List, Sequence, Tuple
 
 import apache_beam as beam
 import pyarrow as pa
@@ -16,8 +16,6 @@ from pipeline.validation import span_chunks, span_rows
 
 # Rows per Arrow RecordBatch.
 BATCH_ROWS = 1000
-# The value type tfx_bsl's decoder gives each schema type (inside a large_list).
-DECODED_TYPES = {schema_pb2.INT: pa.int64(), schema_pb2.FLOAT: pa.float32(), schema_pb2.BYTES: pa.large_binary()}
 
 
 class _ReadRecordBatches(beam.DoFn):
@@ -50,7 +48,7 @@ class _ReadRecordBatches(beam.DoFn):
         for name in self._header:
             if name not in names:
                 kind = self._types.get(name, schema_pb2.BYTES)
-                arrays.append(pa.nulls(decoded.num_rows, type=pa.large_list(DECODED_TYPES[kind])))
+                arrays.append(pa.nulls(decoded.num_rows, type=pa.large_list(span_chunks.DECODED_TYPES[kind])))
                 names.append(name)
         return pa.RecordBatch.from_arrays(arrays, names)
 
@@ -78,4 +76,26 @@ class ReadSpanFiles(beam.PTransform):
             | "PlanRanges" >> beam.FlatMap(span_chunks.plan_ranges)
             | "SpreadRanges" >> beam.Reshuffle()
             | "Read" >> beam.ParDo(_ReadRecordBatches(self._header, self._types))
+        )
+
+
+class ReadSpanColumns(beam.PTransform):
+    """{span: CSV files} -> (span, RecordBatch) per range holding only `columns`, typed by the
+    schema as `ReadSpanFiles` gives them (`span_chunks.read_range_columns`): for a check that
+    needs a few columns of every trip of several spans."""
+
+    def __init__(self, span_files: Dict[int, Sequence[str]], columns: Sequence[str], types: span_rows.ColumnTypes):
+        super().__init__()
+        self._span_files = [(span, path) for span, paths in span_files.items() for path in paths]
+        self._columns = list(columns)
+        self._types = types
+
+    def expand(self, begin: beam.pvalue.PBegin) -> beam.PCollection:
+        columns, types = self._columns, self._types
+        return (
+            begin
+            | "Files" >> beam.Create(self._span_files)
+            | "PlanRanges" >> beam.FlatMapTuple(lambda span, path: [(span, file_range) for file_range in span_chunks.plan_ranges(path)])
+            | "SpreadRanges" >> beam.Reshuffle()
+            | "Read" >> beam.MapTuple(lambda span, file_range: (span, span_chunks.read_range_columns(file_range, columns, types))).with_output_types(Tuple[int, pa.RecordBatch])
         )

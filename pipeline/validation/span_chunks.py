@@ -32,6 +32,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pa_csv
 import tensorflow as tf
 from tensorflow_metadata.proto.v0 import schema_pb2
+from tfx_bsl.coders import example_coder
 
 from pipeline.validation import span_rows
 
@@ -49,6 +50,8 @@ _INT_CELL = "^-?[0-9]+$"
 # Field numbers and wire types of tf.train.Example, Features, Feature and the value lists.
 _LENGTH_DELIMITED_FIELD_1 = 0x0A
 _LENGTH_DELIMITED_FIELD_2 = 0x12
+# The value type tfx_bsl's decoder gives each schema type (inside a large_list).
+DECODED_TYPES = {schema_pb2.INT: pa.int64(), schema_pb2.FLOAT: pa.float32(), schema_pb2.BYTES: pa.large_binary()}
 _FEATURE_LIST_TAG = {schema_pb2.BYTES: 0x0A, schema_pb2.FLOAT: 0x12, schema_pb2.INT: 0x1A}
 
 
@@ -130,6 +133,95 @@ def read_range(
     if on_row_by_row is not None:
         on_row_by_row(reason)
     yield from read_row_by_row(file_range, types)
+
+
+def read_range_columns(file_range: FileRange, columns: Sequence[str], types: span_rows.ColumnTypes) -> pa.RecordBatch:
+    """Reads some columns of a range's rows, as tfx_bsl's decoder gives them from the
+    tf.Examples `read_range` yields: a large_list of int64, float32 or large_binary per column,
+    one value per row, null for an empty cell or a column the file lacks.
+
+    Plain ranges are read for those columns alone (the bulk path's checks, column by column);
+    a range or column the bulk path cannot decide exactly is read through `read_range`.
+
+    Raises:
+        CsvFormatError: naming file, line, column and value, for a row the schema refuses
+            (only where the range is read through `read_range`).
+    """
+    columns = list(columns)
+    if not file_range.row_by_row:
+        with tf.io.gfile.GFile(file_range.path, "rb") as data_file:
+            data_file.seek(file_range.start)
+            data = data_file.read(file_range.end - file_range.start)
+        arrays = _columns_in_bulk(data, file_range.header, columns, types)
+        del data
+        if arrays is not None:
+            return pa.RecordBatch.from_arrays(arrays, columns)
+    decoded = example_coder.ExamplesToRecordBatchDecoder().DecodeBatch(list(read_range(file_range, types)))
+    arrays = []
+    for name in columns:
+        index = decoded.schema.get_field_index(name)
+        arrays.append(decoded.column(index) if index >= 0 else pa.nulls(decoded.num_rows, type=pa.large_list(DECODED_TYPES[types.get(name, schema_pb2.BYTES)])))
+    return pa.RecordBatch.from_arrays(arrays, columns)
+
+
+def _columns_in_bulk(data: bytes, header: Sequence[str], columns: Sequence[str], types: span_rows.ColumnTypes) -> Optional[List[pa.Array]]:
+    """The columns of plain CSV rows as one-value lists, or None when a cell is not plainly of
+    its type (the same checks as `decode_in_bulk`'s)."""
+    if not _plain_text(data):
+        return None
+    wanted = [name for name in columns if name in header]
+    arrow_types = {name: pa.float64() if types.get(name, schema_pb2.BYTES) == schema_pb2.FLOAT else pa.binary() for name in wanted}
+    try:
+        table = pa_csv.read_csv(
+            pa.py_buffer(data),
+            read_options=pa_csv.ReadOptions(column_names=list(header)),
+            parse_options=pa_csv.ParseOptions(quote_char=False, ignore_empty_lines=True),
+            convert_options=pa_csv.ConvertOptions(
+                column_types=arrow_types, null_values=[""], strings_can_be_null=True, include_columns=wanted
+            ),
+        )
+    except pa.ArrowInvalid:
+        return None
+    arrays = []
+    for name in columns:
+        kind = types.get(name, schema_pb2.BYTES)
+        if name not in header:
+            arrays.append(pa.nulls(table.num_rows, type=pa.large_list(DECODED_TYPES[kind])))
+            continue
+        values = _typed_values(table.column(name).combine_chunks(), kind)
+        if values is None:
+            return None
+        arrays.append(_one_value_lists(values))
+    return arrays
+
+
+def _one_value_lists(values: pa.Array) -> pa.Array:
+    """One-value lists of the values; a null value is a null list, as the decoder gives an
+    absent feature."""
+    valid = values.is_valid().to_numpy(zero_copy_only=False)
+    offsets = np.zeros(len(values) + 1, dtype=np.int64)
+    np.cumsum(valid, out=offsets[1:])
+    # A null offset makes a null list.
+    return pa.LargeListArray.from_arrays(pa.array(offsets, pa.int64(), mask=np.append(~valid, False)), values.drop_null())
+
+
+def _typed_values(column: pa.Array, kind: int) -> Optional[pa.Array]:
+    """A column's cells as int64, float32 or large_binary (null for an empty cell); None when a
+    cell is not plainly of its type."""
+    if kind == schema_pb2.BYTES:
+        return column.cast(pa.large_binary())
+    if kind == schema_pb2.INT:
+        present = column.drop_null()
+        if len(present) and not pc.all(pc.match_substring_regex(present, _INT_CELL)).as_py():
+            return None
+        try:
+            return pc.cast(column, pa.int64())
+        except pa.ArrowInvalid:  # outside 64 bits
+            return None
+    values = column.fill_null(0.0).to_numpy()
+    if not np.all(np.isfinite(values)) or np.any(np.abs(values) > _FLOAT32_MAX):
+        return None
+    return pc.cast(column, pa.float32())
 
 
 def read_row_by_row(file_range: FileRange, types: span_rows.ColumnTypes) -> Iterator[bytes]:
