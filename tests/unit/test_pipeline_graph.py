@@ -144,7 +144,7 @@ def test_the_beam_heavy_steps_run_in_beam_with_the_pipeline_s_beam_arguments():
     built = create_pipeline("p", "/tmp/root", "/tmp/data", [2, 3], "/tmp/serving", None, OPTIONS, beam_args)
     deployment = pipeline_pb2.IntermediateDeploymentConfig()
     compiler.Compiler().compile(built).deployment_config.Unpack(deployment)
-    for node_id in (component_ids.EXAMPLE_GEN, component_ids.DRIFT_CHECK, component_ids.MODEL_GATE):
+    for node_id in (component_ids.EXAMPLE_GEN, component_ids.DRIFT_CHECK, component_ids.EXTERNAL_FEATURE_CHECK, component_ids.MODEL_GATE):
         spec = executable_spec_pb2.BeamExecutableSpec()
         assert deployment.executor_specs[node_id].Unpack(spec), f"{node_id} does not run in Beam"
         assert list(spec.beam_pipeline_args) == beam_args, node_id
