@@ -32,7 +32,7 @@ from modules import external, features
 from pipeline import configs
 from pipeline.components.artifacts import EXTERNAL_REPORT_FILE, ExternalFeatureReport, ExternalTables, files_by_span, load_tables, table_records
 from pipeline.components.curated_schema import SCHEMA_FILE_NAME
-from pipeline.validation import span_batches, span_rows
+from pipeline.validation import span_batches, span_chunks, span_rows
 from pipeline.validation.comparators import scores_of, with_comparators
 
 # The tagged output of `_JoinBatch` with (trips, unmatched) per batch.
@@ -99,16 +99,12 @@ def join_keys(trips: pa.RecordBatch, column: str) -> Tuple[np.ndarray, np.ndarra
     return keys, present
 
 
-def _one_value_lists(values: np.ndarray) -> pa.Array:
-    """A large_list array holding one int64 value per row, as tfx_bsl's decoder gives a column."""
-    return pa.LargeListArray.from_arrays(pa.array(np.arange(len(values) + 1), pa.int64()), pa.array(values, pa.int64()))
-
-
 # The main output's type, for TFDV's type check; the counts go out tagged.
 @beam.typehints.with_output_types(pa.RecordBatch)
 class _JoinBatch(beam.DoFn):
     """Joins one span's batch of trips to one table: the joined columns and the span as a
-    RecordBatch, and ((table, span), (trips, unmatched)) on the `_COUNTS` output."""
+    RecordBatch, and (`statistics_split(table, span)`, (trips, unmatched)) on the `_COUNTS`
+    output."""
 
     def __init__(self, tables_uri: str, name: str):
         self._tables_uri = tables_uri
@@ -125,7 +121,8 @@ class _JoinBatch(beam.DoFn):
         joined = {name: values.numpy() for name, values in external.join(tf.constant(keys), tf.constant(present), self._table).items()}
         unmatched = int((joined[spec.joined[0]] == features.MISSING_INT).sum())
         yield beam.pvalue.TaggedOutput(_COUNTS, (statistics_split(self._name, span), (trips.num_rows, unmatched)))
-        columns = [_one_value_lists(joined[name]) for name in spec.joined] + [_one_value_lists(np.full(trips.num_rows, span))]
+        columns = [joined[name] for name in spec.joined] + [np.full(trips.num_rows, span, dtype=np.int64)]
+        columns = [span_chunks.one_value_lists(pa.array(values, pa.int64())) for values in columns]
         yield pa.RecordBatch.from_arrays(columns, list(spec.joined) + [_SPAN_COLUMN])
 
 

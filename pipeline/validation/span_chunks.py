@@ -191,13 +191,13 @@ def _columns_in_bulk(data: bytes, header: Sequence[str], columns: Sequence[str],
         values = _typed_values(table.column(name).combine_chunks(), kind)
         if values is None:
             return None
-        arrays.append(_one_value_lists(values))
+        arrays.append(one_value_lists(values))
     return arrays
 
 
-def _one_value_lists(values: pa.Array) -> pa.Array:
-    """One-value lists of the values; a null value is a null list, as the decoder gives an
-    absent feature."""
+def one_value_lists(values: pa.Array) -> pa.Array:
+    """One-value lists of the values, as tfx_bsl's decoder gives a column; a null value is a
+    null list, as the decoder gives an absent feature."""
     valid = values.is_valid().to_numpy(zero_copy_only=False)
     offsets = np.zeros(len(values) + 1, dtype=np.int64)
     np.cumsum(valid, out=offsets[1:])
