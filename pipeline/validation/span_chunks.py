@@ -167,20 +167,8 @@ def read_range_columns(file_range: FileRange, columns: Sequence[str], types: spa
 def _columns_in_bulk(data: bytes, header: Sequence[str], columns: Sequence[str], types: span_rows.ColumnTypes) -> Optional[List[pa.Array]]:
     """The columns of plain CSV rows as one-value lists, or None when a cell is not plainly of
     its type (the same checks as `decode_in_bulk`'s)."""
-    if not _plain_text(data):
-        return None
-    wanted = [name for name in columns if name in header]
-    arrow_types = {name: pa.float64() if types.get(name, schema_pb2.BYTES) == schema_pb2.FLOAT else pa.binary() for name in wanted}
-    try:
-        table = pa_csv.read_csv(
-            pa.py_buffer(data),
-            read_options=pa_csv.ReadOptions(column_names=list(header)),
-            parse_options=pa_csv.ParseOptions(quote_char=False, ignore_empty_lines=True),
-            convert_options=pa_csv.ConvertOptions(
-                column_types=arrow_types, null_values=[""], strings_can_be_null=True, include_columns=wanted
-            ),
-        )
-    except pa.ArrowInvalid:
+    table = _plain_table(data, header, [name for name in columns if name in header], types)
+    if table is None:
         return None
     arrays = []
     for name in columns:
@@ -188,11 +176,32 @@ def _columns_in_bulk(data: bytes, header: Sequence[str], columns: Sequence[str],
         if name not in header:
             arrays.append(pa.nulls(table.num_rows, type=pa.large_list(DECODED_TYPES[kind])))
             continue
-        values = _typed_values(table.column(name).combine_chunks(), kind)
+        column = table.column(name).combine_chunks()
+        values = column.cast(pa.large_binary()) if kind == schema_pb2.BYTES else _typed_values(column, kind)
         if values is None:
             return None
         arrays.append(one_value_lists(values))
     return arrays
+
+
+def _plain_table(data: bytes, header: Sequence[str], columns: Sequence[str], types: span_rows.ColumnTypes) -> Optional[pa.Table]:
+    """`columns` of plain CSV rows as pyarrow's reader gives them (FLOAT columns as float64,
+    the others as binary; an empty cell null), or None when the bytes are not plain text or
+    the reader refuses them."""
+    if not _plain_text(data):
+        return None
+    arrow_types = {name: pa.float64() if types.get(name, schema_pb2.BYTES) == schema_pb2.FLOAT else pa.binary() for name in columns}
+    try:
+        return pa_csv.read_csv(
+            pa.py_buffer(data),
+            read_options=pa_csv.ReadOptions(column_names=list(header)),
+            parse_options=pa_csv.ParseOptions(quote_char=False, ignore_empty_lines=True),
+            convert_options=pa_csv.ConvertOptions(
+                column_types=arrow_types, null_values=[""], strings_can_be_null=True, include_columns=list(columns)
+            ),
+        )
+    except pa.ArrowInvalid:
+        return None
 
 
 def one_value_lists(values: pa.Array) -> pa.Array:
@@ -206,10 +215,8 @@ def one_value_lists(values: pa.Array) -> pa.Array:
 
 
 def _typed_values(column: pa.Array, kind: int) -> Optional[pa.Array]:
-    """A column's cells as int64, float32 or large_binary (null for an empty cell); None when a
+    """An INT or FLOAT column's cells as int64 or float32 (null for an empty cell); None when a
     cell is not plainly of its type."""
-    if kind == schema_pb2.BYTES:
-        return column.cast(pa.large_binary())
     if kind == schema_pb2.INT:
         present = column.drop_null()
         if len(present) and not pc.all(pc.match_substring_regex(present, _INT_CELL)).as_py():
@@ -242,18 +249,8 @@ def decode_in_bulk(data: bytes, header: Sequence[str], types: span_rows.ColumnTy
         header: The file's column names.
         types: Column types from the schema.
     """
-    if not _plain_text(data):
-        return None
-    kinds = [types.get(name, schema_pb2.BYTES) for name in header]
-    arrow_types = {name: pa.float64() if kind == schema_pb2.FLOAT else pa.binary() for name, kind in zip(header, kinds)}
-    try:
-        table = pa_csv.read_csv(
-            pa.py_buffer(data),
-            read_options=pa_csv.ReadOptions(column_names=list(header)),
-            parse_options=pa_csv.ParseOptions(quote_char=False, ignore_empty_lines=True),
-            convert_options=pa_csv.ConvertOptions(column_types=arrow_types, null_values=[""], strings_can_be_null=True),
-        )
-    except pa.ArrowInvalid:
+    table = _plain_table(data, header, header, types)
+    if table is None:
         return None
     segments = []
     for name in sorted(header):
@@ -290,23 +287,16 @@ def _plain_text(data: bytes) -> bool:
 
 def _payload(column: pa.Array, kind: int) -> Optional[pa.Array]:
     """The bytes inside each cell's value list (a varint, a float32 or the string), null for
-    an empty cell; None when a cell is not plainly of its type."""
-    valid = column.is_valid().to_numpy(zero_copy_only=False)
+    an empty cell; None when a cell is not plainly of its type (`_typed_values`)."""
     if kind == schema_pb2.BYTES:
         return column
-    if kind == schema_pb2.INT:
-        present = column.drop_null()
-        if len(present) and not pc.all(pc.match_substring_regex(present, _INT_CELL)).as_py():
-            return None
-        try:
-            values = pc.cast(column, pa.int64()).fill_null(0).to_numpy()
-        except pa.ArrowInvalid:  # outside 64 bits
-            return None
-        return _varints(values.view(np.uint64), valid)
-    values = column.fill_null(0.0).to_numpy()
-    if not np.all(np.isfinite(values)) or np.any(np.abs(values) > _FLOAT32_MAX):
+    values = _typed_values(column, kind)
+    if values is None:
         return None
-    as_bytes = values.astype("<f4").view(np.uint8).reshape(-1, 4)
+    valid = column.is_valid().to_numpy(zero_copy_only=False)
+    if kind == schema_pb2.INT:
+        return _varints(values.fill_null(0).to_numpy().view(np.uint64), valid)
+    as_bytes = values.fill_null(0.0).to_numpy().astype("<f4").view(np.uint8).reshape(-1, 4)
     return _binary(as_bytes, np.where(valid, 4, 0), valid)
 
 
