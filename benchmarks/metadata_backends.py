@@ -12,27 +12,18 @@ import argparse
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from typing import List, Optional, Sequence
 
 from pipeline.ops import metadata
-
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from pipeline_speed import REPO_ROOT, timed_command
 
 
 def _timed_run(output_dir: str, log_path: str, extra: List[str]) -> float:
     command = [sys.executable, os.path.join(REPO_ROOT, "run_local.py"), "--output-dir", output_dir, *extra]
-    started = time.monotonic()
-    with open(log_path, "w") as log:
-        completed = subprocess.run(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
-    elapsed = time.monotonic() - started
-    if completed.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} exited {completed.returncode}; its output is in {log_path}")
-    return elapsed
+    return timed_command(command, REPO_ROOT, dict(os.environ), log_path)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -21,18 +21,15 @@ import argparse
 import csv
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
-import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from pipeline import configs
 from pipeline.data_tools.synthetic_data import read_span, synthesize
-
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from pipeline_speed import REPO_ROOT, components_line, timed_command
 SOURCE_SPAN = 4
 
 
@@ -58,15 +55,8 @@ def run_pipeline(data_root: str, output_dir: str, log_path: str) -> Tuple[float,
         RuntimeError: when the run fails; its output is in `log_path`.
     """
     command = [sys.executable, os.path.join(REPO_ROOT, "run_local.py"), "--data-root", data_root, "--output-dir", output_dir]
-    started = time.monotonic()
-    with open(log_path, "w") as log:
-        completed = subprocess.run(command, cwd=REPO_ROOT, stdout=log, stderr=subprocess.STDOUT)
-    seconds = time.monotonic() - started
-    if completed.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} exited {completed.returncode}; its output is in {log_path}")
-    with open(log_path) as log:
-        lines = [line.strip() for line in log if line.startswith("components: ")]
-    return seconds, lines[-1] if lines else "components: (no line)"
+    seconds = timed_command(command, REPO_ROOT, dict(os.environ), log_path)
+    return seconds, components_line(log_path) or "components: (no line)"
 
 
 def component_seconds(line: str) -> Dict[str, str]:

@@ -40,7 +40,12 @@ def tfx_example_dir() -> str:
     return os.path.join(os.path.dirname(tfx.__file__), TFX_EXAMPLE_DIR)
 
 
-def _timed(command: List[str], cwd: str, env: Dict[str, str], log_path: str) -> float:
+def timed_command(command: List[str], cwd: str, env: Dict[str, str], log_path: str) -> float:
+    """Wall seconds of one command, its output into `log_path`.
+
+    Raises:
+        RuntimeError: when it fails; the message names the log.
+    """
     started = time.monotonic()
     with open(log_path, "w") as log:
         completed = subprocess.run(command, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -76,12 +81,17 @@ def time_this_pipeline(work_dir: str, data_csv: Optional[str] = None) -> float:
     command = [sys.executable, os.path.join(REPO_ROOT, "run_local.py"), "--output-dir", output_dir]
     if data_csv:
         command += ["--data-root", os.path.dirname(os.path.dirname(data_csv))]
-    return _timed(command, REPO_ROOT, dict(os.environ), os.path.join(work_dir, "this_pipeline.log"))
+    return timed_command(command, REPO_ROOT, dict(os.environ), os.path.join(work_dir, "this_pipeline.log"))
 
 
 def component_times(work_dir: str) -> Optional[str]:
     """The run summary's "components: ..." line of the last `time_this_pipeline` run, if any."""
-    with open(os.path.join(work_dir, "this_pipeline.log")) as log:
+    return components_line(os.path.join(work_dir, "this_pipeline.log"))
+
+
+def components_line(log_path: str) -> Optional[str]:
+    """The run summary's last "components: ..." line in a `run_local.py` log, if any."""
+    with open(log_path) as log:
         lines = [line.strip() for line in log if line.startswith("components: ")]
     return lines[-1] if lines else None
 
@@ -98,7 +108,7 @@ def time_tfx_example(work_dir: str, data_csv: Optional[str] = None) -> float:
         shutil.copy(data_csv, os.path.join(taxi_root, "data", "simple", "data.csv"))
     shutil.copy(os.path.join(example_dir, TFX_EXAMPLE_MODULE), taxi_root)
     command = [sys.executable, os.path.join(example_dir, TFX_EXAMPLE_PIPELINE)]
-    return _timed(command, home, {**os.environ, "HOME": home}, os.path.join(work_dir, "tfx_example.log"))
+    return timed_command(command, home, {**os.environ, "HOME": home}, os.path.join(work_dir, "tfx_example.log"))
 
 
 def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
