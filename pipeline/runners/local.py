@@ -288,9 +288,9 @@ def _run_locked(paths: LocalPaths, options: configs.PipelineOptions, beam_pipeli
 
 def local_beam_args(beam_mode: str) -> list:
     """Beam options for DirectRunner in `beam_mode` ("in_memory" or "multi_processing")."""
-    from pipeline.runners.beam_args import DirectRunnerConfig, beam_args_for
+    from pipeline.runners.beam_args import PROJECT_SETUP_FILE, DirectRunnerConfig, beam_args_for
 
-    return beam_args_for(DirectRunnerConfig(mode=beam_mode))
+    return beam_args_for(DirectRunnerConfig(mode=beam_mode, setup_file=PROJECT_SETUP_FILE))
 
 
 def parse_args(argv=None) -> argparse.Namespace:

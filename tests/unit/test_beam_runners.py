@@ -1,10 +1,11 @@
 """pipeline.runners.beam_args: the arguments each runner gets, and every refused configuration."""
 import dataclasses
+import os
 
 import pytest
 from apache_beam.options.pipeline_options import PipelineOptions
 
-from pipeline.runners.beam_args import DataflowRunnerConfig, DirectRunnerConfig, PortableRunnerConfig, RunnerConfigError, beam_args_for
+from pipeline.runners.beam_args import PROJECT_SETUP_FILE, DataflowRunnerConfig, DirectRunnerConfig, PortableRunnerConfig, RunnerConfigError, beam_args_for
 
 DATAFLOW = DataflowRunnerConfig(
     project="my-project",
@@ -30,6 +31,13 @@ def test_direct_multi_processing_uses_the_given_workers():
     args = beam_args_for(DirectRunnerConfig(mode="multi_processing", num_workers=2))
     assert args == ["--runner=DirectRunner", "--direct_running_mode=multi_processing", "--direct_num_workers=2"]
     assert _parsed(args)["direct_num_workers"] == 2
+
+
+def test_direct_setup_file_is_passed_to_beam():
+    args = beam_args_for(DirectRunnerConfig(setup_file=PROJECT_SETUP_FILE))
+    assert args == ["--runner=DirectRunner", "--direct_running_mode=in_memory", f"--setup_file={PROJECT_SETUP_FILE}"]
+    assert _parsed(args)["setup_file"] == PROJECT_SETUP_FILE
+    assert os.path.isfile(PROJECT_SETUP_FILE)
 
 
 def test_direct_multi_processing_defaults_to_one_worker_per_core(monkeypatch):
