@@ -144,7 +144,8 @@ def sample_data_root(root: pathlib.Path, spans=(1, 2, 3), rows_per_span: int = R
 
 
 def run_small_pipeline(data_root, output_dir, span_numbers, **option_overrides):
-    """Runs the real pipeline with LocalDagRunner on a sample; returns (RunSummary, MLMD config)."""
+    """Runs the real pipeline on a sample with run_local.py's runner (independent steps at the
+    same time, `pipeline.runners.local.dag_runner`); returns (RunSummary, MLMD config)."""
     import dataclasses
 
     from tfx import v1 as tfx
@@ -152,11 +153,12 @@ def run_small_pipeline(data_root, output_dir, span_numbers, **option_overrides):
     from pipeline import configs
     from pipeline.dag import create_pipeline
     from pipeline.ops import run_summary
+    from pipeline.runners.local import dag_runner
 
     options = dataclasses.replace(SAMPLE_OPTIONS, **option_overrides)
     connection = tfx.orchestration.metadata.sqlite_metadata_connection_config(str(output_dir / "metadata.db"))
     before = run_summary.newest_execution_id(connection)
-    tfx.orchestration.LocalDagRunner().run(
+    dag_runner().run(
         create_pipeline(
             pipeline_name=configs.PIPELINE_NAME,
             pipeline_root=str(output_dir / "pipeline_root"),

@@ -21,7 +21,7 @@ from pipeline.ops import metadata, writer_lock
 from pipeline.ops.metadata import MetadataSetting, OutputLayout
 
 # `python run_local.py --help`.
-USAGE = """Runs the taxi pipeline on this machine with TFX's LocalDagRunner and Beam's DirectRunner.
+USAGE = """Runs the taxi pipeline on this machine with TFX's Launcher and Beam's DirectRunner.
 
 Examples:
   python run_local.py
@@ -40,6 +40,9 @@ Examples:
   python run_local.py --warm-start --warm-start-steps 100
       Start training from the serving model's weights and train 100 steps (from scratch
       when nothing serves yet, or when its layers do not fit; the log says which).
+  python run_local.py --steps-at-once 1
+      Run one step at a time with TFX's own LocalDagRunner (by default independent steps,
+      such as the data checks or the two Evaluators, run two at a time).
   python run_local.py --serve
       Run the pipeline, then serve the pushed model with the project's TF-Serving-compatible
       server (REST on 8501, gRPC on 8500) and print a curl and a gRPC client command.
@@ -67,6 +70,10 @@ EXIT_FAILED = 1
 EXIT_DATA_REFUSED = 2
 EXIT_USAGE = 64  # sysexits' EX_USAGE: apart from 2, which means "the data was refused"
 EXIT_BUSY = writer_lock.EXIT_BUSY
+
+# Independent steps run together: on the 2-core machines the docs measure on, 2 at a time paid
+# (docs/scale.md: "Steps at the same time"). 1 runs TFX's LocalDagRunner, one step after another.
+DEFAULT_STEPS_AT_ONCE = 2
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -170,6 +177,7 @@ def run_once(
     beam_pipeline_args: List[str],
     progress_handler=None,
     complete_spans_only: bool = False,
+    steps_at_once: int = DEFAULT_STEPS_AT_ONCE,
 ) -> RunResult:
     """Runs the pipeline once on the span window of `paths.data_root`.
 
@@ -180,6 +188,7 @@ def run_once(
         progress_handler: A `pipeline.runners.progress.ProgressHandler` whose timings are reset and
             collected for this run, or None.
         complete_spans_only: Use only spans marked complete (see `spans.discover_spans`).
+        steps_at_once: Most pipeline steps run at the same time (`dag_runner`).
 
     Returns:
         The run's result; `exit_code` is EXIT_DATA_REFUSED when the spans, the data or an
@@ -205,17 +214,35 @@ def run_once(
     try:
         with writer_lock.hold(paths.output_dir):
             writer_lock.check_location(paths.output_dir, paths.metadata.location, record=True)
-            return _run_locked(paths, options, beam_pipeline_args, progress_handler, span_numbers, started)
+            return _run_locked(paths, options, beam_pipeline_args, progress_handler, span_numbers, started, steps_at_once)
     except writer_lock.OutputBusyError as error:
         return RunResult(EXIT_BUSY, span_numbers, None, [], time.monotonic() - started, str(error))
     except writer_lock.MetadataLocationError as error:
         return RunResult(EXIT_USAGE, span_numbers, None, [], time.monotonic() - started, str(error))
 
 
-def _run_locked(paths: LocalPaths, options: configs.PipelineOptions, beam_pipeline_args: List[str], progress_handler, span_numbers: List[int], started: float) -> RunResult:
-    """The part of `run_once` that writes, under the output dir's writer lock."""
+def dag_runner(steps_at_once: int = DEFAULT_STEPS_AT_ONCE):
+    """TFX's LocalDagRunner for one step at a time; otherwise `ConcurrentDagRunner`, which starts
+    each step once the steps it reads have finished, at most `steps_at_once` together."""
     from tfx import v1 as tfx
 
+    from pipeline.runners.concurrent_dag import ConcurrentDagRunner
+
+    if steps_at_once == 1:
+        return tfx.orchestration.LocalDagRunner()
+    return ConcurrentDagRunner(max_workers=steps_at_once)
+
+
+def _run_locked(
+    paths: LocalPaths,
+    options: configs.PipelineOptions,
+    beam_pipeline_args: List[str],
+    progress_handler,
+    span_numbers: List[int],
+    started: float,
+    steps_at_once: int,
+) -> RunResult:
+    """The part of `run_once` that writes, under the output dir's writer lock."""
     from modules.external import ExternalTableError
     from pipeline.components.data_gate import DataAnomaliesError, DataDriftError
     from pipeline.dag import create_pipeline
@@ -248,7 +275,7 @@ def _run_locked(paths: LocalPaths, options: configs.PipelineOptions, beam_pipeli
     failure: Optional[BaseException] = None
     turn_off_in_process_state_cache()
     try:
-        tfx.orchestration.LocalDagRunner().run(pipeline)
+        dag_runner(steps_at_once).run(pipeline)
     except Exception as error:  # noqa: BLE001 - the summary and exit code report it
         failure = error
     summary = run_summary.collect(connection_config, configs.PIPELINE_NAME, first_new_execution)
@@ -282,8 +309,17 @@ def _run_locked(paths: LocalPaths, options: configs.PipelineOptions, beam_pipeli
                 acceptance.accept_command(refused_span, shlex.quote(paths.data_root), shlex.quote(paths.output_dir)),
             )
     else:
-        exit_code, error_text = EXIT_FAILED, f"{type(failure).__name__}: {failure}"
+        exit_code, error_text = EXIT_FAILED, _error_text(failure)
     return RunResult(exit_code, span_numbers, summary, timings, seconds, error_text, report_path, card_paths)
+
+
+def _error_text(failure: BaseException) -> str:
+    """The failure's type and message; with the error it was raised from when it says nothing
+    itself (TFX's file functions raise a bare NotFoundError from TensorFlow's)."""
+    text = f"{type(failure).__name__}: {failure}"
+    if not str(failure) and failure.__cause__ is not None:
+        text += f"(from {type(failure.__cause__).__name__}: {failure.__cause__})"
+    return text
 
 
 def local_beam_args(beam_mode: str) -> list:
@@ -328,6 +364,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--warm-start-steps", type=int, default=configs.PipelineOptions.warm_start_steps,
         help="training steps of a warm-started model (default: %d)" % configs.PipelineOptions.warm_start_steps,
     )
+    parser.add_argument(
+        "--steps-at-once", type=int, default=DEFAULT_STEPS_AT_ONCE,
+        help="most pipeline steps that run at the same time; 1 runs TFX's LocalDagRunner (default: %d)" % DEFAULT_STEPS_AT_ONCE,
+    )
     parser.add_argument("--serve", action="store_true", help="after the run, serve the newest pushed version until Ctrl-C")
     parser.add_argument("--rest-port", type=int, default=8501, help="REST port for --serve (default: 8501)")
     parser.add_argument("--grpc-port", type=int, default=8500, help="gRPC port for --serve (default: 8500)")
@@ -343,6 +383,8 @@ def usage_errors(args: argparse.Namespace) -> list:
         errors.append(f"--span-window must be at least 1, got {args.span_window}")
     if getattr(args, "tune_trials", 1) < 1:
         errors.append(f"--tune-trials must be at least 1, got {args.tune_trials}")
+    if getattr(args, "steps_at_once", 1) < 1:
+        errors.append(f"--steps-at-once must be at least 1, got {args.steps_at_once}")
     if getattr(args, "warm_start_steps", 1) < 1:
         errors.append(f"--warm-start-steps must be at least 1, got {args.warm_start_steps}")
     data_root_problem = spans.data_root_problem(args.data_root)
@@ -415,7 +457,7 @@ def main(argv=None) -> int:
         f"metadata {paths.metadata.describe(paths.output_dir)}",
         flush=True,
     )
-    result = run_once(paths, options, local_beam_args(args.beam_mode), handler)
+    result = run_once(paths, options, local_beam_args(args.beam_mode), handler, steps_at_once=args.steps_at_once)
     if result.summary is not None:
         print(run_summary.format_summary(result.summary, thresholds_text(options.thresholds), result.timings))
     if result.report_path:

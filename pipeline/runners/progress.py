@@ -1,4 +1,4 @@
-"""Readable progress for LocalDagRunner: one line per component start and end, with its time.
+"""Readable progress for the local runs: one line per component start and end, with its time.
 
 TFX logs through absl at INFO, which is pages per component. This handler keeps the
 lines that say a component started, finished or was answered from the cache, and lets
@@ -8,7 +8,7 @@ import logging
 import re
 import sys
 import time
-from typing import List, Optional, Tuple
+from typing import Dict, List, Tuple
 
 _RUNNING = re.compile(r"Component (\S+) is running\.")
 _FINISHED = re.compile(r"Component (\S+) is finished\.")
@@ -32,24 +32,25 @@ class ProgressHandler(logging.Handler):
         self.stream = stream
         self.quiet = quiet
         self.timings: List[Tuple[str, str, float]] = []
-        self._current: Optional[str] = None
-        self._started = 0.0
-        self._cached = False
+        # Per thread: ConcurrentDagRunner runs independent components in threads of their own.
+        self._started: Dict[int, float] = {}
+        self._cached: Dict[int, bool] = {}
 
     def emit(self, record: logging.LogRecord) -> None:
         message = record.getMessage()
         if record.levelno >= logging.WARNING and not message.startswith(_KNOWN_HARMLESS):
             print(f"{record.levelname}: {message}", file=sys.stderr, flush=True)
             return
+        thread = record.thread
         if match := _RUNNING.match(message):
-            self._current, self._started, self._cached = match.group(1), time.monotonic(), False
+            self._started[thread], self._cached[thread] = time.monotonic(), False
             if not self.quiet:
-                print(f"[{time.strftime('%H:%M:%S')}] {self._current} ...", file=self.stream, flush=True)
+                print(f"[{time.strftime('%H:%M:%S')}] {match.group(1)} ...", file=self.stream, flush=True)
         elif _CACHED.match(message):
-            self._cached = True
+            self._cached[thread] = True
         elif match := _FINISHED.match(message):
-            seconds = time.monotonic() - self._started
-            state = "cached" if self._cached else "ran"
+            seconds = time.monotonic() - self._started.get(thread, time.monotonic())
+            state = "cached" if self._cached.get(thread) else "ran"
             self.timings.append((match.group(1), state, seconds))
             if not self.quiet:
                 print(f"[{time.strftime('%H:%M:%S')}] {match.group(1)} {state} in {seconds:.1f}s", file=self.stream, flush=True)

@@ -20,6 +20,7 @@ def _run(*flags):
         (["--train-steps", "-5"], "--train-steps must be at least 1, got -5"),
         (["--span-window", "0"], "--span-window must be at least 1, got 0"),
         (["--tune", "--tune-trials", "0"], "--tune-trials must be at least 1, got 0"),
+        (["--steps-at-once", "0"], "--steps-at-once must be at least 1, got 0"),
         (["--data-root", "/no/such/folder"], "--data-root '/no/such/folder' is not a folder"),
         (["--data-root", str(REPO_ROOT / "docs")], f"--data-root {str(REPO_ROOT / 'docs')!r} holds no span-<N> folder"),
     ],
