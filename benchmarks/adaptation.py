@@ -1,7 +1,7 @@
 """How the pipeline adapts to a later, shifted period: serving model, retrained models, trees.
 
 Builds a data root of the shipped spans 1-4 (the history) and a synthetic later period made
-from the shipped trips, then runs the real pipeline (run_once, LocalDagRunner):
+from the shipped trips, then runs the real pipeline (run_once):
 
 1. spans 1-4 into OUTPUT_DIR/all-spans: the serving model;
 2. span 5 (the new period's first span) arrives: the data checks refuse it; the benchmark
@@ -58,9 +58,8 @@ from modules import features  # noqa: E402
 from pipeline import configs
 from pipeline.data_tools.synthetic_data import MILES_KEY, SECONDS_KEY, UPPER_BOUNDS, SpanSource, read_span, synthesize  # noqa: E402
 from pipeline.runners import progress  # noqa: E402
-from pipeline.runners.beam_args import DirectRunnerConfig, beam_args_for  # noqa: E402
 from pipeline.runners.code_fingerprint import module_fingerprint, project_fingerprint  # noqa: E402
-from pipeline.runners.local import EXIT_DATA_REFUSED, EXIT_OK, LocalPaths, RunResult, run_once  # noqa: E402
+from pipeline.runners.local import EXIT_DATA_REFUSED, EXIT_OK, LocalPaths, RunResult, local_beam_args, run_once  # noqa: E402
 from pipeline.validation.table_sources import REPO_DATA_ROOT, resolve_sources  # noqa: E402
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -297,7 +296,7 @@ def _decision(result: RunResult) -> str:
 
 
 def _run(paths: LocalPaths, options: configs.PipelineOptions, handler) -> RunResult:
-    result = run_once(paths, options, beam_args_for(DirectRunnerConfig(mode="in_memory")), handler)
+    result = run_once(paths, options, local_beam_args("in_memory"), handler)
     if result.exit_code not in (EXIT_OK, EXIT_DATA_REFUSED):
         raise RuntimeError(f"pipeline run into {paths.output_dir} failed: {result.error}")
     return result

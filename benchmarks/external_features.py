@@ -1,7 +1,7 @@
 """Measures what the external features (the holiday calendar) add: the same pipeline trained
 with and without them, scored on the out-of-time holdout, for several seeds.
 
-Each run is the real pipeline (run_once, LocalDagRunner) on the training spans; the two
+Each run is the real pipeline (run_once) on the training spans; the two
 variants share ExampleGen, the checks and Transform (answered from the cache), and differ
 only in the Trainer's `external_features` hyperparameter. The trained model of every run
 (not only a pushed one) is scored on the holdout span:
@@ -31,7 +31,7 @@ from sklearn.metrics import accuracy_score, roc_auc_score  # noqa: E402
 from pipeline import configs
 from pipeline.runners import progress  # noqa: E402
 from pipeline.runners.code_fingerprint import module_fingerprint, project_fingerprint  # noqa: E402
-from pipeline.runners.local import EXIT_OK, LocalPaths, run_once  # noqa: E402
+from pipeline.runners.local import EXIT_OK, LocalPaths, local_beam_args, run_once  # noqa: E402
 from pipeline.validation.table_sources import REPO_DATA_ROOT, resolve_sources  # noqa: E402
 
 
@@ -66,7 +66,7 @@ def main() -> int:
     for seed in args.seeds:
         for external in (True, False):
             options = dataclasses.replace(base, hyperparameters={"seed": seed, "external_features": external})
-            result = run_once(paths, options, ["--direct_running_mode=in_memory"], handler)
+            result = run_once(paths, options, local_beam_args("in_memory"), handler)
             if result.exit_code != EXIT_OK or result.summary.model_uri is None:
                 print(f"run failed: {result.error}", file=sys.stderr)
                 return 1

@@ -1,6 +1,6 @@
 """Warm start against training from scratch, for a new span: training time and quality.
 
-Runs the real pipeline (run_once, LocalDagRunner) on the shipped spans:
+Runs the real pipeline (run_once) on the shipped spans:
 
 1. spans 1..B into OUTPUT_DIR/base: the model that serves when the new span arrives;
 2. span B+1 arrives: OUTPUT_DIR/base copied to OUTPUT_DIR/prep and run once on spans 1..B+1
@@ -43,9 +43,8 @@ from modules import features  # noqa: E402
 from modules.warm_start import read_record  # noqa: E402
 from pipeline import component_ids, configs  # noqa: E402
 from pipeline.runners import progress  # noqa: E402
-from pipeline.runners.beam_args import DirectRunnerConfig, beam_args_for  # noqa: E402
 from pipeline.runners.code_fingerprint import module_fingerprint, project_fingerprint  # noqa: E402
-from pipeline.runners.local import LocalPaths, RunResult, run_once  # noqa: E402
+from pipeline.runners.local import LocalPaths, RunResult, local_beam_args, run_once  # noqa: E402
 from pipeline.validation.table_sources import resolve_sources  # noqa: E402
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -80,7 +79,7 @@ def _copy_spans(data_root: str, target: str, spans: List[int]) -> str:
 
 
 def _run(paths: LocalPaths, options: configs.PipelineOptions, handler) -> RunResult:
-    result = run_once(paths, options, beam_args_for(DirectRunnerConfig(mode="in_memory")), handler)
+    result = run_once(paths, options, local_beam_args("in_memory"), handler)
     if result.exit_code != 0:
         sys.exit(f"the run into {paths.output_dir} failed ({result.exit_code}): {result.error}")
     return result

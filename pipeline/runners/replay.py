@@ -18,7 +18,7 @@ from typing import List, Optional, Sequence
 
 from pipeline import configs, spans
 from pipeline.ops import metadata
-from pipeline.runners.local import EXIT_DATA_REFUSED, EXIT_OK, EXIT_USAGE, LocalPaths, RunResult, metadata_errors, options_from_flags, run_once
+from pipeline.runners.local import EXIT_DATA_REFUSED, EXIT_OK, EXIT_USAGE, LocalPaths, RunResult, local_beam_args, metadata_errors, options_from_flags, run_once
 
 
 def _decision(result: RunResult) -> str:
@@ -126,7 +126,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         options = dataclasses.replace(options, drift=dataclasses.replace(options.drift, on_drift=args.on_drift))
     try:
         results = replay(
-            args.data_root, os.path.abspath(args.output_dir), options, ["--direct_running_mode=in_memory"], handler,
+            args.data_root, os.path.abspath(args.output_dir), options, local_beam_args("in_memory"), handler,
             metadata_setting=metadata.setting_from(args.metadata_url),
         )
     except spans.SpanError as error:

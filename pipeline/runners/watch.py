@@ -32,6 +32,7 @@ from pipeline.runners.local import (
     EXIT_USAGE,
     LocalPaths,
     RunResult,
+    local_beam_args,
     metadata_errors,
     options_from_flags,
     run_once,
@@ -139,7 +140,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     os.makedirs(paths.output_dir, exist_ok=True)
 
     def run() -> RunResult:
-        return run_once(paths, options, ["--direct_running_mode=in_memory"], handler, complete_spans_only=True)
+        return run_once(paths, options, local_beam_args("in_memory"), handler, complete_spans_only=True)
 
     print(f"watching {args.data_root} for span folders marked {configs.SPAN_COMPLETE_MARKER}", flush=True)
     reported = ""

@@ -3,7 +3,7 @@ import os
 
 import pytest
 
-from pipeline.runners.local import EXIT_OK
+from pipeline.runners.local import EXIT_OK, local_beam_args
 from pipeline.runners.replay import describe_step, replay
 from tests.conftest import SAMPLE_OPTIONS, sample_data_root
 
@@ -15,7 +15,7 @@ def test_replay_pushes_refuses_and_caches_as_designed(tmp_path, capsys):
     data_root = sample_data_root(tmp_path / "data", rows_per_span=800)
     output_dir = tmp_path / "out"
     options = SAMPLE_OPTIONS
-    results = replay(str(data_root), str(output_dir), options, ["--direct_running_mode=in_memory"])
+    results = replay(str(data_root), str(output_dir), options, local_beam_args("in_memory"))
     assert [result.spans for result in results] == [[1], [1, 2], [1, 2, 3], [1, 2, 3]]
     assert all(result.exit_code == EXIT_OK for result in results), [r.error for r in results]
     # The first model has nothing to beat but the floors.
