@@ -72,7 +72,8 @@ EXIT_USAGE = 64  # sysexits' EX_USAGE: apart from 2, which means "the data was r
 EXIT_BUSY = writer_lock.EXIT_BUSY
 
 # Independent steps run together: on the 2-core machines the docs measure on, 2 at a time paid
-# (docs/scale.md: "Steps at the same time"). 1 runs TFX's LocalDagRunner, one step after another.
+# (docs/scale.md, "TFX's package per Beam step, and steps at the same time"). 1 runs TFX's
+# LocalDagRunner, one step after another.
 DEFAULT_STEPS_AT_ONCE = 2
 
 REPO_ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
