@@ -99,7 +99,7 @@ def test_independent_nodes_run_together_and_the_join_waits_for_both(tmp_path):
     assert _time(folder, "right", "start") < _time(folder, "left", "end")
     assert _time(folder, "source", "end") <= min(_time(folder, "left", "start"), _time(folder, "right", "start"))
     assert _time(folder, "join", "start") >= max(_time(folder, "left", "end"), _time(folder, "right", "end"))
-    joined = [uri for uri in (tmp_path / "pipeline_root" / "Join" / "joined").rglob("value")]
+    joined = list((tmp_path / "pipeline_root" / "Join" / "joined").rglob("value"))
     assert [json.loads(path.read_text()) for path in joined] == [["left(trips)", "right(trips)"]]
 
 

@@ -55,3 +55,16 @@ def test_a_metadata_file_that_does_not_open_is_named_and_left_alone(tmp_path, co
     assert result.returncode == 64, result.stderr
     assert message in result.stderr
     assert (output_dir / "metadata.db").read_bytes() == content  # nothing stored is touched
+
+
+def test_a_failure_without_a_message_is_named_with_the_error_it_came_from():
+    from pipeline.runners.local import _error_text
+
+    try:
+        try:
+            raise OSError("/out/dist; No such file or directory")
+        except OSError as cause:
+            raise FileNotFoundError() from cause
+    except FileNotFoundError as failure:
+        assert _error_text(failure) == "FileNotFoundError: (from OSError: /out/dist; No such file or directory)"
+    assert _error_text(ValueError("bad span")) == "ValueError: bad span"
