@@ -3,14 +3,15 @@
 Two Evaluators score each candidate against the serving model (`pipeline.dag`): one on the whole
 eval split (floors, no-regression, the card-paid slice), one on the newest span's eval trips
 (no-regression only). `pipeline.components.model_gate` combines their verdicts with the trivial
-baselines into the blessing the Pusher reads.
+baselines into the blessing the Pusher reads. The metrics are TFMA's, counted in one pass over
+each trip (`pipeline.eval_metrics`).
 """
 from typing import List, Optional
 
 import tensorflow_model_analysis as tfma
 
 from modules import features, signatures
-from pipeline import configs
+from pipeline import configs, eval_metrics
 
 # The card-paid slice the Evaluator gates (see features.CARD_PAYMENT).
 CARD_SLICE = tfma.SlicingSpec(feature_values={features.PAYMENT_TYPE_KEY: features.CARD_PAYMENT})
@@ -43,11 +44,13 @@ def _model_specs() -> List[tfma.ModelSpec]:
     ]
 
 
+def _metric(class_name: str, **thresholds) -> tfma.MetricConfig:
+    """One of `pipeline.eval_metrics`' metrics: TFMA's, counted in one pass over each trip."""
+    return tfma.MetricConfig(class_name=class_name, module=eval_metrics.__name__, **thresholds)
+
+
 def _reported_metrics() -> List[tfma.MetricConfig]:
-    return [
-        tfma.MetricConfig(class_name=name)
-        for name in ("Precision", "Recall", "MeanLabel", "MeanPrediction")
-    ]
+    return [_metric(name) for name in ("OnePassPrecision", "OnePassRecall", "OnePassMeanLabel", "OnePassMeanPrediction")]
 
 
 def make_eval_config(thresholds: configs.BlessingThresholds) -> tfma.EvalConfig:
@@ -65,15 +68,15 @@ def make_eval_config(thresholds: configs.BlessingThresholds) -> tfma.EvalConfig:
             tfma.MetricsSpec(
                 metrics=[
                     tfma.MetricConfig(class_name="ExampleCount"),
-                    tfma.MetricConfig(
-                        class_name="AUC",
+                    _metric(
+                        "OnePassAUC",
                         per_slice_thresholds=[
                             _threshold(overall, thresholds.min_auc, thresholds.max_auc_drop),
                             _threshold(CARD_SLICE, thresholds.card_min_auc, thresholds.card_max_auc_drop),
                         ],
                     ),
-                    tfma.MetricConfig(
-                        class_name="BinaryAccuracy",
+                    _metric(
+                        "OnePassBinaryAccuracy",
                         per_slice_thresholds=[
                             _threshold(overall, thresholds.min_binary_accuracy, thresholds.max_binary_accuracy_drop)
                         ],
@@ -100,12 +103,12 @@ def make_newest_span_eval_config(thresholds: configs.BlessingThresholds) -> tfma
                         class_name="ExampleCount",
                         threshold=tfma.MetricThreshold(value_threshold=tfma.GenericValueThreshold(lower_bound={"value": 1})),
                     ),
-                    tfma.MetricConfig(
-                        class_name="AUC",
+                    _metric(
+                        "OnePassAUC",
                         per_slice_thresholds=[_threshold(overall, None, thresholds.newest_span_max_auc_drop)],
                     ),
-                    tfma.MetricConfig(
-                        class_name="BinaryAccuracy",
+                    _metric(
+                        "OnePassBinaryAccuracy",
                         per_slice_thresholds=[
                             _threshold(overall, None, thresholds.newest_span_max_binary_accuracy_drop)
                         ],

@@ -516,9 +516,16 @@ def _first(artifacts_by_key: Dict[str, List[metadata_store_pb2.Artifact]], key: 
     return artifacts[0] if artifacts else None
 
 
-def _metric_name(class_name: str) -> str:
-    """Returns TFMA's metric key for a class name: "BinaryAccuracy" -> "binary_accuracy"."""
-    return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", class_name).lower()
+def _metric_name(metric) -> str:
+    """Returns the metric key of a TFMA MetricConfig: its instance's name ("OnePassBinaryAccuracy"
+    of `pipeline.eval_metrics` -> "binary_accuracy"), or the class name in snake case when its
+    module cannot be loaded here ("BinaryAccuracy" -> "binary_accuracy")."""
+    from tensorflow_model_analysis.metrics import metric_specs
+
+    try:
+        return metric_specs.metric_instance(metric).name
+    except (ImportError, AttributeError, TypeError, ValueError):
+        return re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", metric.class_name).lower()
 
 
 def thresholds_from_eval_config(eval_config: Dict[str, Any]) -> Dict[str, str]:
@@ -554,7 +561,7 @@ def thresholds_from_eval_config(eval_config: Dict[str, Any]) -> Dict[str, str]:
                 if change.HasField("relative"):
                     words.append(f"relative drop <= {abs(change.relative.value):g}")
             if words:
-                thresholds[_metric_name(metric.class_name)] = ", ".join(words)
+                thresholds[_metric_name(metric)] = ", ".join(words)
     return thresholds
 
 

@@ -1,0 +1,302 @@
+"""The Evaluators' metrics, counted in one pass over each trip.
+
+TFMA's own AUC, BinaryAccuracy, Precision, Recall, MeanLabel and MeanPrediction each add every
+trip to every slice in a combiner of their own, and three of those combiners unpack the trip's
+label, prediction and weight again (`to_label_prediction_example_weight`, a third of the
+Evaluator's time). Here one combiner per model unpacks each trip once and keeps what all six
+need: AUC's calibration histogram, the confusion counts at 0.5 and the sums of labels,
+predictions and weights. The metrics keep TFMA's names, definitions and thresholds:
+
+- `OnePassAUC` is TFMA's AUC, its curve and summation computed by TFMA from a histogram this
+  combiner builds bucket for bucket as TFMA's calibration histogram does;
+- `OnePassBinaryAccuracy`, `OnePassPrecision` and `OnePassRecall` count a trip as predicted positive when its
+  prediction is above 0.5, as TFMA's confusion matrices do (not from the histogram, whose buckets
+  are 0.0001 wide and would blur the threshold);
+- `OnePassMeanLabel` and `OnePassMeanPrediction` are the weighted sums over the weight.
+
+`tests/integration/test_eval_metrics.py` runs TFMA on the same trips with its own metrics and
+with these, and compares every value on every slice.
+"""
+import dataclasses
+from typing import Any, Dict, Iterable, List
+
+import apache_beam as beam
+from tensorflow_model_analysis.metrics import calibration, calibration_histogram, confusion_matrix_metrics, metric_types, metric_util
+
+# The confusion counts' threshold: TFMA's default for BinaryAccuracy, Precision and Recall.
+THRESHOLD = 0.5
+_COUNTS_NAME = "_taxi_trip_counts"
+
+
+@dataclasses.dataclass
+class TripCounts:
+    """Weighted confusion counts at `THRESHOLD` and weighted sums, over one slice's trips."""
+
+    true_positives: float = 0.0
+    false_positives: float = 0.0
+    true_negatives: float = 0.0
+    false_negatives: float = 0.0
+    labels: float = 0.0
+    predictions: float = 0.0
+    weights: float = 0.0
+
+    def merge(self, other: "TripCounts") -> None:
+        for field in dataclasses.fields(self):
+            setattr(self, field.name, getattr(self, field.name) + getattr(other, field.name))
+
+
+class _Accumulator:
+    """A calibration histogram (bucket -> [weighted labels, weighted predictions, weight]) and
+    the counts."""
+
+    __slots__ = ("buckets", "counts")
+
+    def __init__(self):
+        self.buckets: Dict[int, List[float]] = {}
+        self.counts = TripCounts()
+
+
+class _TripMetricsCombiner(beam.CombineFn):
+    """Adds each trip once to the histogram and the counts of one model's output."""
+
+    def __init__(self, histogram_key: metric_types.PlotKey, counts_key: metric_types.MetricKey, eval_config, aggregation_type, class_weights, example_weighted: bool):
+        self._histogram_key = histogram_key
+        self._counts_key = counts_key
+        self._eval_config = eval_config
+        self._aggregation_type = aggregation_type
+        self._class_weights = class_weights
+        self._example_weighted = example_weighted
+        self._num_buckets = calibration_histogram.DEFAULT_NUM_BUCKETS
+
+    def _bucket(self, prediction: float) -> int:
+        # TFMA's buckets over [0, 1]: 0 below, num_buckets + 1 at or above 1, truncated between.
+        index = prediction * self._num_buckets + 1
+        if index < 0:
+            return 0
+        if index >= self._num_buckets + 1:
+            return self._num_buckets + 1
+        return int(index)
+
+    def create_accumulator(self) -> _Accumulator:
+        return _Accumulator()
+
+    def add_input(self, accumulator: _Accumulator, element: metric_types.StandardMetricInputs) -> _Accumulator:
+        counts = accumulator.counts
+        buckets = accumulator.buckets
+        # fractional_labels splits a trip into a label-0 and a label-1 part weighted by its label,
+        # as TFMA's histogram and confusion matrices both do; a part of weight 0 is not yielded.
+        for label, prediction, weight in metric_util.to_label_prediction_example_weight(
+            element,
+            eval_config=self._eval_config,
+            model_name=self._counts_key.model_name,
+            output_name=self._counts_key.output_name,
+            sub_key=self._counts_key.sub_key,
+            fractional_labels=True,
+            flatten=True,
+            aggregation_type=self._aggregation_type,
+            class_weights=self._class_weights,
+            example_weighted=self._example_weighted,
+        ):
+            weight = float(weight)
+            label = float(label)
+            prediction = float(prediction)
+            weighted_label = label * weight
+            weighted_prediction = prediction * weight
+            index = self._bucket(prediction)
+            bucket = buckets.get(index)
+            if bucket is None:
+                buckets[index] = [weighted_label, weighted_prediction, weight]
+            else:
+                bucket[0] += weighted_label
+                bucket[1] += weighted_prediction
+                bucket[2] += weight
+            if label == 1.0:
+                if prediction > THRESHOLD:
+                    counts.true_positives += weight
+                else:
+                    counts.false_negatives += weight
+            elif prediction > THRESHOLD:
+                counts.false_positives += weight
+            else:
+                counts.true_negatives += weight
+            counts.labels += weighted_label
+            counts.predictions += weighted_prediction
+            counts.weights += weight
+        return accumulator
+
+    def merge_accumulators(self, accumulators: Iterable[_Accumulator]) -> _Accumulator:
+        accumulators = iter(accumulators)
+        result = next(accumulators)
+        for accumulator in accumulators:
+            for index, (labels, predictions, weights) in accumulator.buckets.items():
+                bucket = result.buckets.setdefault(index, [0.0, 0.0, 0.0])
+                bucket[0] += labels
+                bucket[1] += predictions
+                bucket[2] += weights
+            result.counts.merge(accumulator.counts)
+        return result
+
+    def extract_output(self, accumulator: _Accumulator) -> Dict[Any, Any]:
+        histogram = [
+            calibration_histogram.Bucket(index, labels, predictions, weights)
+            for index, (labels, predictions, weights) in sorted(accumulator.buckets.items())
+        ]
+        return {self._histogram_key: histogram, self._counts_key: accumulator.counts}
+
+
+def _trip_pass(eval_config, model_name: str, output_name: str, sub_key, aggregation_type, class_weights, example_weighted: bool) -> metric_types.MetricComputation:
+    """The one pass of a model's output. Every metric here asks for it with the same keys, so
+    TFMA runs it once (it keeps one of equal computations)."""
+    # The key TFMA's AUC reads its histogram by.
+    histogram_key = calibration_histogram.calibration_histogram(
+        eval_config=eval_config,
+        model_name=model_name,
+        output_name=output_name,
+        sub_key=sub_key,
+        aggregation_type=aggregation_type,
+        class_weights=class_weights,
+        example_weighted=example_weighted,
+    )[0].keys[0]
+    counts_key = metric_types.MetricKey(
+        name=_COUNTS_NAME, model_name=model_name, output_name=output_name, sub_key=sub_key, example_weighted=example_weighted
+    )
+    return metric_types.MetricComputation(
+        keys=[histogram_key, counts_key],
+        preprocessors=None,
+        combiner=_TripMetricsCombiner(histogram_key, counts_key, eval_config, aggregation_type, class_weights, example_weighted),
+    )
+
+
+class OnePassAUC(confusion_matrix_metrics.AUC):
+    """TFMA's AUC (by default ROC, 10,000 thresholds, interpolated), on the histogram of the one
+    pass. Settings with which TFMA would not read the default histogram are refused."""
+
+    def computations(self, eval_config=None, schema=None, model_names=None, output_names=None, sub_keys=None, aggregation_type=None, class_weights=None, example_weighted=False, query_key=None):
+        computations = super().computations(
+            eval_config=eval_config,
+            schema=schema,
+            model_names=model_names,
+            output_names=output_names,
+            sub_keys=sub_keys,
+            aggregation_type=aggregation_type,
+            class_weights=class_weights,
+            example_weighted=example_weighted,
+            query_key=query_key,
+        )
+        shared = []
+        for computation in computations:
+            if not isinstance(computation, metric_types.MetricComputation):
+                shared.append(computation)
+                continue
+            key = computation.keys[0]
+            trip_pass = _trip_pass(eval_config, key.model_name, key.output_name, key.sub_key, aggregation_type, class_weights, example_weighted)
+            if list(computation.keys) != trip_pass.keys[:1] or computation.preprocessors:
+                # TFMA would count this AUC otherwise (a few explicit thresholds, a preprocessor):
+                # refused, not silently computed from another count.
+                raise ValueError(f"OnePassAUC computes TFMA's default AUC only, from its calibration histogram; it was asked for {computation.keys}")
+            shared.append(trip_pass)
+        return shared
+
+
+def _counts_metric(name: str, value_of) -> Any:
+    """A `create_computations_fn` for TFMA: the one pass, and `value_of(counts)` as `name`."""
+
+    def create(name: str = name, eval_config=None, model_name: str = "", output_name: str = "", sub_key=None, aggregation_type=None, class_weights=None, example_weighted: bool = False) -> metric_types.MetricComputations:
+        trip_pass = _trip_pass(eval_config, model_name, output_name, sub_key, aggregation_type, class_weights, example_weighted)
+        counts_key = trip_pass.keys[1]
+        key = metric_types.MetricKey(name=name, model_name=model_name, output_name=output_name, sub_key=sub_key, example_weighted=example_weighted)
+
+        def result(metrics: Dict[metric_types.MetricKey, Any]) -> Dict[metric_types.MetricKey, float]:
+            return {key: value_of(metrics[counts_key])}
+
+        return [trip_pass, metric_types.DerivedMetricComputation(keys=[key], result=result)]
+
+    return metric_util.merge_per_key_computations(create)
+
+
+def _ratio(numerator: float, denominator: float) -> float:
+    # As TFMA: no value (NaN) without a positive denominator.
+    return numerator / denominator if denominator > 0 else float("nan")
+
+
+def _accuracy(counts: TripCounts) -> float:
+    right = counts.true_positives + counts.true_negatives
+    return _ratio(right, right + counts.false_positives + counts.false_negatives)
+
+
+def _precision(counts: TripCounts) -> float:
+    return _ratio(counts.true_positives, counts.true_positives + counts.false_positives)
+
+
+def _recall(counts: TripCounts) -> float:
+    return _ratio(counts.true_positives, counts.true_positives + counts.false_negatives)
+
+
+def _mean_label(counts: TripCounts) -> float:
+    return _ratio(counts.labels, counts.weights)
+
+
+def _mean_prediction(counts: TripCounts) -> float:
+    return _ratio(counts.predictions, counts.weights)
+
+
+class OnePassBinaryAccuracy(metric_types.Metric):
+    """(TP + TN) / all trips, a trip predicted positive above 0.5."""
+
+    def __init__(self, name: str = confusion_matrix_metrics.BINARY_ACCURACY_NAME):
+        super().__init__(_counts_metric(name, _accuracy), name=name)
+
+
+class OnePassPrecision(metric_types.Metric):
+    """TP / (TP + FP) at 0.5."""
+
+    def __init__(self, name: str = confusion_matrix_metrics.PRECISION_NAME):
+        super().__init__(_counts_metric(name, _precision), name=name)
+
+
+class OnePassRecall(metric_types.Metric):
+    """TP / (TP + FN) at 0.5."""
+
+    def __init__(self, name: str = confusion_matrix_metrics.RECALL_NAME):
+        super().__init__(_counts_metric(name, _recall), name=name)
+
+
+class OnePassMeanLabel(metric_types.Metric):
+    """The weighted mean of the labels."""
+
+    def __init__(self, name: str = calibration.MEAN_LABEL_NAME):
+        super().__init__(_counts_metric(name, _mean_label), name=name)
+
+
+class OnePassMeanPrediction(metric_types.Metric):
+    """The weighted mean of the predictions."""
+
+    def __init__(self, name: str = calibration.MEAN_PREDICTION_NAME):
+        super().__init__(_counts_metric(name, _mean_prediction), name=name)
+
+
+
+# Each metric class here, and TFMA's class whose value it gives.
+TFMA_CLASSES = {
+    OnePassAUC.__name__: "AUC",
+    OnePassBinaryAccuracy.__name__: "BinaryAccuracy",
+    OnePassPrecision.__name__: "Precision",
+    OnePassRecall.__name__: "Recall",
+    OnePassMeanLabel.__name__: "MeanLabel",
+    OnePassMeanPrediction.__name__: "MeanPrediction",
+}
+
+
+def with_tfma_classes(eval_config):
+    """A copy of a TFMA EvalConfig with each metric of this module replaced by TFMA's class of
+    the same value, thresholds kept: what the test and the benchmark compare against."""
+    import tensorflow_model_analysis as tfma
+
+    copy = tfma.EvalConfig()
+    copy.CopyFrom(eval_config)
+    for spec in copy.metrics_specs:
+        for metric in spec.metrics:
+            if metric.module == __name__:
+                metric.class_name = TFMA_CLASSES[metric.class_name]
+                metric.module = ""
+    return copy

@@ -1,0 +1,90 @@
+"""The one-pass metrics (`pipeline.eval_metrics`) against TFMA's own classes: TFMA's Beam
+evaluation of the same trips gives the same value for every metric on every slice, and the
+pipeline's configuration runs one combiner per model where TFMA's classes run three."""
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import tensorflow_model_analysis as tfma
+from tensorflow_model_analysis.metrics import metric_specs
+
+from pipeline import configs, eval_metrics
+from pipeline.eval_config import make_eval_config
+
+def _trips(count: int = 4000) -> pd.DataFrame:
+    draw = np.random.default_rng(7)
+    label = draw.integers(0, 2, count).astype(float)
+    prediction = np.clip(draw.normal(0.3 + 0.35 * label, 0.25), 0.0, 1.0)
+    # The edges: at the threshold (not positive), just above it inside the histogram bucket that
+    # starts at 0.5, and both ends of the histogram.
+    prediction[:25] = 0.5
+    prediction[25:50] = 0.50004
+    prediction[50:60] = 0.0
+    prediction[60:70] = 1.0
+    payment = draw.choice(["Cash", "Credit Card", "No Charge"], count)
+    # A slice whose trips are all negative: recall and the AUC have no value there.
+    label[payment == "No Charge"] = 0.0
+    return pd.DataFrame({"label": label, "prediction": prediction, "payment_type": payment, "hour": draw.integers(0, 24, count)})
+
+
+def _config(class_names, module: str = "") -> tfma.EvalConfig:
+    return tfma.EvalConfig(
+        model_specs=[tfma.ModelSpec(label_key="label", prediction_key="prediction")],
+        slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=["payment_type"]), tfma.SlicingSpec(feature_keys=["hour"])],
+        metrics_specs=[
+            tfma.MetricsSpec(
+                metrics=[tfma.MetricConfig(class_name="ExampleCount")]
+                + [tfma.MetricConfig(class_name=name, module=module) for name in class_names]
+            )
+        ],
+    )
+
+
+def _values(result) -> dict:
+    values = {}
+    for slice_key, by_output in result.slicing_metrics:
+        for name, value in by_output[""][""].items():
+            values[(slice_key, name)] = float(value["doubleValue"])
+    return values
+
+
+def test_every_metric_on_every_slice_is_tfmas_value():
+    trips = _trips()
+    tfma_values = _values(tfma.analyze_raw_data(trips, _config(eval_metrics.TFMA_CLASSES.values())))
+    one_pass_values = _values(tfma.analyze_raw_data(trips, _config(eval_metrics.TFMA_CLASSES, eval_metrics.__name__)))
+    assert set(one_pass_values) == set(tfma_values)
+    names = {name for _, name in tfma_values}
+    assert names == {"example_count", "auc", "binary_accuracy", "precision", "recall", "mean_label", "mean_prediction"}
+    # 3 payment types, 24 hours and the whole split.
+    assert len({slice_key for slice_key, _ in tfma_values}) == 28
+    no_value = [key for key, value in tfma_values.items() if math.isnan(value)]
+    assert ((("payment_type", "No Charge"),), "recall") in no_value
+    for key, expected in tfma_values.items():
+        if math.isnan(expected):
+            assert math.isnan(one_pass_values[key]), key
+        else:
+            # Only the order of the sums may differ (TFMA's own runs differ by about 1e-10).
+            assert one_pass_values[key] == pytest.approx(expected, rel=1e-9, abs=1e-9), key
+
+
+def test_the_pipelines_config_runs_one_pass_per_model():
+    def combiners(eval_config: tfma.EvalConfig) -> list:
+        eval_config = tfma.utils.update_eval_config_with_defaults(eval_config, has_baseline=True)
+        computations = metric_specs.to_computations(eval_config.metrics_specs, eval_config)
+        # TFMA computes each distinct combiner computation once.
+        unique = {computation for computation in computations if hasattr(computation, "combiner")}
+        return sorted(type(computation.combiner).__name__ for computation in unique)
+
+    one_pass = make_eval_config(configs.BlessingThresholds())
+    by_tfma = eval_metrics.with_tfma_classes(one_pass)
+    # Candidate and baseline: ExampleCount and the one pass each, against four combiners each.
+    assert combiners(one_pass) == ["_ExampleCountCombiner"] * 2 + ["_TripMetricsCombiner"] * 2
+    assert len(combiners(by_tfma)) == 8
+
+
+def test_an_auc_that_tfma_counts_without_the_histogram_is_refused():
+    # A few explicit thresholds: TFMA counts confusion matrices trip by trip, not the histogram.
+    auc = eval_metrics.OnePassAUC(thresholds=[0.25, 0.75])
+    with pytest.raises(ValueError, match="TFMA's default AUC only"):
+        auc.computations(eval_config=tfma.EvalConfig(model_specs=[tfma.ModelSpec()]))
