@@ -16,6 +16,18 @@ def test_thresholds_in_words_come_from_the_pipelines_eval_config():
     assert thresholds == {"auc": ">= 0.93, drop <= 0.002", "binary_accuracy": ">= 0.85, drop <= 0.005"}
 
 
+def test_thresholds_in_words_of_a_run_that_named_tfmas_own_classes():
+    # Runs before the one-pass metrics recorded TFMA's class names ("AUC", "BinaryAccuracy").
+    from google.protobuf import json_format
+
+    from pipeline import eval_metrics
+
+    older = eval_metrics.with_tfma_classes(make_eval_config(configs.BlessingThresholds()))
+    assert {metric.class_name for spec in older.metrics_specs for metric in spec.metrics} >= {"AUC", "BinaryAccuracy"}
+    thresholds = lineage.thresholds_from_eval_config(json_format.MessageToDict(older))
+    assert thresholds == {"auc": ">= 0.93, drop <= 0.002", "binary_accuracy": ">= 0.85, drop <= 0.005"}
+
+
 def test_moved_output_dir_finds_artifacts_by_component_output_and_execution(tmp_path):
     moved = tmp_path / "new" / "pipeline_root"
     (moved / "Trainer" / "model" / "8").mkdir(parents=True)
