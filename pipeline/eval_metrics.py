@@ -9,9 +9,9 @@ predictions and weights. The metrics keep TFMA's names, definitions and threshol
 
 - `OnePassAUC` is TFMA's AUC, its curve and summation computed by TFMA from a histogram this
   combiner builds bucket for bucket as TFMA's calibration histogram does;
-- `OnePassBinaryAccuracy`, `OnePassPrecision` and `OnePassRecall` count a trip as predicted positive when its
-  prediction is above 0.5, as TFMA's confusion matrices do (not from the histogram, whose buckets
-  are 0.0001 wide and would blur the threshold);
+- `OnePassBinaryAccuracy`, `OnePassPrecision` and `OnePassRecall` count a trip as predicted
+  positive when its prediction is above 0.5, as TFMA's confusion matrices do (not from the
+  histogram, whose buckets are 0.0001 wide and would blur the threshold);
 - `OnePassMeanLabel` and `OnePassMeanPrediction` are the weighted sums over the weight.
 
 `tests/integration/test_eval_metrics.py` runs TFMA on the same trips with its own metrics and
@@ -219,61 +219,69 @@ def _ratio(numerator: float, denominator: float) -> float:
     return numerator / denominator if denominator > 0 else float("nan")
 
 
-def _accuracy(counts: TripCounts) -> float:
-    right = counts.true_positives + counts.true_negatives
-    return _ratio(right, right + counts.false_positives + counts.false_negatives)
+class _CountsMetric(metric_types.Metric):
+    """A metric read off the one pass's counts: a subclass names its default key and its value."""
+
+    DEFAULT_NAME = ""
+
+    @staticmethod
+    def value(counts: TripCounts) -> float:
+        raise NotImplementedError
+
+    def __init__(self, name: str = ""):
+        name = name or self.DEFAULT_NAME
+        super().__init__(_counts_metric(name, self.value), name=name)
 
 
-def _precision(counts: TripCounts) -> float:
-    return _ratio(counts.true_positives, counts.true_positives + counts.false_positives)
-
-
-def _recall(counts: TripCounts) -> float:
-    return _ratio(counts.true_positives, counts.true_positives + counts.false_negatives)
-
-
-def _mean_label(counts: TripCounts) -> float:
-    return _ratio(counts.labels, counts.weights)
-
-
-def _mean_prediction(counts: TripCounts) -> float:
-    return _ratio(counts.predictions, counts.weights)
-
-
-class OnePassBinaryAccuracy(metric_types.Metric):
+class OnePassBinaryAccuracy(_CountsMetric):
     """(TP + TN) / all trips, a trip predicted positive above 0.5."""
 
-    def __init__(self, name: str = confusion_matrix_metrics.BINARY_ACCURACY_NAME):
-        super().__init__(_counts_metric(name, _accuracy), name=name)
+    DEFAULT_NAME = confusion_matrix_metrics.BINARY_ACCURACY_NAME
+
+    @staticmethod
+    def value(counts: TripCounts) -> float:
+        right = counts.true_positives + counts.true_negatives
+        return _ratio(right, right + counts.false_positives + counts.false_negatives)
 
 
-class OnePassPrecision(metric_types.Metric):
+class OnePassPrecision(_CountsMetric):
     """TP / (TP + FP) at 0.5."""
 
-    def __init__(self, name: str = confusion_matrix_metrics.PRECISION_NAME):
-        super().__init__(_counts_metric(name, _precision), name=name)
+    DEFAULT_NAME = confusion_matrix_metrics.PRECISION_NAME
+
+    @staticmethod
+    def value(counts: TripCounts) -> float:
+        return _ratio(counts.true_positives, counts.true_positives + counts.false_positives)
 
 
-class OnePassRecall(metric_types.Metric):
+class OnePassRecall(_CountsMetric):
     """TP / (TP + FN) at 0.5."""
 
-    def __init__(self, name: str = confusion_matrix_metrics.RECALL_NAME):
-        super().__init__(_counts_metric(name, _recall), name=name)
+    DEFAULT_NAME = confusion_matrix_metrics.RECALL_NAME
+
+    @staticmethod
+    def value(counts: TripCounts) -> float:
+        return _ratio(counts.true_positives, counts.true_positives + counts.false_negatives)
 
 
-class OnePassMeanLabel(metric_types.Metric):
+class OnePassMeanLabel(_CountsMetric):
     """The weighted mean of the labels."""
 
-    def __init__(self, name: str = calibration.MEAN_LABEL_NAME):
-        super().__init__(_counts_metric(name, _mean_label), name=name)
+    DEFAULT_NAME = calibration.MEAN_LABEL_NAME
+
+    @staticmethod
+    def value(counts: TripCounts) -> float:
+        return _ratio(counts.labels, counts.weights)
 
 
-class OnePassMeanPrediction(metric_types.Metric):
+class OnePassMeanPrediction(_CountsMetric):
     """The weighted mean of the predictions."""
 
-    def __init__(self, name: str = calibration.MEAN_PREDICTION_NAME):
-        super().__init__(_counts_metric(name, _mean_prediction), name=name)
+    DEFAULT_NAME = calibration.MEAN_PREDICTION_NAME
 
+    @staticmethod
+    def value(counts: TripCounts) -> float:
+        return _ratio(counts.predictions, counts.weights)
 
 
 # Each metric class here, and TFMA's class whose value it gives.

@@ -1,6 +1,6 @@
 """The one-pass metrics (`pipeline.eval_metrics`) against TFMA's own classes: TFMA's Beam
 evaluation of the same trips gives the same value for every metric on every slice, and the
-pipeline's configuration runs one combiner per model where TFMA's classes run three."""
+pipeline's configuration runs two combiners per model where TFMA's classes run four."""
 import math
 
 import numpy as np
@@ -11,6 +11,7 @@ from tensorflow_model_analysis.metrics import metric_specs
 
 from pipeline import configs, eval_metrics
 from pipeline.eval_config import make_eval_config
+
 
 def _trips(count: int = 4000) -> pd.DataFrame:
     draw = np.random.default_rng(7)
