@@ -22,7 +22,6 @@ import json
 import math
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 import time
@@ -31,6 +30,8 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from pipeline import configs, eval_metrics
 from pipeline.component_ids import EXAMPLE_GEN, TRAINER
 from pipeline.eval_config import make_eval_config
+from pipeline_speed import print_medians
+
 
 def newest_artifact(pipeline_root: str, component: str, output: str) -> str:
     """The newest artifact folder of a component's output (TFX numbers them by execution)."""
@@ -144,11 +145,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         trips = first.get(("()", "candidate", "example_count"))
     finally:
         shutil.rmtree(work_dir, ignore_errors=True)
-    print(f"\n{'Evaluator':<30}{'median':>9}{'fastest':>9}{'slowest':>9}   (s, {os.cpu_count()} CPUs, {trips:,.0f} eval trips, 2 models)")
-    for name, seconds in times.items():
-        print(f"{name:<30}{statistics.median(seconds):>9.1f}{min(seconds):>9.1f}{max(seconds):>9.1f}")
-    ours, theirs = (statistics.median(seconds) for seconds in times.values())
-    print(f"ratio of medians (one pass / TFMA's classes): {ours / theirs:.2f}")
+    print_medians("Evaluator", times, f"{trips:,.0f} eval trips, 2 models", "one pass / TFMA's classes")
     print(f"largest difference of any metric on any slice, either model: {difference:g}" + (f" ({where[2]}, {where[1]}, slice {where[0]})" if where else ""))
     return 0
 

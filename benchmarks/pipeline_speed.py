@@ -148,12 +148,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not args.work_dir:
         shutil.rmtree(work_dir, ignore_errors=True)
     rows = f"{args.rows:,} resampled trips" if args.rows else "each its own data"
-    print(f"\n{'pipeline':<30}{'median':>9}{'fastest':>9}{'slowest':>9}   (s, {os.cpu_count()} CPUs, {rows})")
+    print_medians("pipeline", times, rows, "this pipeline / TFX's example")
+    return 0
+
+
+def print_medians(title: str, times: Dict[str, List[float]], what: str, ratio_words: str) -> None:
+    """Prints each variant's median, fastest and slowest seconds, then the ratio of the first
+    variant's median over the second's (`ratio_words` names the two)."""
+    print(f"\n{title:<30}{'median':>9}{'fastest':>9}{'slowest':>9}   (s, {os.cpu_count()} CPUs, {what})")
     for name, seconds in times.items():
         print(f"{name:<30}{statistics.median(seconds):>9.1f}{min(seconds):>9.1f}{max(seconds):>9.1f}")
-    ours, theirs = (statistics.median(seconds) for seconds in times.values())
-    print(f"ratio of medians (this pipeline / TFX's example): {ours / theirs:.2f}")
-    return 0
+    first, second = (statistics.median(seconds) for seconds in times.values())
+    print(f"ratio of medians ({ratio_words}): {first / second:.2f}")
 
 
 if __name__ == "__main__":
