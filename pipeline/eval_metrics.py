@@ -30,7 +30,8 @@ _COUNTS_NAME = "_taxi_trip_counts"
 
 @dataclasses.dataclass
 class TripCounts:
-    """Weighted confusion counts at `THRESHOLD` and weighted sums, over one slice's trips."""
+    """Weighted confusion counts at `THRESHOLD` and weighted sums, over one slice's trips (the
+    sums are the histogram's, added up when the pass ends)."""
 
     true_positives: float = 0.0
     false_positives: float = 0.0
@@ -119,9 +120,6 @@ class _TripMetricsCombiner(beam.CombineFn):
                 counts.false_positives += weight
             else:
                 counts.true_negatives += weight
-            counts.labels += weighted_label
-            counts.predictions += weighted_prediction
-            counts.weights += weight
         return accumulator
 
     def merge_accumulators(self, accumulators: Iterable[_Accumulator]) -> _Accumulator:
@@ -141,7 +139,13 @@ class _TripMetricsCombiner(beam.CombineFn):
             calibration_histogram.Bucket(index, labels, predictions, weights)
             for index, (labels, predictions, weights) in sorted(accumulator.buckets.items())
         ]
-        return {self._histogram_key: histogram, self._counts_key: accumulator.counts}
+        counts = dataclasses.replace(
+            accumulator.counts,
+            labels=sum(bucket.weighted_labels for bucket in histogram),
+            predictions=sum(bucket.weighted_predictions for bucket in histogram),
+            weights=sum(bucket.weighted_examples for bucket in histogram),
+        )
+        return {self._histogram_key: histogram, self._counts_key: counts}
 
 
 def _trip_pass(eval_config, model_name: str, output_name: str, sub_key, aggregation_type, class_weights, example_weighted: bool) -> metric_types.MetricComputation:
