@@ -1,4 +1,5 @@
-"""The Trainer step: `run_fn` trains the model on Transform's outputs and exports the SavedModel.
+"""The Trainer step: `run_fn` trains the model on the raw examples put through the Transform graph
+and exports the SavedModel.
 
 TFX entry point: `modules.train.run_fn`.
 """
@@ -30,22 +31,32 @@ def dataset(
     model_input_names: List[str],
     seed: int,
 ) -> tf.data.Dataset:
-    """Returns batches of (model inputs, label) read from transformed examples, shuffled with `seed`."""
+    """Returns batches of (model inputs, label) from raw examples put through the Transform
+    graph as they are read, shuffled with `seed`.
+
+    The raw trips are read with the schema Transform read them with, and transformed by the
+    graph's Keras layer, the one the serving signatures carry: training sees what serving
+    computes. Transform writes no transformed examples (`EnrichingTransform`).
+    """
     dataset = data_accessor.tf_dataset_factory(
         file_pattern,
-        tfxio.TensorFlowDatasetOptions(batch_size=batch_size, label_key=features.LABEL_KEY, shuffle_seed=seed),
-        tf_transform_output.transformed_metadata.schema,
+        tfxio.TensorFlowDatasetOptions(batch_size=batch_size, shuffle_seed=seed),
+        tf_transform_output.raw_metadata.schema,
     )
-    return dataset.map(
-        lambda transformed, label: (as_model_inputs(transformed, model_input_names), label)
-    ).prefetch(tf.data.AUTOTUNE)
+    transform_layer = tf_transform_output.transform_features_layer()
+
+    def model_inputs_and_label(raw):
+        transformed = transform_layer(raw)
+        return as_model_inputs(transformed, model_input_names), transformed[features.LABEL_KEY]
+
+    return dataset.map(model_inputs_and_label, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
 def run_fn(fn_args: tfx.components.FnArgs) -> None:
     """Trains the big-tipper model and saves it with its serving signatures.
 
     Args:
-        fn_args: What TFX's Trainer passes: transformed example files, the Transform graph,
+        fn_args: What TFX's Trainer passes: raw example files, the Transform graph,
             train/eval steps, the serving model directory, `custom_config` with
             hyperparameter overrides, and the Tuner's best hyperparameters when the pipeline
             ran it (`modules.hparams.HParams.from_tuned`). With warm start on

@@ -65,7 +65,7 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
     """Returns a random search over `SEARCH_SPACE`, scored by eval-split AUC.
 
     Args:
-        fn_args: What TFX's Tuner passes: transformed example files, the Transform graph, the
+        fn_args: What TFX's Tuner passes: raw example files, the Transform graph, the
             train/eval steps of each trial, a working directory, and `custom_config` with
             "max_trials" and the hyperparameter overrides every trial starts from.
     """

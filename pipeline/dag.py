@@ -179,7 +179,7 @@ def create_pipeline(
     if options.tune:
         tuner = tfx.components.Tuner(
             tuner_fn=configs.TUNER_FN,
-            examples=transform.outputs["transformed_examples"],
+            examples=example_gen.outputs["examples"],
             transform_graph=transform.outputs["transform_graph"],
             schema=schema_gen.outputs["schema"],
             train_args=tfx.proto.TrainArgs(num_steps=options.train_steps),
@@ -210,7 +210,7 @@ def create_pipeline(
     )
     trainer = tfx.components.Trainer(
         run_fn=configs.RUN_FN,
-        examples=transform.outputs["transformed_examples"],
+        examples=example_gen.outputs["examples"],
         transform_graph=transform.outputs["transform_graph"],
         schema=schema_gen.outputs["schema"],
         hyperparameters=best_hyperparameters,
@@ -251,7 +251,8 @@ def create_pipeline(
 
     model_gate = ModelGate(
         model=trainer.outputs["model"],
-        transformed_examples=transform.outputs["transformed_examples"],
+        examples=example_gen.outputs["examples"],
+        transform_graph=transform.outputs["transform_graph"],
         evaluation=evaluator.outputs["evaluation"],
         newest_span_evaluation=newest_span_evaluation,
         newest_span_is_window=int(newest_span_is_window),

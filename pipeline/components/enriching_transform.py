@@ -51,8 +51,11 @@ class EnrichingTransformExecutor(transform_executor.Executor):
 class EnrichingTransform(Transform):
     """Transform whose `preprocessing_fn` joins the external tables of an ExternalTableGen.
 
-    Materializes transformed examples, as TFX's Transform does by default, but computes no
-    pre- or post-transform statistics (StatisticsGen already has the raw data's).
+    Writes the transform graph only, like TFX's Transform with `materialize=False`: no
+    transformed examples and no pre- or post-transform statistics (StatisticsGen already has
+    the raw data's). The Trainer, the Tuner and the ModelGate apply the graph to the raw
+    examples as they read them, so a trip is transformed where it is used and nothing is
+    written and read back for it.
     """
 
     SPEC_CLASS = EnrichingTransformSpec
@@ -88,7 +91,9 @@ class EnrichingTransform(Transform):
             # post-transform ones: skipping both saves 2 to 4 s of every run.
             disable_statistics=1,
             transform_graph=types.Channel(type=artifact.TransformGraph),
-            transformed_examples=types.Channel(type=artifact.Examples),
+            # No transformed_examples: at 200,000 trips, writing every transformed trip took
+            # about 40 % of Transform's time (docs/scale.md), and the Trainer reads only
+            # train_steps batches of the train split.
             updated_analyzer_cache=types.Channel(type=artifact.TransformCache),
         )
         base_component.BaseComponent.__init__(self, spec=spec)

@@ -3,7 +3,8 @@
 Fixed floors mean little on their own: on data where two thirds of trips are cash and carry
 no recorded tip, the rule "payment_type is Credit Card" already scores AUC 0.93. So before a
 candidate is blessed, this step computes, in Beam, on the very eval trips the Evaluator
-scored (the Transform's eval split, whose label is the model's own):
+scored (the eval split's raw trips put through the Transform graph, so the label and the
+features are the model's own):
 
 - the majority-class accuracy: always answer the class most trips in the train split have;
 - the best single-feature rule's AUC: for each of the model's discrete inputs (vocabulary ids,
@@ -30,9 +31,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import tensorflow as tf
+import tensorflow_transform as tft
 from tfx import v1 as tfx
 from tfx.types import artifact_utils, standard_artifacts
-from tfx_bsl.coders import example_coder
 
 from modules import features
 from pipeline import configs
@@ -54,24 +55,55 @@ _Counts = Dict[Tuple[str, str, int], List[int]]
 _MIN_BATCH, _MAX_BATCH = 1024, 16384
 
 
+class _TransformBatch(beam.DoFn):
+    """Puts a batch of raw serialized trips through the Transform graph; yields the outputs as
+    an Arrow RecordBatch of one list column per output (one list per trip).
+
+    The raw trips are parsed with the graph's own raw feature spec and transformed by its
+    Keras layer in one TensorFlow call per batch, as the Trainer and the serving signatures do.
+    """
+
+    def __init__(self, transform_graph_uri: str):
+        self._transform_graph_uri = transform_graph_uri
+        self._transform = None
+
+    def setup(self) -> None:
+        output = tft.TFTransformOutput(self._transform_graph_uri)
+        layer, spec = output.transform_features_layer(), output.raw_feature_spec()
+        self._transform = tf.function(
+            lambda serialized: layer(tf.io.parse_example(serialized, spec)),
+            input_signature=[tf.TensorSpec([None], tf.string)],
+        )
+
+    def process(self, serialized: List[bytes]) -> Iterable[pa.RecordBatch]:
+        outputs = self._transform(tf.constant(serialized))
+        names = sorted(outputs)
+        yield pa.RecordBatch.from_arrays([_as_lists(name, outputs[name]) for name in names], names)
+
+
+def _as_lists(name: str, tensor: tf.Tensor) -> pa.ListArray:
+    """A dense [trips] or [trips, n] tensor as a list column: each trip's values."""
+    if not isinstance(tensor, tf.Tensor) or tensor.shape.rank not in (1, 2):
+        raise ValueError(f"the Transform graph's output {name!r} is not a dense tensor of one row per trip: {tensor!r}")
+    values = tensor.numpy()
+    width = 1 if values.ndim == 1 else values.shape[1]
+    offsets = np.arange(values.shape[0] + 1, dtype=np.int32) * width
+    return pa.ListArray.from_arrays(pa.array(offsets), pa.array(values.reshape(-1)))
+
+
 class _CountBatch(beam.DoFn):
     """Counts a batch of transformed trips per (split, feature, value): [trips, big tippers].
 
-    The batch is decoded at once by tfx_bsl's tf.Example decoder into Arrow and counted with
-    numpy, so the cost per trip is not a Python loop over its features. A trip's value of a
-    feature is the first of its integer values; a trip without one is not counted for that
-    feature. The split's totals are keyed by feature "" and value 0.
+    The batch is an Arrow RecordBatch of list columns, counted with numpy, so the cost per
+    trip is not a Python loop over its features. A trip's value of a feature is the first of
+    its integer values; a trip without one is not counted for that feature. The split's totals
+    are keyed by feature "" and value 0.
     """
 
     def __init__(self, split: str):
         self._split = split
-        self._decoder = None
 
-    def setup(self) -> None:
-        self._decoder = example_coder.ExamplesToRecordBatchDecoder()
-
-    def process(self, serialized: List[bytes]) -> Iterable[Tuple[Tuple[str, str, int], Tuple[int, int]]]:
-        batch = self._decoder.DecodeBatch(serialized)
+    def process(self, batch: pa.RecordBatch) -> Iterable[Tuple[Tuple[str, str, int], Tuple[int, int]]]:
         labels = _labels(batch)
         yield (self._split, "", 0), (len(labels), int(labels.sum()))
         for name, column in zip(batch.schema.names, batch.columns):
@@ -105,7 +137,7 @@ def _labels(batch: pa.RecordBatch) -> np.ndarray:
     index = batch.schema.get_field_index(features.LABEL_KEY)
     column = batch.column(index) if index >= 0 else None
     if column is None or not _is_integer_list(column.type):
-        raise ValueError(f"the transformed examples carry no integer label {features.LABEL_KEY!r}: no baseline can be computed")
+        raise ValueError(f"the Transform graph's outputs carry no integer label {features.LABEL_KEY!r}: no baseline can be computed")
     lengths = np.asarray(pc.fill_null(pc.list_value_length(column), 0))
     if (lengths != 1).any():
         row = int(np.flatnonzero(lengths != 1)[0])
@@ -175,7 +207,7 @@ def baselines_from_counts(counts: _Counts) -> Dict[str, Any]:
             tables[split].setdefault(name, {})[value] = pair
     for split in (configs.TRAIN_SPLIT, configs.EVAL_SPLIT):
         if not totals.get(split, [0])[0]:
-            raise ValueError(f"the transformed examples' {split} split has no trip: no baseline can be computed")
+            raise ValueError(f"the examples' {split} split has no trip: no baseline can be computed")
     train_trips, train_positives = totals[configs.TRAIN_SPLIT]
     eval_trips, eval_positives = totals[configs.EVAL_SPLIT]
     majority = 1 if train_positives * 2 > train_trips else 0
@@ -199,18 +231,22 @@ def baselines_from_counts(counts: _Counts) -> Dict[str, Any]:
     }
 
 
-def compute_baselines(transformed_examples: standard_artifacts.Examples, pipeline: beam.Pipeline, report_path: str) -> Dict[str, Any]:
-    """Counts the Transform's train and eval trips per discrete value in Beam, writes the
-    baselines (`baselines_from_counts`) to `report_path` and returns them."""
+def compute_baselines(
+    examples: standard_artifacts.Examples, transform_graph_uri: str, pipeline: beam.Pipeline, report_path: str
+) -> Dict[str, Any]:
+    """Puts the train and eval trips of `examples` through the Transform graph, counts them per
+    discrete value in Beam, writes the baselines (`baselines_from_counts`) to `report_path` and
+    returns them."""
     counts_prefix = report_path + ".counts"
     with pipeline:
         per_split = []
         for split in (configs.TRAIN_SPLIT, configs.EVAL_SPLIT):
-            pattern = os.path.join(artifact_utils.get_split_uri([transformed_examples], split), "*")
+            pattern = os.path.join(artifact_utils.get_split_uri([examples], split), "*")
             per_split.append(
                 pipeline
                 | f"Read{split}" >> beam.io.ReadFromTFRecord(pattern)
                 | f"Batch{split}" >> beam.BatchElements(min_batch_size=_MIN_BATCH, max_batch_size=_MAX_BATCH)
+                | f"Transform{split}" >> beam.ParDo(_TransformBatch(transform_graph_uri))
                 | f"Count{split}" >> beam.ParDo(_CountBatch(split))
             )
         _ = (
@@ -285,7 +321,8 @@ def judge_newest_span(
 @tfx.dsl.components.component(use_beam=True)
 def ModelGate(
     model: tfx.dsl.components.InputArtifact[standard_artifacts.Model],
-    transformed_examples: tfx.dsl.components.InputArtifact[standard_artifacts.Examples],
+    examples: tfx.dsl.components.InputArtifact[standard_artifacts.Examples],
+    transform_graph: tfx.dsl.components.InputArtifact[standard_artifacts.TransformGraph],
     evaluation: tfx.dsl.components.InputArtifact[standard_artifacts.ModelEvaluation],
     model_blessing: tfx.dsl.components.OutputArtifact[standard_artifacts.ModelBlessing],
     thresholds: tfx.dsl.components.Parameter[str],
@@ -301,7 +338,7 @@ def ModelGate(
     del code_fingerprint  # part of the cache key only
     limits = configs.BlessingThresholds(**json.loads(thresholds))
     tf.io.gfile.makedirs(model_blessing.uri)
-    baselines = compute_baselines(transformed_examples, beam_pipeline, os.path.join(model_blessing.uri, "baselines"))
+    baselines = compute_baselines(examples, transform_graph.uri, beam_pipeline, os.path.join(model_blessing.uri, "baselines"))
     window_ok, window_failures = validation_failures(evaluation.uri)
     if newest_span_evaluation is not None:
         newest_ok, newest_failures = validation_failures(newest_span_evaluation.uri, "newest span")

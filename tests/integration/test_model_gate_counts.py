@@ -1,15 +1,18 @@
-"""The ModelGate's Beam count of the transformed trips, against a per-trip count in plain Python."""
+"""The ModelGate's count of the transformed trips, against a per-trip count in plain Python."""
+import glob
 import os
 
 import apache_beam as beam
 import numpy as np
 import pytest
 import tensorflow as tf
+import tensorflow_transform as tft
 from tfx.types import standard_artifacts
+from tfx_bsl.coders import example_coder
 
 from modules import features
 from pipeline import configs
-from pipeline.components.model_gate import baselines_from_counts, compute_baselines
+from pipeline.components.model_gate import _CountBatch, baselines_from_counts, compute_baselines
 
 LABEL = features.LABEL_KEY
 
@@ -50,37 +53,75 @@ def _python_counts(examples_by_split):
     return counts
 
 
-def _artifact(tmp_path, examples_by_split, files_per_split=3):
-    artifact = standard_artifacts.Examples()
-    artifact.uri = str(tmp_path / "transformed")
-    artifact.split_names = '["train", "eval"]'
+def _record_batches(examples, per_batch=700):
+    """The examples decoded into Arrow batches, as the ModelGate's transform step yields them."""
+    decoder = example_coder.ExamplesToRecordBatchDecoder()
+    serialized = [example.SerializeToString() for example in examples]
+    return [decoder.DecodeBatch(serialized[start : start + per_batch]) for start in range(0, len(serialized), per_batch)]
+
+
+def _batch_counts(examples_by_split):
+    counts = {}
     for split, examples in examples_by_split.items():
-        folder = os.path.join(artifact.uri, f"Split-{split}")
-        os.makedirs(folder)
-        for index in range(files_per_split):
-            with tf.io.TFRecordWriter(os.path.join(folder, f"part-{index}.gz"), options="GZIP") as writer:
-                for example in examples[index::files_per_split]:
-                    writer.write(example.SerializeToString())
-    return artifact
+        count = _CountBatch(split)
+        for batch in _record_batches(examples):
+            for key, (trips, big) in count.process(batch):
+                pair = counts.setdefault(key, [0, 0])
+                pair[0] += trips
+                pair[1] += big
+    return counts
 
 
-def test_the_beam_count_equals_a_count_trip_by_trip(tmp_path):
+def test_the_batch_count_equals_a_count_trip_by_trip():
     rng = np.random.default_rng(3)
-    # More trips than one batch holds, so batches are summed across bundles and files.
-    examples = {configs.TRAIN_SPLIT: [_example(rng) for _ in range(40_000)], configs.EVAL_SPLIT: [_example(rng) for _ in range(9_000)]}
+    examples = {configs.TRAIN_SPLIT: [_example(rng) for _ in range(4_000)], configs.EVAL_SPLIT: [_example(rng) for _ in range(900)]}
     expected = _python_counts(examples)
-    report = str(tmp_path / "baselines")
-    got = compute_baselines(_artifact(tmp_path, examples), beam.Pipeline(), report)
-    assert got == baselines_from_counts(expected)
+    assert _batch_counts(examples) == expected
+    got = baselines_from_counts(expected)
     assert set(got["single_feature_auc"]) == {"trip_start_hour_xf", "payment_type_xf", "company_xf"}
-    assert got["eval_trips"] == 9_000
-    assert not tf.io.gfile.glob(report + ".counts-*")  # the shards are read and removed
+    assert got["eval_trips"] == 900
 
 
-def test_a_trip_without_its_label_fails_the_count(tmp_path):
+def test_a_trip_without_its_label_fails_the_count():
     rng = np.random.default_rng(4)
     eval_examples = [_example(rng) for _ in range(50)]
     del eval_examples[17].features.feature[LABEL]
-    examples = {configs.TRAIN_SPLIT: [_example(rng) for _ in range(50)], configs.EVAL_SPLIT: eval_examples}
-    with pytest.raises(Exception, match=f"a transformed trip has 0 values of the label '{LABEL}'"):
-        compute_baselines(_artifact(tmp_path, examples, files_per_split=1), beam.Pipeline(), str(tmp_path / "baselines"))
+    with pytest.raises(ValueError, match=f"a transformed trip has 0 values of the label '{LABEL}'"):
+        _batch_counts({configs.EVAL_SPLIT: eval_examples})
+
+
+def _only(pattern: str) -> str:
+    found = glob.glob(pattern)
+    assert len(found) == 1, (pattern, found)
+    return found[0]
+
+
+def test_the_beam_count_of_raw_trips_through_the_transform_graph(small_pipeline_run, tmp_path):
+    """compute_baselines on the run's raw examples and Transform graph, against each raw trip
+    put through the same graph alone and counted in plain Python."""
+    root = small_pipeline_run["output_dir"] / "pipeline_root"
+    examples = standard_artifacts.Examples()
+    examples.uri = _only(str(root / "CsvExampleGen" / "examples" / "*"))
+    examples.split_names = '["train", "eval"]'
+    graph = _only(str(root / "Transform" / "transform_graph" / "*"))
+    output = tft.TFTransformOutput(graph)
+    spec = output.raw_feature_spec()
+    transformed_by_split = {}
+    for split in (configs.TRAIN_SPLIT, configs.EVAL_SPLIT):
+        files = tf.io.gfile.glob(os.path.join(examples.uri, f"Split-{split}", "*"))
+        trips = []
+        for serialized in tf.data.TFRecordDataset(files, compression_type="GZIP"):
+            outputs = output.transform_raw_features(tf.io.parse_example(tf.reshape(serialized, [1]), spec))
+            example = tf.train.Example()
+            for name, value in outputs.items():
+                if value.dtype == tf.int64:
+                    example.features.feature[name].int64_list.value.append(int(tf.reshape(value, [-1])[0]))
+            trips.append(example)
+        transformed_by_split[split] = trips
+    expected = _python_counts(transformed_by_split)
+    report = str(tmp_path / "baselines")
+    got = compute_baselines(examples, graph, beam.Pipeline(), report)
+    assert got == baselines_from_counts(expected)
+    assert got["eval_trips"] == len(transformed_by_split[configs.EVAL_SPLIT]) > 0
+    assert features.transformed_name(features.PAYMENT_TYPE_KEY) in got["single_feature_auc"]
+    assert not tf.io.gfile.glob(report + ".counts-*")  # the shards are read and removed
