@@ -56,11 +56,13 @@ _MIN_BATCH, _MAX_BATCH = 1024, 16384
 
 
 class _TransformBatch(beam.DoFn):
-    """Puts a batch of raw serialized trips through the Transform graph; yields the outputs as
-    an Arrow RecordBatch of one list column per output (one list per trip).
+    """Puts a (split, batch of raw serialized trips) through the Transform graph; yields the
+    split and the integer outputs as an Arrow RecordBatch of one list column per output (one
+    list per trip). Float outputs are left out: the count never reads them.
 
     The raw trips are parsed with the graph's own raw feature spec and transformed by its
     Keras layer in one TensorFlow call per batch, as the Trainer and the serving signatures do.
+    Both splits go through one instance, so the graph is loaded once.
     """
 
     def __init__(self, transform_graph_uri: str):
@@ -75,10 +77,11 @@ class _TransformBatch(beam.DoFn):
             input_signature=[tf.TensorSpec([None], tf.string)],
         )
 
-    def process(self, serialized: List[bytes]) -> Iterable[pa.RecordBatch]:
+    def process(self, split_and_batch: Tuple[str, List[bytes]]) -> Iterable[Tuple[str, pa.RecordBatch]]:
+        split, serialized = split_and_batch
         outputs = self._transform(tf.constant(serialized))
-        names = sorted(outputs)
-        yield pa.RecordBatch.from_arrays([_as_lists(name, outputs[name]) for name in names], names)
+        names = sorted(name for name, tensor in outputs.items() if tensor.dtype.is_integer)
+        yield split, pa.RecordBatch.from_arrays([_as_lists(name, outputs[name]) for name in names], names)
 
 
 def _as_lists(name: str, tensor: tf.Tensor) -> pa.ListArray:
@@ -92,7 +95,8 @@ def _as_lists(name: str, tensor: tf.Tensor) -> pa.ListArray:
 
 
 class _CountBatch(beam.DoFn):
-    """Counts a batch of transformed trips per (split, feature, value): [trips, big tippers].
+    """Counts a (split, batch of transformed trips) per (split, feature, value): [trips, big
+    tippers].
 
     The batch is an Arrow RecordBatch of list columns, counted with numpy, so the cost per
     trip is not a Python loop over its features. A trip's value of a feature is the first of
@@ -100,12 +104,10 @@ class _CountBatch(beam.DoFn):
     are keyed by feature "" and value 0.
     """
 
-    def __init__(self, split: str):
-        self._split = split
-
-    def process(self, batch: pa.RecordBatch) -> Iterable[Tuple[Tuple[str, str, int], Tuple[int, int]]]:
+    def process(self, split_and_batch: Tuple[str, pa.RecordBatch]) -> Iterable[Tuple[Tuple[str, str, int], Tuple[int, int]]]:
+        split, batch = split_and_batch
         labels = _labels(batch)
-        yield (self._split, "", 0), (len(labels), int(labels.sum()))
+        yield (split, "", 0), (len(labels), int(labels.sum()))
         for name, column in zip(batch.schema.names, batch.columns):
             if name == features.LABEL_KEY or not _is_integer_list(column.type):
                 continue
@@ -116,7 +118,7 @@ class _CountBatch(beam.DoFn):
             trips = np.bincount(position, minlength=len(distinct))
             positives = np.bincount(position, weights=labels[rows], minlength=len(distinct))
             for value, count, big in zip(distinct.tolist(), trips.tolist(), positives.tolist()):
-                yield (self._split, name, value), (count, int(big))
+                yield (split, name, value), (count, int(big))
 
 
 def _is_integer_list(column_type: pa.DataType) -> bool:
@@ -246,12 +248,13 @@ def compute_baselines(
                 pipeline
                 | f"Read{split}" >> beam.io.ReadFromTFRecord(pattern)
                 | f"Batch{split}" >> beam.BatchElements(min_batch_size=_MIN_BATCH, max_batch_size=_MAX_BATCH)
-                | f"Transform{split}" >> beam.ParDo(_TransformBatch(transform_graph_uri))
-                | f"Count{split}" >> beam.ParDo(_CountBatch(split))
+                | f"Tag{split}" >> beam.Map(lambda batch, split=split: (split, batch))
             )
         _ = (
             per_split
             | "Both" >> beam.Flatten()
+            | "Transform" >> beam.ParDo(_TransformBatch(transform_graph_uri))
+            | "Count" >> beam.ParDo(_CountBatch())
             | "Sum" >> beam.CombinePerKey(_sum_pairs)
             | "Json" >> beam.Map(lambda item: json.dumps([list(item[0]), list(item[1])]))
             | "Write" >> beam.io.WriteToText(counts_prefix, shard_name_template="-SSSSS-of-NNNNN")

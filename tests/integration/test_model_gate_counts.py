@@ -63,9 +63,9 @@ def _record_batches(examples, per_batch=700):
 def _batch_counts(examples_by_split):
     counts = {}
     for split, examples in examples_by_split.items():
-        count = _CountBatch(split)
+        count = _CountBatch()
         for batch in _record_batches(examples):
-            for key, (trips, big) in count.process(batch):
+            for key, (trips, big) in count.process((split, batch)):
                 pair = counts.setdefault(key, [0, 0])
                 pair[0] += trips
                 pair[1] += big
@@ -74,12 +74,13 @@ def _batch_counts(examples_by_split):
 
 def test_the_batch_count_equals_a_count_trip_by_trip():
     rng = np.random.default_rng(3)
-    examples = {configs.TRAIN_SPLIT: [_example(rng) for _ in range(4_000)], configs.EVAL_SPLIT: [_example(rng) for _ in range(900)]}
+    # Many batches per split, so the counts are summed across batches.
+    examples = {configs.TRAIN_SPLIT: [_example(rng) for _ in range(40_000)], configs.EVAL_SPLIT: [_example(rng) for _ in range(9_000)]}
     expected = _python_counts(examples)
     assert _batch_counts(examples) == expected
     got = baselines_from_counts(expected)
     assert set(got["single_feature_auc"]) == {"trip_start_hour_xf", "payment_type_xf", "company_xf"}
-    assert got["eval_trips"] == 900
+    assert got["eval_trips"] == 9_000
 
 
 def test_a_trip_without_its_label_fails_the_count():
@@ -109,6 +110,7 @@ def test_the_beam_count_of_raw_trips_through_the_transform_graph(small_pipeline_
     transformed_by_split = {}
     for split in (configs.TRAIN_SPLIT, configs.EVAL_SPLIT):
         files = tf.io.gfile.glob(os.path.join(examples.uri, f"Split-{split}", "*"))
+        assert len(files) > 1  # several files, so Beam sums the counts of several bundles
         trips = []
         for serialized in tf.data.TFRecordDataset(files, compression_type="GZIP"):
             outputs = output.transform_raw_features(tf.io.parse_example(tf.reshape(serialized, [1]), spec))
