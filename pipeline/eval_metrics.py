@@ -18,9 +18,10 @@ predictions and weights. The metrics keep TFMA's names, definitions and threshol
 with these, and compares every value on every slice.
 """
 import dataclasses
-from typing import Any, Dict, Iterable, List
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 import apache_beam as beam
+import numpy as np
 from tensorflow_model_analysis.metrics import calibration, calibration_histogram, confusion_matrix_metrics, metric_types, metric_util
 
 # The confusion counts' threshold: TFMA's default for BinaryAccuracy, Precision and Recall.
@@ -68,6 +69,12 @@ class _TripMetricsCombiner(beam.CombineFn):
         self._class_weights = class_weights
         self._example_weighted = example_weighted
         self._num_buckets = calibration_histogram.DEFAULT_NUM_BUCKETS
+        # The shortcut of `_plain_trip` applies only where TFMA would do nothing more than look the
+        # trip's label and prediction up: no output name, sub key, aggregation, class or example weights.
+        self._plain = not (
+            counts_key.output_name or counts_key.sub_key or aggregation_type or class_weights or example_weighted
+        )
+        self._label_key = _label_key(eval_config, counts_key.model_name)
 
     def _bucket(self, prediction: float) -> int:
         # TFMA's buckets over [0, 1]: 0 below, num_buckets + 1 at or above 1, truncated between.
@@ -81,26 +88,61 @@ class _TripMetricsCombiner(beam.CombineFn):
     def create_accumulator(self) -> _Accumulator:
         return _Accumulator()
 
+    def _plain_trip(self, element: metric_types.StandardMetricInputs) -> Optional[Tuple[float, float]]:
+        """The trip's label and prediction, when it holds one of each, the label 0 or 1, where
+        TFMA keeps them (by model name with several models); None for anything else, which
+        `_trip_parts` leaves to TFMA. TFMA would yield them with weight 1."""
+        if not self._plain:
+            return None
+        model_name = self._counts_key.model_name
+        label = element.label
+        prediction = element.prediction
+        if isinstance(label, Mapping):
+            if not model_name or self._label_key in label:
+                return None
+            label = label.get(model_name)
+        if model_name:
+            if not isinstance(prediction, Mapping):
+                return None
+            prediction = prediction.get(model_name)
+        if not (isinstance(label, np.ndarray) and isinstance(prediction, np.ndarray)):
+            return None
+        if label.size != 1 or prediction.size != 1 or label.dtype.kind not in "iuf" or prediction.dtype.kind != "f":
+            return None
+        label_value = float(label.item())
+        if label_value not in (0.0, 1.0):
+            return None
+        return label_value, float(prediction.item())
+
+    def _trip_parts(self, element: metric_types.StandardMetricInputs) -> Iterable[Tuple[float, float, float]]:
+        """(label, prediction, weight) of each part of a trip, as TFMA's
+        `to_label_prediction_example_weight` yields them with fractional labels: a trip is split
+        into a label-0 and a label-1 part weighted by its label, and a part of weight 0 is not
+        yielded. A plain trip (one label of 0 or 1, one prediction) is read directly: TFMA's
+        function took 15 % of the Evaluator's time on it."""
+        plain = self._plain_trip(element)
+        if plain is not None:
+            return ((plain[0], plain[1], 1.0),)
+        return (
+            (float(label), float(prediction), float(weight))
+            for label, prediction, weight in metric_util.to_label_prediction_example_weight(
+                element,
+                eval_config=self._eval_config,
+                model_name=self._counts_key.model_name,
+                output_name=self._counts_key.output_name,
+                sub_key=self._counts_key.sub_key,
+                fractional_labels=True,
+                flatten=True,
+                aggregation_type=self._aggregation_type,
+                class_weights=self._class_weights,
+                example_weighted=self._example_weighted,
+            )
+        )
+
     def add_input(self, accumulator: _Accumulator, element: metric_types.StandardMetricInputs) -> _Accumulator:
         counts = accumulator.counts
         buckets = accumulator.buckets
-        # fractional_labels splits a trip into a label-0 and a label-1 part weighted by its label,
-        # as TFMA's histogram and confusion matrices both do; a part of weight 0 is not yielded.
-        for label, prediction, weight in metric_util.to_label_prediction_example_weight(
-            element,
-            eval_config=self._eval_config,
-            model_name=self._counts_key.model_name,
-            output_name=self._counts_key.output_name,
-            sub_key=self._counts_key.sub_key,
-            fractional_labels=True,
-            flatten=True,
-            aggregation_type=self._aggregation_type,
-            class_weights=self._class_weights,
-            example_weighted=self._example_weighted,
-        ):
-            weight = float(weight)
-            label = float(label)
-            prediction = float(prediction)
+        for label, prediction, weight in self._trip_parts(element):
             weighted_label = label * weight
             weighted_prediction = prediction * weight
             index = self._bucket(prediction)
@@ -146,6 +188,15 @@ class _TripMetricsCombiner(beam.CombineFn):
             weights=sum(bucket.weighted_examples for bucket in histogram),
         )
         return {self._histogram_key: histogram, self._counts_key: counts}
+
+
+def _label_key(eval_config, model_name: str) -> str:
+    """The label key of the model spec TFMA would read for `model_name` ("" when none)."""
+    specs = eval_config.model_specs if eval_config else []
+    for spec in specs:
+        if (spec.name if len(specs) > 1 else "") == model_name:
+            return spec.label_key
+    return ""
 
 
 def _trip_pass(eval_config, model_name: str, output_name: str, sub_key, aggregation_type, class_weights, example_weighted: bool) -> metric_types.MetricComputation:

@@ -9,6 +9,7 @@ import pytest
 import tensorflow_model_analysis as tfma
 from tensorflow_model_analysis.metrics import metric_specs
 
+from modules import features, signatures
 from pipeline import configs, eval_metrics
 from pipeline.eval_config import make_eval_config
 
@@ -89,3 +90,67 @@ def test_an_auc_that_tfma_counts_without_the_histogram_is_refused():
     auc = eval_metrics.OnePassAUC(thresholds=[0.25, 0.75])
     with pytest.raises(ValueError, match="TFMA's default AUC only"):
         auc.computations(eval_config=tfma.EvalConfig(model_specs=[tfma.ModelSpec()]))
+
+
+def _trip_combiners(has_baseline: bool) -> list:
+    eval_config = tfma.utils.update_eval_config_with_defaults(make_eval_config(configs.BlessingThresholds()), has_baseline=has_baseline, rubber_stamp=not has_baseline)
+    computations = metric_specs.to_computations(eval_config.metrics_specs, eval_config)
+    # Each metric asks for the one pass; one combiner per model is enough here.
+    found = {
+        computation.combiner._counts_key.model_name: computation.combiner
+        for computation in computations
+        if isinstance(getattr(computation, "combiner", None), eval_metrics._TripMetricsCombiner)
+    }
+    return [found[name] for name in sorted(found)]
+
+
+def _tfma_parts(combiner, element) -> list:
+    parts = tfma.metrics.metric_util.to_label_prediction_example_weight(
+        element,
+        eval_config=combiner._eval_config,
+        model_name=combiner._counts_key.model_name,
+        fractional_labels=True,
+        flatten=True,
+    )
+    return [(float(label), float(prediction), float(weight)) for label, prediction, weight in parts]
+
+
+def _inputs(label, prediction, weight=None) -> tfma.metrics.StandardMetricInputs:
+    return tfma.metrics.StandardMetricInputs(labels=label, predictions=prediction, example_weights=weight)
+
+
+def test_a_trip_is_unpacked_as_tfma_unpacks_it():
+    (alone,) = _trip_combiners(has_baseline=False)
+    baseline, candidate = _trip_combiners(has_baseline=True)
+    assert [combiner._counts_key.model_name for combiner in (baseline, candidate)] == ["baseline", "candidate"]
+
+    def by_model(value, other):
+        return {"candidate": value, "baseline": other}
+
+    one = np.array([1])
+    # (combiner, trip, whether it is read directly rather than by TFMA's function)
+    cases = [
+        (alone, _inputs(np.array([0]), np.array([0.25], np.float32)), True),
+        (alone, _inputs(np.array([1.0]), np.array([0.5])), True),
+        (alone, _inputs(np.array([[1]]), np.array([[0.75]], np.float32)), True),
+        (alone, _inputs(np.array([1.0]), np.array([1.5])), True),
+        (candidate, _inputs(by_model(one, np.array([0])), by_model(np.array([0.9], np.float32), np.array([0.1], np.float32))), True),
+        (baseline, _inputs(by_model(one, np.array([0])), by_model(np.array([0.9], np.float32), np.array([0.1], np.float32))), True),
+        # The label shared by both models, as TFMA keeps it when it is not computed per model.
+        (baseline, _inputs(one, by_model(np.array([0.9]), np.array([0.1]))), True),
+        # Left to TFMA: a fractional label (two parts), an output dict, a label by its key, a weight
+        # of 0 on one part, several values.
+        (alone, _inputs(np.array([0.25]), np.array([0.5])), False),
+        (alone, _inputs(np.array([1]), {signatures.PROBABILITY_OUTPUT: np.array([0.25])}), False),
+        (alone, _inputs({features.LABEL_KEY: np.array([1])}, np.array([0.25])), False),
+        (alone, _inputs(np.array([0.0]), np.array([0.25])), True),
+        (alone, _inputs(np.array([0, 1]), np.array([0.25, 0.75])), False),
+    ]
+    for combiner, element, plain in cases:
+        assert (combiner._plain_trip(element) is not None) == plain, element
+        assert list(combiner._trip_parts(element)) == _tfma_parts(combiner, element), element
+    # A label TFMA refuses is refused here too.
+    for label in (np.array([2]), np.array([-1.0])):
+        assert alone._plain_trip(_inputs(label, np.array([0.5]))) is None
+        with pytest.raises(ValueError, match="within"):
+            list(alone._trip_parts(_inputs(label, np.array([0.5]))))
