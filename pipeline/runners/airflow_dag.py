@@ -19,7 +19,7 @@ from pipeline import configs, spans
 from pipeline.dag import create_pipeline
 from pipeline.ops import metadata
 from pipeline.runners.airflow_config import DAG_ID, AirflowConfigError, AirflowSettings
-from pipeline.runners.beam_args import PROJECT_SETUP_FILE, DirectRunnerConfig, beam_args_for, turn_off_in_process_state_cache
+from pipeline.runners.beam_args import PROJECT_SETUP_FILE, DirectRunnerConfig, beam_args_for, quiet_pickler_logging, turn_off_in_process_state_cache
 from pipeline.runners.code_fingerprint import module_fingerprint, project_fingerprint
 from pipeline.validation.acceptance import for_spans
 from pipeline.validation.table_sources import resolve_sources
@@ -67,6 +67,7 @@ def build_dag(settings: AirflowSettings, fingerprint: Optional[str] = None) -> m
     beam_runner = DirectRunnerConfig(mode=settings.beam_mode, num_workers=settings.beam_workers, setup_file=PROJECT_SETUP_FILE)
     # Airflow's task processes build the DAG from this file before running their step.
     turn_off_in_process_state_cache()
+    quiet_pickler_logging()
     pipeline = create_pipeline(
         pipeline_name=DAG_ID,
         pipeline_root=settings.pipeline_root,

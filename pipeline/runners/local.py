@@ -248,7 +248,7 @@ def _run_locked(
     from pipeline.components.data_gate import DataAnomaliesError, DataDriftError
     from pipeline.dag import create_pipeline
     from pipeline.ops import run_summary
-    from pipeline.runners.beam_args import turn_off_in_process_state_cache
+    from pipeline.runners.beam_args import quiet_pickler_logging, turn_off_in_process_state_cache
     from pipeline.validation import acceptance
     from pipeline.validation.span_rows import CsvFormatError
 
@@ -275,6 +275,7 @@ def _run_locked(
     first_new_execution = run_summary.newest_execution_id(connection_config)
     failure: Optional[BaseException] = None
     turn_off_in_process_state_cache()
+    quiet_pickler_logging()
     try:
         dag_runner(steps_at_once).run(pipeline)
     except Exception as error:  # noqa: BLE001 - the summary and exit code report it
