@@ -1,6 +1,7 @@
 """Times TFX's Evaluator with the pipeline's one-pass metrics against TFMA's own metric classes.
 
-On a finished `run_local.py` output folder, TFX's Evaluator executor scores the window's eval
+On a finished `run_local.py` output folder, the pipeline's Evaluator executor (TFX's, reading
+the label through `transform_label`: `pipeline.components.evaluator`) scores the window's eval
 split with the run's model as the candidate and again as the baseline (two models, as when a
 model serves), with two EvalConfigs that differ only in the metric classes:
 
@@ -43,11 +44,11 @@ def newest_artifact(pipeline_root: str, component: str, output: str) -> str:
 
 def run_evaluator(examples_uri: str, model_uri: str, eval_config, output_dir: str) -> float:
     """Seconds of one TFX Evaluator execution: candidate and baseline both `model_uri`."""
-    from tfx.components.evaluator import executor as evaluator_executor
     from tfx.dsl.components.base.base_beam_executor import BaseBeamExecutor
     from tfx.types import standard_artifacts
     from tfx.utils import proto_utils
 
+    from pipeline.components import evaluator
     from pipeline.runners.local import local_beam_args
 
     examples = standard_artifacts.Examples()
@@ -65,7 +66,7 @@ def run_evaluator(examples_uri: str, model_uri: str, eval_config, output_dir: st
     for artifact in (evaluation, blessing):
         os.makedirs(artifact.uri)
     context = BaseBeamExecutor.Context(beam_pipeline_args=local_beam_args("in_memory"), tmp_dir=os.path.join(output_dir, "tmp"), unique_id="evaluator_speed")
-    executor = evaluator_executor.Executor(context)
+    executor = evaluator.Executor(context)
     started = time.monotonic()
     executor.Do(
         {"examples": [examples], "model": models[:1], "baseline_model": models[1:]},

@@ -33,6 +33,7 @@ from pipeline.component_ids import (
     TUNER,
 )
 from pipeline.components import example_gen, pusher, serving_baseline
+from pipeline.components.evaluator import reads_the_label_alone
 from pipeline.components.artifacts import GATE_BLESSING_KEY
 from pipeline.components.curated_schema import ImportCuratedSchema
 from pipeline.components.data_gate import DataGate
@@ -222,12 +223,14 @@ def create_pipeline(
     ).with_id(TRAINER)
     components.append(trainer)
 
-    evaluator = tfx.components.Evaluator(
-        examples=example_gen.outputs["examples"],
-        model=trainer.outputs["model"],
-        baseline_model=model_resolver.outputs["model"],
-        eval_config=make_eval_config(options.thresholds),
-    ).with_id(EVALUATOR)
+    evaluator = reads_the_label_alone(
+        tfx.components.Evaluator(
+            examples=example_gen.outputs["examples"],
+            model=trainer.outputs["model"],
+            baseline_model=model_resolver.outputs["model"],
+            eval_config=make_eval_config(options.thresholds),
+        ).with_id(EVALUATOR)
+    )
     components.append(evaluator)
 
     newest_span_evaluation = None
@@ -239,13 +242,15 @@ def create_pipeline(
         # hashes each example), scored again alone: the traffic the model serves next.
         newest_span_example_gen = make_example_gen(data_root, [spans[-1]], options).with_id(NEWEST_SPAN_EXAMPLE_GEN)
         components.append(newest_span_example_gen)
-        newest_span_evaluator = tfx.components.Evaluator(
-            examples=newest_span_example_gen.outputs["examples"],
-            example_splits=[configs.EVAL_SPLIT],
-            model=trainer.outputs["model"],
-            baseline_model=model_resolver.outputs["model"],
-            eval_config=make_newest_span_eval_config(options.thresholds),
-        ).with_id(NEWEST_SPAN_EVALUATOR)
+        newest_span_evaluator = reads_the_label_alone(
+            tfx.components.Evaluator(
+                examples=newest_span_example_gen.outputs["examples"],
+                example_splits=[configs.EVAL_SPLIT],
+                model=trainer.outputs["model"],
+                baseline_model=model_resolver.outputs["model"],
+                eval_config=make_newest_span_eval_config(options.thresholds),
+            ).with_id(NEWEST_SPAN_EVALUATOR)
+        )
         components.append(newest_span_evaluator)
         newest_span_evaluation = newest_span_evaluator.outputs["evaluation"]
 

@@ -33,11 +33,13 @@ def _threshold(
 
 def _model_specs() -> List[tfma.ModelSpec]:
     # The model is called through its tf.Example signature; the label comes from the model's
-    # Transform signature, since it is computed from `tips` and `fare`.
+    # label signature (Transform's label alone), since it is computed from `tips` and `fare`.
+    # The Evaluators' executor reads it through `transform_features` when a model lacks it
+    # (`pipeline.components.evaluator`).
     return [
         tfma.ModelSpec(
             signature_name=signatures.SERVING_TF_EXAMPLE,
-            preprocessing_function_names=[signatures.TRANSFORM_FEATURES],
+            preprocessing_function_names=[signatures.TRANSFORM_LABEL],
             label_key=features.LABEL_KEY,
             prediction_key=signatures.PROBABILITY_OUTPUT,
         )

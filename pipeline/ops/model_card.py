@@ -124,7 +124,7 @@ def card_sections(lineage: Lineage) -> Tuple[str, List[Section]]:
                 f"decision: {'blessed' if lineage.blessed else 'NOT blessed'}; serving check: "
                 f"{'loads and answers' if lineage.serves else 'not passed' if lineage.serves is False else 'not recorded'}",
                 f"signatures: {signatures.SERVING_DEFAULT} (raw columns by name), {signatures.SERVING_TF_EXAMPLE} "
-                f"(serialized tf.Examples), {signatures.TRANSFORM_FEATURES}; output {signatures.PROBABILITY_OUTPUT}",
+                f"(serialized tf.Examples), {signatures.TRANSFORM_FEATURES}, {signatures.TRANSFORM_LABEL}; output {signatures.PROBABILITY_OUTPUT}",
             ],
         )
     ]

@@ -137,6 +137,10 @@ def test_transform_signature_computes_the_label(trained):
     transformed = loaded.signatures[signatures.TRANSFORM_FEATURES](examples=tf.constant([_example(t) for t in trips]))
     expected = [int(t["fare"] is not None and features.is_big_tip(features.cents(t["tips"] or 0.0), features.cents(t["fare"]))) for t in trips]
     assert transformed[features.LABEL_KEY].numpy().tolist() == expected
+    # The Evaluators' signature: the same label, nothing else.
+    label_only = loaded.signatures[signatures.TRANSFORM_LABEL](examples=tf.constant([_example(t) for t in trips]))
+    assert set(label_only) == {features.LABEL_KEY}
+    assert label_only[features.LABEL_KEY].numpy().tolist() == expected
 
 
 def test_missing_marker_is_the_same_as_an_absent_value(trained):

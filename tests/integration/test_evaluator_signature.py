@@ -1,0 +1,109 @@
+"""The Evaluators' executor (`pipeline.components.evaluator`): the label through
+`transform_label` when every model has it, through `transform_features` when the serving model
+is older, the same metrics either way."""
+import glob
+import json
+import math
+import os
+
+import pytest
+import tensorflow as tf
+import tensorflow_model_analysis as tfma
+from tfx.dsl.components.base.base_beam_executor import BaseBeamExecutor
+from tfx.types import standard_artifacts
+from tfx.utils import proto_utils
+
+from modules import signatures
+from pipeline import configs
+from pipeline.component_ids import EVALUATOR, EXAMPLE_GEN, TRAINER
+from pipeline.components import evaluator
+from pipeline.eval_config import make_eval_config
+
+
+def _newest(pipeline_root, component: str, output: str) -> str:
+    folders = glob.glob(os.path.join(str(pipeline_root), component, output, "*"))
+    return max(folders, key=lambda path: int(os.path.basename(path)))
+
+
+def _preprocessing_names(evaluation_uri: str) -> set:
+    with open(os.path.join(evaluation_uri, "eval_config.json")) as config_file:
+        config = json.load(config_file)["evalConfig"]
+    return {name for spec in config["modelSpecs"] for name in spec.get("preprocessingFunctionNames", [])}
+
+
+def _without_label_signature(model_uri: str, target) -> str:
+    """A copy of a Model artifact's SavedModel as a model exported before `transform_label`."""
+    loaded = tf.saved_model.load(os.path.join(model_uri, "Format-Serving"))
+    kept = {name: function for name, function in loaded.signatures.items() if name != signatures.TRANSFORM_LABEL}
+    tf.saved_model.save(loaded, str(target / "Format-Serving"), signatures=kept)
+    return str(target)
+
+
+def _evaluate(examples_uri: str, model_uri: str, baseline_uri: str, output_dir) -> str:
+    examples = standard_artifacts.Examples()
+    examples.uri = examples_uri
+    examples.split_names = json.dumps([configs.TRAIN_SPLIT, configs.EVAL_SPLIT])
+    models = []
+    for uri in (model_uri, baseline_uri):
+        model = standard_artifacts.Model()
+        model.uri = uri
+        models.append(model)
+    evaluation = standard_artifacts.ModelEvaluation()
+    evaluation.uri = str(output_dir / "evaluation")
+    blessing = standard_artifacts.ModelBlessing()
+    blessing.uri = str(output_dir / "blessing")
+    for artifact in (evaluation, blessing):
+        os.makedirs(artifact.uri)
+    context = BaseBeamExecutor.Context(beam_pipeline_args=["--runner=DirectRunner"], tmp_dir=str(output_dir / "tmp"), unique_id="test")
+    evaluator.Executor(context).Do(
+        {"examples": [examples], "model": models[:1], "baseline_model": models[1:]},
+        {"evaluation": [evaluation], "blessing": [blessing]},
+        {
+            "eval_config": proto_utils.proto_to_json(make_eval_config(configs.BlessingThresholds())),
+            "example_splits": json.dumps([configs.EVAL_SPLIT]),
+        },
+    )
+    return evaluation.uri
+
+
+def _metrics(evaluation_uri: str, model_name: str) -> dict:
+    values = {}
+    for slice_key, by_output in tfma.load_eval_result(evaluation_uri, model_name=model_name).slicing_metrics:
+        for name, value in by_output[""][""].items():
+            if "doubleValue" in value:
+                # TFMA writes NaN (recall of a slice without positives) as the string "NaN".
+                values[(slice_key, name)] = float(value["doubleValue"])
+    return values
+
+
+def test_the_pipelines_evaluator_read_the_label_alone(small_pipeline_run):
+    pipeline_root = small_pipeline_run["output_dir"] / "pipeline_root"
+    assert _preprocessing_names(_newest(pipeline_root, EVALUATOR, "evaluation")) == {signatures.TRANSFORM_LABEL}
+    model_dir = os.path.join(_newest(pipeline_root, TRAINER, "model"), "Format-Serving")
+    assert {signatures.TRANSFORM_LABEL, signatures.TRANSFORM_FEATURES} <= evaluator.signature_names(model_dir)
+
+
+def test_an_older_serving_model_is_read_through_transform_features(small_pipeline_run, tmp_path):
+    pipeline_root = small_pipeline_run["output_dir"] / "pipeline_root"
+    examples_uri = _newest(pipeline_root, EXAMPLE_GEN, "examples")
+    model_uri = _newest(pipeline_root, TRAINER, "model")
+    older_uri = _without_label_signature(model_uri, tmp_path / "older")
+    assert signatures.TRANSFORM_LABEL not in evaluator.signature_names(os.path.join(older_uri, "Format-Serving"))
+    assert evaluator.preprocessing_signature([os.path.join(model_uri, "Format-Serving"), os.path.join(older_uri, "Format-Serving")]) == signatures.TRANSFORM_FEATURES
+
+    label_alone = _evaluate(examples_uri, model_uri, model_uri, tmp_path / "label")
+    mixed = _evaluate(examples_uri, model_uri, older_uri, tmp_path / "mixed")
+    assert _preprocessing_names(label_alone) == {signatures.TRANSFORM_LABEL}
+    assert _preprocessing_names(mixed) == {signatures.TRANSFORM_FEATURES}
+    # The same trips, labels and predictions: the same metrics, for both models. (The re-saved
+    # copy no longer loads as a Keras model, so TFMA adds no Keras loss for it: only the
+    # pipeline's metrics are compared.)
+    names = {"example_count", "auc", "binary_accuracy", "precision", "recall", "mean_label", "mean_prediction"}
+    for model_name in ("candidate", "baseline"):
+        first, second = _metrics(label_alone, model_name), _metrics(mixed, model_name)
+        first = {key: value for key, value in first.items() if key[1] in names}
+        assert {name for _, name in first} == names
+        for key, value in first.items():
+            # TFMA batches the trips differently each run, and the model's float32 answer to a trip
+            # can move in its last bit with the batch it is in (about 1e-8 on a mean prediction).
+            assert (math.isnan(value) and math.isnan(second[key])) or value == pytest.approx(second[key], rel=1e-6, abs=1e-6), (model_name, key)
