@@ -33,12 +33,12 @@ from pipeline.component_ids import (
     TUNER,
 )
 from pipeline.components import example_gen, pusher, serving_baseline
-from pipeline.components.evaluator import reads_the_label_alone
 from pipeline.components.artifacts import GATE_BLESSING_KEY
 from pipeline.components.curated_schema import ImportCuratedSchema
 from pipeline.components.data_gate import DataGate
 from pipeline.components.drift_check import SpanDriftCheck
 from pipeline.components.enriching_transform import EnrichingTransform
+from pipeline.components.evaluator import reads_the_label_alone
 from pipeline.components.external_check import ExternalFeatureCheck
 from pipeline.components.external_table_gen import ExternalTableGen
 from pipeline.components.model_gate import ModelGate
