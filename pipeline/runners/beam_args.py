@@ -301,4 +301,5 @@ def quiet_pickler_logging() -> None:
             dill_trace(boolean)
 
     trace.skips_unchanged_level = True
+    trace.dill_trace = dill_trace
     _dill._trace = trace

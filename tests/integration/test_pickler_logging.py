@@ -10,6 +10,12 @@ from dill import _dill
 from pipeline.runners.beam_args import quiet_pickler_logging
 
 
+def _dills_own_trace(monkeypatch) -> None:
+    """Puts dill's own `_trace` back for the test: a run earlier in this process may have
+    turned the quiet one on already."""
+    monkeypatch.setattr(_dill, "_trace", getattr(_dill._trace, "dill_trace", _dill._trace))
+
+
 def _dill_level_changes(monkeypatch) -> list:
     levels = []
     set_level = logging.Logger.setLevel
@@ -24,7 +30,7 @@ def _dill_level_changes(monkeypatch) -> list:
 
 
 def test_a_pipeline_pickles_without_setting_the_same_level_again(monkeypatch):
-    monkeypatch.setattr(_dill, "_trace", _dill._trace)
+    _dills_own_trace(monkeypatch)
     levels = _dill_level_changes(monkeypatch)
     pickler.dumps(len)
     # Beam's own pickler sets the level after every pickle, changed or not.
@@ -42,7 +48,7 @@ def test_a_pipeline_pickles_without_setting_the_same_level_again(monkeypatch):
 
 
 def test_tracing_is_still_turned_on_and_off(monkeypatch):
-    monkeypatch.setattr(_dill, "_trace", _dill._trace)
+    _dills_own_trace(monkeypatch)
     quiet_pickler_logging()
     levels = _dill_level_changes(monkeypatch)
     _dill._trace(True)
