@@ -110,14 +110,14 @@ def make_transform_features(model: keras.Model, tf_transform_output: tft.TFTrans
     return transform_features.get_concrete_function()
 
 
-def make_transform_label(model: keras.Model, tf_transform_output: tft.TFTransformOutput) -> Callable:
+def make_transform_label(transform_features: Callable) -> Callable:
     """Returns the signature that maps serialized tf.Examples to the label alone, as Transform
-    computes it.
+    computes it: `transform_features` (the signature of `make_transform_features`) with every
+    other output left out.
 
     The Evaluators call it instead of `transform_features`: TFMA splits every output of the
     preprocessing signature into one value per trip, and the label is all they read.
     """
-    transform_features = make_transform_features(model, tf_transform_output)
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="examples")])
     def transform_label(examples: tf.Tensor) -> Dict[str, tf.Tensor]:
@@ -128,9 +128,10 @@ def make_transform_label(model: keras.Model, tf_transform_output: tft.TFTransfor
 
 def make_signatures(model: keras.Model, tf_transform_output: tft.TFTransformOutput) -> Dict[str, Callable]:
     """Returns every signature the pushed SavedModel carries, keyed by signature name."""
+    transform_features = make_transform_features(model, tf_transform_output)
     return {
         SERVING_DEFAULT: make_serving_default(model, tf_transform_output),
         SERVING_TF_EXAMPLE: make_serving_tf_example(model, tf_transform_output),
-        TRANSFORM_FEATURES: make_transform_features(model, tf_transform_output),
-        TRANSFORM_LABEL: make_transform_label(model, tf_transform_output),
+        TRANSFORM_FEATURES: transform_features,
+        TRANSFORM_LABEL: make_transform_label(transform_features),
     }
