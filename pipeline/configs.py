@@ -76,6 +76,9 @@ class BlessingThresholds:
 # Equal-width histogram buckets of the statistics TFDV's own comparators use (the joined
 # columns and skew): TFDV's default of 10 is too coarse for long-tailed columns.
 DRIFT_HISTOGRAM_BUCKETS = 100
+# Folder of the pipeline root where the drift check keeps each span's statistics from run to
+# run (`pipeline.validation.span_statistics`).
+SPAN_STATISTICS_FOLDER = "SpanStatistics"
 DRIFT_STOP = "stop"
 DRIFT_WARN = "warn"
 

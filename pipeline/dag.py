@@ -136,6 +136,8 @@ def create_pipeline(
         schema=schema_gen.outputs["schema"],
         drift_config=options.drift.to_json(),
         code_fingerprint=options.code_fingerprint,
+        # A span's statistics are computed once and kept here for the runs whose window holds it.
+        span_statistics_dir=f"{pipeline_root.rstrip('/')}/{configs.SPAN_STATISTICS_FOLDER}",
     ).with_id(DRIFT_CHECK)
     components.append(drift_check)
 

@@ -18,7 +18,9 @@ The newest span of the window is what changed since the last run, so it is judge
 Both sets of statistics are TFDV's, computed in the component's Beam pipeline (the pipeline's
 Beam arguments: DirectRunner here, Dataflow/Flink/Spark at scale) from the span files read in
 ranges by `pipeline.validation.span_chunks`, ExampleGen's own reader, so the checks see the
-examples the model trains on.
+examples the model trains on. Each span's are computed once and kept in the pipeline root
+(`pipeline.validation.span_statistics`): a later run reads only the spans it has not seen,
+and the reference's statistics are its spans' merged.
 The measures are `pipeline.validation.comparators`'; the report's readers are in
 `pipeline.components.artifacts`.
 Any failure to compute fails the step: the check never fails open. The DataGate decides; the
@@ -26,7 +28,7 @@ report (and both statistics files) are kept for a refused run and for `pipeline.
 """
 import json
 import os
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional
 
 import apache_beam as beam
 import tensorflow as tf
@@ -48,7 +50,7 @@ from pipeline.components.artifacts import (
     span_fingerprints,
 )
 from pipeline.components.curated_schema import SCHEMA_FILE_NAME
-from pipeline.validation import span_batches, span_rows
+from pipeline.validation import span_statistics
 from pipeline.validation.comparators import anomaly_lines, score_columns
 from pipeline.validation.span_rows import common_header
 
@@ -61,52 +63,23 @@ _QUANTILE_BUCKETS = 100
 
 
 def stats_options(schema: schema_pb2.Schema) -> tfdv.StatsOptions:
-    """TFDV options of the newest-span checks: types from the schema, fine quantiles."""
+    """TFDV options of the newest-span checks: types from the schema, fine quantiles, and
+    sketched top values (every generator a combiner, so a span's statistics are kept and
+    merged: `pipeline.validation.span_statistics`; the sketches count exactly up to 1,024
+    distinct values of a column)."""
     return tfdv.StatsOptions(
         schema=schema,
         infer_type_from_schema=True,
         num_histogram_buckets=configs.DRIFT_HISTOGRAM_BUCKETS,
         num_quantiles_histogram_buckets=_QUANTILE_BUCKETS,
+        use_sketch_based_topk_uniques=True,
     )
 
 
-def files_statistics(
-    groups: Dict[str, Sequence[str]],
-    schema: schema_pb2.Schema,
-    output_dir: str,
-    pipeline: Optional[beam.Pipeline] = None,
-) -> Dict[str, statistics_pb2.DatasetFeatureStatisticsList]:
-    """Computes TFDV statistics of each group of CSV files in one Beam pipeline.
-
-    Files are read in ExampleGen's ranges (`pipeline.validation.span_chunks`), so a large file
-    is spread over the runner's workers and no worker holds a whole file.
-
-    Args:
-        groups: Name -> CSV files (sharing one header). A group with no file is skipped.
-        schema: The curated schema, for the column types.
-        output_dir: Where each group's statistics are written as `<name>` (binary proto).
-        pipeline: The Beam pipeline to run in (the component's, made from the pipeline's Beam
-            arguments); None runs a local DirectRunner pipeline.
-
-    Returns:
-        Name -> statistics, for every group with files.
-
-    Raises:
-        pipeline.validation.span_rows.CsvFormatError: when a file is malformed.
-    """
-    groups = {name: list(paths) for name, paths in groups.items() if paths}
-    types = span_rows.column_types(schema)
-    header = common_header([path for paths in groups.values() for path in paths])
-    options = stats_options(schema)
-    with pipeline if pipeline is not None else beam.Pipeline() as running:
-        for name, paths in groups.items():
-            _ = (
-                running
-                | f"Read[{name}]" >> span_batches.ReadSpanFiles(paths, header, types)
-                | f"Statistics[{name}]" >> tfdv.GenerateStatistics(options)
-                | f"Write[{name}]" >> tfdv.WriteStatisticsToBinaryFile(os.path.join(output_dir, name))
-            )
-    return {name: tfdv.load_stats_binary(os.path.join(output_dir, name)) for name in groups}
+def _write_statistics(statistics: statistics_pb2.DatasetFeatureStatisticsList, path: str) -> None:
+    tf.io.gfile.makedirs(os.path.dirname(path))
+    with tf.io.gfile.GFile(path, "wb") as written:
+        written.write(statistics.SerializeToString())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -119,8 +92,14 @@ def check_span(
     drift: configs.DriftConfig,
     output_dir: str,
     pipeline: Optional[beam.Pipeline] = None,
+    store: Optional[span_statistics.SpanStatisticsStore] = None,
+    salt: str = "",
+    file_hashes: Optional[Dict[str, str]] = None,
 ) -> Dict[str, object]:
     """Checks the newest span of a window: its schema anomalies, and its drift from the rest.
+
+    Each span's statistics are computed once (`pipeline.validation.span_statistics`): a span
+    whose statistics `store` keeps is not read again, and the reference's are its spans' merged.
 
     Args:
         span_files: Span -> CSV files, the window (at least one span).
@@ -128,32 +107,33 @@ def check_span(
         drift: Thresholds, ignored columns and the minimum sample size.
         output_dir: Where the two statistics files are written.
         pipeline: The Beam pipeline the statistics are computed in (None: a local one).
+        store: Where span statistics are kept from run to run (None: computed every time).
+        salt: The project's code fingerprint, part of each span's key in `store`.
+        file_hashes: Path -> SHA-256 of the files, where known.
 
     Returns:
         The report: checked_span, reference_spans, rows (span and reference), anomalies (of the
-        span alone), scores (see `score_columns`; none when the window has one span).
+        span alone), scores (see `score_columns`; none when the window has one span), and
+        span_statistics (span -> key in the store, and whether it was reused).
 
     Raises:
         pipeline.validation.span_rows.CsvFormatError: when a file is malformed.
     """
     newest = max(span_files)
     reference_spans = sorted(span for span in span_files if span != newest)
-    groups = {
-        NEWEST_STATISTICS_FILE: span_files[newest],
-        REFERENCE_STATISTICS_FILE: [path for span in reference_spans for path in span_files[span]],
-    }
-    statistics = files_statistics(groups, schema, output_dir, pipeline)
-    newest_statistics = statistics[NEWEST_STATISTICS_FILE]
+    options = stats_options(schema)
+    header = common_header([path for span in sorted(span_files) for path in span_files[span]])
+    partials = span_statistics.span_partials(span_files, header, schema, options, store, salt, file_hashes, pipeline)
+    newest_statistics = span_statistics.merged_statistics([partials[newest]["partials"]], options)
+    _write_statistics(newest_statistics, os.path.join(output_dir, NEWEST_STATISTICS_FILE))
     anomalies = tfdv.validate_statistics(newest_statistics, schema, environment="TRAINING")
     report: Dict[str, object] = {
         "checked_span": newest,
         "reference_spans": reference_spans,
-        "rows": {
-            "span": newest_statistics.datasets[0].num_examples,
-            "reference": statistics[REFERENCE_STATISTICS_FILE].datasets[0].num_examples if reference_spans else 0,
-        },
+        "rows": {"span": newest_statistics.datasets[0].num_examples, "reference": 0},
         "anomalies": anomaly_lines(anomalies, f"span {newest} alone: ", schema, newest_statistics),
         "scores": [],
+        "span_statistics": {str(span): {"key": entry["key"], "reused": entry["reused"]} for span, entry in partials.items()},
     }
     if not report["rows"]["span"]:
         # TFDV finds nothing wrong with no rows at all; an empty span is refused here.
@@ -161,7 +141,10 @@ def check_span(
             {"feature": "(dataset)", "kind": "Empty span", "description": f"span {newest} has no rows: its files hold a header only"}
         )
     if reference_spans:
-        report["scores"] = score_columns(statistics[REFERENCE_STATISTICS_FILE], newest_statistics, schema, drift)
+        reference = span_statistics.merged_statistics([partials[span]["partials"] for span in reference_spans], options)
+        _write_statistics(reference, os.path.join(output_dir, REFERENCE_STATISTICS_FILE))
+        report["rows"]["reference"] = reference.datasets[0].num_examples
+        report["scores"] = score_columns(reference, newest_statistics, schema, drift)
     return report
 
 
@@ -172,22 +155,32 @@ def SpanDriftCheck(
     drift_report: tfx.dsl.components.OutputArtifact[DriftReport],
     drift_config: tfx.dsl.components.Parameter[str],
     code_fingerprint: tfx.dsl.components.Parameter[str] = "",
+    span_statistics_dir: tfx.dsl.components.Parameter[str] = "",
     beam_pipeline: tfx.dsl.components.BeamComponentParameter[beam.Pipeline] = None,
 ) -> None:
     """Checks the newest span of the window (see the module docstring) and records the report.
 
     `drift_config` is `pipeline.configs.DriftConfig.to_json()`;
-    `code_fingerprint` keeps a change of this code from being answered from the cache. The
-    decision (stop or warn) is the DataGate's.
+    `code_fingerprint` keeps a change of this code from being answered from the cache, and is
+    part of each span's key in `span_statistics_dir`, the folder where span statistics are
+    kept from run to run (empty: computed every run). The decision (stop or warn) is the
+    DataGate's.
     """
-    del code_fingerprint  # part of the cache key only
     drift = configs.DriftConfig.from_json(drift_config)
     fingerprints = span_fingerprints(examples.get_string_custom_property(SPAN_FILES_PROPERTY))
     if not fingerprints:
         raise ValueError(f"the Examples artifact {examples.uri} records no span files ({SPAN_FILES_PROPERTY})")
     schema_proto = tfdv.load_schema_text(os.path.join(schema.uri, SCHEMA_FILE_NAME))
+    store = span_statistics.SpanStatisticsStore(span_statistics_dir) if span_statistics_dir else None
     report = check_span(
-        {span: list(files) for span, files in fingerprints.items()}, schema_proto, drift, drift_report.uri, beam_pipeline
+        {span: list(files) for span, files in fingerprints.items()},
+        schema_proto,
+        drift,
+        drift_report.uri,
+        beam_pipeline,
+        store=store,
+        salt=code_fingerprint,
+        file_hashes={path: sha for files in fingerprints.values() for path, sha in files.items()},
     )
     report["span_files"] = fingerprints[report["checked_span"]]
     report["on_drift"] = drift.on_drift

@@ -108,6 +108,31 @@ def test_rerun_without_new_data_trains_nothing_and_pushes_nothing(own_copy):
             assert newest.last_known_state == newest.CACHED, component
 
 
+def _newest_drift_report(connection):
+    from tfx.orchestration import metadata
+
+    from pipeline.components.artifacts import DriftReport, read_drift_report
+
+    with metadata.Metadata(connection) as handler:
+        newest = max(handler.store.get_artifacts_by_type(DriftReport.TYPE_NAME), key=lambda artifact: artifact.id)
+    return read_drift_report(newest.uri)
+
+
+def test_a_window_moved_forward_reads_no_span_it_has_seen_again(own_copy):
+    # The first run computed and kept the statistics of spans 1 to 3 (the drift check's
+    # newest span and reference); the window of spans 2 and 3 finds both kept.
+    store = own_copy["output_dir"] / "pipeline_root" / configs.SPAN_STATISTICS_FOLDER
+    first = _newest_drift_report(own_copy["connection"])
+    assert not any(entry["reused"] for entry in first["span_statistics"].values())
+    assert {f"{entry['key']}.partials" for entry in first["span_statistics"].values()} == set(os.listdir(store))
+    summary, connection = run_small_pipeline(own_copy["data_root"], own_copy["output_dir"], [2, 3])
+    moved = _newest_drift_report(connection)
+    assert (moved["checked_span"], moved["reference_spans"]) == (3, [2])
+    assert moved["span_statistics"] == {span: {**first["span_statistics"][span], "reused": True} for span in ("2", "3")}
+    # The same trips, the same verdicts: span 3's statistics are the ones computed the first time.
+    assert moved["anomalies"] == first["anomalies"] and moved["rows"]["span"] == first["rows"]["span"]
+
+
 def test_weak_model_is_not_blessed_and_adds_no_version(own_copy):
     first_run = own_copy
     before = _versions(first_run["output_dir"])
