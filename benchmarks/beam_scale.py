@@ -47,7 +47,7 @@ from tensorflow_transform.tf_metadata import schema_utils  # noqa: E402
 from tfx_bsl.public import tfxio  # noqa: E402
 
 from modules.preprocessing import preprocessing_fn  # noqa: E402
-from pipeline.dag import CURATED_SCHEMA_PATH  # noqa: E402
+from pipeline.configs import CURATED_SCHEMA_PATH  # noqa: E402
 from pipeline.data_tools.synthetic_data import generate  # noqa: E402
 from pipeline.runners.beam_args import DirectRunnerConfig, beam_args_for  # noqa: E402
 from pipeline.validation.table_sources import preprocessing_config, resolve_sources  # noqa: E402

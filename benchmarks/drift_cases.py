@@ -22,7 +22,7 @@ import tensorflow_data_validation as tfdv  # noqa: E402
 
 from pipeline import configs
 from pipeline.components import drift_check  # noqa: E402
-from pipeline.dag import CURATED_SCHEMA_PATH  # noqa: E402
+from pipeline.configs import CURATED_SCHEMA_PATH  # noqa: E402
 from pipeline.validation.table_sources import REPO_DATA_ROOT  # noqa: E402
 
 Row = Dict[str, str]
