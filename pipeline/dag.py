@@ -3,12 +3,12 @@ import dataclasses
 import json
 from typing import List, Optional
 
-import tensorflow_data_validation as tfdv
 from ml_metadata.proto import metadata_store_pb2
 from tfx import v1 as tfx
 from tfx.components.example_gen.component import FileBasedExampleGen
 from tfx.dsl.components.base import executor_spec
 from tfx.proto import example_gen_pb2
+from tfx.utils import proto_utils
 
 from modules.warm_start import WARM_START_KEY, WARM_START_STEPS_KEY
 from pipeline import configs
@@ -43,12 +43,25 @@ from pipeline.components.external_check import ExternalFeatureCheck
 from pipeline.components.external_table_gen import ExternalTableGen
 from pipeline.components.model_gate import ModelGate
 from pipeline.components.serving_check import ServingCheck
+from pipeline.components.window_statistics import WindowStatisticsGen
 from pipeline.eval_config import make_eval_config, make_newest_span_eval_config
 from pipeline.validation.acceptance import acceptances_json
 from pipeline.validation.table_sources import check_sources, sources_json
 
 # Key of the project's code fingerprint in the custom_config of components that take one.
 CODE_FINGERPRINT_KEY = example_gen.CODE_FINGERPRINT_KEY
+
+
+def example_split_config(options: configs.PipelineOptions) -> example_gen_pb2.Output:
+    """ExampleGen's train and eval splits, by hash buckets of each serialized example."""
+    return example_gen_pb2.Output(
+        split_config=example_gen_pb2.SplitConfig(
+            splits=[
+                example_gen_pb2.SplitConfig.Split(name=configs.TRAIN_SPLIT, hash_buckets=options.train_buckets),
+                example_gen_pb2.SplitConfig.Split(name=configs.EVAL_SPLIT, hash_buckets=options.eval_buckets),
+            ]
+        )
+    )
 
 
 def make_example_gen(data_root: str, spans: List[int], options: configs.PipelineOptions) -> FileBasedExampleGen:
@@ -61,14 +74,7 @@ def make_example_gen(data_root: str, spans: List[int], options: configs.Pipeline
                 example_gen_pb2.Input.Split(name="single_split", pattern=configs.SPAN_FILES_GLOB)
             ]
         ),
-        output_config=example_gen_pb2.Output(
-            split_config=example_gen_pb2.SplitConfig(
-                splits=[
-                    example_gen_pb2.SplitConfig.Split(name=configs.TRAIN_SPLIT, hash_buckets=options.train_buckets),
-                    example_gen_pb2.SplitConfig.Split(name=configs.EVAL_SPLIT, hash_buckets=options.eval_buckets),
-                ]
-            )
-        ),
+        output_config=example_split_config(options),
         custom_config=example_gen.span_window_config(
             spans[0], spans[-1], options.schema_path or configs.CURATED_SCHEMA_PATH, options.code_fingerprint
         ),
@@ -114,32 +120,39 @@ def create_pipeline(
     example_gen = make_example_gen(data_root, spans, options)
     components.append(example_gen)
 
-    statistics_gen = tfx.components.StatisticsGen(
-        examples=example_gen.outputs["examples"],
-        # Finer histograms than TFDV's default 10 buckets, as the drift and skew checks use.
-        stats_options=tfdv.StatsOptions(num_histogram_buckets=configs.DRIFT_HISTOGRAM_BUCKETS),
-    ).with_id(STATISTICS_GEN)
-    components.append(statistics_gen)
-
     schema_gen = ImportCuratedSchema(
         schema_file=options.schema_path or configs.CURATED_SCHEMA_PATH, code_fingerprint=options.code_fingerprint
     ).with_id(SCHEMA_GEN)
     components.append(schema_gen)
 
-    example_validator = tfx.components.ExampleValidator(
-        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
-    ).with_id(EXAMPLE_VALIDATOR)
-    components.append(example_validator)
-
+    # Each span's statistics, per split, are computed once and kept here for the runs whose
+    # window holds it: the drift check computes what a new span adds, StatisticsGen merges.
+    span_statistics_dir = f"{pipeline_root.rstrip('/')}/{configs.SPAN_STATISTICS_FOLDER}"
+    split_config = proto_utils.proto_to_json(example_split_config(options))
     drift_check = SpanDriftCheck(
         examples=example_gen.outputs["examples"],
         schema=schema_gen.outputs["schema"],
         drift_config=options.drift.to_json(),
+        split_config=split_config,
         code_fingerprint=options.code_fingerprint,
-        # A span's statistics are computed once and kept here for the runs whose window holds it.
-        span_statistics_dir=f"{pipeline_root.rstrip('/')}/{configs.SPAN_STATISTICS_FOLDER}",
+        span_statistics_dir=span_statistics_dir,
     ).with_id(DRIFT_CHECK)
     components.append(drift_check)
+
+    statistics_gen = WindowStatisticsGen(
+        examples=example_gen.outputs["examples"],
+        schema=schema_gen.outputs["schema"],
+        split_config=split_config,
+        code_fingerprint=options.code_fingerprint,
+        span_statistics_dir=span_statistics_dir,
+    ).with_id(STATISTICS_GEN)
+    statistics_gen.add_upstream_node(drift_check)
+    components.append(statistics_gen)
+
+    example_validator = tfx.components.ExampleValidator(
+        statistics=statistics_gen.outputs["statistics"], schema=schema_gen.outputs["schema"]
+    ).with_id(EXAMPLE_VALIDATOR)
+    components.append(example_validator)
 
     external_table_gen = ExternalTableGen(
         sources=sources_json(options.external_tables), code_fingerprint=options.code_fingerprint

@@ -49,31 +49,13 @@ from pipeline.components.artifacts import (
     DriftReport,
     span_fingerprints,
 )
+from pipeline.components import example_gen
 from pipeline.components.curated_schema import SCHEMA_FILE_NAME
 from pipeline.validation import span_statistics
 from pipeline.validation.comparators import anomaly_lines, score_columns
-from pipeline.validation.span_rows import common_header
-
-# Quantile buckets TFDV keeps per numeric column; the drift buckets are drawn from them.
-_QUANTILE_BUCKETS = 100
-
 
 # ---------------------------------------------------------------------------------------------
 # Statistics of span files, in Beam
-
-
-def stats_options(schema: schema_pb2.Schema) -> tfdv.StatsOptions:
-    """TFDV options of the newest-span checks: types from the schema, fine quantiles, and
-    sketched top values (every generator a combiner, so a span's statistics are kept and
-    merged: `pipeline.validation.span_statistics`; the sketches count exactly up to 1,024
-    distinct values of a column)."""
-    return tfdv.StatsOptions(
-        schema=schema,
-        infer_type_from_schema=True,
-        num_histogram_buckets=configs.DRIFT_HISTOGRAM_BUCKETS,
-        num_quantiles_histogram_buckets=_QUANTILE_BUCKETS,
-        use_sketch_based_topk_uniques=True,
-    )
 
 
 def _write_statistics(statistics: statistics_pb2.DatasetFeatureStatisticsList, path: str) -> None:
@@ -95,6 +77,7 @@ def check_span(
     store: Optional[span_statistics.SpanStatisticsStore] = None,
     salt: str = "",
     file_hashes: Optional[Dict[str, str]] = None,
+    parts: span_statistics.Parts = span_statistics.WHOLE_SPAN,
 ) -> Dict[str, object]:
     """Checks the newest span of a window: its schema anomalies, and its drift from the rest.
 
@@ -110,21 +93,27 @@ def check_span(
         store: Where span statistics are kept from run to run (None: computed every time).
         salt: The project's code fingerprint, part of each span's key in `store`.
         file_hashes: Path -> SHA-256 of the files, where known.
+        parts: How each span's statistics are kept (the pipeline keeps them per ExampleGen
+            split, which `WindowStatisticsGen` merges into the window's split statistics).
 
     Returns:
         The report: checked_span, reference_spans, rows (span and reference), anomalies (of the
         span alone), scores (see `score_columns`; none when the window has one span), and
-        span_statistics (span -> key in the store, and whether it was reused).
+        span_statistics (span -> part -> key in the store, and whether it was reused).
 
     Raises:
         pipeline.validation.span_rows.CsvFormatError: when a file is malformed.
     """
     newest = max(span_files)
     reference_spans = sorted(span for span in span_files if span != newest)
-    options = stats_options(schema)
-    header = common_header([path for span in sorted(span_files) for path in span_files[span]])
-    partials = span_statistics.span_partials(span_files, header, schema, options, store, salt, file_hashes, pipeline)
-    newest_statistics = span_statistics.merged_statistics([partials[newest]["partials"]], options)
+    options = span_statistics.statistics_options(schema)
+    header = span_statistics.window_header(span_files)
+    partials = span_statistics.span_partials(span_files, header, schema, options, store, salt, file_hashes, pipeline, parts)
+
+    def statistics_of(spans: List[int]) -> statistics_pb2.DatasetFeatureStatisticsList:
+        return span_statistics.merged_statistics([entry["partials"] for span in spans for entry in partials[span].values()], options)
+
+    newest_statistics = statistics_of([newest])
     _write_statistics(newest_statistics, os.path.join(output_dir, NEWEST_STATISTICS_FILE))
     anomalies = tfdv.validate_statistics(newest_statistics, schema, environment="TRAINING")
     report: Dict[str, object] = {
@@ -133,7 +122,10 @@ def check_span(
         "rows": {"span": newest_statistics.datasets[0].num_examples, "reference": 0},
         "anomalies": anomaly_lines(anomalies, f"span {newest} alone: ", schema, newest_statistics),
         "scores": [],
-        "span_statistics": {str(span): {"key": entry["key"], "reused": entry["reused"]} for span, entry in partials.items()},
+        "span_statistics": {
+            str(span): {part: {"key": entry["key"], "reused": entry["reused"]} for part, entry in by_part.items()}
+            for span, by_part in partials.items()
+        },
     }
     if not report["rows"]["span"]:
         # TFDV finds nothing wrong with no rows at all; an empty span is refused here.
@@ -141,7 +133,7 @@ def check_span(
             {"feature": "(dataset)", "kind": "Empty span", "description": f"span {newest} has no rows: its files hold a header only"}
         )
     if reference_spans:
-        reference = span_statistics.merged_statistics([partials[span]["partials"] for span in reference_spans], options)
+        reference = statistics_of(reference_spans)
         _write_statistics(reference, os.path.join(output_dir, REFERENCE_STATISTICS_FILE))
         report["rows"]["reference"] = reference.datasets[0].num_examples
         report["scores"] = score_columns(reference, newest_statistics, schema, drift)
@@ -154,13 +146,16 @@ def SpanDriftCheck(
     schema: tfx.dsl.components.InputArtifact[standard_artifacts.Schema],
     drift_report: tfx.dsl.components.OutputArtifact[DriftReport],
     drift_config: tfx.dsl.components.Parameter[str],
+    split_config: tfx.dsl.components.Parameter[str] = "",
     code_fingerprint: tfx.dsl.components.Parameter[str] = "",
     span_statistics_dir: tfx.dsl.components.Parameter[str] = "",
     beam_pipeline: tfx.dsl.components.BeamComponentParameter[beam.Pipeline] = None,
 ) -> None:
     """Checks the newest span of the window (see the module docstring) and records the report.
 
-    `drift_config` is `pipeline.configs.DriftConfig.to_json()`;
+    `drift_config` is `pipeline.configs.DriftConfig.to_json()`; `split_config` the window
+    ExampleGen's output config (JSON): span statistics are kept per split, as
+    `WindowStatisticsGen` merges them (empty: per span);
     `code_fingerprint` keeps a change of this code from being answered from the cache, and is
     part of each span's key in `span_statistics_dir`, the folder where span statistics are
     kept from run to run (empty: computed every run). The decision (stop or warn) is the
@@ -181,6 +176,7 @@ def SpanDriftCheck(
         store=store,
         salt=code_fingerprint,
         file_hashes={path: sha for files in fingerprints.values() for path, sha in files.items()},
+        parts=example_gen.split_parts(split_config) if split_config else span_statistics.WHOLE_SPAN,
     )
     report["span_files"] = fingerprints[report["checked_span"]]
     report["on_drift"] = drift.on_drift

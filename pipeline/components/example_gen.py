@@ -23,6 +23,7 @@ reshuffles (a GroupByKey of every example, held in memory by the DirectRunner) a
 example by example; here a worker holds one range at a time.
 """
 import dataclasses
+import functools
 import hashlib
 import itertools
 import json
@@ -50,7 +51,7 @@ from tfx.utils import proto_utils
 
 from pipeline.components.artifacts import SPAN_FILES_PROPERTY, SPANS_PROPERTY
 from pipeline.spans import file_sha256
-from pipeline.validation import span_chunks, span_rows
+from pipeline.validation import span_chunks, span_rows, span_statistics
 from pipeline.validation.span_rows import common_header, window_files
 
 logger = logging.getLogger(__name__)
@@ -301,6 +302,29 @@ def split_rule(input_config: example_gen_pb2.Input, output_config: example_gen_p
         )
     buckets = tuple(itertools.accumulate(split.hash_buckets for split in output_config.split_config.splits))
     return SplitRule(names, buckets, output_config.split_config)
+
+
+def _split_name(rule: SplitRule, serialized: bytes) -> str:
+    return rule.names[rule.split_of(serialized, 0)]
+
+
+def split_parts(output_config_json: str) -> span_statistics.Parts:
+    """The window ExampleGen's split of each trip, for statistics kept per span and split.
+
+    Args:
+        output_config_json: The ExampleGen's output config (`example_gen_pb2.Output`, as JSON),
+            with hash-bucket splits of its one input split.
+
+    Raises:
+        ValueError: when the config has no hash-bucket splits.
+    """
+    output_config = proto_utils.json_to_proto(output_config_json, example_gen_pb2.Output())
+    rule = split_rule(example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(name="single_split", pattern="*")]), output_config)
+    if not rule.buckets:
+        raise ValueError(f"statistics per split need ExampleGen's hash-bucket splits; the output config has none: {output_config_json}")
+    return span_statistics.Parts(
+        rule.names, functools.partial(_split_name, rule), f"ExampleGen's split: {proto_utils.proto_to_json(output_config)}"
+    )
 
 
 class Executor(BaseExampleGenExecutor):

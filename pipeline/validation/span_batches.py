@@ -5,7 +5,7 @@ runner's workers, and decoded into the tf.Examples ExampleGen writes, then into 
 by tfx_bsl's decoder: the checks see the examples the model trains on, and no worker holds a
 whole file.
 """
-from typing import Dict, Iterable, List, Sequence, Tuple
+from typing import Callable, Dict, Iterable, List, Sequence, Tuple
 
 import apache_beam as beam
 import pyarrow as pa
@@ -19,26 +19,31 @@ BATCH_ROWS = 1000
 
 
 class _ReadRecordBatches(beam.DoFn):
-    """Reads one range of a span CSV file into RecordBatches typed by the schema, `BATCH_ROWS`
-    trips each."""
+    """Reads one range of a span CSV file into RecordBatches typed by the schema, each trip
+    first put in its part by `part_of` (its serialized tf.Example -> a part's name); yields
+    (part, RecordBatch of up to `BATCH_ROWS` of that part's trips)."""
 
-    def __init__(self, header: List[str], types: span_rows.ColumnTypes):
+    def __init__(self, header: List[str], types: span_rows.ColumnTypes, part_of: Callable[[bytes], str]):
         self._header = header
         self._types = types
+        self._part_of = part_of
         self._decoder = None
 
     def setup(self) -> None:
         self._decoder = example_coder.ExamplesToRecordBatchDecoder()
 
-    def process(self, file_range: span_chunks.FileRange) -> Iterable[pa.RecordBatch]:
-        examples = []
+    def process(self, file_range: span_chunks.FileRange) -> Iterable[Tuple[str, pa.RecordBatch]]:
+        parts: Dict[str, List[bytes]] = {}
         for serialized in span_chunks.read_range(file_range, self._types):
+            part = self._part_of(serialized)
+            examples = parts.setdefault(part, [])
             examples.append(serialized)
             if len(examples) == BATCH_ROWS:
-                yield self._record_batch(examples)
-                examples = []
-        if examples:
-            yield self._record_batch(examples)
+                yield part, self._record_batch(examples)
+                parts[part] = []
+        for part, examples in parts.items():
+            if examples:
+                yield part, self._record_batch(examples)
 
     def _record_batch(self, examples: List[bytes]) -> pa.RecordBatch:
         """Decodes examples; a column no example of the batch holds is added as all missing, so
@@ -54,7 +59,8 @@ class _ReadRecordBatches(beam.DoFn):
 
 
 class ReadSpanFiles(beam.PTransform):
-    """CSV files -> RecordBatches of their rows, typed by the schema.
+    """CSV files -> (part, RecordBatch) of their rows, typed by the schema, each trip in the
+    part `part_of(its serialized tf.Example)` names.
 
     Every batch has a column for each name of `header` (the union of the files' headers):
     all missing where a file lacks it.
@@ -63,11 +69,12 @@ class ReadSpanFiles(beam.PTransform):
         pipeline.validation.span_rows.CsvFormatError: when a file is malformed.
     """
 
-    def __init__(self, paths: Sequence[str], header: List[str], types: span_rows.ColumnTypes):
+    def __init__(self, paths: Sequence[str], header: List[str], types: span_rows.ColumnTypes, part_of: Callable[[bytes], str]):
         super().__init__()
         self._paths = list(paths)
         self._header = header
         self._types = types
+        self._part_of = part_of
 
     def expand(self, begin: beam.pvalue.PBegin) -> beam.PCollection:
         return (
@@ -75,7 +82,7 @@ class ReadSpanFiles(beam.PTransform):
             | "Files" >> beam.Create(self._paths)
             | "PlanRanges" >> beam.FlatMap(span_chunks.plan_ranges)
             | "SpreadRanges" >> beam.Reshuffle()
-            | "Read" >> beam.ParDo(_ReadRecordBatches(self._header, self._types))
+            | "Read" >> beam.ParDo(_ReadRecordBatches(self._header, self._types, self._part_of))
         )
 
 

@@ -17,6 +17,7 @@ accumulators merged (`merged_statistics`), what TFDV would compute over those sp
 worker per span. What the key does not match is computed again, in the component's Beam
 pipeline.
 """
+import dataclasses
 import hashlib
 import json
 import logging
@@ -24,7 +25,7 @@ import os
 import pickle
 import tempfile
 import uuid
-from typing import Any, Dict, List, Mapping, Optional, Sequence
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import apache_beam as beam
 import pyarrow as pa
@@ -34,6 +35,7 @@ from tensorflow_data_validation.statistics import stats_impl
 from tensorflow_data_validation.statistics.generators.stats_generator import CombinerStatsGenerator
 from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
 
+from pipeline import configs
 from pipeline.spans import file_sha256
 from pipeline.validation import span_batches, span_rows
 
@@ -43,6 +45,50 @@ logger = logging.getLogger(__name__)
 STORE_FORMAT = 1
 # One span's partial statistics: one accumulator per generator of `generators(options)`.
 Partials = List[Any]
+
+
+def _whole(serialized: bytes) -> str:
+    del serialized
+    return "all"
+
+
+@dataclasses.dataclass(frozen=True)
+class Parts:
+    """How a span's trips are divided before their statistics are kept: by ExampleGen's split
+    (so the window's train and eval statistics are merged from spans too), or not at all.
+
+    `part_of` takes a trip's serialized tf.Example (ExampleGen's bytes) and names its part;
+    `description` says what decides it, for the key.
+    """
+
+    names: Tuple[str, ...]
+    part_of: Callable[[bytes], str]
+    description: str
+
+
+WHOLE_SPAN = Parts(("all",), _whole, "the whole span")
+
+
+# Quantile buckets TFDV keeps per numeric column; the drift buckets are drawn from them.
+QUANTILE_BUCKETS = 100
+
+
+def statistics_options(schema: schema_pb2.Schema) -> tfdv.StatsOptions:
+    """TFDV options of the statistics kept per span (the newest-span checks' and the window's):
+    types from the schema, fine quantiles, and sketched top values, so every generator is a
+    combiner (the sketches count exactly up to 1,024 distinct values of a column)."""
+    return tfdv.StatsOptions(
+        schema=schema,
+        infer_type_from_schema=True,
+        num_histogram_buckets=configs.DRIFT_HISTOGRAM_BUCKETS,
+        num_quantiles_histogram_buckets=QUANTILE_BUCKETS,
+        use_sketch_based_topk_uniques=True,
+    )
+
+
+def window_header(span_files: Mapping[int, Sequence[str]]) -> List[str]:
+    """The columns read from every span of a window: any file's (`span_rows.common_header`)."""
+    return span_rows.common_header([path for span in sorted(span_files) for path in span_files[span]])
 
 
 def generators(options: tfdv.StatsOptions) -> List[CombinerStatsGenerator]:
@@ -97,8 +143,10 @@ def merged_statistics(many: Sequence[Partials], options: tfdv.StatsOptions) -> s
     return stats_impl.extract_statistics_output(merged, found)
 
 
-def span_key(file_hashes: Sequence[str], header: Sequence[str], schema: schema_pb2.Schema, options: tfdv.StatsOptions, salt: str) -> str:
-    """The key of one span's Partials: a SHA-256 of everything they depend on.
+def span_key(
+    file_hashes: Sequence[str], header: Sequence[str], schema: schema_pb2.Schema, options: tfdv.StatsOptions, salt: str, part: str = ""
+) -> str:
+    """The key of one part of a span's Partials: a SHA-256 of everything they depend on.
 
     Args:
         file_hashes: SHA-256 of each of the span's files (order does not matter).
@@ -106,6 +154,7 @@ def span_key(file_hashes: Sequence[str], header: Sequence[str], schema: schema_p
         schema: The schema the columns are typed by.
         options: The statistics options.
         salt: The project's code fingerprint (a change of the code computes the span again).
+        part: The part's name and what decides the parts (`Parts`).
     """
     described = {
         "format": STORE_FORMAT,
@@ -128,6 +177,7 @@ def span_key(file_hashes: Sequence[str], header: Sequence[str], schema: schema_p
             )
         },
         "salt": salt,
+        "part": part,
     }
     return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()
 
@@ -181,9 +231,10 @@ def span_partials(
     salt: str = "",
     file_hashes: Optional[Mapping[str, str]] = None,
     pipeline: Optional[beam.Pipeline] = None,
-) -> Dict[int, Dict[str, Any]]:
-    """Each span's Partials: read from `store` where kept, else computed in one Beam pipeline
-    (and kept, when there is a store).
+    parts: Parts = WHOLE_SPAN,
+) -> Dict[int, Dict[str, Dict[str, Any]]]:
+    """The Partials of each part of each span: read from `store` where kept, else computed in
+    one Beam pipeline (and kept, when there is a store).
 
     Args:
         span_files: Span -> its CSV files.
@@ -195,55 +246,69 @@ def span_partials(
         file_hashes: Path -> SHA-256 where already known (the Examples artifact records them);
             other files are hashed here.
         pipeline: The Beam pipeline to compute in; None runs a local DirectRunner pipeline.
+        parts: How each span's trips are divided (default: not at all, one part "all").
 
     Returns:
-        Span -> {"key", "partials", "reused" (True when read from the store)}.
+        Span -> part -> {"key", "partials", "reused" (True when read from the store)}.
 
     Raises:
         pipeline.validation.span_rows.CsvFormatError: when a file is malformed.
     """
     generators(options)  # fails before any reading when the options cannot be kept per span
     hashes = dict(file_hashes or {})
-    found: Dict[int, Dict[str, Any]] = {}
+    found: Dict[int, Dict[str, Dict[str, Any]]] = {}
     for span, paths in sorted(span_files.items()):
-        key = span_key([hashes.get(path) or file_sha256(path) for path in paths], header, schema, options, salt)
-        kept = store.load(key) if store is not None else None
-        found[span] = {"key": key, "partials": kept, "reused": kept is not None}
-    missing = {span: list(span_files[span]) for span, entry in found.items() if entry["partials"] is None}
+        span_hashes = [hashes.get(path) or file_sha256(path) for path in paths]
+        found[span] = {}
+        for name in parts.names:
+            key = span_key(span_hashes, header, schema, options, salt, f"{name} of {parts.description}")
+            kept = store.load(key) if store is not None else None
+            found[span][name] = {"key": key, "partials": kept, "reused": kept is not None}
+    # A span with any part not kept is read again, whole.
+    missing = {span: list(span_files[span]) for span, by_part in found.items() if any(e["partials"] is None for e in by_part.values())}
     if missing:
-        # The workers write each span's Partials where the driver reads them back: the store,
+        # The workers write each part's Partials where the driver reads them back: the store,
         # or without one a folder of this machine's (a local run).
         target = store or SpanStatisticsStore(tempfile.mkdtemp(prefix="span-statistics-"))
         try:
-            _compute({found[span]["key"]: paths for span, paths in missing.items()}, header, span_rows.column_types(schema), options, target, pipeline)
+            keys = {span: {name: entry["key"] for name, entry in found[span].items()} for span in missing}
+            _compute({span: (paths, keys[span]) for span, paths in missing.items()}, header, span_rows.column_types(schema), options, parts, target, pipeline)
             for span in missing:
-                found[span]["partials"] = target.load(found[span]["key"])
-                if found[span]["partials"] is None:
-                    raise RuntimeError(f"the statistics pipeline wrote no statistics of span {span} in {target.directory}")
+                for name, entry in found[span].items():
+                    entry.update(partials=target.load(entry["key"]), reused=False)
+                    if entry["partials"] is None:
+                        # The pipeline ran to the end: a part no trip of the span fell in.
+                        entry["partials"] = _empty(options)
+                        target.save(entry["key"], entry["partials"])
         finally:
             if store is None:
                 tf.io.gfile.rmtree(target.directory)
-    logger.info(
-        "span statistics: %s computed, %s reused", [s for s in found if not found[s]["reused"]], [s for s in found if found[s]["reused"]]
-    )
+    logger.info("span statistics: spans %s computed, the others of %s reused", sorted(missing), sorted(found))
     return found
 
 
+def _empty(options: tfdv.StatsOptions) -> Partials:
+    combine = _PartialStatistics(options)
+    combine.setup()
+    return combine.compact(combine.create_accumulator())
+
+
 def _compute(
-    key_files: Dict[str, List[str]],
+    span_work: Dict[int, Tuple[List[str], Dict[str, str]]],
     header: List[str],
     types: span_rows.ColumnTypes,
     options: tfdv.StatsOptions,
+    parts: Parts,
     store: SpanStatisticsStore,
     pipeline: Optional[beam.Pipeline],
 ) -> None:
-    """Computes the Partials of each key's files, one branch per span in one Beam pipeline,
-    and saves them in `store`."""
+    """Computes the Partials of each part of each span (span -> its files and part -> key),
+    one branch per span in one Beam pipeline, and saves them in `store`."""
     with pipeline if pipeline is not None else beam.Pipeline() as running:
-        for key, paths in key_files.items():
+        for span, (paths, keys) in span_work.items():
             _ = (
                 running
-                | f"Read[{key[:12]}]" >> span_batches.ReadSpanFiles(paths, header, types)
-                | f"Partials[{key[:12]}]" >> beam.CombineGlobally(_PartialStatistics(options))
-                | f"Keep[{key[:12]}]" >> beam.Map(lambda partials, key=key: store.save(key, partials))
+                | f"Read[span-{span}]" >> span_batches.ReadSpanFiles(paths, header, types, parts.part_of)
+                | f"Partials[span-{span}]" >> beam.CombinePerKey(_PartialStatistics(options))
+                | f"Keep[span-{span}]" >> beam.MapTuple(lambda part, partials, keys=keys: store.save(keys[part], partials))
             )

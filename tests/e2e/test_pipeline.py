@@ -1,5 +1,6 @@
 """The whole pipeline with LocalDagRunner on a small sample of the shipped trips: what ran,
 what was blessed, what was pushed, and what was refused."""
+import json
 import os
 import shutil
 import subprocess
@@ -119,16 +120,27 @@ def _newest_drift_report(connection):
 
 
 def test_a_window_moved_forward_reads_no_span_it_has_seen_again(own_copy):
-    # The first run computed and kept the statistics of spans 1 to 3 (the drift check's
-    # newest span and reference); the window of spans 2 and 3 finds both kept.
+    # The first run's drift check computed and kept the statistics of spans 1 to 3, per split;
+    # StatisticsGen merged them. The window of spans 2 and 3 finds every one kept.
+    from tfx.orchestration import metadata
+
+    from pipeline.components.window_statistics import SPAN_STATISTICS_PROPERTY
+    from pipeline.ops import run_summary
+
     store = own_copy["output_dir"] / "pipeline_root" / configs.SPAN_STATISTICS_FOLDER
     first = _newest_drift_report(own_copy["connection"])
-    assert not any(entry["reused"] for entry in first["span_statistics"].values())
-    assert {f"{entry['key']}.partials" for entry in first["span_statistics"].values()} == set(os.listdir(store))
+    kept = {span: by_split for span, by_split in first["span_statistics"].items()}
+    assert sorted(kept) == ["1", "2", "3"] and all(set(by_split) == {configs.TRAIN_SPLIT, configs.EVAL_SPLIT} for by_split in kept.values())
+    assert not any(entry["reused"] for by_split in kept.values() for entry in by_split.values())
+    assert {f"{entry['key']}.partials" for by_split in kept.values() for entry in by_split.values()} == set(os.listdir(store))
     summary, connection = run_small_pipeline(own_copy["data_root"], own_copy["output_dir"], [2, 3])
     moved = _newest_drift_report(connection)
     assert (moved["checked_span"], moved["reference_spans"]) == (3, [2])
-    assert moved["span_statistics"] == {span: {**first["span_statistics"][span], "reused": True} for span in ("2", "3")}
+    reused = {span: {split: {**entry, "reused": True} for split, entry in kept[span].items()} for span in ("2", "3")}
+    assert moved["span_statistics"] == reused
+    with metadata.Metadata(connection) as handler:
+        statistics = run_summary.latest_node_outputs(handler.store, configs.PIPELINE_NAME, component_ids.STATISTICS_GEN, 0)["statistics"][0]
+    assert json.loads(statistics.custom_properties[SPAN_STATISTICS_PROPERTY].string_value) == reused
     # The same trips, the same verdicts: span 3's statistics are the ones computed the first time.
     assert moved["anomalies"] == first["anomalies"] and moved["rows"]["span"] == first["rows"]["span"]
 
