@@ -7,15 +7,16 @@ values), the runner merges the workers' accumulators, and the merged accumulator
 into the DatasetFeatureStatistics proto at the end. The protos themselves do not merge (their
 quantiles are final), but the accumulators do, exactly as TFDV merges its workers'.
 
-So the data checks keep, per span, the accumulators of that span's trips (`span_partials`),
-in a folder of the pipeline root (`SpanStatisticsStore`), under a key of everything they
-depend on: the span files' SHA-256, the columns read, the schema, the statistics options,
+So the data checks keep the accumulators of each span's trips, per part (`Parts`: the
+pipeline's are ExampleGen's train and eval splits), in a folder of the pipeline root
+(`SpanStatisticsStore`, filled by `span_partials`), under a key of everything they depend on:
+the span files' SHA-256, the part, the columns read, the schema, the statistics options,
 TFDV's version and the project's code fingerprint. A later run whose window holds the span
-reads them instead of reading the span's files again, and the statistics of several spans
-(the drift check's reference: every span of the window before the newest) are their spans'
-accumulators merged (`merged_statistics`), what TFDV would compute over those spans with one
-worker per span. What the key does not match is computed again, in the component's Beam
-pipeline.
+reads them instead of reading the span's files again, and the statistics of any group of
+spans and parts (the newest span, the drift check's reference, the window's train split) are
+their accumulators merged (`merged_statistics`): what TFDV would compute over those trips with
+one worker per span and part. What the key does not match is computed again, in the
+component's Beam pipeline.
 """
 import dataclasses
 import hashlib
@@ -41,7 +42,7 @@ from pipeline.validation import span_batches, span_rows
 
 logger = logging.getLogger(__name__)
 
-# Raised when what is stored changes shape, so an older store's files are not read as new ones.
+# Increased when what is stored changes shape, so an older store's files are not read as new ones.
 STORE_FORMAT = 1
 # One span's partial statistics: one accumulator per generator of `generators(options)`.
 Partials = List[Any]
