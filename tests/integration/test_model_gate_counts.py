@@ -97,9 +97,19 @@ def _only(pattern: str) -> str:
     return found[0]
 
 
-def test_the_beam_count_of_raw_trips_through_the_transform_graph(small_pipeline_run, tmp_path):
+def test_the_beam_count_of_raw_trips_through_the_transform_graph(small_pipeline_run, tmp_path, monkeypatch):
     """compute_baselines on the run's raw examples and Transform graph, against each raw trip
     put through the same graph alone and counted in plain Python."""
+    from pipeline.components import model_gate
+
+    loads = []
+
+    class CountedGraph(model_gate._LoadedGraph):
+        def __init__(self, uri):
+            loads.append(uri)
+            super().__init__(uri)
+
+    monkeypatch.setattr(model_gate, "_LoadedGraph", CountedGraph)
     root = small_pipeline_run["output_dir"] / "pipeline_root"
     examples = standard_artifacts.Examples()
     examples.uri = _only(str(root / "CsvExampleGen" / "examples" / "*"))
@@ -127,3 +137,5 @@ def test_the_beam_count_of_raw_trips_through_the_transform_graph(small_pipeline_
     assert got["eval_trips"] == len(transformed_by_split[configs.EVAL_SPLIT]) > 0
     assert features.transformed_name(features.PAYMENT_TYPE_KEY) in got["single_feature_auc"]
     assert not tf.io.gfile.glob(report + ".counts-*")  # the shards are read and removed
+    # Each split has its own transform step, and both share one loaded graph.
+    assert loads == [graph]
