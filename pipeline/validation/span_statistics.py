@@ -111,25 +111,25 @@ class _PartialStatistics(beam.CombineFn):
 
     def __init__(self, options: tfdv.StatsOptions):
         self._options = options
-        self._generators: List[CombinerStatsGenerator] = []
+        self.generators: List[CombinerStatsGenerator] = []
 
     def setup(self) -> None:
-        self._generators = generators(self._options)
-        for generator in self._generators:
+        self.generators = generators(self._options)
+        for generator in self.generators:
             generator.setup()
 
     def create_accumulator(self) -> Partials:
-        return [generator.create_accumulator() for generator in self._generators]
+        return [generator.create_accumulator() for generator in self.generators]
 
     def add_input(self, partials: Partials, batch: pa.RecordBatch) -> Partials:
-        return [generator.add_input(partial, batch) for generator, partial in zip(self._generators, partials)]
+        return [generator.add_input(partial, batch) for generator, partial in zip(self.generators, partials)]
 
     def merge_accumulators(self, many: Sequence[Partials]) -> Partials:
         many = list(many)
-        return [generator.merge_accumulators([partials[i] for partials in many]) for i, generator in enumerate(self._generators)]
+        return [generator.merge_accumulators([partials[i] for partials in many]) for i, generator in enumerate(self.generators)]
 
     def compact(self, partials: Partials) -> Partials:
-        return [generator.compact(partial) for generator, partial in zip(self._generators, partials)]
+        return [generator.compact(partial) for generator, partial in zip(self.generators, partials)]
 
     def extract_output(self, partials: Partials) -> Partials:
         return self.compact(partials)
@@ -137,11 +137,9 @@ class _PartialStatistics(beam.CombineFn):
 
 def merged_statistics(many: Sequence[Partials], options: tfdv.StatsOptions) -> statistics_pb2.DatasetFeatureStatisticsList:
     """The statistics of the trips of all `many` (each one span's Partials) together."""
-    found = generators(options)
-    for generator in found:
-        generator.setup()
-    merged = [generator.merge_accumulators([partials[i] for partials in many]) for i, generator in enumerate(found)]
-    return stats_impl.extract_statistics_output(merged, found)
+    combine = _PartialStatistics(options)
+    combine.setup()
+    return stats_impl.extract_statistics_output(combine.merge_accumulators(many), combine.generators)
 
 
 def span_key(
