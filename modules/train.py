@@ -10,7 +10,7 @@ from typing import List
 import tensorflow as tf
 import tensorflow_transform as tft
 import tf_keras as keras
-from tfx import v1 as tfx
+from tfx.components.trainer.fn_args_utils import DataAccessor, FnArgs
 from tfx_bsl.public import tfxio
 
 from modules import features
@@ -25,7 +25,7 @@ logger = logging.getLogger(__name__)
 
 def dataset(
     file_pattern: List[str],
-    data_accessor: tfx.components.DataAccessor,
+    data_accessor: DataAccessor,
     tf_transform_output: tft.TFTransformOutput,
     batch_size: int,
     model_input_names: List[str],
@@ -52,7 +52,7 @@ def dataset(
     return dataset.map(model_inputs_and_label, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 
 
-def run_fn(fn_args: tfx.components.FnArgs) -> None:
+def run_fn(fn_args: FnArgs) -> None:
     """Trains the big-tipper model and saves it with its serving signatures.
 
     Args:
@@ -104,7 +104,7 @@ def run_fn(fn_args: tfx.components.FnArgs) -> None:
     record.write(os.path.dirname(os.path.normpath(fn_args.serving_model_dir)))
 
 
-def _warm_start(model: keras.Model, fn_args: tfx.components.FnArgs, tf_transform_output: tft.TFTransformOutput) -> WarmStartRecord:
+def _warm_start(model: keras.Model, fn_args: FnArgs, tf_transform_output: tft.TFTransformOutput) -> WarmStartRecord:
     """Warm-starts `model` from `fn_args.base_model` when asked and possible; returns what was done."""
     config = fn_args.custom_config or {}
     requested = bool(config.get(WARM_START_KEY, False))

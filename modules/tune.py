@@ -16,7 +16,8 @@ from typing import Any, Dict
 import keras_tuner
 import tensorflow_transform as tft
 import tf_keras as keras
-from tfx import v1 as tfx
+from tfx.components.trainer.fn_args_utils import FnArgs
+from tfx.components.tuner.component import TunerFnResult
 
 from modules.autograph import leave_libraries_unconverted
 from modules.hparams import SEARCH_SPACE, HParams
@@ -41,7 +42,7 @@ def search_space() -> keras_tuner.HyperParameters:
 class _TaxiSearch(keras_tuner.RandomSearch):
     """A random search whose trials build and train the Trainer's own model."""
 
-    def __init__(self, fn_args: tfx.components.FnArgs, **kwargs: Any):
+    def __init__(self, fn_args: FnArgs, **kwargs: Any):
         super().__init__(hyperparameters=search_space(), **kwargs)
         self._fn_args = fn_args
         self._transform_output = tft.TFTransformOutput(fn_args.transform_graph_path)
@@ -61,7 +62,7 @@ class _TaxiSearch(keras_tuner.RandomSearch):
         return {OBJECTIVE: float(scores["auc"])}
 
 
-def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
+def tuner_fn(fn_args: FnArgs) -> TunerFnResult:
     """Returns a random search over `SEARCH_SPACE`, scored by eval-split AUC.
 
     Args:
@@ -80,4 +81,4 @@ def tuner_fn(fn_args: tfx.components.FnArgs) -> tfx.components.TunerFnResult:
         project_name="big_tipper_search",
         overwrite=True,
     )
-    return tfx.components.TunerFnResult(tuner=tuner, fit_kwargs={})
+    return TunerFnResult(tuner=tuner, fit_kwargs={})

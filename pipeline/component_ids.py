@@ -21,6 +21,8 @@ EVALUATOR = "Evaluator"
 # The newest span alone, read and scored again (pipeline.dag).
 NEWEST_SPAN_EXAMPLE_GEN = "NewestSpanExampleGen"
 NEWEST_SPAN_EVALUATOR = "NewestSpanEvaluator"
+# What a model that learned nothing scores on the eval split, read by the ModelGate.
+TRIVIAL_BASELINES = "TrivialBaselines"
 MODEL_GATE = "ModelGate"
 SERVING_CHECK = "ServingCheck"
 PUSHER = "Pusher"

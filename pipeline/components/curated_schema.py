@@ -9,18 +9,19 @@ This component takes the project's code fingerprint, which covers the curated sc
 import os
 
 import tensorflow_data_validation as tfdv
-from tfx import v1 as tfx
+from tfx.dsl.component.experimental.annotations import OutputArtifact, Parameter
+from tfx.dsl.component.experimental.decorators import component
 from tfx.types import standard_artifacts
 from tfx.utils import io_utils
 
 SCHEMA_FILE_NAME = "schema.pbtxt"
 
 
-@tfx.dsl.components.component
+@component
 def ImportCuratedSchema(
-    schema: tfx.dsl.components.OutputArtifact[standard_artifacts.Schema],
-    schema_file: tfx.dsl.components.Parameter[str],
-    code_fingerprint: tfx.dsl.components.Parameter[str] = "",
+    schema: OutputArtifact[standard_artifacts.Schema],
+    schema_file: Parameter[str],
+    code_fingerprint: Parameter[str] = "",
 ) -> None:
     """Copies the curated schema file into the Schema artifact, after checking that it parses.
 

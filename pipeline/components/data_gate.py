@@ -11,7 +11,8 @@ Pusher) runs after it, so refused data never reaches a model or the serving dire
 import logging
 from typing import Dict, List, Optional
 
-from tfx import v1 as tfx
+from tfx.dsl.component.experimental.annotations import InputArtifact, Parameter
+from tfx.dsl.component.experimental.decorators import component
 from tfx.types import artifact_utils, standard_artifacts
 
 from pipeline import configs
@@ -111,14 +112,14 @@ def judge(
     return warnings + notes
 
 
-@tfx.dsl.components.component
+@component
 def DataGate(
-    examples: tfx.dsl.components.InputArtifact[standard_artifacts.Examples],
-    anomalies: tfx.dsl.components.InputArtifact[standard_artifacts.ExampleAnomalies],
-    drift_report: tfx.dsl.components.InputArtifact[DriftReport],
-    external_report: tfx.dsl.components.InputArtifact[artifacts.ExternalFeatureReport],
-    accepted_spans: tfx.dsl.components.Parameter[str] = "[]",
-    code_fingerprint: tfx.dsl.components.Parameter[str] = "",
+    examples: InputArtifact[standard_artifacts.Examples],
+    anomalies: InputArtifact[standard_artifacts.ExampleAnomalies],
+    drift_report: InputArtifact[DriftReport],
+    external_report: InputArtifact[artifacts.ExternalFeatureReport],
+    accepted_spans: Parameter[str] = "[]",
+    code_fingerprint: Parameter[str] = "",
 ) -> None:
     """Fails the run on any schema anomaly, or on drift when the drift policy says stop, unless
     an acceptance in `accepted_spans` (`pipeline.validation.acceptance.acceptances_json`) covers it."""

@@ -34,7 +34,8 @@ import apache_beam as beam
 import tensorflow as tf
 import tensorflow_data_validation as tfdv
 from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
-from tfx import v1 as tfx
+from tfx.dsl.component.experimental.annotations import BeamComponentParameter, InputArtifact, OutputArtifact, Parameter
+from tfx.dsl.component.experimental.decorators import component
 from tfx.types import standard_artifacts
 
 from pipeline import configs
@@ -140,16 +141,16 @@ def check_span(
     return report
 
 
-@tfx.dsl.components.component(use_beam=True)
+@component(use_beam=True)
 def SpanDriftCheck(
-    examples: tfx.dsl.components.InputArtifact[standard_artifacts.Examples],
-    schema: tfx.dsl.components.InputArtifact[standard_artifacts.Schema],
-    drift_report: tfx.dsl.components.OutputArtifact[DriftReport],
-    drift_config: tfx.dsl.components.Parameter[str],
-    split_config: tfx.dsl.components.Parameter[str] = "",
-    code_fingerprint: tfx.dsl.components.Parameter[str] = "",
-    span_statistics_dir: tfx.dsl.components.Parameter[str] = "",
-    beam_pipeline: tfx.dsl.components.BeamComponentParameter[beam.Pipeline] = None,
+    examples: InputArtifact[standard_artifacts.Examples],
+    schema: InputArtifact[standard_artifacts.Schema],
+    drift_report: OutputArtifact[DriftReport],
+    drift_config: Parameter[str],
+    split_config: Parameter[str] = "",
+    code_fingerprint: Parameter[str] = "",
+    span_statistics_dir: Parameter[str] = "",
+    beam_pipeline: BeamComponentParameter[beam.Pipeline] = None,
 ) -> None:
     """Checks the newest span of the window (see the module docstring) and records the report.
 

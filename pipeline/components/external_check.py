@@ -23,7 +23,8 @@ import pyarrow as pa
 import tensorflow as tf
 import tensorflow_data_validation as tfdv
 from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
-from tfx import v1 as tfx
+from tfx.dsl.component.experimental.annotations import BeamComponentParameter, InputArtifact, OutputArtifact, Parameter
+from tfx.dsl.component.experimental.decorators import component
 from tfx.components.statistics_gen.stats_artifact_utils import BINARY_PB_BASENAME
 from tfx.types import artifact_utils, standard_artifacts
 from tfx.utils import io_utils
@@ -264,18 +265,18 @@ def _table_result(
     return result
 
 
-@tfx.dsl.components.component(use_beam=True)
+@component(use_beam=True)
 def ExternalFeatureCheck(
-    examples: tfx.dsl.components.InputArtifact[standard_artifacts.Examples],
-    schema: tfx.dsl.components.InputArtifact[standard_artifacts.Schema],
-    external_tables: tfx.dsl.components.InputArtifact[ExternalTables],
+    examples: InputArtifact[standard_artifacts.Examples],
+    schema: InputArtifact[standard_artifacts.Schema],
+    external_tables: InputArtifact[ExternalTables],
     # Not "statistics": the Airflow runner names artifacts "<output key>:<run id>", and
     # StatisticsGen's output of the same type already takes that name.
-    joined_statistics: tfx.dsl.components.OutputArtifact[standard_artifacts.ExampleStatistics],
-    report: tfx.dsl.components.OutputArtifact[ExternalFeatureReport],
-    drift_config: tfx.dsl.components.Parameter[str],
-    code_fingerprint: tfx.dsl.components.Parameter[str] = "",
-    beam_pipeline: tfx.dsl.components.BeamComponentParameter[beam.Pipeline] = None,
+    joined_statistics: OutputArtifact[standard_artifacts.ExampleStatistics],
+    report: OutputArtifact[ExternalFeatureReport],
+    drift_config: Parameter[str],
+    code_fingerprint: Parameter[str] = "",
+    beam_pipeline: BeamComponentParameter[beam.Pipeline] = None,
 ) -> None:
     """Checks every table's joined columns on every span; writes statistics and a report.
 

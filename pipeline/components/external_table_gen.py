@@ -12,7 +12,8 @@ import logging
 from typing import Dict
 
 import tensorflow as tf
-from tfx import v1 as tfx
+from tfx.dsl.component.experimental.annotations import OutputArtifact, Parameter
+from tfx.dsl.component.experimental.decorators import component
 
 from modules import external
 from pipeline.components.artifacts import TABLES_PROPERTY, ExternalTables, table_file
@@ -69,11 +70,11 @@ def snapshot_tables(sources: str, output_uri: str) -> Dict[str, dict]:
     return records
 
 
-@tfx.dsl.components.component
+@component
 def ExternalTableGen(
-    tables: tfx.dsl.components.OutputArtifact[ExternalTables],
-    sources: tfx.dsl.components.Parameter[str],
-    code_fingerprint: tfx.dsl.components.Parameter[str] = "",
+    tables: OutputArtifact[ExternalTables],
+    sources: Parameter[str],
+    code_fingerprint: Parameter[str] = "",
 ) -> None:
     """Validates each external table and snapshots it into the artifact, with its fingerprint.
 

@@ -23,7 +23,8 @@ import time
 from typing import Dict, List, Optional, Tuple
 
 import tensorflow as tf
-from tfx import v1 as tfx
+from tfx.dsl.component.experimental.annotations import InputArtifact, OutputArtifact, Parameter
+from tfx.dsl.component.experimental.decorators import component
 from tfx.types import standard_artifacts
 from tfx.utils import path_constants
 
@@ -118,13 +119,13 @@ def check_model_serves(
         shutil.rmtree(base_path, ignore_errors=True)
 
 
-@tfx.dsl.components.component
+@component
 def ServingCheck(
-    model: tfx.dsl.components.InputArtifact[standard_artifacts.Model],
-    examples: tfx.dsl.components.InputArtifact[standard_artifacts.Examples],
-    infra_blessing: tfx.dsl.components.OutputArtifact[standard_artifacts.InfraBlessing],
-    num_trips: tfx.dsl.components.Parameter[int] = 32,
-    code_fingerprint: tfx.dsl.components.Parameter[str] = "",
+    model: InputArtifact[standard_artifacts.Model],
+    examples: InputArtifact[standard_artifacts.Examples],
+    infra_blessing: OutputArtifact[standard_artifacts.InfraBlessing],
+    num_trips: Parameter[int] = 32,
+    code_fingerprint: Parameter[str] = "",
 ) -> None:
     """Blesses the candidate for the Pusher only if the local model server loads and answers it.
 

@@ -18,7 +18,8 @@ import os
 import apache_beam as beam
 import tensorflow as tf
 import tensorflow_data_validation as tfdv
-from tfx import v1 as tfx
+from tfx.dsl.component.experimental.annotations import BeamComponentParameter, InputArtifact, OutputArtifact, Parameter
+from tfx.dsl.component.experimental.decorators import component
 from tfx.types import artifact_utils, standard_artifacts
 
 from pipeline.components import example_gen
@@ -32,15 +33,15 @@ STATISTICS_FILE = "FeatureStats.pb"
 SPAN_STATISTICS_PROPERTY = "span_statistics"
 
 
-@tfx.dsl.components.component(use_beam=True)
+@component(use_beam=True)
 def WindowStatisticsGen(
-    examples: tfx.dsl.components.InputArtifact[standard_artifacts.Examples],
-    schema: tfx.dsl.components.InputArtifact[standard_artifacts.Schema],
-    statistics: tfx.dsl.components.OutputArtifact[standard_artifacts.ExampleStatistics],
-    split_config: tfx.dsl.components.Parameter[str],
-    code_fingerprint: tfx.dsl.components.Parameter[str] = "",
-    span_statistics_dir: tfx.dsl.components.Parameter[str] = "",
-    beam_pipeline: tfx.dsl.components.BeamComponentParameter[beam.Pipeline] = None,
+    examples: InputArtifact[standard_artifacts.Examples],
+    schema: InputArtifact[standard_artifacts.Schema],
+    statistics: OutputArtifact[standard_artifacts.ExampleStatistics],
+    split_config: Parameter[str],
+    code_fingerprint: Parameter[str] = "",
+    span_statistics_dir: Parameter[str] = "",
+    beam_pipeline: BeamComponentParameter[beam.Pipeline] = None,
 ) -> None:
     """Writes the window's statistics of each split of `examples` (see the module docstring).
 

@@ -225,12 +225,12 @@ def run_once(
 def dag_runner(steps_at_once: int = DEFAULT_STEPS_AT_ONCE):
     """TFX's LocalDagRunner for one step at a time; otherwise `ConcurrentDagRunner`, which starts
     each step once the steps it reads have finished, at most `steps_at_once` together."""
-    from tfx import v1 as tfx
+    from tfx.orchestration.local.local_dag_runner import LocalDagRunner
 
     from pipeline.runners.concurrent_dag import ConcurrentDagRunner
 
     if steps_at_once == 1:
-        return tfx.orchestration.LocalDagRunner()
+        return LocalDagRunner()
     return ConcurrentDagRunner(max_workers=steps_at_once)
 
 

@@ -30,6 +30,7 @@ ALL_COMPONENTS = [
     component_ids.EVALUATOR,
     component_ids.NEWEST_SPAN_EXAMPLE_GEN,
     component_ids.NEWEST_SPAN_EVALUATOR,
+    component_ids.TRIVIAL_BASELINES,
     component_ids.MODEL_GATE,
     component_ids.PUSHER,
 ]

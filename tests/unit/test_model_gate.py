@@ -8,7 +8,8 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 from pipeline import configs
-from pipeline.components.model_gate import baselines_from_counts, judge_baselines, judge_newest_span, lookup_auc
+from pipeline.components.model_gate import judge_baselines, judge_newest_span
+from pipeline.components.trivial_baselines import baselines_from_counts, lookup_auc
 
 TRAIN, EVAL = configs.TRAIN_SPLIT, configs.EVAL_SPLIT
 

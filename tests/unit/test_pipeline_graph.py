@@ -47,10 +47,20 @@ def test_pusher_needs_the_gate_and_the_serving_check(nodes):
     assert {"model_blessing", "infra_blessing"} <= set(pusher.inputs)
     assert pusher.inputs["model_blessing"].producer_component_id == component_ids.MODEL_GATE
     assert {component_ids.MODEL_GATE, component_ids.SERVING_CHECK} <= _upstream(pusher)
-    # The gate reads both Evaluators' verdicts and the eval trips the baselines are computed on.
+    # The gate reads both Evaluators' verdicts and the trivial baselines of the eval trips.
     gate = nodes[component_ids.MODEL_GATE]
-    assert {component_ids.EVALUATOR, component_ids.NEWEST_SPAN_EVALUATOR, component_ids.TRANSFORM} <= _upstream(gate)
+    assert {component_ids.EVALUATOR, component_ids.NEWEST_SPAN_EVALUATOR, component_ids.TRIVIAL_BASELINES} <= _upstream(gate)
+    assert gate.inputs["baselines"].producer_component_id == component_ids.TRIVIAL_BASELINES
     assert configs.BlessingThresholds(**json.loads(gate.exec_properties["thresholds"])) == OPTIONS.thresholds
+
+
+def test_the_baselines_are_counted_beside_the_trainer(nodes):
+    # They read the examples and the Transform graph, never the model, so nothing makes them
+    # wait for the Trainer.
+    baselines = nodes[component_ids.TRIVIAL_BASELINES]
+    assert baselines.inputs["examples"].producer_component_id == component_ids.EXAMPLE_GEN
+    assert baselines.inputs["transform_graph"].producer_component_id == component_ids.TRANSFORM
+    assert component_ids.TRAINER not in _upstream(baselines)
 
 
 def test_both_evaluators_compare_with_the_serving_model(nodes):
@@ -144,7 +154,7 @@ def test_the_beam_heavy_steps_run_in_beam_with_the_pipeline_s_beam_arguments():
     built = create_pipeline("p", "/tmp/root", "/tmp/data", [2, 3], "/tmp/serving", None, OPTIONS, beam_args)
     deployment = pipeline_pb2.IntermediateDeploymentConfig()
     compiler.Compiler().compile(built).deployment_config.Unpack(deployment)
-    for node_id in (component_ids.EXAMPLE_GEN, component_ids.DRIFT_CHECK, component_ids.EXTERNAL_FEATURE_CHECK, component_ids.MODEL_GATE):
+    for node_id in (component_ids.EXAMPLE_GEN, component_ids.DRIFT_CHECK, component_ids.EXTERNAL_FEATURE_CHECK, component_ids.TRIVIAL_BASELINES):
         spec = executable_spec_pb2.BeamExecutableSpec()
         assert deployment.executor_specs[node_id].Unpack(spec), f"{node_id} does not run in Beam"
         assert list(spec.beam_pipeline_args) == beam_args, node_id

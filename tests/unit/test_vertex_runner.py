@@ -33,7 +33,7 @@ BEAM_POWERED = [
     component_ids.EVALUATOR,
     component_ids.NEWEST_SPAN_EXAMPLE_GEN,
     component_ids.NEWEST_SPAN_EVALUATOR,
-    component_ids.MODEL_GATE,
+    component_ids.TRIVIAL_BASELINES,
 ]
 
 

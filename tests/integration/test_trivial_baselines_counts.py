@@ -1,4 +1,4 @@
-"""The ModelGate's count of the transformed trips, against a per-trip count in plain Python."""
+"""The trivial baselines' count of the transformed trips, against a per-trip count in plain Python."""
 import glob
 import os
 
@@ -12,7 +12,7 @@ from tfx_bsl.coders import example_coder
 
 from modules import features
 from pipeline import configs
-from pipeline.components.model_gate import _CountBatch, baselines_from_counts, compute_baselines
+from pipeline.components.trivial_baselines import _CountBatch, baselines_from_counts, compute_baselines
 
 LABEL = features.LABEL_KEY
 
@@ -100,16 +100,16 @@ def _only(pattern: str) -> str:
 def test_the_beam_count_of_raw_trips_through_the_transform_graph(small_pipeline_run, tmp_path, monkeypatch):
     """compute_baselines on the run's raw examples and Transform graph, against each raw trip
     put through the same graph alone and counted in plain Python."""
-    from pipeline.components import model_gate
+    from pipeline.components import trivial_baselines
 
     loads = []
 
-    class CountedGraph(model_gate._LoadedGraph):
+    class CountedGraph(trivial_baselines._LoadedGraph):
         def __init__(self, uri):
             loads.append(uri)
             super().__init__(uri)
 
-    monkeypatch.setattr(model_gate, "_LoadedGraph", CountedGraph)
+    monkeypatch.setattr(trivial_baselines, "_LoadedGraph", CountedGraph)
     root = small_pipeline_run["output_dir"] / "pipeline_root"
     examples = standard_artifacts.Examples()
     examples.uri = _only(str(root / "CsvExampleGen" / "examples" / "*"))
