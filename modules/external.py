@@ -13,6 +13,7 @@ has no key, gets `features.MISSING_INT` in every joined column.
 import csv
 import dataclasses
 import datetime
+import functools
 import io
 from typing import Dict, List, Optional, Tuple
 
@@ -241,7 +242,15 @@ def read_table(path: str, spec: ExternalTableSpec) -> ExternalTable:
         ExternalTableError: see `parse_table`.
     """
     with tf.io.gfile.GFile(path, "r") as table_file:
-        return parse_table(table_file.read(), spec, path)
+        return _parsed(table_file.read(), spec, path)
+
+
+# tf.Transform traces `preprocessing_fn` several times a run (each analysis phase, the schema,
+# the saved graph), and each trace reads the tables: the same file is parsed once per process.
+# The text is part of the key, so a file that changed is parsed (and validated) again.
+@functools.lru_cache(maxsize=8)
+def _parsed(text: str, spec: ExternalTableSpec, source: str) -> ExternalTable:
+    return parse_table(text, spec, source)
 
 
 def join(key_values: tf.Tensor, present: tf.Tensor, table: ExternalTable) -> Dict[str, tf.Tensor]:

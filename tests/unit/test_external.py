@@ -56,6 +56,25 @@ def test_a_wrong_header_or_an_empty_table_is_refused():
         external.parse_table("", HOLIDAYS, "empty.csv")
 
 
+def test_a_file_read_again_is_parsed_once_and_a_changed_one_again(tmp_path, monkeypatch):
+    # tf.Transform traces preprocessing_fn several times a run; each trace reads the tables.
+    parses = []
+    parse = external.parse_table
+    monkeypatch.setattr(external, "parse_table", lambda *args: parses.append(args[2]) or parse(*args))
+    path = tmp_path / "holidays.csv"
+    path.write_text(f"{HOLIDAY_HEADER}\n2014-05-26,0,1,0,Memorial Day\n")
+    first = external.read_table(str(path), HOLIDAYS)
+    assert external.read_table(str(path), HOLIDAYS) is first
+    assert parses == [str(path)]
+    path.write_text(f"{HOLIDAY_HEADER}\n2014-05-26,0,1,0,Memorial Day\n2014-07-04,4,1,0,Independence Day\n")
+    assert len(external.read_table(str(path), HOLIDAYS).keys) == 2
+    path.write_text(f"{HOLIDAY_HEADER}\n2014-05-26,0,2,0,Memorial Day\n")
+    for _ in range(2):  # a malformed file is refused on every read, never remembered as good
+        with pytest.raises(external.ExternalTableError, match="line 2: column 'is_holiday': 2 is outside"):
+            external.read_table(str(path), HOLIDAYS)
+    assert parses == [str(path)] * 4
+
+
 def test_every_problem_is_listed_up_to_ten():
     lines = [f"2014-05-{day:02d},0,9,0," for day in range(1, 16)]
     with pytest.raises(external.ExternalTableError) as refused:
