@@ -79,6 +79,8 @@ DRIFT_HISTOGRAM_BUCKETS = 100
 # Folder of the pipeline root where the drift check keeps each span's statistics from run to
 # run (`pipeline.validation.span_statistics`).
 SPAN_STATISTICS_FOLDER = "SpanStatistics"
+# Each kept span statistics file there is "<key><SPAN_STATISTICS_SUFFIX>".
+SPAN_STATISTICS_SUFFIX = ".partials"
 DRIFT_STOP = "stop"
 DRIFT_WARN = "warn"
 

@@ -115,6 +115,18 @@ CHECKED_SPAN_PROPERTY = "checked_span"
 REFERENCE_SPANS_PROPERTY = "reference_spans"
 
 
+# Custom property of StatisticsGen's output (pipeline.components.window_statistics): span -> split
+# -> {key, reused}, the kept span statistics (configs.SPAN_STATISTICS_FOLDER) it merged, as the
+# drift report records them.
+SPAN_STATISTICS_PROPERTY = "span_statistics"
+
+
+def recorded_span_statistics_keys(recorded: Dict[str, Dict[str, dict]]) -> List[str]:
+    """The keys of kept span statistics in a SPAN_STATISTICS_PROPERTY value (parsed) or a drift
+    report's "span_statistics": span -> part -> {key, reused}."""
+    return sorted({entry["key"] for by_part in recorded.values() for entry in by_part.values()})
+
+
 class DriftReport(Artifact):
     """The newest span's schema anomalies and drift scores against the reference (DRIFT_REPORT_FILE)."""
 

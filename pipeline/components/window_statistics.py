@@ -23,14 +23,12 @@ from tfx.dsl.component.experimental.decorators import component
 from tfx.types import artifact_utils, standard_artifacts
 
 from pipeline.components import example_gen
-from pipeline.components.artifacts import SPAN_FILES_PROPERTY, span_fingerprints
+from pipeline.components.artifacts import SPAN_FILES_PROPERTY, SPAN_STATISTICS_PROPERTY, span_fingerprints
 from pipeline.components.curated_schema import SCHEMA_FILE_NAME
 from pipeline.validation import span_statistics
 
 # TFX's StatisticsGen's file name in each split's folder (tfx.components.statistics_gen.executor).
 STATISTICS_FILE = "FeatureStats.pb"
-# Custom property of the output: span -> split -> {key, reused}, as the drift report records it.
-SPAN_STATISTICS_PROPERTY = "span_statistics"
 
 
 @component(use_beam=True)

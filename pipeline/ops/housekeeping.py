@@ -12,7 +12,11 @@ What is kept, whatever the policy:
 
 Everything else under pipeline_root/ that ML Metadata lists as an artifact of the pipeline is
 removed, and ML Metadata marks it DELETED (TFX's cache then never reuses it). Older version
-folders under serving_model/ are removed. `--dry-run` lists exactly what a real run removes.
+folders under serving_model/ are removed. So are the kept span statistics
+(pipeline_root/SpanStatistics/, `pipeline.validation.span_statistics`) that no artifact left
+records, the drift reports' and StatisticsGen's (those of another code version, or of spans no
+kept run read), and files a write that stopped midway left there: a later run that needs them
+computes them again. `--dry-run` lists exactly what a real run removes.
 
 Examples:
   python -m pipeline housekeeping --output-dir outputs --dry-run
@@ -32,6 +36,7 @@ if __name__ == "__main__":
 
 import argparse
 import dataclasses
+import json
 import logging
 import shutil
 import sys
@@ -41,6 +46,7 @@ from typing import Dict, List, Optional, Sequence, Set
 from ml_metadata.proto import metadata_store_pb2
 
 from pipeline import configs
+from pipeline.components.artifacts import SPAN_STATISTICS_PROPERTY, DriftReport, read_drift_report, recorded_span_statistics_keys
 from pipeline.ops import lineage, metadata, writer_lock
 from pipeline.ops.metadata import OutputLayout
 from serving.versions import ServingConfigError, serving_version
@@ -57,6 +63,7 @@ DELETED_BY = "pipeline.ops.housekeeping"
 
 ARTIFACT = "artifact"
 SERVING_VERSION = "serving_version"
+SPAN_STATISTICS = "span_statistics"
 
 _PRUNABLE_STATES = (
     metadata_store_pb2.Artifact.LIVE,
@@ -75,9 +82,10 @@ class HousekeepingError(Exception):
 class Removal:
     """One thing housekeeping removes."""
 
-    kind: str  # ARTIFACT or SERVING_VERSION
+    kind: str  # ARTIFACT, SERVING_VERSION or SPAN_STATISTICS
     path: str
-    # The artifact (ARTIFACT) or the PushedModel of the version (SERVING_VERSION), if known.
+    # The artifact (ARTIFACT) or the PushedModel of the version (SERVING_VERSION), if known;
+    # None for SPAN_STATISTICS, files ML Metadata does not list.
     artifact_id: Optional[int]
     description: str
 
@@ -243,7 +251,49 @@ def plan(
                 description=f"{graph.type_name(artifact)} #{artifact.id} of {node or 'unknown component'} execution #{producer}",
             )
         )
+    removed_ids = {removal.artifact_id for removal in removals if removal.kind == ARTIFACT}
+    kept = [a for a in pipeline_artifacts if a.id not in removed_ids and a.state == metadata_store_pb2.Artifact.LIVE]
+    removals.extend(_unrecorded_span_statistics(graph, kept, pipeline_root))
     return Plan(kept_versions=kept_versions, protected_artifact_ids=protected, protected_because=because, removals=removals)
+
+
+def _unrecorded_span_statistics(
+    graph: lineage.MetadataGraph, kept: Sequence[metadata_store_pb2.Artifact], pipeline_root: str
+) -> List[Removal]:
+    """The files of pipeline_root/SpanStatistics/ that no kept artifact records.
+
+    StatisticsGen's output records the keys it merged (SPAN_STATISTICS_PROPERTY), a
+    drift report those it read; anything else there (another code version's statistics, spans
+    no kept run read, a temporary file of a write that stopped) is listed.
+
+    Raises:
+        HousekeepingError: when a kept drift report cannot be read, so what it uses is unknown.
+    """
+    folder = os.path.join(pipeline_root, configs.SPAN_STATISTICS_FOLDER)
+    if not os.path.isdir(folder):
+        return []
+    recorded: Set[str] = set()
+    for artifact in kept:
+        property_value = lineage.custom_property(artifact, SPAN_STATISTICS_PROPERTY)
+        if property_value:
+            recorded.update(recorded_span_statistics_keys(json.loads(property_value)))
+        if graph.type_name(artifact) == DriftReport.TYPE_NAME:
+            path = lineage.local_artifact_path(artifact.uri, pipeline_root)
+            if not os.path.isdir(path):
+                continue  # its run failed before writing it: it records nothing
+            try:
+                report = read_drift_report(path)
+            except (OSError, ValueError) as error:
+                raise HousekeepingError(f"cannot read the drift report {path} to tell which span statistics it uses: {error}") from None
+            recorded.update(recorded_span_statistics_keys(report.get("span_statistics", {})))
+    removals = []
+    for name in sorted(os.listdir(folder)):
+        key = name[: -len(configs.SPAN_STATISTICS_SUFFIX)] if name.endswith(configs.SPAN_STATISTICS_SUFFIX) else None
+        if key in recorded:
+            continue
+        what = f"span statistics {key[:12]}, recorded by no kept artifact" if key else "a file a stopped write left"
+        removals.append(Removal(kind=SPAN_STATISTICS, path=os.path.join(folder, name), artifact_id=None, description=what))
+    return removals
 
 
 def apply(output_dir: str, removals: Sequence[Removal], store) -> List[Removal]:

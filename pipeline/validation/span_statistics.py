@@ -192,7 +192,7 @@ class SpanStatisticsStore:
         self.directory = directory
 
     def path(self, key: str) -> str:
-        return os.path.join(self.directory, f"{key}.partials")
+        return os.path.join(self.directory, f"{key}{configs.SPAN_STATISTICS_SUFFIX}")
 
     def load(self, key: str) -> Optional[Partials]:
         """The Partials stored under `key`, or None.

@@ -125,7 +125,7 @@ def test_a_window_moved_forward_reads_no_span_it_has_seen_again(own_copy):
     # StatisticsGen merged them. The window of spans 2 and 3 finds every one kept.
     from tfx.orchestration import metadata
 
-    from pipeline.components.window_statistics import SPAN_STATISTICS_PROPERTY
+    from pipeline.components.artifacts import SPAN_STATISTICS_PROPERTY
     from pipeline.ops import run_summary
 
     store = own_copy["output_dir"] / "pipeline_root" / configs.SPAN_STATISTICS_FOLDER

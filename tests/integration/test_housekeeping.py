@@ -1,4 +1,6 @@
 """Housekeeping on copies of the shared small run with a second, newer pushed version."""
+import json
+import os
 import pathlib
 import shutil
 
@@ -6,7 +8,9 @@ import pytest
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
-from pipeline.ops import housekeeping, lineage
+from pipeline import component_ids, configs
+from pipeline.components.artifacts import DRIFT_REPORT_FILE, SPAN_STATISTICS_PROPERTY
+from pipeline.ops import housekeeping, lineage, run_summary, writer_lock
 from tests.conftest import ANY_MODEL_THRESHOLDS, run_small_pipeline
 
 pytestmark = pytest.mark.slow
@@ -93,6 +97,41 @@ def test_keeping_more_versions_keeps_their_lineage(copy_of_two_versions, two_ver
         protected |= set(lineage.trace_version(str(output_dir), version).artifact_ids)
     assert not protected & {r.artifact_id for r in removed if r.kind == housekeeping.ARTIFACT}
     assert not [r for r in removed if r.kind == housekeeping.SERVING_VERSION]
+
+
+def test_span_statistics_no_kept_artifact_records_are_removed(copy_of_two_versions):
+    output_dir = copy_of_two_versions
+    folder = output_dir / "pipeline_root" / configs.SPAN_STATISTICS_FOLDER
+    statistics = run_summary.latest_node_outputs(_store(output_dir), configs.PIPELINE_NAME, component_ids.STATISTICS_GEN, 0)["statistics"][0]
+    recorded = json.loads(statistics.custom_properties[SPAN_STATISTICS_PROPERTY].string_value)
+    in_use = {f"{entry['key']}{configs.SPAN_STATISTICS_SUFFIX}" for by_split in recorded.values() for entry in by_split.values()}
+    assert in_use and in_use <= set(os.listdir(folder))
+    # Another code version's statistics, and the temporary file of a write that stopped.
+    stale = folder / f"{'0' * 64}{configs.SPAN_STATISTICS_SUFFIX}"
+    stale.write_bytes(b"statistics of other code")
+    leftover = folder / f"{sorted(in_use)[0]}.tmp-0123"
+    leftover.write_bytes(b"half a file")
+
+    listed = housekeeping.housekeep(str(output_dir), keep_versions=1, keep_blessed=1, dry_run=True)
+    removed = housekeeping.housekeep(str(output_dir), keep_versions=1, keep_blessed=1)
+
+    assert removed == listed
+    assert sorted(r.path for r in removed if r.kind == housekeeping.SPAN_STATISTICS) == sorted([str(leftover), str(stale)])
+    assert set(os.listdir(folder)) == in_use  # what the newest run merged stays, for the next run to reuse
+    assert not [r for r in housekeeping.housekeep(str(output_dir), dry_run=True) if r.kind == housekeeping.SPAN_STATISTICS]
+
+
+def test_an_unreadable_drift_report_stops_housekeeping_before_it_removes_anything(copy_of_two_versions):
+    output_dir = copy_of_two_versions
+    drift = run_summary.latest_node_outputs(_store(output_dir), configs.PIPELINE_NAME, component_ids.DRIFT_CHECK, 0)["drift_report"][0]
+    report = pathlib.Path(lineage.local_artifact_path(drift.uri, str(output_dir / "pipeline_root"))) / DRIFT_REPORT_FILE
+    assert str(report).startswith(str(output_dir))  # the copy's, never the original's
+    report.write_text("{not json")
+    lock = output_dir / writer_lock.LOCK_FILE  # housekeeping takes the writer lock first
+    before = sorted(str(path) for path in output_dir.rglob("*") if path != lock)
+    with pytest.raises(housekeeping.HousekeepingError, match="cannot read the drift report .* to tell which span statistics it uses"):
+        housekeeping.housekeep(str(output_dir), keep_versions=1, keep_blessed=1)
+    assert sorted(str(path) for path in output_dir.rglob("*") if path != lock) == before
 
 
 def test_command_line_dry_run_prints_the_list(copy_of_two_versions, capsys):

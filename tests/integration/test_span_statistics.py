@@ -116,7 +116,8 @@ def test_the_window_statistics_per_split_are_tfx_statisticsgen_s(tmp_path):
 
     from pipeline import dag
     from pipeline.components.curated_schema import ImportCuratedSchema
-    from pipeline.components.window_statistics import SPAN_STATISTICS_PROPERTY, WindowStatisticsGen
+    from pipeline.components.artifacts import SPAN_STATISTICS_PROPERTY
+    from pipeline.components.window_statistics import WindowStatisticsGen
     from pipeline.ops import run_summary
 
     options = configs.PipelineOptions(code_fingerprint="test")
