@@ -12,11 +12,11 @@ What is kept, whatever the policy:
 
 Everything else under pipeline_root/ that ML Metadata lists as an artifact of the pipeline is
 removed, and ML Metadata marks it DELETED (TFX's cache then never reuses it). Older version
-folders under serving_model/ are removed. So are the kept span statistics
-(pipeline_root/SpanStatistics/, `pipeline.validation.span_statistics`) that no artifact left
-records, the drift reports' and StatisticsGen's (those of another code version, or of spans no
-kept run read), and files a write that stopped midway left there: a later run that needs them
-computes them again. `--dry-run` lists exactly what a real run removes.
+folders under serving_model/ are removed. So are the files of pipeline_root/SpanStatistics/
+(each span's statistics, `pipeline.validation.span_statistics`) that no kept drift report or
+StatisticsGen output records: another code version's, those of spans no kept run read, and the
+temporary file of a write that stopped. A later run that needs them computes them again.
+`--dry-run` lists exactly what a real run removes.
 
 Examples:
   python -m pipeline housekeeping --output-dir outputs --dry-run
@@ -46,7 +46,13 @@ from typing import Dict, List, Optional, Sequence, Set
 from ml_metadata.proto import metadata_store_pb2
 
 from pipeline import configs
-from pipeline.components.artifacts import SPAN_STATISTICS_PROPERTY, DriftReport, read_drift_report, recorded_span_statistics_keys
+from pipeline.components.artifacts import (
+    DRIFT_REPORT_FILE,
+    SPAN_STATISTICS_PROPERTY,
+    DriftReport,
+    read_drift_report,
+    recorded_span_statistics_keys,
+)
 from pipeline.ops import lineage, metadata, writer_lock
 from pipeline.ops.metadata import OutputLayout
 from serving.versions import ServingConfigError, serving_version
@@ -279,8 +285,8 @@ def _unrecorded_span_statistics(
             recorded.update(recorded_span_statistics_keys(json.loads(property_value)))
         if graph.type_name(artifact) == DriftReport.TYPE_NAME:
             path = lineage.local_artifact_path(artifact.uri, pipeline_root)
-            if not os.path.isdir(path):
-                continue  # its run failed before writing it: it records nothing
+            if not os.path.isfile(os.path.join(path, DRIFT_REPORT_FILE)):
+                continue  # no report file (not on this machine, or removed by hand): it records nothing here
             try:
                 report = read_drift_report(path)
             except (OSError, ValueError) as error:
