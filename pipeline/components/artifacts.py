@@ -237,16 +237,6 @@ class TrivialBaselineScores(Artifact):
     TYPE_NAME = "taxi.TrivialBaselineScores"
 
 
-def write_baselines(artifact: TrivialBaselineScores, baselines: Dict[str, Any]) -> None:
-    """Writes `baselines` (`trivial_baselines.baselines_from_counts`) into the artifact and
-    records its headline numbers as custom properties."""
-    with tf.io.gfile.GFile(os.path.join(artifact.uri, BASELINES_FILE), "w") as baselines_file:
-        json.dump(baselines, baselines_file, indent=1, sort_keys=True)
-    artifact.set_string_custom_property(BEST_SINGLE_FEATURE_PROPERTY, baselines["best_single_feature"])
-    artifact.set_float_custom_property(BEST_SINGLE_FEATURE_AUC_PROPERTY, baselines["best_single_feature_auc"])
-    artifact.set_float_custom_property(MAJORITY_ACCURACY_PROPERTY, baselines["majority_accuracy"])
-
-
 def read_baselines(uri: str) -> Dict[str, Any]:
     """The baselines a TrivialBaselines step wrote into its artifact."""
     with tf.io.gfile.GFile(os.path.join(uri, BASELINES_FILE)) as baselines_file:

@@ -23,7 +23,6 @@ from tfx.types import standard_artifacts
 from modules import features
 from pipeline import configs
 from pipeline.components import artifacts
-from pipeline.components.artifacts import GATE_REPORT_FILE
 from pipeline.validation.evaluation_results import baseline_was_scored, slice_metrics, validation_failures
 
 logger = logging.getLogger(__name__)
@@ -130,7 +129,7 @@ def ModelGate(
         "card_slice": slice_metrics(evaluation.uri, CARD_SLICE_TEXT),
         "thresholds": json.loads(thresholds),
     }
-    with tf.io.gfile.GFile(os.path.join(model_blessing.uri, GATE_REPORT_FILE), "w") as report_file:
+    with tf.io.gfile.GFile(os.path.join(model_blessing.uri, artifacts.GATE_REPORT_FILE), "w") as report_file:
         json.dump(report, report_file, indent=1, sort_keys=True)
     with tf.io.gfile.GFile(os.path.join(model_blessing.uri, "BLESSED" if blessed else "NOT_BLESSED"), "w") as marker:
         marker.write("")

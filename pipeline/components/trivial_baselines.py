@@ -233,12 +233,12 @@ def baselines_from_counts(counts: _Counts) -> Dict[str, Any]:
 
 
 def compute_baselines(
-    examples: standard_artifacts.Examples, transform_graph_uri: str, pipeline: beam.Pipeline, report_path: str
+    examples: standard_artifacts.Examples, transform_graph_uri: str, pipeline: beam.Pipeline, work_path: str
 ) -> Dict[str, Any]:
     """Puts the train and eval trips of `examples` through the Transform graph, counts them per
-    discrete value in Beam, writes the baselines (`baselines_from_counts`) to `report_path` and
-    returns them."""
-    counts_prefix = report_path + ".counts"
+    discrete value in Beam and returns the baselines (`baselines_from_counts`). The Beam job
+    writes its counts to `<work_path>.counts-*`, read back and removed here."""
+    counts_prefix = work_path + ".counts"
     with pipeline:
         per_split = []
         graph = beam_shared.Shared()
@@ -282,4 +282,8 @@ def TrivialBaselines(
     del code_fingerprint  # part of the cache key only
     tf.io.gfile.makedirs(baselines.uri)
     scores = compute_baselines(examples, transform_graph.uri, beam_pipeline, os.path.join(baselines.uri, "baselines"))
-    artifacts.write_baselines(baselines, scores)
+    with tf.io.gfile.GFile(os.path.join(baselines.uri, artifacts.BASELINES_FILE), "w") as baselines_file:
+        json.dump(scores, baselines_file, indent=1, sort_keys=True)
+    baselines.set_string_custom_property(artifacts.BEST_SINGLE_FEATURE_PROPERTY, scores["best_single_feature"])
+    baselines.set_float_custom_property(artifacts.BEST_SINGLE_FEATURE_AUC_PROPERTY, scores["best_single_feature_auc"])
+    baselines.set_float_custom_property(artifacts.MAJORITY_ACCURACY_PROPERTY, scores["majority_accuracy"])
