@@ -136,6 +136,7 @@ def create_pipeline(
 
     # Each span's statistics, per split, are computed once and kept here for the runs whose
     # window holds it: the drift check computes what a new span adds, StatisticsGen merges.
+    # The external-table check keeps each span's joined-column results here too.
     span_statistics_dir = f"{pipeline_root.rstrip('/')}/{configs.SPAN_STATISTICS_FOLDER}"
     split_config = proto_utils.proto_to_json(example_split_config(options))
     drift_check = SpanDriftCheck(
@@ -174,6 +175,7 @@ def create_pipeline(
         external_tables=external_table_gen.outputs["tables"],
         drift_config=options.drift.to_json(),
         code_fingerprint=options.code_fingerprint,
+        span_statistics_dir=span_statistics_dir,
     ).with_id(EXTERNAL_FEATURE_CHECK)
     components.append(external_check)
 

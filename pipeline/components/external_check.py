@@ -12,10 +12,20 @@ The joins, counts and statistics run in the component's Beam pipeline (the pipel
 arguments: DirectRunner here, Dataflow/Flink/Spark at scale), over the join columns of the
 span files read in ExampleGen's ranges (`pipeline.validation.span_batches`): each span is read
 once for all tables, and no worker holds a whole file.
+
+A span's result for a table (its trips, unmatched trips and joined columns' statistics) is
+computed once: it is kept beside the drift check's span statistics
+(`pipeline.validation.span_statistics.SpanStatisticsStore`), under a key of the span files'
+SHA-256, the table's content, the join column's type, the statistics options, TFDV's version
+and the code fingerprint, so a later run joins only the spans it has not seen. Each span's
+statistics are computed alone (TFDV slices by span), so a kept one is what the window's
+pipeline would compute again.
 """
+import hashlib
 import json
+import logging
 import os
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 import apache_beam as beam
 import numpy as np
@@ -31,10 +41,22 @@ from tfx.utils import io_utils
 
 from modules import external, features
 from pipeline import configs
-from pipeline.components.artifacts import EXTERNAL_REPORT_FILE, ExternalFeatureReport, ExternalTables, files_by_span, load_tables, table_records
+from pipeline.components.artifacts import (
+    EXTERNAL_REPORT_FILE,
+    SPAN_FILES_PROPERTY,
+    SPAN_STATISTICS_PROPERTY,
+    ExternalFeatureReport,
+    ExternalTables,
+    load_tables,
+    span_fingerprints,
+    table_records,
+)
 from pipeline.components.curated_schema import SCHEMA_FILE_NAME
-from pipeline.validation import span_batches, span_chunks, span_rows
+from pipeline.spans import file_sha256
+from pipeline.validation import span_batches, span_chunks, span_rows, span_statistics
 from pipeline.validation.comparators import scores_of, with_comparators
+
+logger = logging.getLogger(__name__)
 
 # The tagged output of `_JoinBatch` with (trips, unmatched) per batch.
 _COUNTS = "counts"
@@ -43,6 +65,8 @@ _SPAN_COLUMN = "span"
 # Folder of the report artifact where the Beam pipeline writes each table's statistics sliced
 # by span, and every table and span's trips and unmatched trips.
 BEAM_OUTPUT_FOLDER = "beam"
+# Increased when what is kept per table and span changes shape.
+KEPT_FORMAT = 1
 
 
 def joined_schema(spec: external.ExternalTableSpec) -> schema_pb2.Schema:
@@ -156,6 +180,30 @@ def statistics_split(table: str, span: int) -> str:
     return f"{table}-span-{span}"
 
 
+def table_span_key(file_hashes: Sequence[str], table: external.ExternalTable, join_type: Optional[int], salt: str) -> str:
+    """The key of one table's result on one span: a SHA-256 of everything it depends on.
+
+    Args:
+        file_hashes: SHA-256 of each of the span's files (order does not matter).
+        table: The table, whose spec, keys and values are joined.
+        join_type: The join column's type in the curated schema (`span_rows.column_types`),
+            None where the schema lacks it.
+        salt: The project's code fingerprint (a change of the code joins the span again).
+    """
+    described = {
+        "format": KEPT_FORMAT,
+        "kind": "external table check",
+        "tfdv": tfdv.__version__,
+        "files": sorted(file_hashes),
+        "table": table.spec.name,
+        "content": hashlib.sha256(repr((table.spec, table.keys, table.values)).encode()).hexdigest(),
+        "join_type": join_type,
+        "histogram_buckets": configs.DRIFT_HISTOGRAM_BUCKETS,
+        "salt": salt,
+    }
+    return hashlib.sha256(json.dumps(described, sort_keys=True).encode()).hexdigest()
+
+
 def check_tables(
     tables: Dict[str, external.ExternalTable],
     tables_uri: str,
@@ -164,11 +212,16 @@ def check_tables(
     drift: configs.DriftConfig,
     work_dir: str,
     pipeline: Optional[beam.Pipeline] = None,
+    store: Optional[span_statistics.SpanStatisticsStore] = None,
+    salt: str = "",
+    file_hashes: Optional[Dict[str, str]] = None,
 ) -> Dict[str, Dict[str, object]]:
-    """Joins each span to each table in one Beam pipeline and checks the joined columns.
+    """Joins each span to each table and checks the joined columns; a span whose results
+    `store` keeps for every table is not read again.
 
-    Every span is read once, in ranges; each table's statistics are one TFDV computation
-    sliced by span, so the pipeline's stages do not multiply with the spans.
+    Every span not kept is read once, in ranges, in one Beam pipeline; each table's
+    statistics are one TFDV computation sliced by span, so the pipeline's stages do not
+    multiply with the spans.
 
     Args:
         tables: Table name -> the validated table (as `load_tables(tables_uri, ...)` reads it).
@@ -178,16 +231,55 @@ def check_tables(
         drift: Thresholds and ignored columns for the newest span's drift.
         work_dir: Where the Beam pipeline writes each table's sliced statistics and the counts.
         pipeline: The Beam pipeline to run in (the component's); None runs a local one.
+        store: Where each table's result on each span is kept from run to run (None: every
+            span is joined every time).
+        salt: The project's code fingerprint, part of each key in `store`.
+        file_hashes: Path -> SHA-256 where already known (the Examples artifact records them);
+            other files are hashed here.
 
     Returns:
         Table -> {"spans": {span: {"trips", "unmatched"}}, "anomalies": [line, ...],
         "compared_spans": [previous, newest] or None, "scores": drift scores (see
-        `pipeline.validation.comparators.scores_of`), "statistics": {span: DatasetFeatureStatisticsList}}.
+        `pipeline.validation.comparators.scores_of`), "statistics": {span: DatasetFeatureStatisticsList},
+        "kept": {span: {"key", "reused"}}}.
 
     Raises:
         pipeline.validation.span_rows.CsvFormatError: when a span file is malformed.
+        ValueError: when a kept result cannot be read (naming its file).
     """
     types = span_rows.column_types(schema)
+    hashes = dict(file_hashes or {})
+    span_hashes = {span: [hashes.get(path) or file_sha256(path) for path in paths] for span, paths in span_files.items()}
+    kept: Dict[str, Dict[int, Dict[str, object]]] = {}
+    for name, table in tables.items():
+        kept[name] = {}
+        for span in span_files:
+            key = table_span_key(span_hashes[span], table, types.get(table.spec.join_feature), salt)
+            found = store.load(key) if store is not None else None
+            kept[name][span] = {"key": key, "result": found, "reused": found is not None}
+    missing = {span: paths for span, paths in span_files.items() if any(kept[name][span]["result"] is None for name in tables)}
+    if missing:
+        computed = _join_spans(tables, tables_uri, missing, types, work_dir, pipeline)
+        for name in tables:
+            for span in missing:
+                entry = kept[name][span]
+                entry.update(result=computed[name][span], reused=False)
+                if store is not None:
+                    store.save(entry["key"], entry["result"])
+    logger.info("external table check: spans %s joined, the others of %s reused", sorted(missing), sorted(span_files))
+    return {name: _table_result(name, table, span_files, drift, kept[name]) for name, table in tables.items()}
+
+
+def _join_spans(
+    tables: Dict[str, external.ExternalTable],
+    tables_uri: str,
+    span_files: Dict[int, List[str]],
+    types: span_rows.ColumnTypes,
+    work_dir: str,
+    pipeline: Optional[beam.Pipeline],
+) -> Dict[str, Dict[int, Dict[str, object]]]:
+    """Joins the spans to every table in one Beam pipeline; returns table -> span ->
+    {"trips", "unmatched", "statistics" (the span's DatasetFeatureStatistics, serialized)}."""
     join_columns = sorted({table.spec.join_feature for table in tables.values()})
     counts_path = os.path.join(work_dir, "counts.jsonl")
     statistics_paths = {name: os.path.join(work_dir, f"{name}.statistics.pb") for name in tables}
@@ -217,11 +309,18 @@ def check_tables(
             | "WriteCounts" >> beam.io.WriteToText(counts_path, shard_name_template="")
         )
     with tf.io.gfile.GFile(counts_path) as counts_file:
-        counts_by_split = {line["split"]: {"trips": line["trips"], "unmatched": line["unmatched"]} for line in map(json.loads, counts_file)}
-    return {
-        name: _table_result(name, table, span_files, drift, tfdv.load_stats_binary(statistics_paths[name]), counts_by_split)
-        for name, table in tables.items()
-    }
+        counts_by_split = {line["split"]: line for line in map(json.loads, counts_file)}
+    computed: Dict[str, Dict[int, Dict[str, object]]] = {}
+    for name in tables:
+        by_slice = {dataset.name: dataset for dataset in tfdv.load_stats_binary(statistics_paths[name]).datasets}
+        computed[name] = {}
+        for span in span_files:
+            counts = counts_by_split[statistics_split(name, span)]
+            # A span with no trips has no slice: its statistics say it has no examples.
+            statistics = by_slice.get(_slice_key(span), statistics_pb2.DatasetFeatureStatistics(num_examples=0))
+            statistics.name = _slice_key(span)
+            computed[name][span] = {"trips": counts["trips"], "unmatched": counts["unmatched"], "statistics": statistics.SerializeToString()}
+    return computed
 
 
 def _table_result(
@@ -229,27 +328,26 @@ def _table_result(
     table: external.ExternalTable,
     span_files: Dict[int, List[str]],
     drift: configs.DriftConfig,
-    sliced: statistics_pb2.DatasetFeatureStatisticsList,
-    counts_by_split: Dict[str, Dict[str, int]],
+    by_span: Dict[int, Dict[str, object]],
 ) -> Dict[str, object]:
-    """One table's part of the report, from what the Beam pipeline wrote."""
-    by_slice = {dataset.name: dataset for dataset in sliced.datasets}
+    """One table's part of the report, from each span's result (span -> {"key", "result",
+    "reused"}, the result as `_join_spans` makes it)."""
     spec = table.spec
     schema = joined_schema(spec)
-    result: Dict[str, object] = {"spans": {}, "anomalies": [], "compared_spans": None, "scores": [], "statistics": {}}
+    result: Dict[str, object] = {"spans": {}, "anomalies": [], "compared_spans": None, "scores": [], "statistics": {}, "kept": {}}
     coverage = f"{table.key_text(table.keys[0])} .. {table.key_text(table.keys[-1])}"
     for span in span_files:
-        counts = counts_by_split[statistics_split(name, span)]
+        found = by_span[span]["result"]
+        counts = {"trips": found["trips"], "unmatched": found["unmatched"]}
         result["spans"][span] = counts
+        result["kept"][span] = {"key": by_span[span]["key"], "reused": by_span[span]["reused"]}
         if counts["unmatched"]:
             result["anomalies"].append(
                 f"span {span}: {counts['unmatched']} of {counts['trips']} trips have no row in external table {spec.name!r} "
                 f"(it covers {coverage}; joined on {spec.join_feature})"
             )
-        # A span with no trips has no slice: its statistics say it has no examples.
         statistics = statistics_pb2.DatasetFeatureStatisticsList()
-        statistics.datasets.add().CopyFrom(by_slice.get(_slice_key(span), statistics_pb2.DatasetFeatureStatistics(num_examples=0)))
-        statistics.datasets[0].name = _slice_key(span)
+        statistics.datasets.add().ParseFromString(found["statistics"])
         result["statistics"][span] = statistics
         for feature, info in sorted(tfdv.validate_statistics(statistics, schema).anomaly_info.items()):
             result["anomalies"].append(f"span {span}: feature {feature!r}: {info.short_description}: {info.description}")
@@ -276,17 +374,22 @@ def ExternalFeatureCheck(
     report: OutputArtifact[ExternalFeatureReport],
     drift_config: Parameter[str],
     code_fingerprint: Parameter[str] = "",
+    span_statistics_dir: Parameter[str] = "",
     beam_pipeline: BeamComponentParameter[beam.Pipeline] = None,
 ) -> None:
     """Checks every table's joined columns on every span; writes statistics and a report.
 
     Statistics splits are named `<table>-span-<N>`, laid out as StatisticsGen lays out its
-    own; each holds one dataset, named `span-<N>`. `drift_config` is `pipeline.configs.DriftConfig.to_json()`; `code_fingerprint` is
-    part of the cache key only.
+    own; each holds one dataset, named `span-<N>`. `drift_config` is `pipeline.configs.DriftConfig.to_json()`;
+    `code_fingerprint` keeps a change of this code from being answered from the cache, and is
+    part of each key in `span_statistics_dir`, the folder where each table's result on each
+    span is kept from run to run (empty: every span is joined every run). The report artifact
+    records the keys it used (SPAN_STATISTICS_PROPERTY: span -> table -> {key, reused}), so
+    housekeeping keeps them.
     """
-    del code_fingerprint
     drift = configs.DriftConfig.from_json(drift_config)
-    span_files = files_by_span(examples)
+    fingerprints = span_fingerprints(examples.get_string_custom_property(SPAN_FILES_PROPERTY))
+    span_files = {span: list(files) for span, files in fingerprints.items()}
     tables = load_tables(external_tables.uri, sorted(table_records(external_tables)))
     splits = [statistics_split(name, span) for name in tables for span in span_files]
     joined_statistics.split_names = artifact_utils.encode_split_names(sorted(splits))
@@ -294,12 +397,26 @@ def ExternalFeatureCheck(
     if tables:
         schema_proto = tfdv.load_schema_text(os.path.join(schema.uri, SCHEMA_FILE_NAME))
         checked = check_tables(
-            tables, external_tables.uri, span_files, schema_proto, drift, os.path.join(report.uri, BEAM_OUTPUT_FOLDER), beam_pipeline
+            tables,
+            external_tables.uri,
+            span_files,
+            schema_proto,
+            drift,
+            os.path.join(report.uri, BEAM_OUTPUT_FOLDER),
+            beam_pipeline,
+            store=span_statistics.SpanStatisticsStore(span_statistics_dir) if span_statistics_dir else None,
+            salt=code_fingerprint,
+            file_hashes={path: sha for files in fingerprints.values() for path, sha in files.items()},
         )
+    kept: Dict[str, Dict[str, dict]] = {}
     for name, result in checked.items():
         for span, statistics in result.pop("statistics").items():
             split_uri = artifact_utils.get_split_uri([joined_statistics], statistics_split(name, span))
             io_utils.write_bytes_file(os.path.join(split_uri, BINARY_PB_BASENAME), statistics.SerializeToString())
+        for span, entry in result["kept"].items():
+            kept.setdefault(str(span), {})[name] = entry
+    if span_statistics_dir:
+        report.set_string_custom_property(SPAN_STATISTICS_PROPERTY, json.dumps(kept, sort_keys=True))
     summary = {"tables": checked, "on_drift": drift.on_drift}
     with tf.io.gfile.GFile(os.path.join(report.uri, EXTERNAL_REPORT_FILE), "w") as report_file:
         json.dump(summary, report_file, indent=2)

@@ -13,9 +13,10 @@ What is kept, whatever the policy:
 Everything else under pipeline_root/ that ML Metadata lists as an artifact of the pipeline is
 removed, and ML Metadata marks it DELETED (TFX's cache then never reuses it). Older version
 folders under serving_model/ are removed. So are the files of pipeline_root/SpanStatistics/
-(each span's statistics, `pipeline.validation.span_statistics`) that no kept drift report or
-StatisticsGen output records: another code version's, those of spans no kept run read, and the
-temporary file of a write that stopped. A later run that needs them computes them again.
+(each span's statistics, `pipeline.validation.span_statistics`, and each span's external-table
+check) that no kept drift report, StatisticsGen output or external-table report records:
+another code version's, those of spans no kept run read, and the temporary file of a write
+that stopped. A later run that needs them computes them again.
 `--dry-run` lists exactly what a real run removes.
 
 Examples:
@@ -268,8 +269,8 @@ def _unrecorded_span_statistics(
 ) -> List[Removal]:
     """The files of pipeline_root/SpanStatistics/ that no kept artifact records.
 
-    StatisticsGen's output records the keys it merged (SPAN_STATISTICS_PROPERTY), a
-    drift report those it read; anything else there (another code version's statistics, spans
+    StatisticsGen's output records the keys it merged and the external-table report those
+    it read (SPAN_STATISTICS_PROPERTY), a drift report those it read; anything else there (another code version's statistics, spans
     no kept run read, a temporary file of a write that stopped) is listed.
 
     Raises:

@@ -182,7 +182,9 @@ def span_key(
 
 
 class SpanStatisticsStore:
-    """A folder (any path tf.io.gfile writes: local, GCS) of Partials, one file per key.
+    """A folder (any path tf.io.gfile writes: local, GCS) of what is computed once per span,
+    one file per key: Partials here, each table's result on a span in
+    `pipeline.components.external_check`.
 
     Written whole or not at all (a temporary file renamed into place), so a run that stops
     midway leaves no half file; two runs computing the same key write the same content.
@@ -194,8 +196,8 @@ class SpanStatisticsStore:
     def path(self, key: str) -> str:
         return os.path.join(self.directory, f"{key}{configs.SPAN_STATISTICS_SUFFIX}")
 
-    def load(self, key: str) -> Optional[Partials]:
-        """The Partials stored under `key`, or None.
+    def load(self, key: str) -> Optional[Any]:
+        """What is stored under `key`, or None.
 
         Raises:
             ValueError: when the stored file cannot be read back (naming it, to delete it).
@@ -210,8 +212,8 @@ class SpanStatisticsStore:
         except Exception as error:
             raise ValueError(f"span statistics {path} cannot be read ({error}); delete the file to compute them again") from error
 
-    def save(self, key: str, partials: Partials) -> str:
-        """Writes `partials` under `key`; returns the file's path."""
+    def save(self, key: str, partials: Any) -> str:
+        """Writes `partials` (any picklable value) under `key`; returns the file's path."""
         tf.io.gfile.makedirs(self.directory)
         path = self.path(key)
         temporary = f"{path}.tmp-{uuid.uuid4().hex}"

@@ -120,28 +120,40 @@ def _newest_drift_report(connection):
     return read_drift_report(newest.uri)
 
 
-def test_a_window_moved_forward_reads_no_span_it_has_seen_again(own_copy):
-    # The first run's drift check computed and kept the statistics of spans 1 to 3, per split;
-    # StatisticsGen merged them. The window of spans 2 and 3 finds every one kept.
+def _newest_recorded_keys(connection, node: str, output: str):
+    """The kept span results (SPAN_STATISTICS_PROPERTY) the node's newest output records."""
     from tfx.orchestration import metadata
 
     from pipeline.components.artifacts import SPAN_STATISTICS_PROPERTY
     from pipeline.ops import run_summary
 
+    with metadata.Metadata(connection) as handler:
+        artifact = run_summary.latest_node_outputs(handler.store, configs.PIPELINE_NAME, node, 0)[output][0]
+    return json.loads(artifact.custom_properties[SPAN_STATISTICS_PROPERTY].string_value)
+
+
+def test_a_window_moved_forward_reads_no_span_it_has_seen_again(own_copy):
+    # The first run's drift check computed and kept the statistics of spans 1 to 3, per split;
+    # StatisticsGen merged them. The window of spans 2 and 3 finds every one kept.
     store = own_copy["output_dir"] / "pipeline_root" / configs.SPAN_STATISTICS_FOLDER
     first = _newest_drift_report(own_copy["connection"])
     kept = {span: by_split for span, by_split in first["span_statistics"].items()}
     assert sorted(kept) == ["1", "2", "3"] and all(set(by_split) == {configs.TRAIN_SPLIT, configs.EVAL_SPLIT} for by_split in kept.values())
     assert not any(entry["reused"] for by_split in kept.values() for entry in by_split.values())
-    assert {f"{entry['key']}.partials" for by_split in kept.values() for entry in by_split.values()} == set(os.listdir(store))
+    # The external-table check keeps each span's join beside them, one per table.
+    joined = _newest_recorded_keys(own_copy["connection"], component_ids.EXTERNAL_FEATURE_CHECK, "report")
+    assert sorted(joined) == ["1", "2", "3"] and not any(entry["reused"] for by_table in joined.values() for entry in by_table.values())
+    recorded = [entry["key"] for by_part in (*kept.values(), *joined.values()) for entry in by_part.values()]
+    assert {f"{key}{configs.SPAN_STATISTICS_SUFFIX}" for key in recorded} == set(os.listdir(store))
     summary, connection = run_small_pipeline(own_copy["data_root"], own_copy["output_dir"], [2, 3])
     moved = _newest_drift_report(connection)
     assert (moved["checked_span"], moved["reference_spans"]) == (3, [2])
     reused = {span: {split: {**entry, "reused": True} for split, entry in kept[span].items()} for span in ("2", "3")}
     assert moved["span_statistics"] == reused
-    with metadata.Metadata(connection) as handler:
-        statistics = run_summary.latest_node_outputs(handler.store, configs.PIPELINE_NAME, component_ids.STATISTICS_GEN, 0)["statistics"][0]
-    assert json.loads(statistics.custom_properties[SPAN_STATISTICS_PROPERTY].string_value) == reused
+    assert _newest_recorded_keys(connection, component_ids.STATISTICS_GEN, "statistics") == reused
+    assert _newest_recorded_keys(connection, component_ids.EXTERNAL_FEATURE_CHECK, "report") == {
+        span: {table: {**entry, "reused": True} for table, entry in joined[span].items()} for span in ("2", "3")
+    }
     # The same trips, the same verdicts: span 3's statistics are the ones computed the first time.
     assert moved["anomalies"] == first["anomalies"] and moved["rows"]["span"] == first["rows"]["span"]
 

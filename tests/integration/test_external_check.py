@@ -10,6 +10,8 @@ from modules import external, features
 from pipeline import configs
 from pipeline.components.artifacts import drifted, refusals, table_file
 from pipeline.components.external_check import check_tables, join_keys, joined_schema
+from pipeline.spans import file_sha256
+from pipeline.validation import span_rows, span_statistics
 from tests.conftest import trip, write_csv, write_holiday_table
 
 FRIDAY = 1400269500  # 2014-05-16 19:45
@@ -151,3 +153,63 @@ def test_a_span_without_the_join_column_is_counted_and_refused(tmp_path):
     checked = _check_files(tmp_path, ["2014-05-16,4,0,0,"], {1: [str(path)]}, configs.DriftConfig())
     assert checked["spans"] == {1: {"trips": 2, "unmatched": 2}}
     assert checked["anomalies"][0].startswith("span 1: 2 of 2 trips have no row in external table 'us_il_holidays'")
+
+
+def _without_kept(checked):
+    return {key: value for key, value in checked.items() if key != "kept"}
+
+
+def test_a_span_joined_once_is_read_from_the_store_and_gives_the_same_result(tmp_path):
+    tables_uri = tmp_path / "tables"
+    write_holiday_table(
+        pathlib.Path(table_file(str(tables_uri), features.HOLIDAY_TABLE)),
+        ["2014-05-16,4,0,0,", "2014-05-25,6,0,1,", "2014-05-26,0,1,0,Memorial Day"],
+    )
+    tables = {features.HOLIDAY_TABLE: external.read_table(table_file(str(tables_uri), features.HOLIDAY_TABLE), external.HOLIDAYS)}
+    spans = {
+        span: [str(write_csv(tmp_path / f"span-{span}" / "data.csv", [trip(trip_start_timestamp=FRIDAY + offset * DAY)] * (5 + span)))]
+        for span, offset in ((1, 0), (2, 9), (3, 10))
+    }
+    store = span_statistics.SpanStatisticsStore(str(tmp_path / "kept"))
+    hashes = {path: file_sha256(path) for paths in spans.values() for path in paths}
+
+    def check(window, work, kept=store):
+        files = {span: spans[span] for span in window}
+        return check_tables(tables, str(tables_uri), files, _curated_schema(), JUDGING_CALENDAR, str(tmp_path / work), store=kept, salt="code", file_hashes=hashes)[
+            features.HOLIDAY_TABLE
+        ]
+
+    first = check([1, 2], "first")
+    assert {span: entry["reused"] for span, entry in first["kept"].items()} == {1: False, 2: False}
+    # Span 1's file now breaks the reader: only a kept result lets the next window pass it.
+    pathlib.Path(spans[1][0]).write_text("not,a,taxi,file\n1,2\n")
+    with pytest.raises(span_rows.CsvFormatError, match="span-1"):
+        check([1], "unkept", kept=None)
+    second = check([1, 2, 3], "second")
+    assert {span: entry["reused"] for span, entry in second["kept"].items()} == {1: True, 2: True, 3: False}
+    assert second["kept"][1]["key"] == first["kept"][1]["key"]
+    assert second["spans"] == {1: {"trips": 6, "unmatched": 0}, 2: {"trips": 7, "unmatched": 0}, 3: {"trips": 8, "unmatched": 0}}
+
+    # The same window joined afresh gives the same report and statistics, span 1 restored.
+    write_csv(pathlib.Path(spans[1][0]), [trip(trip_start_timestamp=FRIDAY)] * 6)
+    afresh = check([1, 2, 3], "afresh", kept=None)
+    assert _without_kept(second) == _without_kept(afresh)
+    assert second["compared_spans"] == [2, 3] and second["scores"]
+
+
+def test_a_changed_table_joins_every_span_again(tmp_path):
+    tables_uri = tmp_path / "tables"
+    holiday_file = pathlib.Path(table_file(str(tables_uri), features.HOLIDAY_TABLE))
+    files = {1: [str(write_csv(tmp_path / "span-1" / "data.csv", [trip(trip_start_timestamp=FRIDAY + 9 * DAY)] * 4))]}
+    store = span_statistics.SpanStatisticsStore(str(tmp_path / "kept"))
+
+    def check(lines, work):
+        write_holiday_table(holiday_file, lines)
+        tables = {features.HOLIDAY_TABLE: external.read_table(str(holiday_file), external.HOLIDAYS)}
+        return check_tables(tables, str(tables_uri), files, _curated_schema(), JUDGING_CALENDAR, str(tmp_path / work), store=store)[features.HOLIDAY_TABLE]
+
+    before = check(["2014-05-16,4,0,0,"], "before")
+    after = check(["2014-05-16,4,0,0,", "2014-05-25,6,0,1,"], "after")
+    assert before["spans"][1] == {"trips": 4, "unmatched": 4}
+    assert after["kept"][1]["reused"] is False and after["kept"][1]["key"] != before["kept"][1]["key"]
+    assert after["spans"][1] == {"trips": 4, "unmatched": 0}

@@ -102,10 +102,15 @@ def test_keeping_more_versions_keeps_their_lineage(copy_of_two_versions, two_ver
 def test_span_statistics_no_kept_artifact_records_are_removed(copy_of_two_versions):
     output_dir = copy_of_two_versions
     folder = output_dir / "pipeline_root" / configs.SPAN_STATISTICS_FOLDER
-    statistics = run_summary.latest_node_outputs(_store(output_dir), configs.PIPELINE_NAME, component_ids.STATISTICS_GEN, 0)["statistics"][0]
-    recorded = json.loads(statistics.custom_properties[SPAN_STATISTICS_PROPERTY].string_value)
-    in_use = {f"{entry['key']}{configs.SPAN_STATISTICS_SUFFIX}" for by_split in recorded.values() for entry in by_split.values()}
-    assert in_use and in_use <= set(os.listdir(folder))
+    store = _store(output_dir)
+    statistics = run_summary.latest_node_outputs(store, configs.PIPELINE_NAME, component_ids.STATISTICS_GEN, 0)["statistics"][0]
+    external = run_summary.latest_node_outputs(store, configs.PIPELINE_NAME, component_ids.EXTERNAL_FEATURE_CHECK, 0)["report"][0]
+    in_use = set()
+    for artifact in (statistics, external):
+        recorded = json.loads(artifact.custom_properties[SPAN_STATISTICS_PROPERTY].string_value)
+        keys = {f"{entry['key']}{configs.SPAN_STATISTICS_SUFFIX}" for by_part in recorded.values() for entry in by_part.values()}
+        assert keys and keys <= set(os.listdir(folder))
+        in_use |= keys
     # Another code version's statistics, and the temporary file of a write that stopped.
     stale = folder / f"{'0' * 64}{configs.SPAN_STATISTICS_SUFFIX}"
     stale.write_bytes(b"statistics of other code")
@@ -117,7 +122,7 @@ def test_span_statistics_no_kept_artifact_records_are_removed(copy_of_two_versio
 
     assert removed == listed
     assert sorted(r.path for r in removed if r.kind == housekeeping.SPAN_STATISTICS) == sorted([str(leftover), str(stale)])
-    assert set(os.listdir(folder)) == in_use  # what the newest run merged stays, for the next run to reuse
+    assert set(os.listdir(folder)) == in_use  # what the newest run merged or joined stays, for the next run to reuse
     assert not [r for r in housekeeping.housekeep(str(output_dir), dry_run=True) if r.kind == housekeeping.SPAN_STATISTICS]
 
 
