@@ -139,6 +139,10 @@ HOLIDAYS = ExternalTableSpec(
 # Every table the model's preprocessing joins, by name.
 TABLES: Dict[str, ExternalTableSpec] = {HOLIDAYS.name: HOLIDAYS}
 
+# Key of `preprocessing_fn`'s custom_config that maps each table's name to its file; TFX's
+# Transform gets it from `pipeline.components.enriching_transform.EnrichingTransform`.
+TABLES_CONFIG_KEY = "external_tables"
+
 
 def _parse_key(text: str, key_type: str) -> int:
     if key_type == DATE:

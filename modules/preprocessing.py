@@ -9,10 +9,6 @@ import tensorflow_transform as tft
 
 from modules import external, features
 
-# Key of custom_config that maps each external table's name to its file; TFX's Transform gets
-# it from `pipeline.components.enriching_transform.EnrichingTransform`.
-EXTERNAL_TABLES_CONFIG_KEY = "external_tables"
-
 RawTensor = Union[tf.Tensor, tf.SparseTensor]
 
 
@@ -74,11 +70,11 @@ def _log_scaled(value: tf.Tensor) -> tf.Tensor:
 
 def _external_tables(custom_config: Optional[Mapping[str, Any]]) -> Dict[str, external.ExternalTable]:
     """Reads every table the model joins from the files named in custom_config."""
-    files = (custom_config or {}).get(EXTERNAL_TABLES_CONFIG_KEY) or {}
+    files = (custom_config or {}).get(external.TABLES_CONFIG_KEY) or {}
     missing = sorted(set(external.TABLES) - set(files))
     if missing:
         raise ValueError(
-            f"preprocessing_fn joins external tables {missing} but custom_config[{EXTERNAL_TABLES_CONFIG_KEY!r}] "
+            f"preprocessing_fn joins external tables {missing} but custom_config[{external.TABLES_CONFIG_KEY!r}] "
             f"names no file for them (it names {sorted(files)})"
         )
     return {name: external.read_table(files[name], spec) for name, spec in external.TABLES.items()}

@@ -92,7 +92,8 @@ def check_span(
         output_dir: Where the two statistics files are written.
         pipeline: The Beam pipeline the statistics are computed in (None: a local one).
         store: Where span statistics are kept from run to run (None: computed every time).
-        salt: The project's code fingerprint, part of each span's key in `store`.
+        salt: The fingerprint of the code that computes span statistics, part of each span's
+            key in `store`.
         file_hashes: Path -> SHA-256 of the files, where known.
         parts: How each span's statistics are kept (the pipeline keeps them per ExampleGen
             split, which `WindowStatisticsGen` merges into the window's split statistics).
@@ -157,11 +158,13 @@ def SpanDriftCheck(
     `drift_config` is `pipeline.configs.DriftConfig.to_json()`; `split_config` the window
     ExampleGen's output config (JSON): span statistics are kept per split, as
     `WindowStatisticsGen` merges them (empty: per span);
-    `code_fingerprint` keeps a change of this code from being answered from the cache, and is
-    part of each span's key in `span_statistics_dir`, the folder where span statistics are
-    kept from run to run (empty: computed every run). The decision (stop or warn) is the
+    `code_fingerprint` keeps a change of this code from being answered from the cache;
+    `span_statistics_dir` is the folder where span statistics are kept from run to run (empty:
+    computed every run), under keys salted with the fingerprint of the code that computes them
+    (`example_gen.split_statistics_salt`), so a change of other code keeps them. The decision (stop or warn) is the
     DataGate's.
     """
+    del code_fingerprint  # part of the cache key only
     drift = configs.DriftConfig.from_json(drift_config)
     fingerprints = span_fingerprints(examples.get_string_custom_property(SPAN_FILES_PROPERTY))
     if not fingerprints:
@@ -175,7 +178,7 @@ def SpanDriftCheck(
         drift_report.uri,
         beam_pipeline,
         store=store,
-        salt=code_fingerprint,
+        salt=example_gen.split_statistics_salt(),
         file_hashes={path: sha for files in fingerprints.values() for path, sha in files.items()},
         parts=example_gen.split_parts(split_config) if split_config else span_statistics.WHOLE_SPAN,
     )

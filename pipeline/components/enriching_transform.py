@@ -77,7 +77,7 @@ class EnrichingTransform(Transform):
             external_tables: An ExternalTableGen's `tables` output.
             preprocessing_fn: Dotted path of a `preprocessing_fn(inputs, custom_config)`.
             custom_config: Passed to `preprocessing_fn`, with the tables' files added at run time
-                under `modules.preprocessing.EXTERNAL_TABLES_CONFIG_KEY`.
+                under `modules.external.TABLES_CONFIG_KEY`.
         """
         artifact = standard_artifacts
         spec = EnrichingTransformSpec(

@@ -51,7 +51,7 @@ from tfx.utils import proto_utils
 
 from pipeline.components.artifacts import SPAN_FILES_PROPERTY, SPANS_PROPERTY
 from pipeline.spans import file_sha256
-from pipeline.validation import span_chunks, span_rows, span_statistics
+from pipeline.validation import code_scope, span_chunks, span_rows, span_statistics
 from pipeline.validation.span_rows import common_header, window_files
 
 logger = logging.getLogger(__name__)
@@ -325,6 +325,15 @@ def split_parts(output_config_json: str) -> span_statistics.Parts:
     return span_statistics.Parts(
         rule.names, functools.partial(_split_name, rule), f"ExampleGen's split: {proto_utils.proto_to_json(output_config)}"
     )
+
+
+def split_statistics_salt() -> str:
+    """The salt of span statistics kept per split (`split_parts`): the fingerprint of the code
+    that computes them, `span_statistics` and this module's split, with every project module
+    they import (`pipeline.validation.code_scope`). The drift check, which computes and keeps
+    them, and StatisticsGen, which merges them, take the same salt, so they find the same keys;
+    a change of other code (the Trainer's module, the gate) keeps them."""
+    return code_scope.fingerprint([span_statistics.__name__, __name__])
 
 
 class Executor(BaseExampleGenExecutor):

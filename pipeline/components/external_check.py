@@ -17,7 +17,8 @@ A span's result for a table (its trips, unmatched trips and joined columns' stat
 computed once: it is kept beside the drift check's span statistics
 (`pipeline.validation.span_statistics.SpanStatisticsStore`), under a key of the span files'
 SHA-256, the table's content, the join column's type, the statistics options, TFDV's version
-and the code fingerprint, so a later run joins only the spans it has not seen. Each span's
+and the fingerprint of the code that joins (this module and the project modules it imports,
+`pipeline.validation.code_scope`), so a later run joins only the spans it has not seen. Each span's
 statistics are computed alone (TFDV slices by span), so a kept one is what the window's
 pipeline would compute again.
 """
@@ -53,7 +54,7 @@ from pipeline.components.artifacts import (
 )
 from pipeline.components.curated_schema import SCHEMA_FILE_NAME
 from pipeline.spans import file_sha256
-from pipeline.validation import span_batches, span_chunks, span_rows, span_statistics
+from pipeline.validation import code_scope, span_batches, span_chunks, span_rows, span_statistics
 from pipeline.validation.comparators import scores_of, with_comparators
 
 logger = logging.getLogger(__name__)
@@ -188,7 +189,7 @@ def table_span_key(file_hashes: Sequence[str], table: external.ExternalTable, jo
         table: The table, whose spec, keys and values are joined.
         join_type: The join column's type in the curated schema (`span_rows.column_types`),
             None where the schema lacks it.
-        salt: The project's code fingerprint (a change of the code joins the span again).
+        salt: The fingerprint of the code that joins (a change of it joins the span again).
     """
     described = {
         "format": KEPT_FORMAT,
@@ -233,7 +234,7 @@ def check_tables(
         pipeline: The Beam pipeline to run in (the component's); None runs a local one.
         store: Where each table's result on each span is kept from run to run (None: every
             span is joined every time).
-        salt: The project's code fingerprint, part of each key in `store`.
+        salt: The fingerprint of the code that joins, part of each key in `store`.
         file_hashes: Path -> SHA-256 where already known (the Examples artifact records them);
             other files are hashed here.
 
@@ -381,12 +382,15 @@ def ExternalFeatureCheck(
 
     Statistics splits are named `<table>-span-<N>`, laid out as StatisticsGen lays out its
     own; each holds one dataset, named `span-<N>`. `drift_config` is `pipeline.configs.DriftConfig.to_json()`;
-    `code_fingerprint` keeps a change of this code from being answered from the cache, and is
-    part of each key in `span_statistics_dir`, the folder where each table's result on each
-    span is kept from run to run (empty: every span is joined every run). The report artifact
+    `code_fingerprint` keeps a change of this code from being answered from the cache;
+    `span_statistics_dir` is the folder where each table's result on each span is kept from run
+    to run (empty: every span is joined every run), under keys salted with the fingerprint of
+    this module and the project modules it imports (`pipeline.validation.code_scope`), so a
+    change of other code keeps them. The report artifact
     records the keys it used (SPAN_STATISTICS_PROPERTY: span -> table -> {key, reused}), so
     housekeeping keeps them.
     """
+    del code_fingerprint  # part of the cache key only
     drift = configs.DriftConfig.from_json(drift_config)
     fingerprints = span_fingerprints(examples.get_string_custom_property(SPAN_FILES_PROPERTY))
     span_files = {span: list(files) for span, files in fingerprints.items()}
@@ -405,7 +409,7 @@ def ExternalFeatureCheck(
             os.path.join(report.uri, BEAM_OUTPUT_FOLDER),
             beam_pipeline,
             store=span_statistics.SpanStatisticsStore(span_statistics_dir) if span_statistics_dir else None,
-            salt=code_fingerprint,
+            salt=code_scope.fingerprint([__name__]),
             file_hashes={path: sha for files in fingerprints.values() for path, sha in files.items()},
         )
     kept: Dict[str, Dict[str, dict]] = {}

@@ -44,12 +44,14 @@ def WindowStatisticsGen(
     """Writes the window's statistics of each split of `examples` (see the module docstring).
 
     `split_config` is the window ExampleGen's output config (JSON); `span_statistics_dir` the
-    folder of kept span statistics (empty: every span computed here); `code_fingerprint` part
-    of the cache key and of each span's key there.
+    folder of kept span statistics (empty: every span computed here), under keys salted with
+    the fingerprint of the code that computes them (`example_gen.split_statistics_salt`);
+    `code_fingerprint` part of the cache key.
 
     Raises:
         ValueError: when `examples` records no span files, or its splits are not the config's.
     """
+    del code_fingerprint  # part of the cache key only
     fingerprints = span_fingerprints(examples.get_string_custom_property(SPAN_FILES_PROPERTY))
     if not fingerprints:
         raise ValueError(f"the Examples artifact {examples.uri} records no span files ({SPAN_FILES_PROPERTY})")
@@ -66,7 +68,7 @@ def WindowStatisticsGen(
         schema_proto,
         options,
         span_statistics.SpanStatisticsStore(span_statistics_dir) if span_statistics_dir else None,
-        code_fingerprint,
+        example_gen.split_statistics_salt(),
         {path: sha for files in fingerprints.values() for path, sha in files.items()},
         beam_pipeline,
         parts,

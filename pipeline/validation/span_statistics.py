@@ -11,7 +11,8 @@ So the data checks keep the accumulators of each span's trips, per part (`Parts`
 pipeline's are ExampleGen's train and eval splits), in a folder of the pipeline root
 (`SpanStatisticsStore`, filled by `span_partials`), under a key of everything they depend on:
 the span files' SHA-256, the part, the columns read, the schema, the statistics options,
-TFDV's version and the project's code fingerprint. A later run whose window holds the span
+TFDV's version and the fingerprint of the code that computes them (`code_scope`: the modules
+that read, split and count, and the project modules they import). A later run whose window holds the span
 reads them instead of reading the span's files again, and the statistics of any group of
 spans and parts (the newest span, the drift check's reference, the window's train split) are
 their accumulators merged (`merged_statistics`): what TFDV would compute over those trips with
@@ -152,7 +153,8 @@ def span_key(
         header: The columns read (a column the span's files lack is counted missing).
         schema: The schema the columns are typed by.
         options: The statistics options.
-        salt: The project's code fingerprint (a change of the code computes the span again).
+        salt: The fingerprint of the code that computes the Partials (a change of it computes
+            the span again; the pipeline's is `example_gen.split_statistics_salt`).
         part: The part's name and what decides the parts (`Parts`).
     """
     described = {
@@ -243,7 +245,7 @@ def span_partials(
         schema: The schema, for the column types.
         options: The statistics options (`generators` must accept them).
         store: Where Partials are kept; None computes every span.
-        salt: The project's code fingerprint, part of each key.
+        salt: The fingerprint of the code that computes the Partials, part of each key.
         file_hashes: Path -> SHA-256 where already known (the Examples artifact records them);
             other files are hashed here.
         pipeline: The Beam pipeline to compute in; None runs a local DirectRunner pipeline.

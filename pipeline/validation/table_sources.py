@@ -12,7 +12,6 @@ import os
 from typing import Dict, Mapping, Optional, Sequence, Tuple
 
 from modules import external
-from modules.preprocessing import EXTERNAL_TABLES_CONFIG_KEY
 from pipeline.spans import file_sha256
 
 
@@ -130,9 +129,9 @@ def preprocessing_config(table_files: Mapping[str, str]) -> Dict[str, Dict[str, 
         table_files: Table name -> file, e.g. `{s.name: s.uri for s in resolve_sources()}`.
 
     Returns:
-        `{modules.preprocessing.EXTERNAL_TABLES_CONFIG_KEY: table_files}`.
+        `{modules.external.TABLES_CONFIG_KEY: table_files}`.
     """
-    return {EXTERNAL_TABLES_CONFIG_KEY: dict(table_files)}
+    return {external.TABLES_CONFIG_KEY: dict(table_files)}
 
 
 def sources_json(sources: Sequence[ExternalTableSource]) -> str:

@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from modules import features, signatures
 from pipeline import component_ids, configs
-from tests.conftest import ANY_MODEL_THRESHOLDS, REPO_ROOT, SAMPLE_THRESHOLDS, run_small_pipeline, sample_data_root, trip, write_csv
+from tests.conftest import ANY_MODEL_THRESHOLDS, REPO_ROOT, SAMPLE_OPTIONS, SAMPLE_THRESHOLDS, run_small_pipeline, sample_data_root, trip, write_csv
 
 pytestmark = [pytest.mark.slow, pytest.mark.e2e]
 
@@ -132,7 +132,7 @@ def _newest_recorded_keys(connection, node: str, output: str):
     return json.loads(artifact.custom_properties[SPAN_STATISTICS_PROPERTY].string_value)
 
 
-def test_a_window_moved_forward_reads_no_span_it_has_seen_again(own_copy):
+def test_a_window_moved_forward_reads_no_span_it_has_seen_again_after_other_code_changed(own_copy):
     # The first run's drift check computed and kept the statistics of spans 1 to 3, per split;
     # StatisticsGen merged them. The window of spans 2 and 3 finds every one kept.
     store = own_copy["output_dir"] / "pipeline_root" / configs.SPAN_STATISTICS_FOLDER
@@ -145,7 +145,10 @@ def test_a_window_moved_forward_reads_no_span_it_has_seen_again(own_copy):
     assert sorted(joined) == ["1", "2", "3"] and not any(entry["reused"] for by_table in joined.values() for entry in by_table.values())
     recorded = [entry["key"] for by_part in (*kept.values(), *joined.values()) for entry in by_part.values()]
     assert {f"{key}{configs.SPAN_STATISTICS_SUFFIX}" for key in recorded} == set(os.listdir(store))
-    summary, connection = run_small_pipeline(own_copy["data_root"], own_copy["output_dir"], [2, 3])
+    # Another version of the project's code, whose statistics and join code are the same (say a
+    # new Trainer module): every step runs again, and what was kept is still reused.
+    other_code = SAMPLE_OPTIONS.code_fingerprint[::-1]
+    summary, connection = run_small_pipeline(own_copy["data_root"], own_copy["output_dir"], [2, 3], code_fingerprint=other_code)
     moved = _newest_drift_report(connection)
     assert (moved["checked_span"], moved["reference_spans"]) == (3, [2])
     reused = {span: {split: {**entry, "reused": True} for split, entry in kept[span].items()} for span in ("2", "3")}

@@ -1,0 +1,95 @@
+"""The fingerprint of the project code that one computation runs: the modules named, and every
+project module they import, transitively.
+
+What is kept from run to run (each span's statistics, each span's join to an external table)
+must be computed again when the code that computed it changes, and only then: the project's
+whole fingerprint (`pipeline.runners.code_fingerprint`) would compute the whole history again
+after a change to the Trainer's module. The imports are read from the source files (`ast`), not
+imported, so the fingerprint covers imports inside functions too and loads nothing.
+"""
+import ast
+import functools
+import hashlib
+import pathlib
+from typing import Iterable, List, Optional, Sequence, Set
+
+# The folder that holds the project's packages; the packages whose imports are followed.
+PROJECT_ROOT = pathlib.Path(__file__).resolve().parents[2]
+PROJECT_PACKAGES = ("pipeline", "modules", "serving")
+
+
+def _module_file(name: str, root: pathlib.Path) -> Optional[pathlib.Path]:
+    """The source file of project module `name` (a module or a package's `__init__.py`), or
+    None for a name outside the project or one that names no module (a function, a class)."""
+    parts = name.split(".")
+    if parts[0] not in PROJECT_PACKAGES:
+        return None
+    base = root.joinpath(*parts)
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _module_name(path: pathlib.Path, root: pathlib.Path) -> str:
+    relative = path.relative_to(root).with_suffix("")
+    parts = relative.parts[:-1] if relative.name == "__init__" else relative.parts
+    return ".".join(parts)
+
+
+def _imported_names(path: pathlib.Path, root: pathlib.Path) -> Set[str]:
+    """Every module name the file imports, and for `from x import y` also `x.y` (which may be
+    a module)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    package = _module_name(path, root).split(".")
+    if path.name != "__init__.py":
+        package = package[:-1]
+    names: Set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = package[: len(package) - node.level + 1] if node.level else []
+            module = ".".join(base + ([node.module] if node.module else []))
+            names.add(module)
+            names.update(f"{module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def files_imported(modules: Sequence[str], root: pathlib.Path = PROJECT_ROOT) -> List[pathlib.Path]:
+    """The source files of `modules`, their packages and every project module they import,
+    transitively, sorted.
+
+    Raises:
+        ValueError: when a name of `modules` is not a project module's.
+    """
+    for name in modules:
+        if _module_file(name, root) is None:
+            raise ValueError(f"{name!r} is not a module of the project under {root}")
+    seen: Set[pathlib.Path] = set()
+    todo = list(modules)
+    while todo:
+        parts = todo.pop().split(".")
+        # Importing a.b.c runs a/__init__.py and a/b/__init__.py first.
+        for length in range(1, len(parts) + 1):
+            found = _module_file(".".join(parts[:length]), root)
+            if found is not None and found not in seen:
+                seen.add(found)
+                todo.extend(_imported_names(found, root))
+    return sorted(seen)
+
+
+def fingerprint(modules: Iterable[str], root: pathlib.Path = PROJECT_ROOT) -> str:
+    """The SHA-256 over the names and contents of `files_imported(modules)`, read once per
+    process (the code a process runs is the code it imported when it started)."""
+    return _fingerprint(tuple(sorted(modules)), root)
+
+
+@functools.lru_cache(maxsize=None)
+def _fingerprint(modules: Sequence[str], root: pathlib.Path) -> str:
+    digest = hashlib.sha256()
+    for path in files_imported(modules, root):
+        digest.update(str(path.relative_to(root)).encode())
+        digest.update(b"\0")
+        digest.update(path.read_bytes())
+    return digest.hexdigest()

@@ -1,0 +1,83 @@
+"""`pipeline.validation.code_scope`: the project files a computation imports, read from source."""
+import pathlib
+import shutil
+
+import pytest
+
+from pipeline.components import example_gen
+from pipeline.validation import code_scope
+
+
+def _write(root: pathlib.Path, files):
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root
+
+
+PROJECT = {
+    "pipeline/__init__.py": "",
+    "pipeline/reader.py": "import numpy\nfrom pipeline import helpers\n\n\ndef read():\n    from modules.tables import TABLE\n    return TABLE\n",
+    "pipeline/helpers.py": "from .sub import parts\n",
+    "pipeline/sub/__init__.py": "",
+    "pipeline/sub/parts.py": "from ..helpers_of_parts import X\n",
+    "pipeline/helpers_of_parts.py": "X = 1\n",
+    "pipeline/trainer.py": "from pipeline import reader\n",
+    "modules/__init__.py": "",
+    "modules/tables.py": "TABLE = {}\n",
+    "modules/train.py": "",
+}
+
+
+def _names(paths, root):
+    return sorted(str(path.relative_to(root)) for path in paths)
+
+
+def test_the_files_are_the_modules_and_their_project_imports_transitively(tmp_path):
+    root = _write(tmp_path, PROJECT)
+    found = code_scope.files_imported(["pipeline.reader"], root)
+    # Imports inside functions, relative imports and packages' __init__ files count; other
+    # libraries and modules nothing imports do not.
+    assert _names(found, root) == [
+        "modules/__init__.py",
+        "modules/tables.py",
+        "pipeline/__init__.py",
+        "pipeline/helpers.py",
+        "pipeline/helpers_of_parts.py",
+        "pipeline/reader.py",
+        "pipeline/sub/__init__.py",
+        "pipeline/sub/parts.py",
+    ]
+
+
+def test_the_fingerprint_changes_with_an_imported_file_only(tmp_path):
+    first = _write(tmp_path / "first", PROJECT)
+    other = tmp_path / "other_code_changed"
+    shutil.copytree(first, other)
+    (other / "pipeline" / "trainer.py").write_text("from pipeline import reader\nSTEPS = 2\n")
+    (other / "modules" / "train.py").write_text("LEARNING_RATE = 0.1\n")
+    imported = tmp_path / "imported_code_changed"
+    shutil.copytree(first, imported)
+    (imported / "pipeline" / "helpers_of_parts.py").write_text("X = 2\n")
+    fingerprints = {root.name: code_scope.fingerprint(["pipeline.reader"], root) for root in (first, other, imported)}
+    assert fingerprints["first"] == fingerprints["other_code_changed"]
+    assert fingerprints["first"] != fingerprints["imported_code_changed"]
+
+
+def test_a_name_that_is_not_a_project_module_is_refused(tmp_path):
+    root = _write(tmp_path, PROJECT)
+    with pytest.raises(ValueError, match="'pipeline.missing' is not a module of the project"):
+        code_scope.files_imported(["pipeline.missing"], root)
+    with pytest.raises(ValueError, match="'numpy' is not a module of the project"):
+        code_scope.files_imported(["numpy"], root)
+
+
+def test_kept_span_statistics_depend_on_the_reader_and_the_split_not_on_the_model():
+    root = code_scope.PROJECT_ROOT
+    found = _names(code_scope.files_imported(["pipeline.validation.span_statistics", example_gen.__name__]), root)
+    for needed in ("pipeline/validation/span_statistics.py", "pipeline/validation/span_chunks.py", "pipeline/validation/span_rows.py", "pipeline/components/example_gen.py", "pipeline/configs.py"):
+        assert needed in found
+    for other in ("modules/train.py", "modules/preprocessing.py", "pipeline/dag.py", "pipeline/components/model_gate.py", "serving/versions.py"):
+        assert other not in found
+    assert example_gen.split_statistics_salt() == code_scope.fingerprint(["pipeline.validation.span_statistics", example_gen.__name__])
