@@ -108,16 +108,16 @@ def ModelGate(
     tf.io.gfile.makedirs(model_blessing.uri)
     trivial = artifacts.read_baselines(baselines.uri)
     window_ok, window_failures = validation_failures(evaluation.uri)
+    window = slice_metrics(evaluation.uri)
     if newest_span_evaluation is not None:
         newest_ok, newest_failures = validation_failures(newest_span_evaluation.uri, "newest span")
         newest = slice_metrics(newest_span_evaluation.uri)
     elif newest_span_is_window:
-        newest = {**slice_metrics(evaluation.uri), "same_trips_as_window": True}
+        newest = {**window, "same_trips_as_window": True}
         newest_failures = judge_newest_span(newest, limits, baseline_was_scored(evaluation.uri))
         newest_ok = not newest_failures
     else:  # PipelineOptions.newest_span_check is off (Airflow); the report says so
         newest_ok, newest_failures, newest = True, [], {"candidate": {}, "baseline": {}, "not_checked": True}
-    window = slice_metrics(evaluation.uri)
     baseline_failures = judge_baselines(window["candidate"], trivial, limits)
     blessed = window_ok and newest_ok and not baseline_failures
     report = {
