@@ -16,11 +16,11 @@ once for all tables, and no worker holds a whole file.
 A span's result for a table (its trips, unmatched trips and joined columns' statistics) is
 computed once: it is kept beside the drift check's span statistics
 (`pipeline.validation.span_statistics.SpanStatisticsStore`), under a key of the span files'
-SHA-256, the table's content, the join column's type, the statistics options, TFDV's version
-and the fingerprint of the code that joins (this module and the project modules it imports,
-`pipeline.validation.code_scope`), so a later run joins only the spans it has not seen. Each span's
-statistics are computed alone (TFDV slices by span), so a kept one is what the window's
-pipeline would compute again.
+SHA-256, the table's content, the join column's type, the statistics options, the libraries'
+versions and the fingerprint of the code that joins (this module and the project modules it
+imports, `pipeline.validation.code_scope`), so a later run joins only the spans it has not
+seen. Each span's statistics are computed alone (TFDV slices by span), so a kept one is what
+the window's pipeline would compute again.
 """
 import hashlib
 import json
@@ -68,6 +68,9 @@ _SPAN_COLUMN = "span"
 BEAM_OUTPUT_FOLDER = "beam"
 # Increased when what is kept per table and span changes shape.
 KEPT_FORMAT = 1
+# The fingerprint of the code that joins (this module and the project modules it imports),
+# read when the module is imported: the code this process runs.
+CODE_SALT = code_scope.fingerprint([__name__])
 
 
 def joined_schema(spec: external.ExternalTableSpec) -> schema_pb2.Schema:
@@ -184,6 +187,10 @@ def statistics_split(table: str, span: int) -> str:
 def table_span_key(file_hashes: Sequence[str], table: external.ExternalTable, join_type: Optional[int], salt: str) -> str:
     """The key of one table's result on one span: a SHA-256 of everything it depends on.
 
+    The rest of the curated schema does not change what is kept: the joined columns' schema
+    comes from the table's spec. It can only make the reader refuse a span, and the drift
+    check, whose key holds the whole schema, reads every span again when it changes.
+
     Args:
         file_hashes: SHA-256 of each of the span's files (order does not matter).
         table: The table, whose spec, keys and values are joined.
@@ -194,7 +201,7 @@ def table_span_key(file_hashes: Sequence[str], table: external.ExternalTable, jo
     described = {
         "format": KEPT_FORMAT,
         "kind": "external table check",
-        "tfdv": tfdv.__version__,
+        "libraries": span_statistics.library_versions(),
         "files": sorted(file_hashes),
         "table": table.spec.name,
         "content": hashlib.sha256(repr((table.spec, table.keys, table.values)).encode()).hexdigest(),
@@ -319,7 +326,8 @@ def _join_spans(
             counts = counts_by_split[statistics_split(name, span)]
             # A span with no trips has no slice: its statistics say it has no examples.
             statistics = by_slice.get(_slice_key(span), statistics_pb2.DatasetFeatureStatistics(num_examples=0))
-            statistics.name = _slice_key(span)
+            # Kept without the span's name: spans with the same files share a key.
+            statistics.ClearField("name")
             computed[name][span] = {"trips": counts["trips"], "unmatched": counts["unmatched"], "statistics": statistics.SerializeToString()}
     return computed
 
@@ -349,6 +357,7 @@ def _table_result(
             )
         statistics = statistics_pb2.DatasetFeatureStatisticsList()
         statistics.datasets.add().ParseFromString(found["statistics"])
+        statistics.datasets[0].name = _slice_key(span)
         result["statistics"][span] = statistics
         for feature, info in sorted(tfdv.validate_statistics(statistics, schema).anomaly_info.items()):
             result["anomalies"].append(f"span {span}: feature {feature!r}: {info.short_description}: {info.description}")
@@ -409,7 +418,7 @@ def ExternalFeatureCheck(
             os.path.join(report.uri, BEAM_OUTPUT_FOLDER),
             beam_pipeline,
             store=span_statistics.SpanStatisticsStore(span_statistics_dir) if span_statistics_dir else None,
-            salt=code_scope.fingerprint([__name__]),
+            salt=CODE_SALT,
             file_hashes={path: sha for files in fingerprints.values() for path, sha in files.items()},
         )
     kept: Dict[str, Dict[str, dict]] = {}

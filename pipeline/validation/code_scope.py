@@ -45,7 +45,7 @@ def _imported_names(path: pathlib.Path, root: pathlib.Path) -> Set[str]:
     if path.name != "__init__.py":
         package = package[:-1]
     names: Set[str] = set()
-    for node in ast.walk(tree):
+    for node in ast.walk(_without_type_checking_blocks(tree)):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -54,6 +54,26 @@ def _imported_names(path: pathlib.Path, root: pathlib.Path) -> Set[str]:
             names.add(module)
             names.update(f"{module}.{alias.name}" for alias in node.names)
     return names
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+    )
+
+
+def _without_type_checking_blocks(tree: ast.Module) -> ast.Module:
+    """The module without the bodies of `if TYPE_CHECKING:` blocks: imports for type checkers,
+    which never run."""
+
+    class _Drop(ast.NodeTransformer):
+        def visit_If(self, node: ast.If) -> ast.AST:
+            if _is_type_checking(node.test):
+                node.body = [ast.Pass()]
+            self.generic_visit(node)
+            return node
+
+    return _Drop().visit(tree)
 
 
 def files_imported(modules: Sequence[str], root: pathlib.Path = PROJECT_ROOT) -> List[pathlib.Path]:

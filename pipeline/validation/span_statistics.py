@@ -10,10 +10,11 @@ quantiles are final), but the accumulators do, exactly as TFDV merges its worker
 So the data checks keep the accumulators of each span's trips, per part (`Parts`: the
 pipeline's are ExampleGen's train and eval splits), in a folder of the pipeline root
 (`SpanStatisticsStore`, filled by `span_partials`), under a key of everything they depend on:
-the span files' SHA-256, the part, the columns read, the schema, the statistics options,
-TFDV's version and the fingerprint of the code that computes them (`code_scope`: the modules
-that read, split and count, and the project modules they import). A later run whose window holds the span
-reads them instead of reading the span's files again, and the statistics of any group of
+the span files' SHA-256, the part, the columns read, the schema, the statistics options, the
+versions of TFDV and of the libraries that read and split (`library_versions`), and the
+fingerprint of the code that computes them (`code_scope`: the modules that read, split and
+count, and the project modules they import). A later run whose window holds the span reads
+them instead of reading the span's files again, and the statistics of any group of
 spans and parts (the newest span, the drift check's reference, the window's train split) are
 their accumulators merged (`merged_statistics`): what TFDV would compute over those trips with
 one worker per span and part. What the key does not match is computed again, in the
@@ -36,6 +37,8 @@ import tensorflow_data_validation as tfdv
 from tensorflow_data_validation.statistics import stats_impl
 from tensorflow_data_validation.statistics.generators.stats_generator import CombinerStatsGenerator
 from tensorflow_metadata.proto.v0 import schema_pb2, statistics_pb2
+import tfx
+import tfx_bsl
 
 from pipeline import configs
 from pipeline.spans import file_sha256
@@ -143,6 +146,13 @@ def merged_statistics(many: Sequence[Partials], options: tfdv.StatsOptions) -> s
     return stats_impl.extract_statistics_output(combine.merge_accumulators(many), combine.generators)
 
 
+def library_versions() -> Dict[str, str]:
+    """The versions of the libraries whose code computes what is kept per span: TFDV's
+    statistics, TensorFlow (the join and the example encoding), tfx_bsl and pyarrow (the CSV
+    reader) and TFX (ExampleGen's split)."""
+    return {"tfdv": tfdv.__version__, "tensorflow": tf.__version__, "tfx_bsl": tfx_bsl.__version__, "pyarrow": pa.__version__, "tfx": tfx.__version__}
+
+
 def span_key(
     file_hashes: Sequence[str], header: Sequence[str], schema: schema_pb2.Schema, options: tfdv.StatsOptions, salt: str, part: str = ""
 ) -> str:
@@ -159,7 +169,7 @@ def span_key(
     """
     described = {
         "format": STORE_FORMAT,
-        "tfdv": tfdv.__version__,
+        "libraries": library_versions(),
         "files": sorted(file_hashes),
         "header": sorted(header),
         "schema": schema.SerializeToString(deterministic=True).hex(),

@@ -9,7 +9,7 @@ import tensorflow_data_validation as tfdv
 from modules import external, features
 from pipeline import configs
 from pipeline.components.artifacts import drifted, refusals, table_file
-from pipeline.components.external_check import check_tables, join_keys, joined_schema
+from pipeline.components.external_check import check_tables, join_keys, joined_schema, table_span_key
 from pipeline.spans import file_sha256
 from pipeline.validation import span_rows, span_statistics
 from tests.conftest import trip, write_csv, write_holiday_table
@@ -213,3 +213,33 @@ def test_a_changed_table_joins_every_span_again(tmp_path):
     assert before["spans"][1] == {"trips": 4, "unmatched": 4}
     assert after["kept"][1]["reused"] is False and after["kept"][1]["key"] != before["kept"][1]["key"]
     assert after["spans"][1] == {"trips": 4, "unmatched": 0}
+
+
+def test_spans_with_the_same_files_share_a_kept_result_and_keep_their_own_names(tmp_path):
+    tables_uri = tmp_path / "tables"
+    write_holiday_table(pathlib.Path(table_file(str(tables_uri), features.HOLIDAY_TABLE)), ["2014-05-16,4,0,0,"])
+    tables = {features.HOLIDAY_TABLE: external.read_table(table_file(str(tables_uri), features.HOLIDAY_TABLE), external.HOLIDAYS)}
+    # A file delivered twice, and two header-only spans.
+    same = [trip()] * 3
+    files = {span: [str(write_csv(tmp_path / f"span-{span}" / "data.csv", rows))] for span, rows in ((1, same), (2, same), (3, []), (4, []))}
+    store = span_statistics.SpanStatisticsStore(str(tmp_path / "kept"))
+
+    def check(work, kept):
+        return check_tables(tables, str(tables_uri), files, _curated_schema(), JUDGING_CALENDAR, str(tmp_path / work), store=kept)[features.HOLIDAY_TABLE]
+
+    first, again, afresh = check("first", store), check("again", store), check("afresh", None)
+    assert first["kept"][1]["key"] == first["kept"][2]["key"] and first["kept"][3]["key"] == first["kept"][4]["key"]
+    assert all(entry["reused"] for entry in again["kept"].values())
+    for checked in (first, again):
+        assert {span: statistics.datasets[0].name for span, statistics in checked["statistics"].items()} == {span: f"span-{span}" for span in files}
+        assert _without_kept(checked) == _without_kept(afresh)
+    assert again["spans"] == {1: {"trips": 3, "unmatched": 0}, 2: {"trips": 3, "unmatched": 0}, 3: {"trips": 0, "unmatched": 0}, 4: {"trips": 0, "unmatched": 0}}
+
+
+def test_the_key_changes_with_the_join_type_the_table_and_the_code():
+    table = external.ExternalTable(external.HOLIDAYS, (16206,), {name: (0,) for name in external.HOLIDAYS.joined} | {"holiday_name": ("",)})
+    other_table = external.ExternalTable(external.HOLIDAYS, (16207,), table.values)
+    key = table_span_key(["abc"], table, 1, "code")
+    assert key == table_span_key(["abc"], table, 1, "code")
+    assert len({key, table_span_key(["abd"], table, 1, "code"), table_span_key(["abc"], table, 2, "code"),
+                table_span_key(["abc"], other_table, 1, "code"), table_span_key(["abc"], table, 1, "other code")}) == 5
