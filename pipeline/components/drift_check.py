@@ -161,8 +161,8 @@ def SpanDriftCheck(
     `code_fingerprint` keeps a change of this code from being answered from the cache;
     `span_statistics_dir` is the folder where span statistics are kept from run to run (empty:
     computed every run), under keys salted with the fingerprint of the code that computes them
-    (`example_gen.split_statistics_salt`), so a change of other code keeps them. The decision (stop or warn) is the
-    DataGate's.
+    (`example_gen.split_statistics_salt`), so a change of other code keeps them. The decision
+    (stop or warn) is the DataGate's.
     """
     del code_fingerprint  # part of the cache key only
     drift = configs.DriftConfig.from_json(drift_config)

@@ -327,18 +327,15 @@ def split_parts(output_config_json: str) -> span_statistics.Parts:
     )
 
 
-# Read when the module is imported: the code this process runs.
-_SPLIT_STATISTICS_SALT = code_scope.fingerprint([span_statistics.__name__, __name__])
-
-
 def split_statistics_salt() -> str:
     """The salt of span statistics kept per split (`split_parts`): the fingerprint of the code
     that computes them, `span_statistics` and this module's split, with every project module
     they import (`pipeline.validation.code_scope`). The drift check, which computes and keeps
     them, and StatisticsGen, which merges them, take the same salt, so they find the same keys;
     a change of code they do not import (the Trainer's and Transform's modules, the gates, the
-    runners, the serving code) keeps them."""
-    return _SPLIT_STATISTICS_SALT
+    runners, the serving code) keeps them. Read when a step first asks, once per process, not
+    at import: every run and every Airflow DAG parse imports this module."""
+    return code_scope.fingerprint([span_statistics.__name__, __name__])
 
 
 class Executor(BaseExampleGenExecutor):

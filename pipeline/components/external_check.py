@@ -68,9 +68,6 @@ _SPAN_COLUMN = "span"
 BEAM_OUTPUT_FOLDER = "beam"
 # Increased when what is kept per table and span changes shape.
 KEPT_FORMAT = 1
-# The fingerprint of the code that joins (this module and the project modules it imports),
-# read when the module is imported: the code this process runs.
-CODE_SALT = code_scope.fingerprint([__name__])
 
 
 def joined_schema(spec: external.ExternalTableSpec) -> schema_pb2.Schema:
@@ -184,7 +181,12 @@ def statistics_split(table: str, span: int) -> str:
     return f"{table}-span-{span}"
 
 
-def table_span_key(file_hashes: Sequence[str], table: external.ExternalTable, join_type: Optional[int], salt: str) -> str:
+def table_fingerprint(table: external.ExternalTable) -> str:
+    """The SHA-256 of what a table joins: its spec, keys and values."""
+    return hashlib.sha256(repr((table.spec, table.keys, table.values)).encode()).hexdigest()
+
+
+def table_span_key(file_hashes: Sequence[str], table_name: str, table_content: str, join_type: Optional[int], salt: str) -> str:
     """The key of one table's result on one span: a SHA-256 of everything it depends on.
 
     The rest of the curated schema does not change what is kept: the joined columns' schema
@@ -193,7 +195,8 @@ def table_span_key(file_hashes: Sequence[str], table: external.ExternalTable, jo
 
     Args:
         file_hashes: SHA-256 of each of the span's files (order does not matter).
-        table: The table, whose spec, keys and values are joined.
+        table_name: The table's name.
+        table_content: `table_fingerprint` of the table.
         join_type: The join column's type in the curated schema (`span_rows.column_types`),
             None where the schema lacks it.
         salt: The fingerprint of the code that joins (a change of it joins the span again).
@@ -203,8 +206,8 @@ def table_span_key(file_hashes: Sequence[str], table: external.ExternalTable, jo
         "kind": "external table check",
         "libraries": span_statistics.library_versions(),
         "files": sorted(file_hashes),
-        "table": table.spec.name,
-        "content": hashlib.sha256(repr((table.spec, table.keys, table.values)).encode()).hexdigest(),
+        "table": table_name,
+        "content": table_content,
         "join_type": join_type,
         "histogram_buckets": configs.DRIFT_HISTOGRAM_BUCKETS,
         "salt": salt,
@@ -261,8 +264,9 @@ def check_tables(
     kept: Dict[str, Dict[int, Dict[str, object]]] = {}
     for name, table in tables.items():
         kept[name] = {}
+        content = table_fingerprint(table)
         for span in span_files:
-            key = table_span_key(span_hashes[span], table, types.get(table.spec.join_feature), salt)
+            key = table_span_key(span_hashes[span], name, content, types.get(table.spec.join_feature), salt)
             found = store.load(key) if store is not None else None
             kept[name][span] = {"key": key, "result": found, "reused": found is not None}
     missing = {span: paths for span, paths in span_files.items() if any(kept[name][span]["result"] is None for name in tables)}
@@ -390,14 +394,14 @@ def ExternalFeatureCheck(
     """Checks every table's joined columns on every span; writes statistics and a report.
 
     Statistics splits are named `<table>-span-<N>`, laid out as StatisticsGen lays out its
-    own; each holds one dataset, named `span-<N>`. `drift_config` is `pipeline.configs.DriftConfig.to_json()`;
-    `code_fingerprint` keeps a change of this code from being answered from the cache;
-    `span_statistics_dir` is the folder where each table's result on each span is kept from run
-    to run (empty: every span is joined every run), under keys salted with the fingerprint of
-    this module and the project modules it imports (`pipeline.validation.code_scope`), so a
-    change of other code keeps them. The report artifact
-    records the keys it used (SPAN_STATISTICS_PROPERTY: span -> table -> {key, reused}), so
-    housekeeping keeps them.
+    own; each holds one dataset, named `span-<N>`. `drift_config` is
+    `pipeline.configs.DriftConfig.to_json()`; `code_fingerprint` keeps a change of this code
+    from being answered from the cache; `span_statistics_dir` is the folder where each table's
+    result on each span is kept from run to run (empty: every span is joined every run), under
+    keys salted with the fingerprint of this module and the project modules it imports
+    (`pipeline.validation.code_scope`), so a change of other code keeps them. The report
+    artifact records the keys it used (SPAN_STATISTICS_PROPERTY: span -> table -> {key,
+    reused}), so housekeeping keeps them.
     """
     del code_fingerprint  # part of the cache key only
     drift = configs.DriftConfig.from_json(drift_config)
@@ -418,7 +422,9 @@ def ExternalFeatureCheck(
             os.path.join(report.uri, BEAM_OUTPUT_FOLDER),
             beam_pipeline,
             store=span_statistics.SpanStatisticsStore(span_statistics_dir) if span_statistics_dir else None,
-            salt=CODE_SALT,
+            # The code that joins: this module and the project modules it imports (read once
+            # per process, when the step first runs, not at import).
+            salt=code_scope.fingerprint([__name__]),
             file_hashes={path: sha for files in fingerprints.values() for path, sha in files.items()},
         )
     kept: Dict[str, Dict[str, dict]] = {}

@@ -269,9 +269,10 @@ def _unrecorded_span_statistics(
 ) -> List[Removal]:
     """The files of pipeline_root/SpanStatistics/ that no kept artifact records.
 
-    StatisticsGen's output records the keys it merged and the external-table report those
-    it read (SPAN_STATISTICS_PROPERTY), a drift report those it read; anything else there (another code version's statistics, spans
-    no kept run read, a temporary file of a write that stopped) is listed.
+    StatisticsGen's output records the keys it merged and the external-table report those it
+    joined or read (SPAN_STATISTICS_PROPERTY), a drift report those it read; anything else
+    there (another code version's statistics, spans no kept run read, a temporary file of a
+    write that stopped) is listed.
 
     Raises:
         HousekeepingError: when a kept drift report cannot be read, so what it uses is unknown.

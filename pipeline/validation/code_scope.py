@@ -100,8 +100,8 @@ def files_imported(modules: Sequence[str], root: pathlib.Path = PROJECT_ROOT) ->
 
 
 def fingerprint(modules: Iterable[str], root: pathlib.Path = PROJECT_ROOT) -> str:
-    """The SHA-256 over the names and contents of `files_imported(modules)`, read once per
-    process (the code a process runs is the code it imported when it started)."""
+    """The SHA-256 over the names and contents of `files_imported(modules)`, read at the first
+    call and kept for the process (which keeps running the code it imported)."""
     return _fingerprint(tuple(sorted(modules)), root)
 
 

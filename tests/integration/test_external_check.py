@@ -9,7 +9,7 @@ import tensorflow_data_validation as tfdv
 from modules import external, features
 from pipeline import configs
 from pipeline.components.artifacts import drifted, refusals, table_file
-from pipeline.components.external_check import check_tables, join_keys, joined_schema, table_span_key
+from pipeline.components.external_check import check_tables, join_keys, joined_schema, table_fingerprint, table_span_key
 from pipeline.spans import file_sha256
 from pipeline.validation import span_rows, span_statistics
 from tests.conftest import trip, write_csv, write_holiday_table
@@ -239,7 +239,8 @@ def test_spans_with_the_same_files_share_a_kept_result_and_keep_their_own_names(
 def test_the_key_changes_with_the_join_type_the_table_and_the_code():
     table = external.ExternalTable(external.HOLIDAYS, (16206,), {name: (0,) for name in external.HOLIDAYS.joined} | {"holiday_name": ("",)})
     other_table = external.ExternalTable(external.HOLIDAYS, (16207,), table.values)
-    key = table_span_key(["abc"], table, 1, "code")
-    assert key == table_span_key(["abc"], table, 1, "code")
-    assert len({key, table_span_key(["abd"], table, 1, "code"), table_span_key(["abc"], table, 2, "code"),
-                table_span_key(["abc"], other_table, 1, "code"), table_span_key(["abc"], table, 1, "other code")}) == 5
+    name, content = external.HOLIDAYS.name, table_fingerprint(table)
+    key = table_span_key(["abc"], name, content, 1, "code")
+    assert key == table_span_key(["abc"], name, table_fingerprint(table), 1, "code")
+    assert len({key, table_span_key(["abd"], name, content, 1, "code"), table_span_key(["abc"], name, content, 2, "code"),
+                table_span_key(["abc"], name, table_fingerprint(other_table), 1, "code"), table_span_key(["abc"], name, content, 1, "other code")}) == 5
