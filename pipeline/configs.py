@@ -81,6 +81,9 @@ DRIFT_HISTOGRAM_BUCKETS = 100
 SPAN_STATISTICS_FOLDER = "SpanStatistics"
 # Each kept span statistics file there is "<key><SPAN_STATISTICS_SUFFIX>".
 SPAN_STATISTICS_SUFFIX = ".partials"
+# Folder of the pipeline root where ExampleGen keeps each span's examples, written once and
+# linked into every later window's Examples artifact (`pipeline.components.example_gen`).
+SPAN_EXAMPLES_FOLDER = "SpanExamples"
 DRIFT_STOP = "stop"
 DRIFT_WARN = "warn"
 

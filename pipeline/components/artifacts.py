@@ -28,6 +28,9 @@ GATE_REPORT_FILE = "gate.json"
 GATE_BLESSING_KEY = "model_blessing"
 SPANS_PROPERTY = "spans"
 SPAN_FILES_PROPERTY = "span_files"
+# span -> input split -> {key, reused}: the kept span examples (configs.SPAN_EXAMPLES_FOLDER)
+# whose files the artifact holds, as SPAN_STATISTICS_PROPERTY records statistics.
+SPAN_EXAMPLES_PROPERTY = "span_examples"
 
 
 def files_by_span(examples: Any) -> Dict[int, List[str]]:

@@ -21,6 +21,12 @@ each split's examples of the range, in a seeded random order, to one gzipped TFR
 `Split-<split>/data_tfrecord-<file>-<offset>.gz`. TFX's base executor instead partitions,
 reshuffles (a GroupByKey of every example, held in memory by the DirectRunner) and writes
 example by example; here a worker holds one range at a time.
+
+Each span is written once: its files go to an entry of the kept span examples
+(`<pipeline_root>/SpanExamples/<key>/Split-<split>/`, `SpanExamplesStore`), under a key of the
+span files' SHA-256, the split, the schema, the range size, the code and the libraries, and a
+later window links them into its artifact (`Split-<split>/span-<N>-<input split>-<file>`)
+instead of reading the span again. Only the spans without a complete entry are read.
 """
 import dataclasses
 import functools
@@ -49,7 +55,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
-from pipeline.components.artifacts import SPAN_FILES_PROPERTY, SPANS_PROPERTY
+from pipeline.components.artifacts import SPAN_EXAMPLES_PROPERTY, SPAN_FILES_PROPERTY, SPANS_PROPERTY
 from pipeline.spans import file_sha256
 from pipeline.validation import code_scope, span_chunks, span_rows, span_statistics
 from pipeline.validation.span_rows import common_header, window_files
@@ -62,6 +68,7 @@ LAST_SPAN_KEY = "last_span"
 SCHEMA_PATH_KEY = "schema_path"
 CODE_FINGERPRINT_KEY = "code_fingerprint"
 RANGE_BYTES_KEY = "range_bytes"
+SPAN_EXAMPLES_DIR_KEY = "span_examples_dir"
 
 # Beam counters: rows written per split are `rows_<split>` in this namespace, beside the
 # row reader's range counters (span_chunks.ROW_BY_ROW_PLANNED and ROW_BY_ROW_FALLBACK).
@@ -69,6 +76,12 @@ METRICS_NAMESPACE = "span_window_example_gen"
 # Files are written here first, then renamed into their split's folder, so a reader's
 # `Split-<name>/*` never sees a half-written file; the folder is removed when the step ends.
 TEMP_FOLDER = ".span_window_example_gen_tmp"
+# Version of what a kept span's entry holds (its folders and MANIFEST_FILE): a change of the
+# layout changes every key, so an entry of another layout is never read.
+KEPT_FORMAT = 1
+# Written last in a kept span's entry: its files per split. An entry without it (a write that
+# stopped) or with a file missing is written again.
+MANIFEST_FILE = "MANIFEST.json"
 # A range read by the row reader after a quote may be the rest of a large file: it is
 # shuffled and written in blocks of this many examples, so a worker still holds a bounded part.
 ROW_BY_ROW_BLOCK_EXAMPLES = 65_536
@@ -80,6 +93,7 @@ def span_window_config(
     schema_path: str,
     code_fingerprint: str = "",
     range_bytes: Optional[int] = None,
+    span_examples_dir: str = "",
 ) -> example_gen_pb2.CustomConfig:
     """Returns the ExampleGen custom_config that reads spans first_span..last_span.
 
@@ -93,6 +107,9 @@ def span_window_config(
             reader's code is never answered from TFX's cache.
         range_bytes: Bytes of CSV per range (the unit of work a worker reads, splits and writes
             as one file per split); `span_chunks.DEFAULT_RANGE_BYTES` when not given.
+        span_examples_dir: Where each span's examples are kept from run to run
+            (`<pipeline_root>/SpanExamples`): a span already there is linked into the window's
+            artifact, not read again. Empty: every span is read each run.
 
     Raises:
         ValueError: when range_bytes is not positive.
@@ -104,6 +121,7 @@ def span_window_config(
             LAST_SPAN_KEY: last_span,
             SCHEMA_PATH_KEY: schema_path,
             CODE_FINGERPRINT_KEY: code_fingerprint,
+            SPAN_EXAMPLES_DIR_KEY: span_examples_dir,
         }
     )
     if range_bytes is not None:
@@ -123,6 +141,7 @@ class WindowSettings:
     last_span: int
     schema_path: str
     range_bytes: int = span_chunks.DEFAULT_RANGE_BYTES
+    span_examples_dir: str = ""
 
 
 def window_settings(exec_properties: Dict[str, Any]) -> WindowSettings:
@@ -143,6 +162,7 @@ def window_settings(exec_properties: Dict[str, Any]) -> WindowSettings:
         last_span=int(settings[LAST_SPAN_KEY]),
         schema_path=settings[SCHEMA_PATH_KEY],
         range_bytes=int(settings[RANGE_BYTES_KEY]) if RANGE_BYTES_KEY in settings else span_chunks.DEFAULT_RANGE_BYTES,
+        span_examples_dir=settings[SPAN_EXAMPLES_DIR_KEY] if SPAN_EXAMPLES_DIR_KEY in settings else "",
     )
 
 
@@ -239,20 +259,20 @@ def _blocks(file_range: span_chunks.FileRange, examples: Iterator[bytes]) -> Ite
 
 class SplitAndWriteRange(beam.DoFn):
     """Reads a range, splits its examples and writes each split's as one gzipped TFRecord file
-    in the split's folder (under `range_file_name`); yields (split, examples written)."""
+    (named by `range_file_name`) in the split's folder `Split-<split>` of the range's entry
+    folder; yields (split, examples written)."""
 
-    def __init__(self, types: span_rows.ColumnTypes, rule: SplitRule, split_folders: Sequence[str], temp_folder: str):
+    def __init__(self, types: span_rows.ColumnTypes, rule: SplitRule, temp_folder: str):
         self._types = types
         self._rule = rule
-        self._split_folders = tuple(split_folders)
         self._temp_folder = temp_folder
         self._rows = [beam.metrics.Metrics.counter(METRICS_NAMESPACE, f"rows_{name}") for name in rule.names]
         # The counter TFX's WriteSplit keeps, so a dashboard of CsvExampleGen runs reads the same.
         self._num_instances = beam.metrics.Metrics.counter(write_split.METRICS_NAMESPACE, "num_instances")
         self._row_by_row = _RowByRowCounter()
 
-    def process(self, element: Tuple[int, int, span_chunks.FileRange]) -> Iterator[Tuple[str, int]]:
-        input_split, file_index, file_range = element
+    def process(self, element: Tuple[int, int, span_chunks.FileRange, str]) -> Iterator[Tuple[str, int]]:
+        input_split, file_index, file_range, entry_folder = element
         name = range_file_name(file_index, file_range)
         attempt = uuid.uuid4().hex
         temp_paths = [os.path.join(self._temp_folder, f"{index}-{name}.{attempt}") for index in range(len(self._rule.names))]
@@ -274,16 +294,136 @@ class SplitAndWriteRange(beam.DoFn):
                 writer.close()
         # Every split gets a file, empty or not, as TFX's WriteSplit writes at least one shard.
         for index, temp_path in enumerate(temp_paths):
-            tf.io.gfile.rename(temp_path, os.path.join(self._split_folders[index], name), overwrite=True)
+            split_folder = os.path.join(entry_folder, split_folder_name(self._rule.names[index]))
+            tf.io.gfile.rename(temp_path, os.path.join(split_folder, name), overwrite=True)
             self._rows[index].inc(counts[index])
             yield self._rule.names[index], counts[index]
         self._num_instances.inc(sum(counts))
 
 
-def _plan_numbered_ranges(numbered_file: Tuple[int, int, str], range_bytes: int) -> List[Tuple[int, int, span_chunks.FileRange]]:
-    """(input split, file number, range) of each range of a numbered file."""
-    input_split, file_index, path = numbered_file
-    return [(input_split, file_index, file_range) for file_range in span_chunks.plan_ranges(path, range_bytes)]
+def split_folder_name(split: str) -> str:
+    """The folder of a split's files, in an Examples artifact and in a kept span's entry."""
+    return f"Split-{split}"
+
+
+def _plan_numbered_ranges(numbered_file: Tuple[int, int, str, str], range_bytes: int) -> List[Tuple[int, int, span_chunks.FileRange, str]]:
+    """(input split, file number, range, entry folder) of each range of a numbered file."""
+    input_split, file_index, path, entry_folder = numbered_file
+    return [(input_split, file_index, file_range, entry_folder) for file_range in span_chunks.plan_ranges(path, range_bytes)]
+
+
+@dataclasses.dataclass(frozen=True)
+class SpanPart:
+    """The files of one span read through one input split: the unit written once and kept."""
+
+    input_split: int
+    span: int
+    paths: Tuple[str, ...]
+    hashes: Tuple[str, ...]
+    key: str
+
+
+def span_examples_key(
+    paths: Sequence[str], hashes: Sequence[str], input_split: int, rule: SplitRule, schema_sha256: str, range_bytes: int, salt: str
+) -> str:
+    """The key of a span's kept examples: a SHA-256 of everything its files' bytes depend on.
+
+    Args:
+        paths: The span's files. Only each file's span folder and name count (the example
+            order of a range is seeded by them, `range_seed`), not where the data root is.
+        hashes: SHA-256 of each file's bytes, in the order of paths.
+        input_split: The input split the files were read through (the output split when the
+            input splits are the output splits).
+        rule: The split rule (TFX's hash buckets, or the input splits).
+        schema_sha256: SHA-256 of the curated schema the cells are typed by.
+        range_bytes: Bytes per range: the files and the example order follow the ranges.
+        salt: The fingerprint of the code that reads and writes them (`kept_examples_salt`).
+    """
+    settings = {
+        "format": KEPT_FORMAT,
+        "files": [["/".join(path.rstrip("/").split("/")[-2:]), digest] for path, digest in zip(paths, hashes)],
+        "input_split": input_split,
+        "splits": list(rule.names),
+        "buckets": list(rule.buckets),
+        "split_config": proto_utils.proto_to_json(rule.split_config),
+        "schema": schema_sha256,
+        "range_bytes": range_bytes,
+        "code": salt,
+        "libraries": span_statistics.library_versions(),
+    }
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode("utf-8")).hexdigest()
+
+
+def kept_examples_salt() -> str:
+    """The fingerprint of the code that writes a span's examples (this module, the range reader
+    and the row reader, with every project module they import: `pipeline.validation.code_scope`).
+    Read when a step first asks, once per process, not at import."""
+    return code_scope.fingerprint([__name__])
+
+
+class SpanExamplesStore:
+    """Each span's examples, kept from run to run: `<directory>/<key>/Split-<split>/<range
+    files>` and the entry's MANIFEST_FILE, written once the files are in place."""
+
+    def __init__(self, directory: str):
+        self.directory = directory
+
+    def entry(self, key: str) -> str:
+        """The entry folder of a key."""
+        return os.path.join(self.directory, key)
+
+    def files(self, key: str) -> Optional[Dict[str, List[str]]]:
+        """Split -> file names of a complete entry; None when the entry has no manifest, an
+        unreadable one (logged) or a listed file is missing: it is then written again."""
+        manifest_path = os.path.join(self.entry(key), MANIFEST_FILE)
+        if not tf.io.gfile.exists(manifest_path):
+            return None
+        try:
+            with tf.io.gfile.GFile(manifest_path) as manifest_file:
+                manifest = json.load(manifest_file)
+            files = {str(split): [str(name) for name in names] for split, names in manifest["files"].items()}
+        except (ValueError, KeyError, AttributeError, TypeError, tf.errors.OpError) as error:
+            logger.warning("The kept span examples %s have an unreadable manifest (%s): writing them again.", key[:12], error)
+            return None
+        for split, names in files.items():
+            for name in names:
+                if not tf.io.gfile.exists(os.path.join(self.entry(key), split_folder_name(split), name)):
+                    logger.warning("The kept span examples %s lack %s of split %s: writing them again.", key[:12], name, split)
+                    return None
+        return files
+
+    def commit(self, key: str, split_names: Sequence[str]) -> None:
+        """Writes the entry's manifest: the files now in each split's folder."""
+        entry = self.entry(key)
+        files = {split: sorted(tf.io.gfile.listdir(os.path.join(entry, split_folder_name(split)))) for split in split_names}
+        temp_path = os.path.join(entry, f".{MANIFEST_FILE}.{uuid.uuid4().hex}")
+        with tf.io.gfile.GFile(temp_path, "w") as manifest_file:
+            json.dump({"format": KEPT_FORMAT, "files": files}, manifest_file, sort_keys=True)
+        tf.io.gfile.rename(temp_path, os.path.join(entry, MANIFEST_FILE), overwrite=True)
+
+
+def window_file_name(part: SpanPart, name: str) -> str:
+    """A kept range file's name in the window's artifact: its span and input split first, so
+    spans whose files have the same names do not meet."""
+    return f"span-{part.span}-{part.input_split}-{name}"
+
+
+def _place(source: str, target: str, keep_source: bool) -> None:
+    """Puts a range file in the window's artifact: a hard link to a kept file on a local file
+    system (no byte is copied; removing either name leaves the other whole), a copy where links
+    are not possible (an object store copies within the store), a rename of an unkept file."""
+    if not keep_source:
+        tf.io.gfile.rename(source, target, overwrite=True)
+        return
+    if "://" not in source and "://" not in target:
+        try:
+            if os.path.lexists(target):
+                os.remove(target)
+            os.link(source, target)
+            return
+        except OSError as error:
+            logger.info("Copying %s, as it cannot be linked: %s", source, error)
+    tf.io.gfile.copy(source, target, overwrite=True)
 
 
 def split_rule(input_config: example_gen_pb2.Input, output_config: example_gen_pb2.Output) -> SplitRule:
@@ -373,11 +513,16 @@ class Executor(BaseExampleGenExecutor):
         rule = split_rule(input_config, output_config)
         settings = window_settings(exec_properties)
         input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
-        files_by_input_split = [
-            [path for paths in window_files(input_base, split.pattern, settings.first_span, settings.last_span).values() for path in paths]
-            for split in input_config.splits
-        ]
-        common_header([path for paths in files_by_input_split for path in paths])
+        with tf.io.gfile.GFile(settings.schema_path, "rb") as schema_file:
+            schema_sha256 = hashlib.sha256(schema_file.read()).hexdigest()
+        salt = kept_examples_salt()
+        parts: List[SpanPart] = []
+        for input_split, split in enumerate(input_config.splits):
+            for span, paths in window_files(input_base, split.pattern, settings.first_span, settings.last_span).items():
+                hashes = tuple(file_sha256(path) for path in paths)
+                key = span_examples_key(paths, hashes, input_split, rule, schema_sha256, settings.range_bytes, salt)
+                parts.append(SpanPart(input_split, span, tuple(paths), hashes, key))
+        common_header([path for part in parts for path in part.paths])
         types = span_rows.column_types(tfdv.load_schema_text(settings.schema_path))
 
         examples_artifacts = output_dict[standard_component_specs.EXAMPLES_KEY]
@@ -385,26 +530,53 @@ class Executor(BaseExampleGenExecutor):
         examples.split_names = artifact_utils.encode_split_names(list(rule.names))
         split_folders = [artifact_utils.get_split_uri(examples_artifacts, name) for name in rule.names]
         temp_folder = os.path.join(examples.uri, TEMP_FOLDER)
-        for folder in split_folders + [temp_folder]:
+        # Without a kept folder, the spans are written to one inside the temporary folder and
+        # moved into the artifact.
+        keep = bool(settings.span_examples_dir)
+        store = SpanExamplesStore(settings.span_examples_dir if keep else os.path.join(temp_folder, "spans"))
+        kept = {part.key: store.files(part.key) for part in parts} if keep else {}
+        to_write = list({part.key: part for part in parts if kept.get(part.key) is None}.values())
+        for folder in split_folders + [temp_folder] + [
+            os.path.join(store.entry(part.key), split_folder_name(name)) for part in to_write for name in rule.names
+        ]:
             tf.io.gfile.makedirs(folder)
-        # (input split, file number, path): the file number names the range files.
-        in_splits = [(input_split, path) for input_split, paths in enumerate(files_by_input_split) for path in paths]
-        numbered_files = [(input_split, file_index, path) for file_index, (input_split, path) in enumerate(in_splits)]
-        logger.info("Generating examples from %d file(s) of spans %d..%d, a range at a time.", len(numbered_files), settings.first_span, settings.last_span)
+        # (input split, file number in its span, path, entry folder): the file number names the range files.
+        numbered_files = [
+            (part.input_split, file_index, path, store.entry(part.key)) for part in to_write for file_index, path in enumerate(part.paths)
+        ]
+        logger.info(
+            "Generating examples of spans %d..%d: %d span(s) kept from an earlier run, %d file(s) of %d span(s) read a range at a time.",
+            settings.first_span,
+            settings.last_span,
+            len(parts) - len(to_write),
+            len(numbered_files),
+            len(to_write),
+        )
         try:
-            with self._make_beam_pipeline() as pipeline:
-                _ = (
-                    pipeline
-                    | "ListFiles" >> beam.Create(numbered_files)
-                    | "PlanRanges" >> beam.FlatMap(_plan_numbered_ranges, settings.range_bytes)
-                    # Ranges, not files or examples, are what the runner spreads over its workers.
-                    | "SpreadRanges" >> beam.Reshuffle()
-                    | "SplitAndWriteRanges" >> beam.ParDo(SplitAndWriteRange(types, rule, split_folders, temp_folder))
-                )
+            if numbered_files:
+                with self._make_beam_pipeline() as pipeline:
+                    _ = (
+                        pipeline
+                        | "ListFiles" >> beam.Create(numbered_files)
+                        | "PlanRanges" >> beam.FlatMap(_plan_numbered_ranges, settings.range_bytes)
+                        # Ranges, not files or examples, are what the runner spreads over its workers.
+                        | "SpreadRanges" >> beam.Reshuffle()
+                        | "SplitAndWriteRanges" >> beam.ParDo(SplitAndWriteRange(types, rule, temp_folder))
+                    )
+                _log_rows(pipeline.result, rule.names)
+                for part in to_write:
+                    store.commit(part.key, rule.names)
+            for part in parts:
+                files = store.files(part.key)
+                if files is None:
+                    raise RuntimeError(f"the examples of span {part.span} were written but their entry {store.entry(part.key)} is incomplete")
+                for index, split in enumerate(rule.names):
+                    for name in files[split]:
+                        source = os.path.join(store.entry(part.key), split_folder_name(split), name)
+                        _place(source, os.path.join(split_folders[index], window_file_name(part, name)), keep)
         finally:
             if tf.io.gfile.exists(temp_folder):
                 tf.io.gfile.rmtree(temp_folder)
-        _log_rows(pipeline.result, rule.names)
 
         if payload_format:
             for artifact in examples_artifacts:
@@ -412,26 +584,37 @@ class Executor(BaseExampleGenExecutor):
         if output_file_format:
             for artifact in examples_artifacts:
                 examples_utils.set_file_format(artifact, write_split.to_file_format_str(output_file_format))
-        record_window(examples, exec_properties)
+        record_window(examples, exec_properties, {path: digest for part in parts for path, digest in zip(part.paths, part.hashes)})
+        if keep:
+            written = {part.key for part in to_write}
+            recorded: Dict[str, Dict[str, dict]] = {}
+            for part in parts:
+                recorded.setdefault(str(part.span), {})[input_config.splits[part.input_split].name] = {
+                    "key": part.key,
+                    "reused": part.key not in written,
+                }
+            examples.set_string_custom_property(SPAN_EXAMPLES_PROPERTY, json.dumps(recorded, sort_keys=True))
 
 
-def record_window(examples: Any, exec_properties: Dict[str, Any]) -> None:
+def record_window(examples: Any, exec_properties: Dict[str, Any], hashes: Optional[Dict[str, str]] = None) -> None:
     """Records on the Examples artifact the window's last span, its spans and each file's
     fingerprint (what `pipeline.components.artifacts` readers and the run summary show).
 
     Args:
         examples: The output Examples artifact.
         exec_properties: The component's execution properties.
+        hashes: Path -> SHA-256 of files already hashed; the others are hashed here.
     """
     settings = window_settings(exec_properties)
     input_base = exec_properties[standard_component_specs.INPUT_BASE_KEY]
     pattern = json.loads(exec_properties[standard_component_specs.INPUT_CONFIG_KEY])["splits"][0]["pattern"]
     files = window_files(input_base, pattern, settings.first_span, settings.last_span)
+    hashes = hashes or {}
     examples.span = settings.last_span
     examples.set_string_custom_property(SPANS_PROPERTY, ",".join(str(span) for span in sorted(files)))
     examples.set_string_custom_property(
         SPAN_FILES_PROPERTY,
-        json.dumps({path: file_sha256(path) for paths in files.values() for path in paths}, sort_keys=True),
+        json.dumps({path: hashes.get(path) or file_sha256(path) for paths in files.values() for path in paths}, sort_keys=True),
     )
 
 

@@ -16,7 +16,9 @@ folders under serving_model/ are removed. So are the files of pipeline_root/Span
 (each span's statistics, `pipeline.validation.span_statistics`, and each span's external-table
 check) that no kept drift report, StatisticsGen output or external-table report records:
 another code version's, those of spans no kept run read, and the temporary file of a write
-that stopped. A later run that needs them computes them again.
+that stopped. Each span's kept examples in pipeline_root/SpanExamples/ (`pipeline.components.example_gen`)
+go when no kept Examples artifact records them: an artifact's files are hard links or copies of
+them, so removing either leaves the other whole. A later run that needs them computes them again.
 `--dry-run` lists exactly what a real run removes.
 
 Examples:
@@ -49,6 +51,7 @@ from ml_metadata.proto import metadata_store_pb2
 from pipeline import configs
 from pipeline.components.artifacts import (
     DRIFT_REPORT_FILE,
+    SPAN_EXAMPLES_PROPERTY,
     SPAN_STATISTICS_PROPERTY,
     DriftReport,
     read_drift_report,
@@ -71,6 +74,7 @@ DELETED_BY = "pipeline.ops.housekeeping"
 ARTIFACT = "artifact"
 SERVING_VERSION = "serving_version"
 SPAN_STATISTICS = "span_statistics"
+SPAN_EXAMPLES = "span_examples"
 
 _PRUNABLE_STATES = (
     metadata_store_pb2.Artifact.LIVE,
@@ -89,10 +93,10 @@ class HousekeepingError(Exception):
 class Removal:
     """One thing housekeeping removes."""
 
-    kind: str  # ARTIFACT, SERVING_VERSION or SPAN_STATISTICS
+    kind: str  # ARTIFACT, SERVING_VERSION, SPAN_STATISTICS or SPAN_EXAMPLES
     path: str
     # The artifact (ARTIFACT) or the PushedModel of the version (SERVING_VERSION), if known;
-    # None for SPAN_STATISTICS, files ML Metadata does not list.
+    # None for SPAN_STATISTICS and SPAN_EXAMPLES, files ML Metadata does not list.
     artifact_id: Optional[int]
     description: str
 
@@ -261,6 +265,7 @@ def plan(
     removed_ids = {removal.artifact_id for removal in removals if removal.kind == ARTIFACT}
     kept = [a for a in pipeline_artifacts if a.id not in removed_ids and a.state == metadata_store_pb2.Artifact.LIVE]
     removals.extend(_unrecorded_span_statistics(graph, kept, pipeline_root))
+    removals.extend(_unrecorded_span_examples(kept, pipeline_root))
     return Plan(kept_versions=kept_versions, protected_artifact_ids=protected, protected_because=because, removals=removals)
 
 
@@ -301,6 +306,33 @@ def _unrecorded_span_statistics(
             continue
         what = f"span statistics {key[:12]}, recorded by no kept artifact" if key else "a file a stopped write left"
         removals.append(Removal(kind=SPAN_STATISTICS, path=os.path.join(folder, name), artifact_id=None, description=what))
+    return removals
+
+
+def _unrecorded_span_examples(kept: Sequence[metadata_store_pb2.Artifact], pipeline_root: str) -> List[Removal]:
+    """The entries of pipeline_root/SpanExamples/ that no kept Examples artifact records
+    (SPAN_EXAMPLES_PROPERTY): another code version's, spans no kept run read, and anything else
+    there."""
+    folder = os.path.join(pipeline_root, configs.SPAN_EXAMPLES_FOLDER)
+    if not os.path.isdir(folder):
+        return []
+    recorded: Set[str] = set()
+    for artifact in kept:
+        property_value = lineage.custom_property(artifact, SPAN_EXAMPLES_PROPERTY)
+        if property_value:
+            recorded.update(recorded_span_statistics_keys(json.loads(property_value)))
+    removals = []
+    for name in sorted(os.listdir(folder)):
+        if name in recorded:
+            continue
+        removals.append(
+            Removal(
+                kind=SPAN_EXAMPLES,
+                path=os.path.join(folder, name),
+                artifact_id=None,
+                description=f"span examples {name[:12]}, recorded by no kept Examples artifact",
+            )
+        )
     return removals
 
 

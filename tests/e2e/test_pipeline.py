@@ -97,6 +97,9 @@ def test_rerun_without_new_data_trains_nothing_and_pushes_nothing(own_copy):
     first_run = own_copy
     from tfx.orchestration import metadata
 
+    # The copy's pipeline root is another folder, which ExampleGen's kept span examples name:
+    # one run in the copy first, so the checked rerun finds its own run's outputs in the cache.
+    run_small_pipeline(first_run["data_root"], first_run["output_dir"], [1, 2, 3])
     before = _versions(first_run["output_dir"])
     summary, connection = run_small_pipeline(first_run["data_root"], first_run["output_dir"], [1, 2, 3])
     assert _versions(first_run["output_dir"]) == before
@@ -120,8 +123,8 @@ def _newest_drift_report(connection):
     return read_drift_report(newest.uri)
 
 
-def _newest_recorded_keys(connection, node: str, output: str):
-    """The kept span results (SPAN_STATISTICS_PROPERTY) the node's newest output records."""
+def _newest_recorded_keys(connection, node: str, output: str, recorded_as: str = ""):
+    """The kept span results (SPAN_STATISTICS_PROPERTY, or recorded_as) the node's newest output records."""
     from tfx.orchestration import metadata
 
     from pipeline.components.artifacts import SPAN_STATISTICS_PROPERTY
@@ -129,10 +132,12 @@ def _newest_recorded_keys(connection, node: str, output: str):
 
     with metadata.Metadata(connection) as handler:
         artifact = run_summary.latest_node_outputs(handler.store, configs.PIPELINE_NAME, node, 0)[output][0]
-    return json.loads(artifact.custom_properties[SPAN_STATISTICS_PROPERTY].string_value)
+    return json.loads(artifact.custom_properties[recorded_as or SPAN_STATISTICS_PROPERTY].string_value)
 
 
 def test_a_window_moved_forward_reads_no_span_it_has_seen_again_after_other_code_changed(own_copy):
+    from pipeline.components.artifacts import SPAN_EXAMPLES_PROPERTY
+
     # The first run's drift check computed and kept the statistics of spans 1 to 3, per split;
     # StatisticsGen merged them. The window of spans 2 and 3 finds every one kept.
     store = own_copy["output_dir"] / "pipeline_root" / configs.SPAN_STATISTICS_FOLDER
@@ -145,6 +150,11 @@ def test_a_window_moved_forward_reads_no_span_it_has_seen_again_after_other_code
     assert sorted(joined) == ["1", "2", "3"] and not any(entry["reused"] for by_table in joined.values() for entry in by_table.values())
     recorded = [entry["key"] for by_part in (*kept.values(), *joined.values()) for entry in by_part.values()]
     assert {f"{key}{configs.SPAN_STATISTICS_SUFFIX}" for key in recorded} == set(os.listdir(store))
+    # ExampleGen wrote each span's examples once and kept them.
+    examples = _newest_recorded_keys(own_copy["connection"], component_ids.EXAMPLE_GEN, "examples", SPAN_EXAMPLES_PROPERTY)
+    assert sorted(examples) == ["1", "2", "3"] and not any(entry["reused"] for by_split in examples.values() for entry in by_split.values())
+    span_examples = own_copy["output_dir"] / "pipeline_root" / configs.SPAN_EXAMPLES_FOLDER
+    assert {entry["key"] for by_split in examples.values() for entry in by_split.values()} == set(os.listdir(span_examples))
     # Another version of the project's code, whose statistics and join code are the same (say a
     # new Trainer module): every step runs again, and what was kept is still reused.
     other_code = SAMPLE_OPTIONS.code_fingerprint[::-1]
@@ -156,6 +166,9 @@ def test_a_window_moved_forward_reads_no_span_it_has_seen_again_after_other_code
     assert _newest_recorded_keys(connection, component_ids.STATISTICS_GEN, "statistics") == reused
     assert _newest_recorded_keys(connection, component_ids.EXTERNAL_FEATURE_CHECK, "report") == {
         span: {table: {**entry, "reused": True} for table, entry in joined[span].items()} for span in ("2", "3")
+    }
+    assert _newest_recorded_keys(connection, component_ids.EXAMPLE_GEN, "examples", SPAN_EXAMPLES_PROPERTY) == {
+        span: {split: {**entry, "reused": True} for split, entry in examples[span].items()} for span in ("2", "3")
     }
     # The same trips, the same verdicts: span 3's statistics are the ones computed the first time.
     assert moved["anomalies"] == first["anomalies"] and moved["rows"]["span"] == first["rows"]["span"]

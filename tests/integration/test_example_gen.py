@@ -2,6 +2,8 @@
 import collections
 import hashlib
 import json
+import os
+import shutil
 
 import pytest
 import tensorflow as tf
@@ -120,9 +122,10 @@ def test_the_shipped_spans_land_in_the_splits_the_row_reader_gave_them(tmp_path)
         # The records themselves are the deterministic bytes, not just the same examples.
         written = collections.Counter(_records(tf.io.gfile.glob(pattern)))
         assert written == counts, f"split {split}: {sum(written.values())} examples, the row reader's split has {sum(counts.values())}"
-        # One file per range, a range per shipped file, named by file number and first byte.
+        # One file per range, a range per shipped file, named by span, input split, file
+        # number in the span and first byte.
         names = sorted(tf.io.gfile.listdir(f"{examples.uri}/Split-{split}"))
-        assert [name.split("-")[1] for name in names] == ["00000", "00001", "00002", "00003"]
+        assert [name.rsplit("-", 1)[0] for name in names] == [f"span-{span}-0-data_tfrecord-00000" for span in spans]
     assert sorted(tf.io.gfile.listdir(examples.uri)) == [f"Split-{configs.EVAL_SPLIT}", f"Split-{configs.TRAIN_SPLIT}"]
     assert sum(expected[configs.EVAL_SPLIT].values()) == 2988  # docs/data_checks.md: the eval split since absent cells
     properties = examples.custom_properties
@@ -131,20 +134,23 @@ def test_the_shipped_spans_land_in_the_splits_the_row_reader_gave_them(tmp_path)
     assert recorded == {str(DATA_ROOT / f"span-{span}" / "data.csv"): file_sha256(str(DATA_ROOT / f"span-{span}" / "data.csv")) for span in spans}
 
 
-def _executor_run(output_dir, spans, range_bytes):
-    """Runs the executor's Do (a real Beam pipeline) with ranges of range_bytes; returns the artifact."""
+def _executor_run(output_dir, spans, range_bytes=None, span_examples_dir="", data_root=DATA_ROOT):
+    """Runs the executor's Do (a real Beam pipeline) with ranges of range_bytes, keeping spans in
+    span_examples_dir when given; returns the artifact."""
     from google.protobuf import message
     from tfx.types import standard_artifacts, standard_component_specs
     from tfx.utils import proto_utils
 
-    component = dag.make_example_gen(str(DATA_ROOT), spans, configs.PipelineOptions(code_fingerprint="test"))
+    component = dag.make_example_gen(str(data_root), spans, configs.PipelineOptions(code_fingerprint="test"))
     exec_properties = {
         key: proto_utils.proto_to_json(value) if isinstance(value, message.Message) else value
         for key, value in component.exec_properties.items()
         if value is not None
     }
     exec_properties[standard_component_specs.CUSTOM_CONFIG_KEY] = proto_utils.proto_to_json(
-        example_gen.span_window_config(spans[0], spans[-1], str(SCHEMA_PATH), "test", range_bytes=range_bytes)
+        example_gen.span_window_config(
+            spans[0], spans[-1], str(SCHEMA_PATH), "test", range_bytes=range_bytes, span_examples_dir=str(span_examples_dir or "")
+        )
     )
     examples = standard_artifacts.Examples()
     examples.uri = str(output_dir)
@@ -164,7 +170,7 @@ def test_several_ranges_per_file_give_the_same_splits_in_a_reproducible_shuffled
     for split, counts in expected.items():
         folder = f"{first.uri}/Split-{split}"
         names = sorted(tf.io.gfile.listdir(folder))
-        assert names == sorted(example_gen.range_file_name(0, file_range) for file_range in ranges)
+        assert names == sorted(f"span-4-0-{example_gen.range_file_name(0, file_range)}" for file_range in ranges)
         written = _records(f"{folder}/{name}" for name in names)
         assert collections.Counter(written) == counts
         # Shuffled within each range: not the order of the CSV file...
@@ -184,7 +190,7 @@ def test_a_range_written_twice_is_in_its_split_once(tmp_path):
     proto_utils.json_to_proto(component.exec_properties["input_config"], input_config)
     proto_utils.json_to_proto(component.exec_properties["output_config"], output_config)
     rule = example_gen.split_rule(input_config, output_config)
-    folders = [str(tmp_path / name) for name in rule.names]
+    folders = [str(tmp_path / "entry" / f"Split-{name}") for name in rule.names]
     for folder in folders + [str(tmp_path / "temp")]:
         tf.io.gfile.makedirs(folder)
     types = span_rows.column_types(tfdv.load_schema_text(str(SCHEMA_PATH)))
@@ -192,10 +198,107 @@ def test_a_range_written_twice_is_in_its_split_once(tmp_path):
     with beam.Pipeline() as pipeline:
         _ = (
             pipeline
-            | beam.Create([(0, 0, file_range), (0, 0, file_range)])
-            | beam.ParDo(example_gen.SplitAndWriteRange(types, rule, folders, str(tmp_path / "temp")))
+            | beam.Create([(0, 0, file_range, str(tmp_path / "entry")), (0, 0, file_range, str(tmp_path / "entry"))])
+            | beam.ParDo(example_gen.SplitAndWriteRange(types, rule, str(tmp_path / "temp")))
         )
     written = collections.Counter(record for folder in folders for record in _records(tf.io.gfile.glob(f"{folder}/*")))
     assert written == collections.Counter(span_chunks.read_range(file_range, types))
     assert [len(tf.io.gfile.listdir(folder)) for folder in folders] == [1, 1]
     assert tf.io.gfile.listdir(str(tmp_path / "temp")) == []
+
+
+def _split_records(examples):
+    """Split -> Counter of the artifact's records, and split -> {file name: inode}."""
+    records, inodes = {}, {}
+    for split in (configs.TRAIN_SPLIT, configs.EVAL_SPLIT):
+        folder = f"{examples.uri}/Split-{split}"
+        names = sorted(tf.io.gfile.listdir(folder))
+        records[split] = collections.Counter(_records(f"{folder}/{name}" for name in names))
+        inodes[split] = {name: os.stat(f"{folder}/{name}").st_ino for name in names}
+    return records, inodes
+
+
+def _kept(examples):
+    from pipeline.components.artifacts import SPAN_EXAMPLES_PROPERTY
+
+    recorded = json.loads(examples.get_string_custom_property(SPAN_EXAMPLES_PROPERTY))
+    return {int(span): entry["single_split"] for span, entry in recorded.items()}
+
+
+def test_kept_spans_are_linked_into_the_next_window_not_read_again(tmp_path):
+    data_root = tmp_path / "data"
+    for span in (1, 2, 3):
+        write_csv(data_root / f"span-{span}" / "data.csv", [trip(fare=float(5 + span + i % 9), trip_seconds=60 * (i + span)) for i in range(ROWS)])
+    store = tmp_path / "SpanExamples"
+    first = _executor_run(tmp_path / "first", [1, 2], span_examples_dir=store, data_root=data_root)
+    assert {span: entry["reused"] for span, entry in _kept(first).items()} == {1: False, 2: False}
+    second = _executor_run(tmp_path / "second", [1, 2, 3], span_examples_dir=store, data_root=data_root)
+    kept = _kept(second)
+    assert {span: entry["reused"] for span, entry in kept.items()} == {1: True, 2: True, 3: False}
+    assert [kept[span]["key"] for span in (1, 2)] == [_kept(first)[span]["key"] for span in (1, 2)]
+    # The same examples in the same splits as a window read whole without a kept folder.
+    unkept = _executor_run(tmp_path / "unkept", [1, 2, 3], data_root=data_root)
+    records, inodes = _split_records(second)
+    assert records == _split_records(unkept)[0]
+    assert sum(sum(counts.values()) for counts in records.values()) == 3 * ROWS
+    # Each file of the window is a link to its span's kept file, not a copy.
+    for split, by_name in inodes.items():
+        for name, inode in by_name.items():
+            span = int(name.split("-")[1])
+            kept_name = name.split("-", 3)[3]
+            assert os.stat(store / kept[span]["key"] / f"Split-{split}" / kept_name).st_ino == inode
+    assert sorted(os.listdir(store)) == sorted(entry["key"] for entry in kept.values())
+    # Removing the first window's artifact leaves the kept files and the second window whole.
+    shutil.rmtree(first.uri)
+    assert _split_records(second)[0] == records
+
+
+def test_a_kept_span_that_is_incomplete_or_whose_file_changed_is_read_again(tmp_path):
+    data_root = tmp_path / "data"
+    rows = [trip(fare=float(7 + i % 5)) for i in range(ROWS)]
+    write_csv(data_root / "span-1" / "data.csv", rows)
+    store = tmp_path / "SpanExamples"
+    first = _executor_run(tmp_path / "first", [1], span_examples_dir=store, data_root=data_root)
+    key = _kept(first)[1]["key"]
+    # A write that stopped before its manifest: the entry is written again, under the same key.
+    os.remove(store / key / example_gen.MANIFEST_FILE)
+    again = _executor_run(tmp_path / "again", [1], span_examples_dir=store, data_root=data_root)
+    assert _kept(again)[1] == {"key": key, "reused": False}
+    # A kept file removed by hand: written again too.
+    name = next(iter(os.listdir(store / key / f"Split-{configs.TRAIN_SPLIT}")))
+    os.remove(store / key / f"Split-{configs.TRAIN_SPLIT}" / name)
+    third = _executor_run(tmp_path / "third", [1], span_examples_dir=store, data_root=data_root)
+    assert _kept(third)[1] == {"key": key, "reused": False}
+    assert _split_records(third)[0] == _split_records(first)[0]
+    # A file delivered again with another trip: another key, and the new trip is in the examples.
+    write_csv(data_root / "span-1" / "data.csv", rows + [trip(fare=99.0)])
+    changed = _executor_run(tmp_path / "changed", [1], span_examples_dir=store, data_root=data_root)
+    assert _kept(changed)[1]["key"] != key and not _kept(changed)[1]["reused"]
+    assert sum(sum(counts.values()) for counts in _split_records(changed)[0].values()) == ROWS + 1
+
+
+def test_the_kept_key_follows_what_the_examples_depend_on():
+    from tfx.proto import example_gen_pb2
+
+    options = configs.PipelineOptions()
+    rule = example_gen.split_rule(
+        example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(name="single_split", pattern="*")]), dag.example_split_config(options)
+    )
+    other_rule = example_gen.split_rule(
+        example_gen_pb2.Input(splits=[example_gen_pb2.Input.Split(name="single_split", pattern="*")]),
+        dag.example_split_config(configs.PipelineOptions(train_buckets=options.train_buckets + 1)),
+    )
+    base = (["/data/span-3/a.csv"], ["f" * 64], 0, rule, "s" * 64, 1024, "code")
+    key = example_gen.span_examples_key(*base)
+    # Where the data root is does not count; the span folder does (it seeds the example order).
+    assert example_gen.span_examples_key(["/elsewhere/span-3/a.csv"], *base[1:]) == key
+    changed = [
+        (["/data/span-4/a.csv"], *base[1:]),
+        (base[0], ["e" * 64], *base[2:]),
+        (*base[:2], 1, *base[3:]),
+        (*base[:3], other_rule, *base[4:]),
+        (*base[:4], "t" * 64, *base[5:]),
+        (*base[:5], 2048, base[6]),
+        (*base[:6], "other code"),
+    ]
+    assert len({example_gen.span_examples_key(*arguments) for arguments in changed} | {key}) == len(changed) + 1

@@ -9,7 +9,7 @@ from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
 from pipeline import component_ids, configs
-from pipeline.components.artifacts import DRIFT_REPORT_FILE, SPAN_STATISTICS_PROPERTY
+from pipeline.components.artifacts import DRIFT_REPORT_FILE, SPAN_EXAMPLES_PROPERTY, SPAN_STATISTICS_PROPERTY
 from pipeline.ops import housekeeping, lineage, run_summary, writer_lock
 from tests.conftest import ANY_MODEL_THRESHOLDS, run_small_pipeline
 
@@ -124,6 +124,31 @@ def test_span_statistics_no_kept_artifact_records_are_removed(copy_of_two_versio
     assert sorted(r.path for r in removed if r.kind == housekeeping.SPAN_STATISTICS) == sorted([str(leftover), str(stale)])
     assert set(os.listdir(folder)) == in_use  # what the newest run merged or joined stays, for the next run to reuse
     assert not [r for r in housekeeping.housekeep(str(output_dir), dry_run=True) if r.kind == housekeeping.SPAN_STATISTICS]
+
+
+def test_span_examples_no_kept_examples_record_are_removed_and_kept_examples_stay_readable(copy_of_two_versions):
+    output_dir = copy_of_two_versions
+    folder = output_dir / "pipeline_root" / configs.SPAN_EXAMPLES_FOLDER
+    store = _store(output_dir)
+    examples = run_summary.latest_node_outputs(store, configs.PIPELINE_NAME, component_ids.EXAMPLE_GEN, 0)["examples"][0]
+    recorded = json.loads(examples.custom_properties[SPAN_EXAMPLES_PROPERTY].string_value)
+    in_use = {entry["key"] for by_split in recorded.values() for entry in by_split.values()}
+    assert in_use and in_use <= set(os.listdir(folder))
+    # Another code version's entry, with a file in it.
+    stale = folder / ("0" * 64) / f"Split-{configs.TRAIN_SPLIT}"
+    stale.mkdir(parents=True)
+    (stale / "data_tfrecord-00000-000000000000.gz").write_bytes(b"examples of other code")
+    before = {path.name: path.read_bytes() for path in sorted((pathlib.Path(examples.uri) / f"Split-{configs.TRAIN_SPLIT}").iterdir())}
+
+    listed = housekeeping.housekeep(str(output_dir), keep_versions=1, keep_blessed=1, dry_run=True)
+    removed = housekeeping.housekeep(str(output_dir), keep_versions=1, keep_blessed=1)
+
+    assert removed == listed
+    assert [r.path for r in removed if r.kind == housekeeping.SPAN_EXAMPLES] == [str(folder / ("0" * 64))]
+    assert set(os.listdir(folder)) == in_use
+    # The newest run's examples are whole, whatever else went.
+    after = {path.name: path.read_bytes() for path in sorted((pathlib.Path(examples.uri) / f"Split-{configs.TRAIN_SPLIT}").iterdir())}
+    assert after == before and before
 
 
 def test_an_unreadable_drift_report_stops_housekeeping_before_it_removes_anything(copy_of_two_versions):
