@@ -98,6 +98,22 @@ def make_example_gen(
     ).with_id(EXAMPLE_GEN)
 
 
+def make_transform(
+    examples: Channel, schema: Channel, external_tables: Channel, options: configs.PipelineOptions, pipeline_root: str
+) -> EnrichingTransform:
+    """Returns the Transform of the window's examples, joining the external tables, with each
+    kept span's analysis cached in `<pipeline_root>/TransformCache` from run to run."""
+    return EnrichingTransform(
+        examples=examples,
+        schema=schema,
+        external_tables=external_tables,
+        preprocessing_fn=configs.PREPROCESSING_FN,
+        # The executor joining the external tables is the project's code.
+        custom_config={"module_fingerprint": options.module_fingerprint, CODE_FINGERPRINT_KEY: options.code_fingerprint},
+        analyzer_cache_dir=f"{pipeline_root.rstrip('/')}/{configs.TRANSFORM_CACHE_FOLDER}",
+    ).with_id(TRANSFORM)
+
+
 def create_pipeline(
     pipeline_name: str,
     pipeline_root: str,
@@ -200,14 +216,9 @@ def create_pipeline(
     components.append(data_gate)
 
     code_config = {"module_fingerprint": options.module_fingerprint}
-    transform = EnrichingTransform(
-        examples=example_gen.outputs["examples"],
-        schema=schema_gen.outputs["schema"],
-        external_tables=external_table_gen.outputs["tables"],
-        preprocessing_fn=configs.PREPROCESSING_FN,
-        # The executor joining the external tables is the project's code.
-        custom_config={**code_config, CODE_FINGERPRINT_KEY: options.code_fingerprint},
-    ).with_id(TRANSFORM)
+    transform = make_transform(
+        example_gen.outputs["examples"], schema_gen.outputs["schema"], external_table_gen.outputs["tables"], options, pipeline_root
+    )
     transform.add_upstream_node(data_gate)
     components.append(transform)
 

@@ -31,6 +31,9 @@ SPAN_FILES_PROPERTY = "span_files"
 # span -> input split -> {key, reused}: the kept span examples (configs.SPAN_EXAMPLES_FOLDER)
 # whose files the artifact holds, as SPAN_STATISTICS_PROPERTY records statistics.
 SPAN_EXAMPLES_PROPERTY = "span_examples"
+# The folder of those kept span examples, where Transform reads each span's files as a dataset
+# of its own (`pipeline.components.enriching_transform`).
+SPAN_EXAMPLES_DIR_PROPERTY = "span_examples_dir"
 
 
 def files_by_span(examples: Any) -> Dict[int, List[str]]:

@@ -55,7 +55,7 @@ from tfx.proto import example_gen_pb2
 from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
-from pipeline.components.artifacts import SPAN_EXAMPLES_PROPERTY, SPAN_FILES_PROPERTY, SPANS_PROPERTY
+from pipeline.components.artifacts import SPAN_EXAMPLES_DIR_PROPERTY, SPAN_EXAMPLES_PROPERTY, SPAN_FILES_PROPERTY, SPANS_PROPERTY
 from pipeline.spans import file_sha256
 from pipeline.validation import code_scope, span_chunks, span_rows, span_statistics
 from pipeline.validation.span_rows import common_header, window_files
@@ -594,6 +594,7 @@ class Executor(BaseExampleGenExecutor):
                     "reused": part.key not in written,
                 }
             examples.set_string_custom_property(SPAN_EXAMPLES_PROPERTY, json.dumps(recorded, sort_keys=True))
+            examples.set_string_custom_property(SPAN_EXAMPLES_DIR_PROPERTY, settings.span_examples_dir)
 
 
 def record_window(examples: Any, exec_properties: Dict[str, Any], hashes: Optional[Dict[str, str]] = None) -> None:

@@ -18,7 +18,8 @@ check) that no kept drift report, StatisticsGen output or external-table report 
 another code version's, those of spans no kept run read, and the temporary file of a write
 that stopped. Each span's kept examples in pipeline_root/SpanExamples/ (`pipeline.components.example_gen`)
 go when no kept Examples artifact records them: an artifact's files are hard links or copies of
-them, so removing either leaves the other whole. A later run that needs them computes them again.
+them, so removing either leaves the other whole. So does Transform's analyzer cache of those
+spans in pipeline_root/TransformCache/. A later run that needs them computes them again.
 `--dry-run` lists exactly what a real run removes.
 
 Examples:
@@ -309,20 +310,25 @@ def _unrecorded_span_statistics(
     return removals
 
 
-def _unrecorded_span_examples(kept: Sequence[metadata_store_pb2.Artifact], pipeline_root: str) -> List[Removal]:
-    """The entries of pipeline_root/SpanExamples/ that no kept Examples artifact records
-    (SPAN_EXAMPLES_PROPERTY): another code version's, spans no kept run read, and anything else
-    there."""
-    folder = os.path.join(pipeline_root, configs.SPAN_EXAMPLES_FOLDER)
-    if not os.path.isdir(folder):
-        return []
+def _recorded_span_examples(kept: Sequence[metadata_store_pb2.Artifact]) -> Set[str]:
+    """The keys of the kept span examples that kept Examples artifacts record (SPAN_EXAMPLES_PROPERTY)."""
     recorded: Set[str] = set()
     for artifact in kept:
         property_value = lineage.custom_property(artifact, SPAN_EXAMPLES_PROPERTY)
         if property_value:
             recorded.update(recorded_span_statistics_keys(json.loads(property_value)))
+    return recorded
+
+
+def _unrecorded_span_examples(kept: Sequence[metadata_store_pb2.Artifact], pipeline_root: str) -> List[Removal]:
+    """The entries of pipeline_root/SpanExamples/ that no kept Examples artifact records
+    (SPAN_EXAMPLES_PROPERTY): another code version's, spans no kept run read, and anything else
+    there; and the analyzer cache of pipeline_root/TransformCache/ kept for spans whose entry is
+    not kept (a dataset's folder name holds its entry's key)."""
+    recorded = _recorded_span_examples(kept)
     removals = []
-    for name in sorted(os.listdir(folder)):
+    folder = os.path.join(pipeline_root, configs.SPAN_EXAMPLES_FOLDER)
+    for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
         if name in recorded:
             continue
         removals.append(
@@ -333,6 +339,20 @@ def _unrecorded_span_examples(kept: Sequence[metadata_store_pb2.Artifact], pipel
                 description=f"span examples {name[:12]}, recorded by no kept Examples artifact",
             )
         )
+    cache = os.path.join(pipeline_root, configs.TRANSFORM_CACHE_FOLDER)
+    for version in sorted(os.listdir(cache)) if os.path.isdir(cache) else []:
+        datasets = sorted(os.listdir(os.path.join(cache, version))) if os.path.isdir(os.path.join(cache, version)) else []
+        for dataset in datasets:
+            if any(key in dataset for key in recorded):
+                continue
+            removals.append(
+                Removal(
+                    kind=SPAN_EXAMPLES,
+                    path=os.path.join(cache, version, dataset),
+                    artifact_id=None,
+                    description="Transform's analyzer cache of span examples no kept Examples artifact records",
+                )
+            )
     return removals
 
 
