@@ -87,6 +87,8 @@ SPAN_EXAMPLES_FOLDER = "SpanExamples"
 # Folder of the pipeline root where Transform keeps its analyzer cache, one dataset per kept
 # span, from run to run (`pipeline.components.enriching_transform`).
 TRANSFORM_CACHE_FOLDER = "TransformCache"
+# PipelineOptions.analyzer_cache_min_span_mib's default (measured in docs/scale.md).
+ANALYZER_CACHE_MIN_SPAN_MIB = 8.0
 DRIFT_STOP = "stop"
 DRIFT_WARN = "warn"
 
@@ -204,8 +206,16 @@ class PipelineOptions:
     # model, an input of the Trainer, is then the model the last run pushed or blessed).
     warm_start: bool = False
     warm_start_steps: int = 100
+    # Transform analyzes each span as a dataset of its own and keeps TFT's analyzer cache of it
+    # from run to run (`pipeline.components.enriching_transform`) when the window's spans hold
+    # at least this many MiB of examples on average; smaller windows are analyzed whole. Each
+    # dataset adds Beam stages of its own, which cost more than analyzing small spans again
+    # (docs/scale.md, "Each span written once, and its analysis cached"). 0: always per span.
+    analyzer_cache_min_span_mib: float = ANALYZER_CACHE_MIN_SPAN_MIB
 
     def __post_init__(self) -> None:
+        if self.analyzer_cache_min_span_mib < 0:
+            raise ValueError(f"PipelineOptions.analyzer_cache_min_span_mib must be at least 0, got {self.analyzer_cache_min_span_mib}")
         if self.warm_start_steps < 1:
             raise ValueError(f"PipelineOptions.warm_start_steps must be at least 1, got {self.warm_start_steps}")
         if self.tune_trials < 1:

@@ -101,8 +101,9 @@ def make_example_gen(
 def make_transform(
     examples: Channel, schema: Channel, external_tables: Channel, options: configs.PipelineOptions, pipeline_root: str
 ) -> EnrichingTransform:
-    """Returns the Transform of the window's examples, joining the external tables, with each
-    kept span's analysis cached in `<pipeline_root>/TransformCache` from run to run."""
+    """Returns the Transform of the window's examples, joining the external tables; with spans
+    of `options.analyzer_cache_min_span_mib` or more, each kept span's analysis is cached in
+    `<pipeline_root>/TransformCache` from run to run."""
     return EnrichingTransform(
         examples=examples,
         schema=schema,
@@ -111,6 +112,7 @@ def make_transform(
         # The executor joining the external tables is the project's code.
         custom_config={"module_fingerprint": options.module_fingerprint, CODE_FINGERPRINT_KEY: options.code_fingerprint},
         analyzer_cache_dir=f"{pipeline_root.rstrip('/')}/{configs.TRANSFORM_CACHE_FOLDER}",
+        analyzer_cache_min_span_bytes=int(options.analyzer_cache_min_span_mib * 2**20),
     ).with_id(TRANSFORM)
 
 

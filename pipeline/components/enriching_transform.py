@@ -39,13 +39,15 @@ from pipeline.components.artifacts import (
     table_file,
     table_records,
 )
-from pipeline.components.example_gen import SpanExamplesStore
+from pipeline.components.example_gen import SpanExamplesStore, split_folder_name
 from pipeline.validation.table_sources import preprocessing_config
 
 logger = logging.getLogger(__name__)
 
-# Execution property: the folder where the analyzer cache is kept from run to run.
+# Execution properties: the folder where the analyzer cache is kept from run to run, and the
+# bytes of examples a window's spans must hold on average to be analyzed one by one.
 ANALYZER_CACHE_DIR_KEY = "analyzer_cache_dir"
+ANALYZER_CACHE_MIN_SPAN_BYTES_KEY = "analyzer_cache_min_span_bytes"
 # TFT writes each dataset's cache entries, then this file, in the dataset's folder.
 _TFT_MANIFEST = "MANIFEST"
 
@@ -60,6 +62,7 @@ class EnrichingTransformSpec(standard_component_specs.TransformSpec):
     PARAMETERS = {
         **standard_component_specs.TransformSpec.PARAMETERS,
         ANALYZER_CACHE_DIR_KEY: ExecutionParameter(type=str, optional=True),
+        ANALYZER_CACHE_MIN_SPAN_BYTES_KEY: ExecutionParameter(type=int, optional=True),
     }
 
 
@@ -83,7 +86,8 @@ class EnrichingTransformExecutor(transform_executor.Executor):
             preprocessing_config({name: table_file(tables_artifact.uri, name) for name in table_records(tables_artifact)})
         )
         cache_dir = exec_properties.get(ANALYZER_CACHE_DIR_KEY) or ""
-        parts = span_datasets(input_dict[standard_component_specs.EXAMPLES_KEY]) if cache_dir else None
+        min_span_bytes = int(exec_properties.get(ANALYZER_CACHE_MIN_SPAN_BYTES_KEY) or 0)
+        parts = span_datasets(input_dict[standard_component_specs.EXAMPLES_KEY], min_span_bytes) if cache_dir else None
         kept_cache = None
         if parts:
             input_dict[standard_component_specs.EXAMPLES_KEY] = parts
@@ -105,10 +109,12 @@ def cache_version() -> str:
     return f"tft-{tft.__version__}-tfx-{tfx.__version__}-tf-{tf.__version__}"
 
 
-def span_datasets(examples: List[types.Artifact]) -> Optional[List[types.Artifact]]:
+def span_datasets(examples: List[types.Artifact], min_span_bytes: int = 0) -> Optional[List[types.Artifact]]:
     """The window's kept span entries as Examples artifacts of their own, spans ascending; None
     (the window is analyzed as one dataset) when the window is not one artifact recording its
-    kept span examples, or an entry is no longer complete (logged)."""
+    kept span examples, an entry is no longer complete (logged), or the entries hold fewer than
+    min_span_bytes of examples on average: each dataset adds Beam stages of its own (reading its
+    cache, merging it), which on small spans cost more than analyzing their trips again."""
     if len(examples) != 1:
         return None
     window = examples[0]
@@ -118,17 +124,31 @@ def span_datasets(examples: List[types.Artifact]) -> Optional[List[types.Artifac
         return None
     store = SpanExamplesStore(folder)
     parts = []
+    total_bytes = 0
     for span, by_split in sorted(json.loads(recorded).items(), key=lambda item: int(item[0])):
         for _, entry in sorted(by_split.items()):
-            if store.files(entry["key"]) is None:
+            files = store.files(entry["key"])
+            if files is None:
                 logger.warning("The kept examples of span %s are incomplete: the window is analyzed as one dataset, without the cache.", span)
                 return None
+            total_bytes += sum(
+                tf.io.gfile.stat(os.path.join(store.entry(entry["key"]), split_folder_name(split), name)).length
+                for split, names in files.items()
+                for name in names
+            )
             part = standard_artifacts.Examples()
             part.uri = store.entry(entry["key"])
             part.split_names = window.split_names
             examples_utils.set_payload_format(part, examples_utils.get_payload_format(window))
             examples_utils.set_file_format(part, examples_utils.get_file_format(window))
             parts.append(part)
+    if total_bytes < min_span_bytes * len(parts):
+        logger.info(
+            "The window's spans hold %.1f MiB of examples on average, under %.1f MiB: the window is analyzed as one dataset.",
+            total_bytes / len(parts) / 2**20,
+            min_span_bytes / 2**20,
+        )
+        return None
     return parts
 
 
@@ -170,6 +190,7 @@ class EnrichingTransform(Transform):
         preprocessing_fn: str,
         custom_config: Optional[Dict] = None,
         analyzer_cache_dir: str = "",
+        analyzer_cache_min_span_bytes: int = 0,
     ) -> None:
         """Builds the component.
 
@@ -182,6 +203,9 @@ class EnrichingTransform(Transform):
                 under `modules.external.TABLES_CONFIG_KEY`.
             analyzer_cache_dir: Where the analyzer cache of each kept span is kept from run to
                 run (`<pipeline_root>/TransformCache`); empty: the window is analyzed whole.
+            analyzer_cache_min_span_bytes: The bytes of examples a window's kept spans must
+                hold on average to be analyzed one by one with the cache; below, the window is
+                analyzed whole.
         """
         artifact = standard_artifacts
         spec = EnrichingTransformSpec(
@@ -200,5 +224,6 @@ class EnrichingTransform(Transform):
             # train_steps batches of the train split.
             updated_analyzer_cache=types.Channel(type=artifact.TransformCache),
             analyzer_cache_dir=analyzer_cache_dir,
+            analyzer_cache_min_span_bytes=analyzer_cache_min_span_bytes,
         )
         base_component.BaseComponent.__init__(self, spec=spec)

@@ -139,14 +139,14 @@ def test_span_examples_no_kept_examples_record_are_removed_and_kept_examples_sta
     stale.mkdir(parents=True)
     (stale / "data_tfrecord-00000-000000000000.gz").write_bytes(b"examples of other code")
     before = {path.name: path.read_bytes() for path in sorted((pathlib.Path(examples.uri) / f"Split-{configs.TRAIN_SPLIT}").iterdir())}
-    # Transform's analyzer cache: a dataset per kept span, and one of the stale entry's.
-    cache = output_dir / "pipeline_root" / configs.TRANSFORM_CACHE_FOLDER
-    cached = sorted(cache.glob("*/*"))
-    assert all(any(key in path.name for path in cached) for key in in_use)
-    assert all(any(key in path.name for key in in_use) for path in cached)
-    stale_cache = cached[0].parent / f"root-SpanExamples-{'0' * 64}-Split-train-STAR-{'1' * 64}"
-    stale_cache.mkdir()
-    (stale_cache / "MANIFEST").write_bytes(b"cache of other code")
+    # Transform's analyzer cache (kept for spans of 8 MiB or more; these are smaller): a
+    # dataset of a kept span, named by TFT after the entry's folder, and one of the stale entry's.
+    cache = output_dir / "pipeline_root" / configs.TRANSFORM_CACHE_FOLDER / "tft-version"
+    cached = cache / f"root-SpanExamples-{sorted(in_use)[0]}-Split-train-STAR-{'1' * 64}"
+    stale_cache = cache / f"root-SpanExamples-{'0' * 64}-Split-train-STAR-{'1' * 64}"
+    for dataset in (cached, stale_cache):
+        dataset.mkdir(parents=True)
+        (dataset / "MANIFEST").write_bytes(b"analyzer cache")
 
     listed = housekeeping.housekeep(str(output_dir), keep_versions=1, keep_blessed=1, dry_run=True)
     removed = housekeeping.housekeep(str(output_dir), keep_versions=1, keep_blessed=1)
@@ -154,7 +154,7 @@ def test_span_examples_no_kept_examples_record_are_removed_and_kept_examples_sta
     assert removed == listed
     assert [r.path for r in removed if r.kind == housekeeping.SPAN_EXAMPLES] == [str(folder / ("0" * 64)), str(stale_cache)]
     assert set(os.listdir(folder)) == in_use
-    assert sorted(cache.glob("*/*")) == cached
+    assert list(cache.iterdir()) == [cached]
     # The newest run's examples are whole, whatever else went.
     after = {path.name: path.read_bytes() for path in sorted((pathlib.Path(examples.uri) / f"Split-{configs.TRAIN_SPLIT}").iterdir())}
     assert after == before and before

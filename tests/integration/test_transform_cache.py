@@ -23,14 +23,15 @@ PIPELINE = "transform_cache_test"
 ROWS = 600
 
 
-def _run(data_root, output_dir, spans, analyzer_cache=True):
-    """Runs ExampleGen, the schema import, ExternalTableGen and Transform on spans; returns the
-    outputs' folders: the Transform graph's and the window's examples'."""
+def _run(data_root, output_dir, spans, min_span_mib=0.0):
+    """Runs ExampleGen, the schema import, ExternalTableGen and Transform on spans, with spans
+    of min_span_mib or more analyzed one by one; returns the outputs' folders: the Transform
+    graph's and the window's examples'."""
     from tfx.orchestration import metadata
     from tfx.orchestration.local.local_dag_runner import LocalDagRunner
     from tfx.orchestration.pipeline import Pipeline
 
-    options = dataclasses.replace(SAMPLE_OPTIONS, code_fingerprint="test")
+    options = dataclasses.replace(SAMPLE_OPTIONS, code_fingerprint="test", analyzer_cache_min_span_mib=min_span_mib)
     root = str(output_dir / "root")
     example_gen = dag.make_example_gen(str(data_root), spans, options, f"{root}/{configs.SPAN_EXAMPLES_FOLDER}")
     schema_gen = ImportCuratedSchema(schema_file=configs.CURATED_SCHEMA_PATH, code_fingerprint="test").with_id(component_ids.SCHEMA_GEN)
@@ -38,8 +39,6 @@ def _run(data_root, output_dir, spans, analyzer_cache=True):
     transform = dag.make_transform(
         example_gen.outputs["examples"], schema_gen.outputs["schema"], tables.outputs["tables"], options, root
     )
-    if not analyzer_cache:
-        transform.exec_properties["analyzer_cache_dir"] = ""
     connection = metadata.sqlite_metadata_connection_config(str(output_dir / "metadata.db"))
     LocalDagRunner().run(
         Pipeline(
@@ -109,9 +108,10 @@ def test_a_window_s_analysis_reads_the_kept_spans_from_the_cache_and_equals_a_fr
         np.testing.assert_allclose(cached[name], fresh[name], rtol=1e-5, atol=1e-6, err_msg=name)
 
 
-def test_without_a_cache_folder_the_window_is_one_dataset_and_no_cache_is_kept(tmp_path):
+def test_spans_smaller_than_the_threshold_are_analyzed_as_one_dataset_and_keep_no_cache(tmp_path):
     data_root = sample_data_root(tmp_path / "data", spans=(1, 2), rows_per_span=ROWS)
     output_dir = tmp_path / "out"
-    graph, examples = _run(data_root, output_dir, [1, 2], analyzer_cache=False)
+    # About 30 KiB of examples a span, under the default's MiB.
+    graph, examples = _run(data_root, output_dir, [1, 2], min_span_mib=configs.ANALYZER_CACHE_MIN_SPAN_MIB)
     assert not (output_dir / "root" / configs.TRANSFORM_CACHE_FOLDER).exists()
     assert _transformed(graph, examples)
