@@ -567,7 +567,8 @@ class Executor(BaseExampleGenExecutor):
                 for part in to_write:
                     store.commit(part.key, rule.names)
             for part in parts:
-                files = store.files(part.key)
+                # A kept entry's manifest was read above; a written one's is read once now.
+                files = kept.get(part.key) or store.files(part.key)
                 if files is None:
                     raise RuntimeError(f"the examples of span {part.span} were written but their entry {store.entry(part.key)} is incomplete")
                 for index, split in enumerate(rule.names):

@@ -286,11 +286,8 @@ def _unrecorded_span_statistics(
     folder = os.path.join(pipeline_root, configs.SPAN_STATISTICS_FOLDER)
     if not os.path.isdir(folder):
         return []
-    recorded: Set[str] = set()
+    recorded = _recorded_keys(kept, SPAN_STATISTICS_PROPERTY)
     for artifact in kept:
-        property_value = lineage.custom_property(artifact, SPAN_STATISTICS_PROPERTY)
-        if property_value:
-            recorded.update(recorded_span_statistics_keys(json.loads(property_value)))
         if graph.type_name(artifact) == DriftReport.TYPE_NAME:
             path = lineage.local_artifact_path(artifact.uri, pipeline_root)
             if not os.path.isfile(os.path.join(path, DRIFT_REPORT_FILE)):
@@ -310,11 +307,12 @@ def _unrecorded_span_statistics(
     return removals
 
 
-def _recorded_span_examples(kept: Sequence[metadata_store_pb2.Artifact]) -> Set[str]:
-    """The keys of the kept span examples that kept Examples artifacts record (SPAN_EXAMPLES_PROPERTY)."""
+def _recorded_keys(kept: Sequence[metadata_store_pb2.Artifact], property_name: str) -> Set[str]:
+    """The keys of kept span results that kept artifacts record in property_name
+    (SPAN_STATISTICS_PROPERTY or SPAN_EXAMPLES_PROPERTY: span -> part -> {key, reused})."""
     recorded: Set[str] = set()
     for artifact in kept:
-        property_value = lineage.custom_property(artifact, SPAN_EXAMPLES_PROPERTY)
+        property_value = lineage.custom_property(artifact, property_name)
         if property_value:
             recorded.update(recorded_span_statistics_keys(json.loads(property_value)))
     return recorded
@@ -325,7 +323,7 @@ def _unrecorded_span_examples(kept: Sequence[metadata_store_pb2.Artifact], pipel
     (SPAN_EXAMPLES_PROPERTY): another code version's, spans no kept run read, and anything else
     there; and the analyzer cache of pipeline_root/TransformCache/ kept for spans whose entry is
     not kept (a dataset's folder name holds its entry's key)."""
-    recorded = _recorded_span_examples(kept)
+    recorded = _recorded_keys(kept, SPAN_EXAMPLES_PROPERTY)
     removals = []
     folder = os.path.join(pipeline_root, configs.SPAN_EXAMPLES_FOLDER)
     for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
