@@ -84,6 +84,9 @@ SPAN_STATISTICS_SUFFIX = ".partials"
 # Folder of the pipeline root where ExampleGen keeps each span's examples, written once and
 # linked into every later window's Examples artifact (`pipeline.components.example_gen`).
 SPAN_EXAMPLES_FOLDER = "SpanExamples"
+# Folder of the pipeline root where ExampleGen keeps each span file's SHA-256 with the file's
+# size and modification time, so it hashes a file again only when it changed (`pipeline.spans`).
+SOURCE_HASHES_FOLDER = "SourceHashes"
 # Folder of the pipeline root where Transform keeps its analyzer cache, one dataset per kept
 # span, from run to run (`pipeline.components.enriching_transform`).
 TRANSFORM_CACHE_FOLDER = "TransformCache"

@@ -74,11 +74,12 @@ def example_split_config(options: configs.PipelineOptions) -> example_gen_pb2.Ou
 
 
 def make_example_gen(
-    data_root: str, spans: List[int], options: configs.PipelineOptions, span_examples_dir: str = ""
+    data_root: str, spans: List[int], options: configs.PipelineOptions, span_examples_dir: str = "", source_hashes_dir: str = ""
 ) -> FileBasedExampleGen:
     """Returns the ExampleGen of spans: rows typed by the curated schema, split into train and
     eval by hash of each example, so a trip falls in the same split whichever window reads it.
-    With span_examples_dir, each span is read once and its examples kept there for later runs."""
+    With span_examples_dir, each span is read once and its examples kept there for later runs;
+    with source_hashes_dir, each span file is hashed again only when it changed."""
     return FileBasedExampleGen(
         input_base=data_root,
         input_config=example_gen_pb2.Input(
@@ -93,6 +94,7 @@ def make_example_gen(
             options.schema_path or configs.CURATED_SCHEMA_PATH,
             options.code_fingerprint,
             span_examples_dir=span_examples_dir,
+            source_hashes_dir=source_hashes_dir,
         ),
         custom_executor_spec=executor_spec.BeamExecutorSpec(example_gen.Executor),
     ).with_id(EXAMPLE_GEN)
@@ -152,8 +154,11 @@ def create_pipeline(
     components = []
 
     # Each span's examples are written once and kept here; every window's artifact links them.
+    # A span file's SHA-256, which names its kept examples, is kept too, beside the file's size
+    # and modification time: a run hashes only the files that changed.
     span_examples_dir = f"{pipeline_root.rstrip('/')}/{configs.SPAN_EXAMPLES_FOLDER}"
-    example_gen = make_example_gen(data_root, spans, options, span_examples_dir)
+    source_hashes_dir = f"{pipeline_root.rstrip('/')}/{configs.SOURCE_HASHES_FOLDER}"
+    example_gen = make_example_gen(data_root, spans, options, span_examples_dir, source_hashes_dir)
     components.append(example_gen)
 
     schema_gen = ImportCuratedSchema(
@@ -297,7 +302,7 @@ def create_pipeline(
     if options.newest_span_check and not newest_span_is_window:
         # The newest span's eval trips are the same trips as in the window's eval split (the split
         # hashes each example), scored again alone: the traffic the model serves next.
-        newest_span_example_gen = make_example_gen(data_root, [spans[-1]], options, span_examples_dir).with_id(NEWEST_SPAN_EXAMPLE_GEN)
+        newest_span_example_gen = make_example_gen(data_root, [spans[-1]], options, span_examples_dir, source_hashes_dir).with_id(NEWEST_SPAN_EXAMPLE_GEN)
         # After the window's ExampleGen, it links the newest span's kept examples; nothing
         # waits for it before the Trainer has trained.
         newest_span_example_gen.add_upstream_node(example_gen)

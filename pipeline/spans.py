@@ -1,14 +1,26 @@
 """The data root's layout: its span folders and the training window; a file's fingerprint.
 
 `file_sha256` imports TensorFlow when called, so an entry point can parse its flags and find
-its spans before it pays for TensorFlow.
+its spans before it pays for TensorFlow. `kept_file_sha256` keeps each file's SHA-256 beside its
+size and modification time, so a run reads only the files that changed since one hashed them.
 """
 import hashlib
+import json
+import logging
 import os
 import re
-from typing import List, Optional
+import time
+import uuid
+from typing import Dict, List, Optional
 
 from pipeline.configs import SPAN_COMPLETE_MARKER, SPAN_FILE_PATTERN, SPAN_FOLDER_PREFIX
+
+logger = logging.getLogger(__name__)
+
+# A kept hash is written only for a file last modified at least this long before its hash
+# began. A write in the same tick of the file system's clock as the one hashed (1 s on some
+# file systems) would leave the size and modification time unchanged with other bytes.
+SETTLED_SECONDS = 2.0
 
 _SPAN_FOLDER = re.compile(re.escape(SPAN_FOLDER_PREFIX) + r"(\d+)$")
 
@@ -144,3 +156,89 @@ def file_sha256(path: str) -> str:
         for chunk in iter(lambda: data_file.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def file_signature(path: str) -> Dict[str, int]:
+    """What changes when a file's bytes change, read without reading them: its size and
+    modification time, and on a local file system its inode and status-change time too (a copy
+    or `touch` that sets the modification time back still changes those).
+
+    Raises:
+        OSError (local) or tf.errors.NotFoundError (any other file system): when the file does
+            not exist.
+    """
+    if "://" not in path:
+        status = os.stat(path)
+        return {"size": status.st_size, "mtime_ns": status.st_mtime_ns, "ctime_ns": status.st_ctime_ns, "inode": status.st_ino}
+    import tensorflow as tf
+
+    status = tf.io.gfile.stat(path)
+    return {"size": status.length, "mtime_ns": status.mtime_nsec}
+
+
+def _kept_hash_path(hashes_dir: str, path: str, signature: Dict[str, int]) -> str:
+    name = hashlib.sha256(json.dumps([path, signature], sort_keys=True).encode("utf-8")).hexdigest()
+    return os.path.join(hashes_dir, name + ".json")
+
+
+def read_kept_hash(entry_path: str) -> Optional[dict]:
+    """A kept hash's record ({"path", "signature", "sha256"}), or None when it is unreadable."""
+    import tensorflow as tf
+
+    try:
+        with tf.io.gfile.GFile(entry_path) as entry_file:
+            record = json.load(entry_file)
+        if isinstance(record, dict) and isinstance(record.get("path"), str) and isinstance(record.get("signature"), dict):
+            if isinstance(record.get("sha256"), str) and len(record["sha256"]) == 64:
+                return record
+    except (ValueError, tf.errors.OpError):
+        pass
+    return None
+
+
+def kept_file_sha256(path: str, hashes_dir: str) -> str:
+    """Returns the SHA-256 of a file's bytes, read from `hashes_dir` while the file's
+    signature (`file_signature`) is the one it was hashed with, else computed and kept there.
+
+    The same trust as TFX's own ExampleGen driver, which reruns a span only when its files'
+    sizes or modification times change; a file hashed within SETTLED_SECONDS of its last write
+    is hashed again next time. The record is written to a temporary name and renamed, so a
+    reader never sees half of one.
+    """
+    import tensorflow as tf
+
+    signature = file_signature(path)
+    entry_path = _kept_hash_path(hashes_dir, path, signature)
+    if tf.io.gfile.exists(entry_path):
+        record = read_kept_hash(entry_path)
+        if record and record["path"] == path and record["signature"] == signature:
+            return record["sha256"]
+        logger.warning("The kept hash %s of %s is unreadable or another file's: hashing the file again.", entry_path, path)
+    started = time.time()
+    digest = file_sha256(path)
+    if file_signature(path) == signature and signature["mtime_ns"] <= (started - SETTLED_SECONDS) * 1e9:
+        tf.io.gfile.makedirs(hashes_dir)
+        temp_path = os.path.join(hashes_dir, f".{uuid.uuid4().hex}.tmp")
+        with tf.io.gfile.GFile(temp_path, "w") as entry_file:
+            json.dump({"path": path, "signature": signature, "sha256": digest}, entry_file, sort_keys=True)
+        tf.io.gfile.rename(temp_path, entry_path, overwrite=True)
+    return digest
+
+
+def stale_kept_hashes(hashes_dir: str) -> List[str]:
+    """The files of `hashes_dir` no present file matches: hashes of files since changed or
+    removed, unreadable records and temporary files of writes that stopped."""
+    import tensorflow as tf
+
+    stale = []
+    for name in sorted(os.listdir(hashes_dir)) if os.path.isdir(hashes_dir) else []:
+        entry_path = os.path.join(hashes_dir, name)
+        record = read_kept_hash(entry_path) if name.endswith(".json") else None
+        if record is not None:
+            try:
+                if _kept_hash_path(hashes_dir, record["path"], file_signature(record["path"])) == entry_path:
+                    continue
+            except (OSError, tf.errors.OpError):  # removed, or no longer readable
+                pass
+        stale.append(entry_path)
+    return stale

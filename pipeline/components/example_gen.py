@@ -56,7 +56,7 @@ from tfx.types import artifact_utils, standard_component_specs
 from tfx.utils import proto_utils
 
 from pipeline.components.artifacts import SPAN_EXAMPLES_DIR_PROPERTY, SPAN_EXAMPLES_PROPERTY, SPAN_FILES_PROPERTY, SPANS_PROPERTY
-from pipeline.spans import file_sha256
+from pipeline.spans import file_sha256, kept_file_sha256
 from pipeline.validation import code_scope, span_chunks, span_rows, span_statistics
 from pipeline.validation.span_rows import common_header, window_files
 
@@ -69,6 +69,7 @@ SCHEMA_PATH_KEY = "schema_path"
 CODE_FINGERPRINT_KEY = "code_fingerprint"
 RANGE_BYTES_KEY = "range_bytes"
 SPAN_EXAMPLES_DIR_KEY = "span_examples_dir"
+SOURCE_HASHES_DIR_KEY = "source_hashes_dir"
 
 # Beam counters: rows written per split are `rows_<split>` in this namespace, beside the
 # row reader's range counters (span_chunks.ROW_BY_ROW_PLANNED and ROW_BY_ROW_FALLBACK).
@@ -94,6 +95,7 @@ def span_window_config(
     code_fingerprint: str = "",
     range_bytes: Optional[int] = None,
     span_examples_dir: str = "",
+    source_hashes_dir: str = "",
 ) -> example_gen_pb2.CustomConfig:
     """Returns the ExampleGen custom_config that reads spans first_span..last_span.
 
@@ -110,6 +112,9 @@ def span_window_config(
         span_examples_dir: Where each span's examples are kept from run to run
             (`<pipeline_root>/SpanExamples`): a span already there is linked into the window's
             artifact, not read again. Empty: every span is read each run.
+        source_hashes_dir: Where each span file's SHA-256 is kept with its size and modification
+            time (`<pipeline_root>/SourceHashes`, `pipeline.spans.kept_file_sha256`): a file
+            is hashed again only when those changed. Empty: every file is hashed each run.
 
     Raises:
         ValueError: when range_bytes is not positive.
@@ -122,6 +127,7 @@ def span_window_config(
             SCHEMA_PATH_KEY: schema_path,
             CODE_FINGERPRINT_KEY: code_fingerprint,
             SPAN_EXAMPLES_DIR_KEY: span_examples_dir,
+            SOURCE_HASHES_DIR_KEY: source_hashes_dir,
         }
     )
     if range_bytes is not None:
@@ -142,6 +148,7 @@ class WindowSettings:
     schema_path: str
     range_bytes: int = span_chunks.DEFAULT_RANGE_BYTES
     span_examples_dir: str = ""
+    source_hashes_dir: str = ""
 
 
 def window_settings(exec_properties: Dict[str, Any]) -> WindowSettings:
@@ -163,6 +170,7 @@ def window_settings(exec_properties: Dict[str, Any]) -> WindowSettings:
         schema_path=settings[SCHEMA_PATH_KEY],
         range_bytes=int(settings[RANGE_BYTES_KEY]) if RANGE_BYTES_KEY in settings else span_chunks.DEFAULT_RANGE_BYTES,
         span_examples_dir=settings[SPAN_EXAMPLES_DIR_KEY] if SPAN_EXAMPLES_DIR_KEY in settings else "",
+        source_hashes_dir=settings[SOURCE_HASHES_DIR_KEY] if SOURCE_HASHES_DIR_KEY in settings else "",
     )
 
 
@@ -516,10 +524,14 @@ class Executor(BaseExampleGenExecutor):
         with tf.io.gfile.GFile(settings.schema_path, "rb") as schema_file:
             schema_sha256 = hashlib.sha256(schema_file.read()).hexdigest()
         salt = kept_examples_salt()
+        if settings.source_hashes_dir:
+            sha256_of = functools.partial(kept_file_sha256, hashes_dir=settings.source_hashes_dir)
+        else:
+            sha256_of = file_sha256
         parts: List[SpanPart] = []
         for input_split, split in enumerate(input_config.splits):
             for span, paths in window_files(input_base, split.pattern, settings.first_span, settings.last_span).items():
-                hashes = tuple(file_sha256(path) for path in paths)
+                hashes = tuple(sha256_of(path) for path in paths)
                 key = span_examples_key(paths, hashes, input_split, rule, schema_sha256, settings.range_bytes, salt)
                 parts.append(SpanPart(input_split, span, tuple(paths), hashes, key))
         common_header([path for part in parts for path in part.paths])

@@ -19,7 +19,9 @@ another code version's, those of spans no kept run read, and the temporary file 
 that stopped. Each span's kept examples in pipeline_root/SpanExamples/ (`pipeline.components.example_gen`)
 go when no kept Examples artifact records them: an artifact's files are hard links or copies of
 them, so removing either leaves the other whole. So does Transform's analyzer cache of those
-spans in pipeline_root/TransformCache/. A later run that needs them computes them again.
+spans in pipeline_root/TransformCache/. A later run that needs them computes them again. The
+kept SHA-256 of span files in pipeline_root/SourceHashes/ (`pipeline.spans.kept_file_sha256`) go
+when their file has changed or is gone.
 `--dry-run` lists exactly what a real run removes.
 
 Examples:
@@ -60,6 +62,7 @@ from pipeline.components.artifacts import (
 )
 from pipeline.ops import lineage, metadata, writer_lock
 from pipeline.ops.metadata import OutputLayout
+from pipeline.spans import stale_kept_hashes
 from serving.versions import ServingConfigError, serving_version
 
 logger = logging.getLogger(__name__)
@@ -76,6 +79,7 @@ ARTIFACT = "artifact"
 SERVING_VERSION = "serving_version"
 SPAN_STATISTICS = "span_statistics"
 SPAN_EXAMPLES = "span_examples"
+SOURCE_HASH = "source_hash"
 
 _PRUNABLE_STATES = (
     metadata_store_pb2.Artifact.LIVE,
@@ -94,10 +98,10 @@ class HousekeepingError(Exception):
 class Removal:
     """One thing housekeeping removes."""
 
-    kind: str  # ARTIFACT, SERVING_VERSION, SPAN_STATISTICS or SPAN_EXAMPLES
+    kind: str  # ARTIFACT, SERVING_VERSION, SPAN_STATISTICS, SPAN_EXAMPLES or SOURCE_HASH
     path: str
     # The artifact (ARTIFACT) or the PushedModel of the version (SERVING_VERSION), if known;
-    # None for SPAN_STATISTICS and SPAN_EXAMPLES, files ML Metadata does not list.
+    # None for the other kinds, files ML Metadata does not list.
     artifact_id: Optional[int]
     description: str
 
@@ -267,6 +271,10 @@ def plan(
     kept = [a for a in pipeline_artifacts if a.id not in removed_ids and a.state == metadata_store_pb2.Artifact.LIVE]
     removals.extend(_unrecorded_span_statistics(graph, kept, pipeline_root))
     removals.extend(_unrecorded_span_examples(kept, pipeline_root))
+    removals.extend(
+        Removal(kind=SOURCE_HASH, path=path, artifact_id=None, description="the kept SHA-256 of a span file since changed or removed")
+        for path in stale_kept_hashes(os.path.join(pipeline_root, configs.SOURCE_HASHES_FOLDER))
+    )
     return Plan(kept_versions=kept_versions, protected_artifact_ids=protected, protected_because=because, removals=removals)
 
 

@@ -4,6 +4,7 @@ import hashlib
 import json
 import os
 import shutil
+import time
 
 import pytest
 import tensorflow as tf
@@ -14,7 +15,7 @@ from pipeline import component_ids, configs, dag
 from pipeline.components import example_gen
 from pipeline.components.artifacts import SPAN_FILES_PROPERTY, SPANS_PROPERTY
 from pipeline.ops import run_summary
-from pipeline.spans import file_sha256
+from pipeline.spans import file_sha256, read_kept_hash
 from pipeline.validation import span_chunks, span_rows
 from pipeline.validation.span_rows import CsvFormatError
 from tests.conftest import DATA_ROOT, SCHEMA_PATH, trip, write_csv
@@ -134,9 +135,10 @@ def test_the_shipped_spans_land_in_the_splits_the_row_reader_gave_them(tmp_path)
     assert recorded == {str(DATA_ROOT / f"span-{span}" / "data.csv"): file_sha256(str(DATA_ROOT / f"span-{span}" / "data.csv")) for span in spans}
 
 
-def _executor_run(output_dir, spans, range_bytes=None, span_examples_dir="", data_root=DATA_ROOT):
+def _executor_run(output_dir, spans, range_bytes=None, span_examples_dir="", data_root=DATA_ROOT, source_hashes_dir=""):
     """Runs the executor's Do (a real Beam pipeline) with ranges of range_bytes, keeping spans in
-    span_examples_dir when given; returns the artifact."""
+    span_examples_dir and the span files' hashes in source_hashes_dir when given; returns the
+    artifact."""
     from google.protobuf import message
     from tfx.types import standard_artifacts, standard_component_specs
     from tfx.utils import proto_utils
@@ -149,7 +151,13 @@ def _executor_run(output_dir, spans, range_bytes=None, span_examples_dir="", dat
     }
     exec_properties[standard_component_specs.CUSTOM_CONFIG_KEY] = proto_utils.proto_to_json(
         example_gen.span_window_config(
-            spans[0], spans[-1], str(SCHEMA_PATH), "test", range_bytes=range_bytes, span_examples_dir=str(span_examples_dir or "")
+            spans[0],
+            spans[-1],
+            str(SCHEMA_PATH),
+            "test",
+            range_bytes=range_bytes,
+            span_examples_dir=str(span_examples_dir or ""),
+            source_hashes_dir=str(source_hashes_dir or ""),
         )
     )
     examples = standard_artifacts.Examples()
@@ -227,17 +235,25 @@ def _kept(examples):
 
 def test_kept_spans_are_linked_into_the_next_window_not_read_again(tmp_path):
     data_root = tmp_path / "data"
+    hour_ago = time.time() - 3600
     for span in (1, 2, 3):
-        write_csv(data_root / f"span-{span}" / "data.csv", [trip(fare=float(5 + span + i % 9), trip_seconds=60 * (i + span)) for i in range(ROWS)])
-    store = tmp_path / "SpanExamples"
-    first = _executor_run(tmp_path / "first", [1, 2], span_examples_dir=store, data_root=data_root)
+        path = write_csv(data_root / f"span-{span}" / "data.csv", [trip(fare=float(5 + span + i % 9), trip_seconds=60 * (i + span)) for i in range(ROWS)])
+        os.utime(path, (hour_ago, hour_ago))  # settled: its hash is kept
+    store, hashes = tmp_path / "SpanExamples", tmp_path / "SourceHashes"
+    first = _executor_run(tmp_path / "first", [1, 2], span_examples_dir=store, data_root=data_root, source_hashes_dir=hashes)
     assert {span: entry["reused"] for span, entry in _kept(first).items()} == {1: False, 2: False}
-    second = _executor_run(tmp_path / "second", [1, 2, 3], span_examples_dir=store, data_root=data_root)
+    # Each span file's hash is kept; the next window reads the kept hashes of spans 1 and 2.
+    assert sorted(read_kept_hash(str(hashes / name))["path"] for name in os.listdir(hashes)) == [
+        str(data_root / f"span-{span}" / "data.csv") for span in (1, 2)
+    ]
+    second = _executor_run(tmp_path / "second", [1, 2, 3], span_examples_dir=store, data_root=data_root, source_hashes_dir=hashes)
+    assert len(os.listdir(hashes)) == 3
     kept = _kept(second)
     assert {span: entry["reused"] for span, entry in kept.items()} == {1: True, 2: True, 3: False}
     assert [kept[span]["key"] for span in (1, 2)] == [_kept(first)[span]["key"] for span in (1, 2)]
     # The same examples in the same splits as a window read whole without a kept folder.
     unkept = _executor_run(tmp_path / "unkept", [1, 2, 3], data_root=data_root)
+    assert second.get_string_custom_property(SPAN_FILES_PROPERTY) == unkept.get_string_custom_property(SPAN_FILES_PROPERTY)
     records, inodes = _split_records(second)
     assert records == _split_records(unkept)[0]
     assert sum(sum(counts.values()) for counts in records.values()) == 3 * ROWS

@@ -3,12 +3,13 @@ import json
 import os
 import pathlib
 import shutil
+import time
 
 import pytest
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2
 
-from pipeline import component_ids, configs
+from pipeline import component_ids, configs, spans
 from pipeline.components.artifacts import DRIFT_REPORT_FILE, SPAN_EXAMPLES_PROPERTY, SPAN_STATISTICS_PROPERTY
 from pipeline.ops import housekeeping, lineage, run_summary, writer_lock
 from tests.conftest import ANY_MODEL_THRESHOLDS, run_small_pipeline
@@ -158,6 +159,32 @@ def test_span_examples_no_kept_examples_record_are_removed_and_kept_examples_sta
     # The newest run's examples are whole, whatever else went.
     after = {path.name: path.read_bytes() for path in sorted((pathlib.Path(examples.uri) / f"Split-{configs.TRAIN_SPLIT}").iterdir())}
     assert after == before and before
+
+
+def test_kept_hashes_of_span_files_since_changed_or_removed_are_removed(copy_of_two_versions, small_pipeline_run, tmp_path):
+    output_dir = copy_of_two_versions
+    hashes_dir = output_dir / "pipeline_root" / configs.SOURCE_HASHES_FOLDER
+    # The runs' span files, written minutes ago: their hashes are kept (or were already).
+    span_files = sorted(pathlib.Path(small_pipeline_run["data_root"]).rglob("*.csv"))
+    assert len(span_files) == 3
+    for path in span_files:
+        spans.kept_file_sha256(str(path), str(hashes_dir))
+    in_use = sorted(os.listdir(hashes_dir))
+    assert len(in_use) == 3
+    # A span file hashed and then removed.
+    gone = tmp_path / "gone.csv"
+    gone.write_text("trips\n")
+    os.utime(gone, (time.time() - 3600,) * 2)
+    spans.kept_file_sha256(str(gone), str(hashes_dir))
+    stale = sorted(set(os.listdir(hashes_dir)) - set(in_use))
+    os.remove(gone)
+
+    listed = housekeeping.housekeep(str(output_dir), keep_versions=1, keep_blessed=1, dry_run=True)
+    removed = housekeeping.housekeep(str(output_dir), keep_versions=1, keep_blessed=1)
+
+    assert removed == listed
+    assert [r.path for r in removed if r.kind == housekeeping.SOURCE_HASH] == [str(hashes_dir / name) for name in stale]
+    assert sorted(os.listdir(hashes_dir)) == in_use
 
 
 def test_an_unreadable_drift_report_stops_housekeeping_before_it_removes_anything(copy_of_two_versions):
