@@ -6,6 +6,9 @@ must be computed again when the code that computed it changes, and only then: th
 whole fingerprint (`pipeline.runners.code_fingerprint`) would compute the whole history again
 after a change to the Trainer's module. The imports are read from the source files (`ast`), not
 imported, so the fingerprint covers imports inside functions too and loads nothing.
+
+A file counts by its syntax tree without docstrings (`code_of`), so a change of comments,
+docstrings or layout keeps what was kept; a change of any statement, name or constant does not.
 """
 import ast
 import functools
@@ -100,9 +103,31 @@ def files_imported(modules: Sequence[str], root: pathlib.Path = PROJECT_ROOT) ->
 
 
 def fingerprint(modules: Iterable[str], root: pathlib.Path = PROJECT_ROOT) -> str:
-    """The SHA-256 over the names and contents of `files_imported(modules)`, read at the first
-    call and kept for the process (which keeps running the code it imported)."""
+    """The SHA-256 over the names and code (`code_of`) of `files_imported(modules)`, read at the
+    first call and kept for the process (which keeps running the code it imported)."""
     return _fingerprint(tuple(sorted(modules)), root)
+
+
+def code_of(source: str, filename: str = "<source>") -> str:
+    """What of a Python file's source the fingerprint counts: its syntax tree (`ast.dump`, which
+    holds no comment, line or column) without the docstrings of the module, its classes and its
+    functions. A file that names `__doc__` keeps its docstrings, since it may compute with them.
+
+    Raises:
+        SyntaxError: when the source does not parse.
+    """
+    tree = ast.parse(source, filename)
+    if "__doc__" not in source:
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) and _has_docstring(node):
+                # A body of a docstring alone still needs a statement.
+                node.body = node.body[1:] or [ast.Pass()]
+    return ast.dump(tree)
+
+
+def _has_docstring(node: ast.AST) -> bool:
+    first = node.body[0] if node.body else None
+    return isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str)
 
 
 @functools.lru_cache(maxsize=None)
@@ -111,5 +136,5 @@ def _fingerprint(modules: Sequence[str], root: pathlib.Path) -> str:
     for path in files_imported(modules, root):
         digest.update(str(path.relative_to(root)).encode())
         digest.update(b"\0")
-        digest.update(path.read_bytes())
+        digest.update(code_of(path.read_text(encoding="utf-8"), str(path)).encode("utf-8"))
     return digest.hexdigest()

@@ -65,6 +65,31 @@ def test_the_fingerprint_changes_with_an_imported_file_only(tmp_path):
     assert fingerprints["first"] != fingerprints["imported_code_changed"]
 
 
+def test_comments_docstrings_and_layout_keep_the_fingerprint_and_code_changes_it(tmp_path):
+    code = 'def rate(fare):\n    return fare / 100\n'
+    reworded = (
+        '"""Rates."""\n# Why the rate is per cent.\n\n\ndef rate(fare):\n'
+        '    """The rate of a fare."""\n    return fare/100  # cents\n'
+    )
+    changed = 'def rate(fare):\n    return fare / 1000\n'
+    renamed = 'def rate(price):\n    return price / 100\n'
+    # A string that is not a docstring is code.
+    message = 'def rate(fare):\n    "cents"\n    x = "cents"\n    return fare / 100\n'
+    fingerprints = {}
+    for name, text in {"code": code, "reworded": reworded, "changed": changed, "renamed": renamed, "message": message}.items():
+        root = _write(tmp_path / name, {"pipeline/__init__.py": "", "pipeline/rates.py": text})
+        fingerprints[name] = code_scope.fingerprint(["pipeline.rates"], root)
+    assert fingerprints["reworded"] == fingerprints["code"]
+    assert len({fingerprints[name] for name in ("code", "changed", "renamed", "message")}) == 4
+
+
+def test_a_file_that_reads_docstrings_keeps_them_in_its_code():
+    with_doc = 'def usage():\n    """Run me."""\n    return usage.__doc__\n'
+    other_doc = 'def usage():\n    """Run me twice."""\n    return usage.__doc__\n'
+    assert code_scope.code_of(with_doc) != code_scope.code_of(other_doc)
+    assert code_scope.code_of('def f():\n    """Only a docstring."""\n') == code_scope.code_of("def f():\n    pass\n")
+
+
 def test_a_name_that_is_not_a_project_module_is_refused(tmp_path):
     root = _write(tmp_path, PROJECT)
     with pytest.raises(ValueError, match="'pipeline.missing' is not a module of the project"):
