@@ -1,6 +1,7 @@
 """The Evaluators' executor (`pipeline.components.evaluator`): the label through
 `transform_label` when every model has it, through `transform_features` when the serving model
-is older, the same metrics either way."""
+is older, the same metrics either way; TFMA's signature calls by keyword, the same metrics as
+positional calls."""
 import glob
 import json
 import math
@@ -11,6 +12,7 @@ import tensorflow as tf
 import tensorflow_model_analysis as tfma
 from tfx.dsl.components.base.base_beam_executor import BaseBeamExecutor
 from tfx.types import standard_artifacts
+from tensorflow_model_analysis.utils import model_util
 from tfx.utils import proto_utils
 
 from modules import signatures
@@ -106,4 +108,48 @@ def test_an_older_serving_model_is_read_through_transform_features(small_pipelin
         for key, value in first.items():
             # TFMA batches the trips differently each run, and the model's float32 answer to a trip
             # can move in its last bit with the batch it is in (about 1e-8 on a mean prediction).
+            assert (math.isnan(value) and math.isnan(second[key])) or value == pytest.approx(second[key], rel=1e-6, abs=1e-6), (model_name, key)
+
+
+def test_a_signature_called_positionally_is_called_by_its_keyword(small_pipeline_run):
+    pipeline_root = small_pipeline_run["output_dir"] / "pipeline_root"
+    loaded = tf.saved_model.load(os.path.join(_newest(pipeline_root, TRAINER, "model"), "Format-Serving"))
+    examples_uri = _newest(pipeline_root, EXAMPLE_GEN, "examples")
+    files = glob.glob(os.path.join(examples_uri, f"Split-{configs.EVAL_SPLIT}", "*"))
+    batch = tf.constant([record.numpy() for record in tf.data.TFRecordDataset(files, compression_type="GZIP").take(64)])
+    for name in (signatures.SERVING_TF_EXAMPLE, signatures.TRANSFORM_LABEL):
+        found = evaluator.keyword_callable(loaded, name)
+        assert isinstance(found, evaluator.KeywordCall)
+        assert found.structured_input_signature == loaded.signatures[name].structured_input_signature
+        by_keyword = loaded.signatures[name](examples=batch)
+        for key, value in found(batch).items():
+            assert value.numpy().tolist() == by_keyword[key].numpy().tolist()
+    # Anything but a signature of one keyword-only input is TFMA's own answer.
+    assert evaluator.keyword_callable(loaded, "no such signature", required=False) is None
+
+
+def test_keyword_calls_change_no_metric(small_pipeline_run, tmp_path, monkeypatch):
+    pipeline_root = small_pipeline_run["output_dir"] / "pipeline_root"
+    examples_uri = _newest(pipeline_root, EXAMPLE_GEN, "examples")
+    model_uri = _newest(pipeline_root, TRAINER, "model")
+    calls = []
+
+    def counted(model, signature_name=None, required=True):
+        found = evaluator.keyword_callable(model, signature_name, required)
+        calls.append(type(found).__name__)
+        return found
+
+    # TFMA as it is: the executor installs the keyword lookup, so this run undoes it first.
+    monkeypatch.setattr(evaluator, "call_signatures_by_keyword", lambda: None)
+    monkeypatch.setattr(model_util, "get_callable", evaluator._TFMA_GET_CALLABLE)
+    positional = _evaluate(examples_uri, model_uri, model_uri, tmp_path / "positional")
+    monkeypatch.setattr(evaluator, "call_signatures_by_keyword", lambda: setattr(model_util, "get_callable", counted))
+    keyword = _evaluate(examples_uri, model_uri, model_uri, tmp_path / "keyword")
+    # TFMA looked its signatures up through the keyword lookup and got keyword calls.
+    assert "KeywordCall" in calls
+    for model_name in ("candidate", "baseline"):
+        first, second = _metrics(positional, model_name), _metrics(keyword, model_name)
+        assert first.keys() == second.keys() and len(first) > 10
+        for key, value in first.items():
+            # The model's float32 answer to a trip can move in its last bit with its batch.
             assert (math.isnan(value) and math.isnan(second[key])) or value == pytest.approx(second[key], rel=1e-6, abs=1e-6), (model_name, key)
