@@ -85,7 +85,7 @@ SPAN_STATISTICS_SUFFIX = ".partials"
 # linked into every later window's Examples artifact (`pipeline.components.example_gen`).
 SPAN_EXAMPLES_FOLDER = "SpanExamples"
 # Folder of the pipeline root where ExampleGen keeps each span file's SHA-256 with the file's
-# size and modification time, so it hashes a file again only when it changed (`pipeline.spans`).
+# size and times (`pipeline.spans.file_signature`), so it hashes a file again only when it changed.
 SOURCE_HASHES_FOLDER = "SourceHashes"
 # Folder of the pipeline root where Transform keeps its analyzer cache, one dataset per kept
 # span, from run to run (`pipeline.components.enriching_transform`).

@@ -155,7 +155,7 @@ def create_pipeline(
 
     # Each span's examples are written once and kept here; every window's artifact links them.
     # A span file's SHA-256, which names its kept examples, is kept too, beside the file's size
-    # and modification time: a run hashes only the files that changed.
+    # and times: a run hashes only the files that changed.
     span_examples_dir = f"{pipeline_root.rstrip('/')}/{configs.SPAN_EXAMPLES_FOLDER}"
     source_hashes_dir = f"{pipeline_root.rstrip('/')}/{configs.SOURCE_HASHES_FOLDER}"
     example_gen = make_example_gen(data_root, spans, options, span_examples_dir, source_hashes_dir)

@@ -2,7 +2,7 @@
 
 `file_sha256` imports TensorFlow when called, so an entry point can parse its flags and find
 its spans before it pays for TensorFlow. `kept_file_sha256` keeps each file's SHA-256 beside its
-size and modification time, so a run reads only the files that changed since one hashed them.
+size and times (`file_signature`), so a run reads only the files that changed since one hashed them.
 """
 import hashlib
 import json

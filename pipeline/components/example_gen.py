@@ -112,9 +112,9 @@ def span_window_config(
         span_examples_dir: Where each span's examples are kept from run to run
             (`<pipeline_root>/SpanExamples`): a span already there is linked into the window's
             artifact, not read again. Empty: every span is read each run.
-        source_hashes_dir: Where each span file's SHA-256 is kept with its size and modification
-            time (`<pipeline_root>/SourceHashes`, `pipeline.spans.kept_file_sha256`): a file
-            is hashed again only when those changed. Empty: every file is hashed each run.
+        source_hashes_dir: Where each span file's SHA-256 is kept with its size and times
+            (`<pipeline_root>/SourceHashes`, `pipeline.spans.kept_file_sha256`): a file is
+            hashed again only when those changed. Empty: every file is hashed each run.
 
     Raises:
         ValueError: when range_bytes is not positive.
