@@ -1,9 +1,10 @@
 """Times TFX's Evaluator with the pipeline's one-pass metrics against TFMA's own metric classes.
 
 On a finished `run_local.py` output folder, the pipeline's Evaluator executor (TFX's, reading
-the label through `transform_label`: `pipeline.components.evaluator`) scores the window's eval
-split with the run's model as the candidate and again as the baseline (two models, as when a
-model serves), with two EvalConfigs that differ only in the metric classes:
+the label through `transform_label` and decoding the features the EvalConfig reads from the
+run's schema: `pipeline.components.evaluator`) scores the window's eval split with the run's
+model as the candidate and again as the baseline (two models, as when a model serves), with two
+EvalConfigs that differ only in the metric classes:
 
 - "one pass": `pipeline.eval_config.make_eval_config`, as the pipeline runs it
   (`pipeline/eval_metrics.py`: one combiner per model keeps what every metric needs);
@@ -29,7 +30,7 @@ import time
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from pipeline import configs, eval_metrics
-from pipeline.component_ids import EXAMPLE_GEN, TRAINER
+from pipeline.component_ids import EXAMPLE_GEN, SCHEMA_GEN, TRAINER
 from pipeline.eval_config import make_eval_config
 from pipeline_speed import print_medians
 
@@ -42,8 +43,9 @@ def newest_artifact(pipeline_root: str, component: str, output: str) -> str:
     return max(folders, key=lambda path: int(os.path.basename(path)))
 
 
-def run_evaluator(examples_uri: str, model_uri: str, eval_config, output_dir: str) -> float:
-    """Seconds of one TFX Evaluator execution: candidate and baseline both `model_uri`."""
+def run_evaluator(examples_uri: str, model_uri: str, eval_config, output_dir: str, schema_uri: str = "") -> float:
+    """Seconds of one TFX Evaluator execution: candidate and baseline both `model_uri`; with
+    the schema artifact folder `schema_uri`, as the pipeline runs it."""
     from tfx.dsl.components.base.base_beam_executor import BaseBeamExecutor
     from tfx.types import standard_artifacts
     from tfx.utils import proto_utils
@@ -65,11 +67,16 @@ def run_evaluator(examples_uri: str, model_uri: str, eval_config, output_dir: st
     blessing.uri = os.path.join(output_dir, "blessing")
     for artifact in (evaluation, blessing):
         os.makedirs(artifact.uri)
+    inputs = {"examples": [examples], "model": models[:1], "baseline_model": models[1:]}
+    if schema_uri:
+        schema = standard_artifacts.Schema()
+        schema.uri = schema_uri
+        inputs["schema"] = [schema]
     context = BaseBeamExecutor.Context(beam_pipeline_args=local_beam_args("in_memory"), tmp_dir=os.path.join(output_dir, "tmp"), unique_id="evaluator_speed")
     executor = evaluator.Executor(context)
     started = time.monotonic()
     executor.Do(
-        {"examples": [examples], "model": models[:1], "baseline_model": models[1:]},
+        inputs,
         {"evaluation": [evaluation], "blessing": [blessing]},
         {"eval_config": proto_utils.proto_to_json(eval_config), "example_splits": json.dumps([configs.EVAL_SPLIT])},
     )
@@ -125,6 +132,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         examples_uri = newest_artifact(pipeline_root, EXAMPLE_GEN, "examples")
         model_uri = newest_artifact(pipeline_root, TRAINER, "model")
+        schema_uri = newest_artifact(pipeline_root, SCHEMA_GEN, "schema")
     except FileNotFoundError as error:
         print(error, file=sys.stderr)
         return 2
@@ -137,7 +145,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         for round_number in range(1, args.rounds + 1):
             for index, (name, eval_config) in enumerate(configurations.items()):
                 output_dir = os.path.join(work_dir, f"{round_number}-{index}")
-                seconds = run_evaluator(examples_uri, model_uri, eval_config, output_dir)
+                seconds = run_evaluator(examples_uri, model_uri, eval_config, output_dir, schema_uri)
                 times[name].append(seconds)
                 last[name] = os.path.join(output_dir, "evaluation")
                 print(f"round {round_number}: {name:<28} {seconds:6.1f} s", flush=True)

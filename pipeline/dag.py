@@ -290,6 +290,7 @@ def create_pipeline(
             examples=example_gen.outputs["examples"],
             model=trainer.outputs["model"],
             baseline_model=model_resolver.outputs["model"],
+            schema=schema_gen.outputs["schema"],
             eval_config=make_eval_config(options.thresholds),
         ).with_id(EVALUATOR)
     )
@@ -313,6 +314,7 @@ def create_pipeline(
                 example_splits=[configs.EVAL_SPLIT],
                 model=trainer.outputs["model"],
                 baseline_model=model_resolver.outputs["model"],
+                schema=schema_gen.outputs["schema"],
                 eval_config=make_newest_span_eval_config(options.thresholds),
             ).with_id(NEWEST_SPAN_EVALUATOR)
         )

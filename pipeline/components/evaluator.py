@@ -21,6 +21,15 @@ calls a batch with two models. The executor makes TFMA's signature lookup
 (`model_util.get_callable`) in this process return such a signature wrapped to be called by
 its keyword (`keyword_callable`): the same function on the same tensor. Beam workers in other
 processes (multi-processing, Dataflow) look signatures up unwrapped, and call them as before.
+
+Given the raw data's schema, the executor hands TFX's Evaluator that schema cut down to the
+features the EvalConfig reads (`evaluated_schema`): the slicing features, and the label and
+weight keys where they are raw features. TFMA's input reader then decodes only those columns,
+and TFMA splits only those into one value per trip, where without a schema it decoded and split
+every column of the trips. The models still get each trip's serialized bytes, so their
+predictions and labels are unchanged. At 200,000 trips with two models the Evaluator took about
+a tenth less time (docs/scale.md). The cut is made here, before the Beam pipeline is built, so
+it reaches workers in other processes too.
 """
 import os
 from typing import Any, Callable, Dict, Iterable, List, Optional, Set
@@ -28,12 +37,13 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Set
 import tensorflow as tf
 import tensorflow_model_analysis as tfma
 from tensorflow.core.protobuf import saved_model_pb2
+from tensorflow_metadata.proto.v0 import schema_pb2
 from tensorflow_model_analysis.utils import model_util
 from tfx import types
 from tfx.components.evaluator import executor as evaluator_executor
 from tfx.dsl.components.base import base_component, executor_spec
-from tfx.types import standard_component_specs
-from tfx.utils import path_utils, proto_utils
+from tfx.types import artifact_utils, standard_artifacts, standard_component_specs
+from tfx.utils import io_utils, path_utils, proto_utils
 
 from modules.signatures import TRANSFORM_FEATURES, TRANSFORM_LABEL
 
@@ -102,10 +112,64 @@ def call_signatures_by_keyword() -> None:
     model_util.get_callable = keyword_callable
 
 
+def slicing_features(eval_config: tfma.EvalConfig) -> Optional[Set[str]]:
+    """The features an EvalConfig slices by (its slicing and cross-slicing specs), or None when
+    a spec slices by SQL (`slice_keys_sql`), which may read any feature."""
+    specs = list(eval_config.slicing_specs)
+    for cross in eval_config.cross_slicing_specs:
+        specs.append(cross.baseline_spec)
+        specs.extend(cross.slicing_specs)
+    names: Set[str] = set()
+    for spec in specs:
+        if spec.slice_keys_sql:
+            return None
+        names.update(spec.feature_keys)
+        names.update(spec.feature_values)
+    return names
+
+
+def _keys_read(eval_config: tfma.EvalConfig) -> Set[str]:
+    """Every label, weight and query key the EvalConfig's model and metrics specs name."""
+    names: Set[str] = set()
+    for spec in eval_config.model_specs:
+        names.update(name for name in (spec.label_key, spec.example_weight_key) if name)
+        names.update(spec.label_keys.values())
+        names.update(spec.example_weight_keys.values())
+    names.update(spec.query_key for spec in eval_config.metrics_specs if spec.query_key)
+    return names
+
+
+def evaluated_schema(schema: schema_pb2.Schema, eval_config: tfma.EvalConfig) -> schema_pb2.Schema:
+    """The schema cut down to the features `eval_config` reads: every feature it slices by, and
+    its label, weight and query keys where the schema has them (a label may come from the models'
+    preprocessing signature instead). The schema as it is when the EvalConfig slices by SQL, or
+    when the schema has sparse or weighted features or tensor representations, whose columns
+    this cut does not follow.
+
+    Raises:
+        ValueError: when the EvalConfig slices by a feature the schema lacks (TFMA's reader would
+            not decode it, and its slices would be missing without an error).
+    """
+    sliced = slicing_features(eval_config)
+    if sliced is None or schema.sparse_feature or schema.weighted_feature or schema.tensor_representation_group:
+        return schema
+    present = {feature.name for feature in schema.feature}
+    missing = sorted(sliced - present)
+    if missing:
+        raise ValueError(f"the EvalConfig slices by {missing}, which the schema does not hold: the Evaluator cannot slice by them")
+    kept = sliced | _keys_read(eval_config)
+    cut = schema_pb2.Schema()
+    cut.CopyFrom(schema)
+    del cut.feature[:]
+    cut.feature.extend(feature for feature in schema.feature if feature.name in kept)
+    return cut
+
+
 class Executor(evaluator_executor.Executor):
     """TFX's Evaluator executor; first replaces `transform_label` in the EvalConfig's model
-    specs by `transform_features` when a model it scores lacks it, and has TFMA call signatures
-    by keyword (`call_signatures_by_keyword`)."""
+    specs by `transform_features` when a model it scores lacks it, cuts the schema down to the
+    features the EvalConfig reads (`evaluated_schema`), and has TFMA call signatures by keyword
+    (`call_signatures_by_keyword`)."""
 
     def Do(
         self,
@@ -113,7 +177,8 @@ class Executor(evaluator_executor.Executor):
         output_dict: Dict[str, List[types.Artifact]],
         exec_properties: Dict[str, Any],
     ) -> None:
-        """Runs TFX's Evaluator with the preprocessing signature every model has."""
+        """Runs TFX's Evaluator with the preprocessing signature every model has, and the schema
+        of the features the EvalConfig reads."""
         config_key = standard_component_specs.EVAL_CONFIG_KEY
         if exec_properties.get(config_key):
             eval_config = tfma.EvalConfig()
@@ -123,8 +188,19 @@ class Executor(evaluator_executor.Executor):
                 if list(spec.preprocessing_function_names) == [TRANSFORM_LABEL]:
                     spec.preprocessing_function_names[:] = [signature]
             exec_properties = {**exec_properties, config_key: proto_utils.proto_to_json(eval_config)}
+            schema_key = standard_component_specs.SCHEMA_KEY
+            if input_dict.get(schema_key):
+                input_dict = {**input_dict, schema_key: [self._evaluated_schema_artifact(input_dict[schema_key], eval_config)]}
         call_signatures_by_keyword()
         super().Do(input_dict, output_dict, exec_properties)
+
+    def _evaluated_schema_artifact(self, schemas: List[types.Artifact], eval_config: tfma.EvalConfig) -> types.Artifact:
+        """A Schema artifact in this execution's temporary folder holding `evaluated_schema`."""
+        schema = io_utils.SchemaReader().read(io_utils.get_only_uri_in_dir(artifact_utils.get_single_uri(schemas)))
+        artifact = standard_artifacts.Schema()
+        artifact.uri = os.path.join(self._get_tmp_dir(), "evaluated_schema")
+        io_utils.write_pbtxt_file(os.path.join(artifact.uri, "schema.pbtxt"), evaluated_schema(schema, eval_config))
+        return artifact
 
 
 def reads_the_label_alone(evaluator: base_component.BaseComponent) -> base_component.BaseComponent:

@@ -1,7 +1,8 @@
 """The Evaluators' executor (`pipeline.components.evaluator`): the label through
 `transform_label` when every model has it, through `transform_features` when the serving model
 is older, the same metrics either way; TFMA's signature calls by keyword, the same metrics as
-positional calls."""
+positional calls; the schema cut down to the features the EvalConfig reads, the same metrics as
+without a schema."""
 import glob
 import json
 import math
@@ -9,15 +10,17 @@ import os
 
 import pytest
 import tensorflow as tf
+from google.protobuf import text_format
+from tensorflow_metadata.proto.v0 import schema_pb2
 import tensorflow_model_analysis as tfma
 from tfx.dsl.components.base.base_beam_executor import BaseBeamExecutor
 from tfx.types import standard_artifacts
 from tensorflow_model_analysis.utils import model_util
 from tfx.utils import proto_utils
 
-from modules import signatures
+from modules import features, signatures
 from pipeline import configs
-from pipeline.component_ids import EVALUATOR, EXAMPLE_GEN, TRAINER
+from pipeline.component_ids import EVALUATOR, EXAMPLE_GEN, SCHEMA_GEN, TRAINER
 from pipeline.components import evaluator
 from pipeline.eval_config import make_eval_config
 
@@ -41,7 +44,7 @@ def _without_label_signature(model_uri: str, target) -> str:
     return str(target)
 
 
-def _evaluate(examples_uri: str, model_uri: str, baseline_uri: str, output_dir) -> str:
+def _evaluate(examples_uri: str, model_uri: str, baseline_uri: str, output_dir, schema_uri: str = "") -> str:
     examples = standard_artifacts.Examples()
     examples.uri = examples_uri
     examples.split_names = json.dumps([configs.TRAIN_SPLIT, configs.EVAL_SPLIT])
@@ -56,9 +59,14 @@ def _evaluate(examples_uri: str, model_uri: str, baseline_uri: str, output_dir) 
     blessing.uri = str(output_dir / "blessing")
     for artifact in (evaluation, blessing):
         os.makedirs(artifact.uri)
+    inputs = {"examples": [examples], "model": models[:1], "baseline_model": models[1:]}
+    if schema_uri:
+        schema = standard_artifacts.Schema()
+        schema.uri = schema_uri
+        inputs["schema"] = [schema]
     context = BaseBeamExecutor.Context(beam_pipeline_args=["--runner=DirectRunner"], tmp_dir=str(output_dir / "tmp"), unique_id="test")
     evaluator.Executor(context).Do(
-        {"examples": [examples], "model": models[:1], "baseline_model": models[1:]},
+        inputs,
         {"evaluation": [evaluation], "blessing": [blessing]},
         {
             "eval_config": proto_utils.proto_to_json(make_eval_config(configs.BlessingThresholds())),
@@ -150,6 +158,28 @@ def test_keyword_calls_change_no_metric(small_pipeline_run, tmp_path, monkeypatc
     for model_name in ("candidate", "baseline"):
         first, second = _metrics(positional, model_name), _metrics(keyword, model_name)
         assert first.keys() == second.keys() and len(first) > 10
+        for key, value in first.items():
+            # The model's float32 answer to a trip can move in its last bit with its batch.
+            assert (math.isnan(value) and math.isnan(second[key])) or value == pytest.approx(second[key], rel=1e-6, abs=1e-6), (model_name, key)
+
+
+def test_the_cut_schema_changes_no_metric(small_pipeline_run, tmp_path):
+    pipeline_root = small_pipeline_run["output_dir"] / "pipeline_root"
+    examples_uri = _newest(pipeline_root, EXAMPLE_GEN, "examples")
+    model_uri = _newest(pipeline_root, TRAINER, "model")
+    schema_uri = _newest(pipeline_root, SCHEMA_GEN, "schema")
+    whole = _evaluate(examples_uri, model_uri, model_uri, tmp_path / "whole")
+    cut = _evaluate(examples_uri, model_uri, model_uri, tmp_path / "cut", schema_uri)
+    # The executor handed TFX's Evaluator the slicing features alone.
+    (written,) = glob.glob(str(tmp_path / "cut" / "tmp" / "**" / "evaluated_schema" / "schema.pbtxt"), recursive=True)
+    with open(written) as schema_file:
+        decoded = text_format.Parse(schema_file.read(), schema_pb2.Schema())
+    assert sorted(feature.name for feature in decoded.feature) == sorted(features.SLICE_FEATURE_KEYS)
+    for model_name in ("candidate", "baseline"):
+        first, second = _metrics(whole, model_name), _metrics(cut, model_name)
+        # Every slice of every slicing feature is still there, with the same values.
+        assert first.keys() == second.keys()
+        assert {key for slice_key, _ in first for key, _ in slice_key} == set(features.SLICE_FEATURE_KEYS)
         for key, value in first.items():
             # The model's float32 answer to a trip can move in its last bit with its batch.
             assert (math.isnan(value) and math.isnan(second[key])) or value == pytest.approx(second[key], rel=1e-6, abs=1e-6), (model_name, key)

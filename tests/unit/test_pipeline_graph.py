@@ -71,6 +71,12 @@ def test_both_evaluators_compare_with_the_serving_model(nodes):
         assert nodes[evaluator].inputs["baseline_model"].producer_component_id == component_ids.MODEL_RESOLVER
 
 
+def test_both_evaluators_read_the_curated_schema(nodes):
+    # Their executor cuts it down to the features the EvalConfig reads, so TFMA decodes only those.
+    for evaluator in (component_ids.EVALUATOR, component_ids.NEWEST_SPAN_EVALUATOR):
+        assert nodes[evaluator].inputs["schema"].producer_component_id == component_ids.SCHEMA_GEN
+
+
 def test_the_newest_span_is_read_alone_for_its_evaluation(nodes):
     newest = nodes[component_ids.NEWEST_SPAN_EXAMPLE_GEN]
     window = nodes[component_ids.EXAMPLE_GEN]
