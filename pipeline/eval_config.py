@@ -69,7 +69,7 @@ def make_eval_config(thresholds: configs.BlessingThresholds) -> tfma.EvalConfig:
         metrics_specs=[
             tfma.MetricsSpec(
                 metrics=[
-                    tfma.MetricConfig(class_name="ExampleCount"),
+                    _metric("OnePassExampleCount"),
                     _metric(
                         "OnePassAUC",
                         per_slice_thresholds=[
@@ -101,8 +101,8 @@ def make_newest_span_eval_config(thresholds: configs.BlessingThresholds) -> tfma
                 metrics=[
                     # Without a serving model TFX drops the change thresholds; this one always
                     # stands: a newest span without eval trips cannot be judged, and is not passed.
-                    tfma.MetricConfig(
-                        class_name="ExampleCount",
+                    _metric(
+                        "OnePassExampleCount",
                         threshold=tfma.MetricThreshold(value_threshold=tfma.GenericValueThreshold(lower_bound={"value": 1})),
                     ),
                     _metric(

@@ -1,11 +1,15 @@
 """The Evaluators' metrics, counted in one pass over each trip.
 
-TFMA's own AUC, BinaryAccuracy, Precision, Recall, MeanLabel and MeanPrediction each add every
-trip to every slice in a combiner of their own, and three of those combiners unpack the trip's
-label, prediction and weight again (`to_label_prediction_example_weight`, a third of the
-Evaluator's time). Here one combiner per model unpacks each trip once and keeps what all six
-need: AUC's calibration histogram, the confusion counts at 0.5 and the sums of labels,
-predictions and weights. The metrics keep TFMA's names, definitions and thresholds:
+TFMA's own ExampleCount, AUC, BinaryAccuracy, Precision, Recall, MeanLabel and MeanPrediction
+each add every trip to every slice in a combiner of their own, and three of those combiners
+unpack the trip's label, prediction and weight again (`to_label_prediction_example_weight`, a
+third of the Evaluator's time). Here one combiner per model unpacks each trip once and keeps
+what all seven need: the count of trips, AUC's calibration histogram, the confusion counts at
+0.5 and the sums of labels, predictions and weights. The metrics keep TFMA's names, definitions
+and thresholds:
+
+- `OnePassExampleCount` is the number of trips, as TFMA's unweighted ExampleCount (weighted
+  counts are refused);
 
 - `OnePassAUC` is TFMA's AUC, its curve and summation computed by TFMA from a histogram this
   combiner builds bucket for bucket as TFMA's calibration histogram does;
@@ -22,7 +26,7 @@ from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
 
 import apache_beam as beam
 import numpy as np
-from tensorflow_model_analysis.metrics import calibration, calibration_histogram, confusion_matrix_metrics, metric_types, metric_util
+from tensorflow_model_analysis.metrics import calibration, calibration_histogram, confusion_matrix_metrics, example_count, metric_types, metric_util
 
 # The confusion counts' threshold: TFMA's default for BinaryAccuracy, Precision and Recall.
 THRESHOLD = 0.5
@@ -31,9 +35,10 @@ _COUNTS_NAME = "_taxi_trip_counts"
 
 @dataclasses.dataclass
 class TripCounts:
-    """Weighted confusion counts at `THRESHOLD` and weighted sums, over one slice's trips (the
-    sums are the histogram's, added up when the pass ends)."""
+    """The number of trips, and weighted confusion counts at `THRESHOLD` and weighted sums, over
+    one slice's trips (the sums are the histogram's, added up when the pass ends)."""
 
+    trips: float = 0.0
     true_positives: float = 0.0
     false_positives: float = 0.0
     true_negatives: float = 0.0
@@ -142,6 +147,7 @@ class _TripMetricsCombiner(beam.CombineFn):
     def add_input(self, accumulator: _Accumulator, element: metric_types.StandardMetricInputs) -> _Accumulator:
         counts = accumulator.counts
         buckets = accumulator.buckets
+        counts.trips += 1
         for label, prediction, weight in self._trip_parts(element):
             weighted_label = label * weight
             weighted_prediction = prediction * weight
@@ -253,10 +259,13 @@ class OnePassAUC(confusion_matrix_metrics.AUC):
         return shared
 
 
-def _counts_metric(name: str, value_of) -> Any:
-    """A `create_computations_fn` for TFMA: the one pass, and `value_of(counts)` as `name`."""
+def _counts_metric(name: str, value_of, unweighted_only: bool = False) -> Any:
+    """A `create_computations_fn` for TFMA: the one pass, and `value_of(counts)` as `name`;
+    with `unweighted_only`, example-weighted computations are refused."""
 
     def create(name: str = name, eval_config=None, model_name: str = "", output_name: str = "", sub_key=None, aggregation_type=None, class_weights=None, example_weighted: bool = False) -> metric_types.MetricComputations:
+        if unweighted_only and example_weighted:
+            raise ValueError(f"{name} counts trips unweighted, as TFMA's ExampleCount without example weights; it was asked for an example-weighted count")
         trip_pass = _trip_pass(eval_config, model_name, output_name, sub_key, aggregation_type, class_weights, example_weighted)
         counts_key = trip_pass.keys[1]
         key = metric_types.MetricKey(name=name, model_name=model_name, output_name=output_name, sub_key=sub_key, example_weighted=example_weighted)
@@ -278,6 +287,7 @@ class _CountsMetric(metric_types.Metric):
     """A metric read off the one pass's counts: a subclass names its default key and its value."""
 
     DEFAULT_NAME = ""
+    UNWEIGHTED_ONLY = False
 
     @staticmethod
     def value(counts: TripCounts) -> float:
@@ -285,7 +295,23 @@ class _CountsMetric(metric_types.Metric):
 
     def __init__(self, name: str = ""):
         name = name or self.DEFAULT_NAME
-        super().__init__(_counts_metric(name, self.value), name=name)
+        super().__init__(_counts_metric(name, self.value, self.UNWEIGHTED_ONLY), name=name)
+
+
+class OnePassExampleCount(_CountsMetric):
+    """The number of trips (TFMA's unweighted ExampleCount)."""
+
+    DEFAULT_NAME = example_count.EXAMPLE_COUNT_NAME
+    UNWEIGHTED_ONLY = True
+
+    @staticmethod
+    def value(counts: TripCounts) -> float:
+        return counts.trips
+
+    @property
+    def compute_confidence_interval(self) -> bool:
+        # As TFMA's ExampleCount: a count has no sampling uncertainty to report.
+        return False
 
 
 class OnePassBinaryAccuracy(_CountsMetric):
@@ -341,6 +367,7 @@ class OnePassMeanPrediction(_CountsMetric):
 
 # Each metric class here, and TFMA's class whose value it gives.
 TFMA_CLASSES = {
+    OnePassExampleCount.__name__: "ExampleCount",
     OnePassAUC.__name__: "AUC",
     OnePassBinaryAccuracy.__name__: "BinaryAccuracy",
     OnePassPrecision.__name__: "Precision",

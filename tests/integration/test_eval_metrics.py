@@ -1,6 +1,6 @@
 """The one-pass metrics (`pipeline.eval_metrics`) against TFMA's own classes: TFMA's Beam
 evaluation of the same trips gives the same value for every metric on every slice, and the
-pipeline's configuration runs two combiners per model where TFMA's classes run four."""
+pipeline's configuration runs one combiner per model where TFMA's classes run four."""
 import math
 
 import numpy as np
@@ -36,8 +36,7 @@ def _config(class_names, module: str = "") -> tfma.EvalConfig:
         slicing_specs=[tfma.SlicingSpec(), tfma.SlicingSpec(feature_keys=["payment_type"]), tfma.SlicingSpec(feature_keys=["hour"])],
         metrics_specs=[
             tfma.MetricsSpec(
-                metrics=[tfma.MetricConfig(class_name="ExampleCount")]
-                + [tfma.MetricConfig(class_name=name, module=module) for name in class_names]
+                metrics=[tfma.MetricConfig(class_name=name, module=module) for name in class_names]
             )
         ],
     )
@@ -80,9 +79,17 @@ def test_the_pipelines_config_runs_one_pass_per_model():
 
     one_pass = make_eval_config(configs.BlessingThresholds())
     by_tfma = eval_metrics.with_tfma_classes(one_pass)
-    # Candidate and baseline: ExampleCount and the one pass each, against four combiners each.
-    assert combiners(one_pass) == ["_ExampleCountCombiner"] * 2 + ["_TripMetricsCombiner"] * 2
+    # Candidate and baseline: the one pass each, against four combiners each (ExampleCount, the
+    # calibration histogram, the confusion matrices at 0.5 and the weighted sums).
+    assert combiners(one_pass) == ["_TripMetricsCombiner"] * 2
     assert len(combiners(by_tfma)) == 8
+    assert "_ExampleCountCombiner" in combiners(by_tfma)
+
+
+def test_a_weighted_example_count_is_refused():
+    count = eval_metrics.OnePassExampleCount()
+    with pytest.raises(ValueError, match="example_count counts trips unweighted"):
+        count.computations(eval_config=tfma.EvalConfig(model_specs=[tfma.ModelSpec()]), example_weighted=True)
 
 
 def test_an_auc_that_tfma_counts_without_the_histogram_is_refused():
