@@ -12,7 +12,9 @@ and thresholds:
   counts are refused);
 
 - `OnePassAUC` is TFMA's AUC, its curve and summation computed by TFMA from a histogram this
-  combiner builds bucket for bucket as TFMA's calibration histogram does;
+  combiner builds bucket for bucket as TFMA's calibration histogram does; the confusion matrices
+  at its 10,000 thresholds are read off the histogram with numpy (`matrices_from_histogram`),
+  where TFMA loops over the thresholds in Python for each slice and model;
 - `OnePassBinaryAccuracy`, `OnePassPrecision` and `OnePassRecall` count a trip as predicted
   positive when its prediction is above 0.5, as TFMA's confusion matrices do (not from the
   histogram, whose buckets are 0.0001 wide and would blur the threshold);
@@ -22,11 +24,19 @@ and thresholds:
 with these, and compares every value on every slice.
 """
 import dataclasses
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
 
 import apache_beam as beam
 import numpy as np
-from tensorflow_model_analysis.metrics import calibration, calibration_histogram, confusion_matrix_metrics, example_count, metric_types, metric_util
+from tensorflow_model_analysis.metrics import (
+    binary_confusion_matrices,
+    calibration,
+    calibration_histogram,
+    confusion_matrix_metrics,
+    example_count,
+    metric_types,
+    metric_util,
+)
 
 # The confusion counts' threshold: TFMA's default for BinaryAccuracy, Precision and Recall.
 THRESHOLD = 0.5
@@ -228,9 +238,106 @@ def _trip_pass(eval_config, model_name: str, output_name: str, sub_key, aggregat
     )
 
 
+# TFMA's margin around the thresholds when it reads confusion matrices off a histogram.
+_EPSILON = 1e-7
+
+
+def matrices_from_histogram(thresholds: Sequence[float], histogram: calibration_histogram.Histogram) -> binary_confusion_matrices.Matrices:
+    """The confusion matrices at `thresholds` of a calibration histogram (sorted by bucket, TFMA's
+    default buckets), as TFMA's binary confusion matrices computation reads them off it (`rebin`,
+    then `_histogram_to_binary_confusion_matrices`), in numpy: the same additions in the same
+    order, so the same floats.
+
+    Args:
+        thresholds: Ascending, not a single negative threshold (TFMA reads that case otherwise).
+        histogram: The calibration histogram.
+    """
+    rebin_thresholds = [t + _EPSILON if t != 0 else t for t in thresholds]
+    if thresholds[0] >= 0:
+        rebin_thresholds = [-_EPSILON] + rebin_thresholds
+    if thresholds[-1] < 1.0:
+        rebin_thresholds = rebin_thresholds + [1.0 + _EPSILON]
+    # rebin: each bucket's left edge, -inf and +inf for the catch-all buckets, goes to the last
+    # threshold at or below it; the sums start at 0.0 and add the buckets in order, as TFMA does.
+    num_buckets = calibration_histogram.DEFAULT_NUM_BUCKETS
+    ids = np.array([bucket.bucket_id for bucket in histogram], dtype=np.int64)
+    edges = (ids - 1) / num_buckets * (1.0 - 0.0) + 0.0
+    edges[ids == 0] = -np.inf
+    edges[ids >= num_buckets + 1] = np.inf
+    interval = np.searchsorted(np.array(rebin_thresholds[1:]), edges, side="right")
+    size = len(rebin_thresholds)
+    labels = np.bincount(interval, weights=[bucket.weighted_labels for bucket in histogram], minlength=size)
+    examples = np.bincount(interval, weights=[bucket.weighted_examples for bucket in histogram], minlength=size)
+    positives, negatives = labels, examples - labels
+    # tp, fp: the sums at or above each interval, added from the top; tn, fn: below, from 0.0.
+    tp = np.cumsum(positives[::-1])[::-1].tolist()
+    fp = np.cumsum(negatives[::-1])[::-1].tolist()
+    tn = [0.0] + np.cumsum(negatives[:-1]).tolist()
+    fn = [0.0] + np.cumsum(positives[:-1]).tolist()
+    offset = 1 if (thresholds[0] >= 0 or len(thresholds) == 1) and size > 1 else 0
+    tp, fp, tn, fn = (values[offset : offset + len(thresholds)] for values in (tp, fp, tn, fn))
+    for index, threshold in enumerate(thresholds):
+        if threshold >= 1.0 + _EPSILON:
+            tp[index] = 0.0
+            fp[index] = 0.0
+            fn[index] = tp[0]
+            tn[index] = fp[0]
+    return binary_confusion_matrices.Matrices(list(thresholds), tp, tn, fp, fn)
+
+
+class _MatricesOfHistogram:
+    """A derived computation's result: the confusion matrices at `thresholds` of the histogram
+    under `histogram_key` (`matrices_from_histogram`), under `matrices_key`."""
+
+    def __init__(self, thresholds: Sequence[float], histogram_key: metric_types.MetricKey, matrices_key: metric_types.MetricKey):
+        self.thresholds = list(thresholds)
+        self.histogram_key = histogram_key
+        self.matrices_key = matrices_key
+
+    def __call__(self, metrics: Dict[metric_types.MetricKey, Any]) -> Dict[metric_types.MetricKey, Any]:
+        return {self.matrices_key: matrices_from_histogram(self.thresholds, metrics[self.histogram_key])}
+
+
+def _free_variables(function: Any) -> Dict[str, Any]:
+    """The variables a nested function closes over, by name ({} for anything else)."""
+    code = getattr(function, "__code__", None)
+    cells = getattr(function, "__closure__", None) or ()
+    if code is None:
+        return {}
+    found = {}
+    for name, cell in zip(code.co_freevars, cells):
+        try:
+            found[name] = cell.cell_contents
+        except ValueError:  # a cell not yet filled
+            continue
+    return found
+
+
+def _numpy_matrices(computation: Any, histogram_keys: Sequence[metric_types.MetricKey]) -> Any:
+    """TFMA's derived computation of binary confusion matrices from one of `histogram_keys`,
+    with its result computed by `_MatricesOfHistogram`; any other computation as it is. TFMA's
+    thresholds and keys are read from its own result function, so they are TFMA's."""
+    if not isinstance(computation, metric_types.DerivedMetricComputation):
+        return computation
+    free = _free_variables(computation.result)
+    thresholds = free.get("thresholds")
+    if not (
+        free.get("use_histogram") is True
+        and free.get("input_metric_key") in histogram_keys
+        and list(computation.keys) == [free.get("matrices_key")]
+        and thresholds
+        and not (len(thresholds) == 1 and thresholds[0] < 0)
+    ):
+        return computation
+    return metric_types.DerivedMetricComputation(
+        keys=list(computation.keys), result=_MatricesOfHistogram(thresholds, free["input_metric_key"], free["matrices_key"])
+    )
+
+
 class OnePassAUC(confusion_matrix_metrics.AUC):
     """TFMA's AUC (by default ROC, 10,000 thresholds, interpolated), on the histogram of the one
-    pass. Settings with which TFMA would not read the default histogram are refused."""
+    pass, its confusion matrices read off that histogram with numpy. Settings with which TFMA
+    would not read the default histogram are refused."""
 
     def computations(self, eval_config=None, schema=None, model_names=None, output_names=None, sub_keys=None, aggregation_type=None, class_weights=None, example_weighted=False, query_key=None):
         computations = super().computations(
@@ -256,7 +363,8 @@ class OnePassAUC(confusion_matrix_metrics.AUC):
                 # refused, not silently computed from another count.
                 raise ValueError(f"OnePassAUC computes TFMA's default AUC only, from its calibration histogram; it was asked for {computation.keys}")
             shared.append(trip_pass)
-        return shared
+        histogram_keys = [computation.keys[0] for computation in shared if isinstance(computation, metric_types.MetricComputation)]
+        return [_numpy_matrices(computation, histogram_keys) for computation in shared]
 
 
 def _counts_metric(name: str, value_of, unweighted_only: bool = False) -> Any:

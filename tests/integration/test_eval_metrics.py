@@ -1,13 +1,14 @@
 """The one-pass metrics (`pipeline.eval_metrics`) against TFMA's own classes: TFMA's Beam
-evaluation of the same trips gives the same value for every metric on every slice, and the
-pipeline's configuration runs one combiner per model where TFMA's classes run four."""
+evaluation of the same trips gives the same value for every metric on every slice, the
+pipeline's configuration runs one combiner per model where TFMA's classes run four, and the
+confusion matrices read off the histogram with numpy are TFMA's to the bit."""
 import math
 
 import numpy as np
 import pandas as pd
 import pytest
 import tensorflow_model_analysis as tfma
-from tensorflow_model_analysis.metrics import metric_specs
+from tensorflow_model_analysis.metrics import binary_confusion_matrices, calibration_histogram, metric_specs
 
 from modules import features, signatures
 from pipeline import configs, eval_metrics
@@ -161,3 +162,43 @@ def test_a_trip_is_unpacked_as_tfma_unpacks_it():
         assert alone._plain_trip(_inputs(label, np.array([0.5]))) is None
         with pytest.raises(ValueError, match="within"):
             list(alone._trip_parts(_inputs(label, np.array([0.5]))))
+
+
+def _tfma_matrices(thresholds, histogram):
+    """TFMA's own reading of confusion matrices off a histogram (its binary confusion matrices
+    computation with `use_histogram`)."""
+    rebin_thresholds = [t + 1e-7 if t != 0 else t for t in thresholds]
+    if thresholds[0] >= 0:
+        rebin_thresholds = [-1e-7] + rebin_thresholds
+    if thresholds[-1] < 1.0:
+        rebin_thresholds = rebin_thresholds + [1.0 + 1e-7]
+    return binary_confusion_matrices._histogram_to_binary_confusion_matrices(thresholds, calibration_histogram.rebin(rebin_thresholds, histogram))
+
+
+@pytest.mark.parametrize(
+    "thresholds",
+    [
+        binary_confusion_matrices._interpolated_thresholds(binary_confusion_matrices.DEFAULT_NUM_THRESHOLDS),
+        [0.5],
+        [0.0, 0.25, 0.5, 1.0],
+        [0.1, 0.9, 1.0 + 1e-7, 2.0],
+        [-0.5, 0.3],
+    ],
+)
+def test_the_matrices_read_with_numpy_are_tfmas_to_the_bit(thresholds):
+    draw = np.random.default_rng(11)
+    for buckets in (1, 2, 50, 3000, calibration_histogram.DEFAULT_NUM_BUCKETS + 2):
+        # Both catch-all buckets (0: below 0, 10,001: at or above 1) are among the possible ids.
+        ids = np.sort(draw.choice(calibration_histogram.DEFAULT_NUM_BUCKETS + 2, buckets, replace=False))
+        histogram = [
+            calibration_histogram.Bucket(int(index), float(draw.random() * 5), float(draw.random()), float(draw.random() * 7 + 1))
+            for index in ids
+        ]
+        assert eval_metrics.matrices_from_histogram(thresholds, histogram) == _tfma_matrices(thresholds, histogram), buckets
+
+
+def test_the_auc_reads_its_matrices_with_numpy():
+    computations = eval_metrics.OnePassAUC().computations(eval_config=tfma.EvalConfig(model_specs=[tfma.ModelSpec()]))
+    numpy_results = [c.result for c in computations if isinstance(getattr(c, "result", None), eval_metrics._MatricesOfHistogram)]
+    (result,) = numpy_results
+    assert result.thresholds == binary_confusion_matrices._interpolated_thresholds(binary_confusion_matrices.DEFAULT_NUM_THRESHOLDS)
