@@ -10,7 +10,6 @@ and thresholds:
 
 - `OnePassExampleCount` is the number of trips, as TFMA's unweighted ExampleCount (weighted
   counts are refused);
-
 - `OnePassAUC` is TFMA's AUC, its curve and summation computed by TFMA from a histogram this
   combiner builds bucket for bucket as TFMA's calibration histogram does; the confusion matrices
   at its 10,000 thresholds are read off the histogram with numpy (`matrices_from_histogram`),
@@ -261,6 +260,8 @@ def matrices_from_histogram(thresholds: Sequence[float], histogram: calibration_
     # threshold at or below it; the sums start at 0.0 and add the buckets in order, as TFMA does.
     num_buckets = calibration_histogram.DEFAULT_NUM_BUCKETS
     ids = np.array([bucket.bucket_id for bucket in histogram], dtype=np.int64)
+    # TFMA's edge, (id - 1) / num_buckets * (right - left) + left with its default range [0, 1]:
+    # the same float operations, so the same edges.
     edges = (ids - 1) / num_buckets * (1.0 - 0.0) + 0.0
     edges[ids == 0] = -np.inf
     edges[ids >= num_buckets + 1] = np.inf
