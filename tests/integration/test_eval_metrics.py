@@ -165,14 +165,11 @@ def test_a_trip_is_unpacked_as_tfma_unpacks_it():
 
 
 def _tfma_matrices(thresholds, histogram):
-    """TFMA's own reading of confusion matrices off a histogram (its binary confusion matrices
-    computation with `use_histogram`)."""
-    rebin_thresholds = [t + 1e-7 if t != 0 else t for t in thresholds]
-    if thresholds[0] >= 0:
-        rebin_thresholds = [-1e-7] + rebin_thresholds
-    if thresholds[-1] < 1.0:
-        rebin_thresholds = rebin_thresholds + [1.0 + 1e-7]
-    return binary_confusion_matrices._histogram_to_binary_confusion_matrices(thresholds, calibration_histogram.rebin(rebin_thresholds, histogram))
+    """TFMA's own reading of confusion matrices off a histogram: the result of its binary
+    confusion matrices computation with `use_histogram`, as OnePassAUC would run it."""
+    histogram_pass, derived = binary_confusion_matrices.binary_confusion_matrices(thresholds=thresholds, use_histogram=True)
+    (matrices,) = derived.result({histogram_pass.keys[-1]: histogram}).values()
+    return matrices
 
 
 @pytest.mark.parametrize(
