@@ -364,7 +364,7 @@ def span_examples_key(
 
 def kept_examples_salt() -> str:
     """The fingerprint of the code that writes a span's examples (this module, the range reader
-    and the row reader, with every project module they import: `pipeline.validation.code_scope`).
+    and the row reader, with the project code they use: `pipeline.validation.code_scope`).
     Read when a step first asks, once per process, not at import."""
     return code_scope.fingerprint([__name__])
 
@@ -477,11 +477,11 @@ def split_parts(output_config_json: str) -> span_statistics.Parts:
 
 def split_statistics_salt() -> str:
     """The salt of span statistics kept per split (`split_parts`): the fingerprint of the code
-    that computes them, `span_statistics` and this module's split, with every project module
-    they import (`pipeline.validation.code_scope`). The drift check, which computes and keeps
-    them, and StatisticsGen, which merges them, take the same salt, so they find the same keys;
-    a change of code they do not import (the Trainer's and Transform's modules, the gates, the
-    runners, the serving code) keeps them. Read when a step first asks, once per process, not
+    that computes them, `span_statistics` and this module's split, with the project code they
+    use (`pipeline.validation.code_scope`). The drift check, which computes and keeps them, and
+    StatisticsGen, which merges them, take the same salt, so they find the same keys; a change
+    of code they do not use (the Trainer's and Transform's modules, the gates and their
+    thresholds, the runners, the serving code) keeps them. Read when a step first asks, once per process, not
     at import: every run and every Airflow DAG parse imports this module."""
     return code_scope.fingerprint([span_statistics.__name__, __name__])
 

@@ -17,8 +17,8 @@ A span's result for a table (its trips, unmatched trips and joined columns' stat
 computed once: it is kept beside the drift check's span statistics
 (`pipeline.validation.span_statistics.SpanStatisticsStore`), under a key of the span files'
 SHA-256, the table's content, the join column's type, the statistics options, the libraries'
-versions and the fingerprint of the code that joins (this module and the project modules it
-imports, `pipeline.validation.code_scope`), so a later run joins only the spans it has not
+versions and the fingerprint of the code that joins (this module and the project code it
+uses, `pipeline.validation.code_scope`), so a later run joins only the spans it has not
 seen. Each span's statistics are computed alone (TFDV slices by span), so a kept one is what
 the window's pipeline would compute again.
 """
@@ -398,7 +398,7 @@ def ExternalFeatureCheck(
     `pipeline.configs.DriftConfig.to_json()`; `code_fingerprint` keeps a change of this code
     from being answered from the cache; `span_statistics_dir` is the folder where each table's
     result on each span is kept from run to run (empty: every span is joined every run), under
-    keys salted with the fingerprint of this module and the project modules it imports
+    keys salted with the fingerprint of this module and the project code it uses
     (`pipeline.validation.code_scope`), so a change of other code keeps them. The report
     artifact records the keys it used (SPAN_STATISTICS_PROPERTY: span -> table -> {key,
     reused}), so housekeeping keeps them.
@@ -422,7 +422,7 @@ def ExternalFeatureCheck(
             os.path.join(report.uri, BEAM_OUTPUT_FOLDER),
             beam_pipeline,
             store=span_statistics.SpanStatisticsStore(span_statistics_dir) if span_statistics_dir else None,
-            # The code that joins: this module and the project modules it imports (read once
+            # The code that joins: this module and the project code it uses (read once
             # per process, when the step first runs, not at import).
             salt=code_scope.fingerprint([__name__]),
             file_hashes={path: sha for files in fingerprints.values() for path, sha in files.items()},

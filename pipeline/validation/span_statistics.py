@@ -13,7 +13,7 @@ pipeline's are ExampleGen's train and eval splits), in a folder of the pipeline 
 the span files' SHA-256, the part, the columns read, the schema, the statistics options, the
 versions of TFDV and of the libraries that read and split (`library_versions`), and the
 fingerprint of the code that computes them (`code_scope`: the modules that read, split and
-count, and the project modules they import). A later run whose window holds the span reads
+count, and the project code they use). A later run whose window holds the span reads
 them instead of reading the span's files again, and the statistics of any group of
 spans and parts (the newest span, the drift check's reference, the window's train split) are
 their accumulators merged (`merged_statistics`): what TFDV would compute over those trips with

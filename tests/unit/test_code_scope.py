@@ -18,11 +18,18 @@ def _write(root: pathlib.Path, files):
 
 PROJECT = {
     "pipeline/__init__.py": "",
-    "pipeline/reader.py": "import numpy\nfrom pipeline import helpers\n\n\ndef read():\n    from modules.tables import TABLE\n    return TABLE\n",
-    "pipeline/helpers.py": "from .sub import parts\n",
+    "pipeline/reader.py": (
+        "import numpy\nfrom pipeline import helpers, settings\n\n\n"
+        "def read():\n    from modules.tables import TABLE\n    return TABLE, helpers.rows(), helpers.Z, settings.SEPARATOR\n"
+    ),
+    "pipeline/helpers.py": "from .sub import parts\nfrom .helpers_of_parts import Z\n\n\ndef rows():\n    return parts.Y\n\n\ndef unused():\n    return 0\n",
     "pipeline/sub/__init__.py": "from . import parts\nfrom typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from pipeline import trainer\n",
-    "pipeline/sub/parts.py": "from ..helpers_of_parts import X\n",
-    "pipeline/helpers_of_parts.py": "X = 1\n",
+    "pipeline/sub/parts.py": "from ..helpers_of_parts import X\nY = X + 1\n",
+    "pipeline/helpers_of_parts.py": "X = 1\nZ = 5\n",
+    "pipeline/settings.py": (
+        'import dataclasses\n\nSEPARATOR = ","\nTHRESHOLD = 0.9\n\n\n'
+        "@dataclasses.dataclass(frozen=True)\nclass Thresholds:\n    floor: float = THRESHOLD\n"
+    ),
     "pipeline/trainer.py": "from pipeline import reader\n",
     "modules/__init__.py": "",
     "modules/tables.py": "TABLE = {}\n",
@@ -34,35 +41,93 @@ def _names(paths, root):
     return sorted(str(path.relative_to(root)) for path in paths)
 
 
-def test_the_files_are_the_modules_and_their_project_imports_transitively(tmp_path):
+def _fingerprint(tmp_path, name, *changes):
+    """The fingerprint of pipeline.reader in a copy of PROJECT with `changes` made in turn,
+    each {path: text} or {path: (old, new)} to replace in the file."""
+    files = dict(PROJECT)
+    for change in changes:
+        for path, text in change.items():
+            files[path] = files[path].replace(*text) if isinstance(text, tuple) else text
+    return code_scope.fingerprint(["pipeline.reader"], _write(tmp_path / name, files))
+
+
+def test_the_scope_is_the_modules_and_the_names_they_use_transitively(tmp_path):
     root = _write(tmp_path, PROJECT)
-    found = code_scope.files_imported(["pipeline.reader"], root)
+    found = {str(path.relative_to(root)): names for path, names in code_scope.scope(["pipeline.reader"], root).items()}
     # Imports inside functions, relative imports and packages' __init__ files count; other
-    # libraries, imports for type checkers only and modules nothing imports do not.
-    assert _names(found, root) == [
-        "modules/__init__.py",
-        "modules/tables.py",
-        "pipeline/__init__.py",
-        "pipeline/helpers.py",
-        "pipeline/helpers_of_parts.py",
-        "pipeline/reader.py",
-        "pipeline/sub/__init__.py",
-        "pipeline/sub/parts.py",
-    ]
+    # libraries, imports for type checkers only and modules nothing imports do not. Of an
+    # imported module, only the definitions used count.
+    assert found == {
+        "modules/__init__.py": [code_scope.WHOLE],
+        "modules/tables.py": ["TABLE"],
+        "pipeline/__init__.py": [code_scope.WHOLE],
+        "pipeline/helpers.py": ["rows"],
+        "pipeline/helpers_of_parts.py": ["X", "Z"],
+        "pipeline/reader.py": [code_scope.WHOLE],
+        "pipeline/settings.py": ["SEPARATOR"],
+        "pipeline/sub/__init__.py": [code_scope.WHOLE],
+        "pipeline/sub/parts.py": ["Y"],
+    }
+    assert _names(code_scope.files_imported(["pipeline.reader"], root), root) == sorted(found)
 
 
-def test_the_fingerprint_changes_with_an_imported_file_only(tmp_path):
-    first = _write(tmp_path / "first", PROJECT)
-    other = tmp_path / "other_code_changed"
-    shutil.copytree(first, other)
-    (other / "pipeline" / "trainer.py").write_text("from pipeline import reader\nSTEPS = 2\n")
-    (other / "modules" / "train.py").write_text("LEARNING_RATE = 0.1\n")
-    imported = tmp_path / "imported_code_changed"
-    shutil.copytree(first, imported)
-    (imported / "pipeline" / "helpers_of_parts.py").write_text("X = 2\n")
-    fingerprints = {root.name: code_scope.fingerprint(["pipeline.reader"], root) for root in (first, other, imported)}
-    assert fingerprints["first"] == fingerprints["other_code_changed"]
-    assert fingerprints["first"] != fingerprints["imported_code_changed"]
+KEPT = {
+    "another module": {"pipeline/trainer.py": "from pipeline import reader\nSTEPS = 2\n", "modules/train.py": "LEARNING_RATE = 0.1\n"},
+    "an unused constant": {"pipeline/settings.py": ("THRESHOLD = 0.9", "THRESHOLD = 0.95")},
+    "an unused dataclass": {"pipeline/settings.py": ("floor: float = THRESHOLD", "floor: float = 0.5")},
+    "an unused function": {"pipeline/helpers.py": ("return 0", "return 1")},
+}
+
+CHANGED = {
+    "a used constant": {"pipeline/settings.py": ('SEPARATOR = ","', 'SEPARATOR = ";"')},
+    "a constant a used constant reads": {"pipeline/helpers_of_parts.py": ("X = 1", "X = 2")},
+    "a used constant's expression": {"pipeline/sub/parts.py": ("X + 1", "X + 2")},
+    "a name imported inside a function": {"modules/tables.py": "TABLE = {1: 2}\n"},
+    "a used function": {"pipeline/helpers.py": ("return parts.Y", "return parts.Y + 1")},
+    "what runs on import": {"pipeline/settings.py": ('THRESHOLD = 0.9', 'THRESHOLD = 0.9\nprint(THRESHOLD)')},
+    "an import": {"pipeline/settings.py": ("import dataclasses", "import dataclasses\nimport json")},
+    "a package's __init__": {"pipeline/sub/__init__.py": "from . import parts\nLEVEL = 1\n"},
+    "a constant a used module imports and the scope reads through it": {"pipeline/helpers_of_parts.py": ("Z = 5", "Z = 6")},
+}
+
+
+@pytest.mark.parametrize("change", sorted(KEPT))
+def test_a_change_of_code_the_scope_does_not_use_keeps_the_fingerprint(tmp_path, change):
+    assert _fingerprint(tmp_path, "changed", KEPT[change]) == _fingerprint(tmp_path, "first", {})
+
+
+@pytest.mark.parametrize("change", sorted(CHANGED))
+def test_a_change_of_code_the_scope_uses_changes_the_fingerprint(tmp_path, change):
+    assert _fingerprint(tmp_path, "changed", CHANGED[change]) != _fingerprint(tmp_path, "first", {})
+
+
+# Ways a module's names are reached that names alone cannot follow: the module then counts
+# whole, so a change of its unused THRESHOLD changes the fingerprint.
+WHOLE_MODULES = {
+    "the module object used": {"pipeline/reader.py": ("settings.SEPARATOR", "settings")},
+    "a name the module does not define": {"pipeline/reader.py": ("settings.SEPARATOR", "settings.MADE_AT_RUN_TIME")},
+    "a global statement": {"pipeline/settings.py": ('SEPARATOR = ","', 'SEPARATOR = ","\n\n\ndef tab():\n    global SEPARATOR\n')},
+    "globals()": {"pipeline/settings.py": ('SEPARATOR = ","', 'SEPARATOR = globals().get("S", ",")')},
+    "a star import": {"pipeline/settings.py": ("import dataclasses", "import dataclasses\nfrom pipeline.helpers_of_parts import *")},
+    "a module __getattr__": {"pipeline/settings.py": ("import dataclasses", "import dataclasses\n\n\ndef __getattr__(name):\n    return name\n")},
+    "a metaclass": {"pipeline/settings.py": ("class Thresholds:", "class Thresholds(metaclass=type):")},
+}
+
+
+@pytest.mark.parametrize("way", sorted(WHOLE_MODULES))
+def test_a_module_reached_other_than_by_its_names_counts_whole(tmp_path, way):
+    unused_changed = {"pipeline/settings.py": ("THRESHOLD = 0.9", "THRESHOLD = 0.95")}
+    assert _fingerprint(tmp_path, "changed", WHOLE_MODULES[way], unused_changed) != _fingerprint(tmp_path, "first", WHOLE_MODULES[way])
+
+
+def test_a_definition_a_project_decorator_registers_counts_where_the_module_is_imported(tmp_path):
+    registry = (
+        'import dataclasses\n\nSEPARATOR = ","\nTHRESHOLD = 0.9\nREGISTERED = []\n\n\n'
+        "def register(function):\n    REGISTERED.append(function)\n    return function\n\n\n"
+        "@register\ndef rule():\n    return THRESHOLD\n"
+    )
+    changed = {"pipeline/settings.py": registry.replace("return THRESHOLD", "return 2 * THRESHOLD")}
+    assert _fingerprint(tmp_path, "changed", changed) != _fingerprint(tmp_path, "first", {"pipeline/settings.py": registry})
 
 
 def test_comments_docstrings_and_layout_keep_the_fingerprint_and_code_changes_it(tmp_path):
@@ -105,3 +170,48 @@ def test_kept_span_statistics_depend_on_the_reader_and_the_split_not_on_the_mode
         assert needed in found
     for other in ("modules/train.py", "modules/preprocessing.py", "pipeline/dag.py", "pipeline/components/model_gate.py", "serving/versions.py"):
         assert other not in found
+
+
+# The modules each kept result is keyed by: ExampleGen's kept examples
+# (`example_gen.kept_examples_salt`), the kept span statistics (`split_statistics_salt`) and
+# the kept joins to external tables (`external_check.ExternalFeatureCheck`).
+KEPT_RESULTS = {
+    "examples": ["pipeline.components.example_gen"],
+    "statistics": ["pipeline.validation.span_statistics", "pipeline.components.example_gen"],
+    "joins": ["pipeline.components.external_check"],
+}
+
+
+def _project_copy(tmp_path, name, edits):
+    """The project's packages copied under tmp_path/name, with `edits` ({path: (old, new)})
+    made; each old text must be in its file."""
+    root = tmp_path / name
+    for package in code_scope.PROJECT_PACKAGES:
+        shutil.copytree(code_scope.PROJECT_ROOT / package, root / package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for path, (old, new) in edits.items():
+        text = (root / path).read_text()
+        assert old in text, f"{path} no longer holds {old!r}: update the test"
+        (root / path).write_text(text.replace(old, new))
+    return {kept: code_scope.fingerprint(modules, root) for kept, modules in KEPT_RESULTS.items()}
+
+
+def test_what_kept_span_results_are_keyed_by_in_the_project(tmp_path):
+    first = _project_copy(tmp_path, "first", {})
+    # A blessing threshold and a new acceptance rule are in files the readers import, but the
+    # code that computes what is kept reads neither.
+    gates = _project_copy(
+        tmp_path,
+        "gates",
+        {
+            "pipeline/configs.py": ("min_auc: float = 0.93", "min_auc: float = 0.94"),
+            "pipeline/validation/acceptance.py": ("def acceptances_json(", "def _added():\n    return 1\n\n\ndef acceptances_json("),
+        },
+    )
+    assert gates == first
+    buckets = _project_copy(tmp_path, "buckets", {"pipeline/configs.py": ("DRIFT_HISTOGRAM_BUCKETS = 100", "DRIFT_HISTOGRAM_BUCKETS = 101")})
+    assert buckets["examples"] == first["examples"]
+    assert buckets["statistics"] != first["statistics"] and buckets["joins"] != first["joins"]
+    reader = _project_copy(tmp_path, "reader", {"pipeline/validation/span_rows.py": ("def parse_cell(", "def _added():\n    return 1\n\n\ndef parse_cell(")})
+    assert reader == first
+    cell = _project_copy(tmp_path, "cell", {"pipeline/validation/span_rows.py": ("2**63 - 1", "2**62")})
+    assert all(cell[kept] != first[kept] for kept in KEPT_RESULTS)
