@@ -18,9 +18,14 @@ SavedModel signature takes keywords only, so TensorFlow first tries the structur
 fails, builds a TypeError whose message holds the repr of every trip in the batch, drops it and
 calls the flat signature: about 18 ms a batch of 1,000 trips against 2-3 ms by keyword, four
 calls a batch with two models. The executor makes TFMA's signature lookup
-(`model_util.get_callable`) in this process return such a signature wrapped to be called by
-its keyword (`keyword_callable`): the same function on the same tensor. Beam workers in other
-processes (multi-processing, Dataflow) look signatures up unwrapped, and call them as before.
+(`model_util.get_callable`) return such a signature wrapped to be called by its keyword
+(`keyword_callable`): the same function on the same tensor. It does so in each process that
+loads a model: TFX's Evaluator builds each model's loader with
+`evaluator_models.keyword_eval_shared_model`, whose construct function (pickled with the Beam
+pipeline, run where a worker loads the model) installs the lookup first. So Beam workers in
+other processes (multi-processing, Dataflow) call by keyword too. An Evaluator given a module
+file or module path of its own keeps its `custom_eval_shared_model`, and only this process
+calls by keyword.
 
 Given the raw data's schema, the executor hands TFX's Evaluator that schema cut down to the
 features the EvalConfig reads (`evaluated_schema`): the slicing features, and the label and
@@ -112,6 +117,25 @@ def call_signatures_by_keyword() -> None:
     model_util.get_callable = keyword_callable
 
 
+class KeywordSignaturesLoader:
+    """A model's construct function (TFMA's `ModelLoader.construct_fn`) that first makes TFMA in
+    the process running it look signatures up with `keyword_callable`. It is pickled with the
+    Beam pipeline and runs where a worker loads the model, so it reaches workers in other
+    processes."""
+
+    def __init__(self, construct_fn: Callable[[], Any]):
+        self.construct_fn = construct_fn
+
+    def __call__(self) -> Any:
+        call_signatures_by_keyword()
+        return self.construct_fn()
+
+
+# The exec property through which TFX's Evaluator executor takes a `custom_eval_shared_model`
+# function by its dotted name (`tfx.components.util.udf_utils.get_fn`).
+CUSTOM_EVAL_SHARED_MODEL_KEY = "custom_eval_shared_model"
+
+
 def slicing_features(eval_config: tfma.EvalConfig) -> Optional[Set[str]]:
     """The features an EvalConfig slices by (its slicing and cross-slicing specs), or None when
     a spec slices by SQL (`slice_keys_sql`), which may read any feature."""
@@ -169,7 +193,8 @@ class Executor(evaluator_executor.Executor):
     """TFX's Evaluator executor; first replaces `transform_label` in the EvalConfig's model
     specs by `transform_features` when a model it scores lacks it, cuts the schema down to the
     features the EvalConfig reads (`evaluated_schema`), and has TFMA call signatures by keyword
-    (`call_signatures_by_keyword`)."""
+    (`call_signatures_by_keyword`), here and where each model is loaded
+    (`evaluator_models.keyword_eval_shared_model`)."""
 
     def Do(
         self,
@@ -191,6 +216,12 @@ class Executor(evaluator_executor.Executor):
             schema_key = standard_component_specs.SCHEMA_KEY
             if input_dict.get(schema_key):
                 input_dict = {**input_dict, schema_key: [self._evaluated_schema_artifact(input_dict[schema_key], eval_config)]}
+        own_module = any(exec_properties.get(key) for key in (standard_component_specs.MODULE_FILE_KEY, standard_component_specs.MODULE_PATH_KEY))
+        if not own_module and not exec_properties.get(CUSTOM_EVAL_SHARED_MODEL_KEY):
+            from pipeline.components import evaluator_models  # it imports this module
+
+            loader = evaluator_models.keyword_eval_shared_model
+            exec_properties = {**exec_properties, CUSTOM_EVAL_SHARED_MODEL_KEY: f"{evaluator_models.__name__}.{loader.__name__}"}
         call_signatures_by_keyword()
         super().Do(input_dict, output_dict, exec_properties)
 

@@ -7,9 +7,12 @@ import glob
 import json
 import math
 import os
+import subprocess
+import sys
 
 import pytest
 import tensorflow as tf
+from apache_beam.internal import pickler
 from google.protobuf import text_format
 from tensorflow_metadata.proto.v0 import schema_pb2
 import tensorflow_model_analysis as tfma
@@ -21,8 +24,9 @@ from tfx.utils import proto_utils
 from modules import features, signatures
 from pipeline import configs
 from pipeline.component_ids import EVALUATOR, EXAMPLE_GEN, SCHEMA_GEN, TRAINER
-from pipeline.components import evaluator
+from pipeline.components import evaluator, evaluator_models
 from pipeline.eval_config import make_eval_config
+from tests.conftest import REPO_ROOT
 
 
 def _newest(pipeline_root, component: str, output: str) -> str:
@@ -151,16 +155,53 @@ def test_keyword_calls_change_no_metric(small_pipeline_run, tmp_path, monkeypatc
     monkeypatch.setattr(evaluator, "call_signatures_by_keyword", lambda: None)
     monkeypatch.setattr(model_util, "get_callable", evaluator._TFMA_GET_CALLABLE)
     positional = _evaluate(examples_uri, model_uri, model_uri, tmp_path / "positional")
-    monkeypatch.setattr(evaluator, "call_signatures_by_keyword", lambda: setattr(model_util, "get_callable", counted))
+    installed_by = []
+
+    def install():
+        installed_by.append(sys._getframe(1).f_code.co_name)
+        model_util.get_callable = counted
+
+    monkeypatch.setattr(evaluator, "call_signatures_by_keyword", install)
     keyword = _evaluate(examples_uri, model_uri, model_uri, tmp_path / "keyword")
-    # TFMA looked its signatures up through the keyword lookup and got keyword calls.
+    # TFMA looked its signatures up through the keyword lookup and got keyword calls. The lookup
+    # was installed by the executor and by the model loaders TFX's Evaluator built with
+    # `keyword_eval_shared_model`.
     assert "KeywordCall" in calls
+    assert {"Do", "__call__"} <= set(installed_by)
     for model_name in ("candidate", "baseline"):
         first, second = _metrics(positional, model_name), _metrics(keyword, model_name)
         assert first.keys() == second.keys() and len(first) > 10
         for key, value in first.items():
             # The model's float32 answer to a trip can move in its last bit with its batch.
             assert (math.isnan(value) and math.isnan(second[key])) or value == pytest.approx(second[key], rel=1e-6, abs=1e-6), (model_name, key)
+
+
+def test_a_worker_process_that_loads_a_model_calls_its_signatures_by_keyword(small_pipeline_run, tmp_path):
+    pipeline_root = small_pipeline_run["output_dir"] / "pipeline_root"
+    model_dir = os.path.join(_newest(pipeline_root, TRAINER, "model"), "Format-Serving")
+    shared = evaluator_models.keyword_eval_shared_model(
+        eval_saved_model_path=model_dir, model_name="", eval_config=make_eval_config(configs.BlessingThresholds())
+    )
+    pickled = tmp_path / "model_loader.pickle"
+    pickled.write_bytes(pickler.dumps(shared.model_loader))
+    # A fresh process, as a Beam worker in another process is: it unpickles the model loader
+    # with the pipeline, and TFMA's lookup is its own until the loader loads the model.
+    script = (
+        "import sys\n"
+        "from apache_beam.internal import pickler\n"
+        "from tensorflow_model_analysis.utils import model_util\n"
+        "loader = pickler.loads(open(sys.argv[1], 'rb').read())\n"
+        "print(model_util.get_callable.__module__)\n"
+        "model = loader.load()\n"
+        "print(model_util.get_callable.__module__)\n"
+        "print(type(model_util.get_callable(model, sys.argv[2])).__name__)\n"
+    )
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    worker = subprocess.run(
+        [sys.executable, "-c", script, str(pickled), signatures.SERVING_TF_EXAMPLE], capture_output=True, text=True, env=environment, timeout=300
+    )
+    assert worker.returncode == 0, worker.stderr[-3000:]
+    assert worker.stdout.split() == [model_util.__name__, evaluator.__name__, evaluator.KeywordCall.__name__]
 
 
 def test_the_cut_schema_changes_no_metric(small_pipeline_run, tmp_path):
