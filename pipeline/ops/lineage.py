@@ -34,7 +34,6 @@ if __name__ == "__main__":
 import argparse
 import dataclasses
 import datetime
-import hashlib
 import json
 import logging
 import re
@@ -56,6 +55,7 @@ from pipeline.components.artifacts import (
 )
 from pipeline.ops import metadata
 from pipeline.ops.metadata import OutputLayout
+from pipeline.spans import file_sha256
 from pipeline.validation import acceptance
 from serving import versions
 
@@ -232,15 +232,6 @@ class Lineage:
 
 def _utc(milliseconds: int) -> str:
     return datetime.datetime.fromtimestamp(milliseconds / 1000, tz=datetime.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def file_sha256(path: str) -> str:
-    """Returns the SHA-256 of a file's bytes, read in 1 MiB chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as data_file:
-        for chunk in iter(lambda: data_file.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def custom_property(artifact_or_execution, name: str) -> Any:
