@@ -24,8 +24,8 @@ loads a model: TFX's Evaluator builds each model's loader with
 `evaluator_models.keyword_eval_shared_model`, whose construct function (pickled with the Beam
 pipeline, run where a worker loads the model) installs the lookup first. So Beam workers in
 other processes (multi-processing, Dataflow) call by keyword too. An Evaluator given a module
-file or module path of its own keeps its `custom_eval_shared_model`, and only this process
-calls by keyword.
+file or module path of its own loads its models as that module says (TFX's
+`custom_eval_shared_model`), and only this process calls by keyword.
 
 Given the raw data's schema, the executor hands TFX's Evaluator that schema cut down to the
 features the EvalConfig reads (`evaluated_schema`): the slicing features, and the label and

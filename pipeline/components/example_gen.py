@@ -481,8 +481,8 @@ def split_statistics_salt() -> str:
     use (`pipeline.validation.code_scope`). The drift check, which computes and keeps them, and
     StatisticsGen, which merges them, take the same salt, so they find the same keys; a change
     of code they do not use (the Trainer's and Transform's modules, the gates and their
-    thresholds, the runners, the serving code) keeps them. Read when a step first asks, once per process, not
-    at import: every run and every Airflow DAG parse imports this module."""
+    thresholds, the runners, the serving code) keeps them. Read when a step first asks, once
+    per process, not at import: every run and every Airflow DAG parse imports this module."""
     return code_scope.fingerprint([span_statistics.__name__, __name__])
 
 
