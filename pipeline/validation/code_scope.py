@@ -208,13 +208,15 @@ class _Module:
                     self.whole = True
                 elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)) and node.name in _DYNAMIC_NAMES:
                     self.whole = True
-            for local in self._bound(statement) or ():
+        bound = [self._bound(statement) for statement in self.statements]
+        for index, names in enumerate(bound):
+            for local in names or ():
                 self.binders.setdefault(local, []).append(index)
         # What runs on import, and the names it defines that no other statement binds.
         self.on_import: List[int] = []
         self.bound_on_import: Set[str] = set()
         for index, statement in enumerate(self.statements):
-            if self._bound(statement) is None or isinstance(statement, (ast.Import, ast.ImportFrom)) or self._runs_project_code(statement):
+            if bound[index] is None or isinstance(statement, (ast.Import, ast.ImportFrom)) or self._runs_project_code(statement):
                 self.on_import.append(index)
                 self.bound_on_import.update(_top_level_stores(statement))
 
@@ -380,11 +382,6 @@ def scope(modules: Sequence[str], root: pathlib.Path = PROJECT_ROOT) -> Dict[pat
             defined = {index for index in found.counted[name] if not isinstance(module.statements[index], (ast.Import, ast.ImportFrom))}
             listed[module.path] = sorted({local for local, indices in module.binders.items() if set(indices) & defined})
     return dict(sorted(listed.items()))
-
-
-def files_imported(modules: Sequence[str], root: pathlib.Path = PROJECT_ROOT) -> List[pathlib.Path]:
-    """The source files of which `scope(modules)` counts some code, sorted."""
-    return list(scope(modules, root))
 
 
 def fingerprint(modules: Iterable[str], root: pathlib.Path = PROJECT_ROOT) -> str:
