@@ -9,7 +9,8 @@ import tensorflow_data_validation as tfdv
 from modules import external, features
 from pipeline import configs
 from pipeline.components.artifacts import drifted, refusals, table_file
-from pipeline.components.external_check import check_tables, join_keys, joined_schema, table_fingerprint, table_span_key
+from pipeline.components.external_check import check_tables
+from pipeline.components.external_join import join_keys, joined_schema, table_fingerprint, table_span_key
 from pipeline.spans import file_sha256
 from pipeline.validation import span_rows, span_statistics
 from tests.conftest import trip, write_csv, write_holiday_table

@@ -173,21 +173,21 @@ def test_kept_span_statistics_depend_on_the_reader_and_the_split_not_on_the_mode
 
 # The modules each kept result is keyed by: ExampleGen's kept examples
 # (`example_gen.kept_examples_salt`), the kept span statistics (`split_statistics_salt`) and
-# the kept joins to external tables (`external_check.ExternalFeatureCheck`).
+# the kept joins to external tables (`external_join.kept_joins_salt`).
 KEPT_RESULTS = {
     "examples": ["pipeline.components.example_gen"],
     "statistics": ["pipeline.validation.span_statistics", "pipeline.components.example_gen"],
-    "joins": ["pipeline.components.external_check"],
+    "joins": ["pipeline.components.external_join"],
 }
 
 
 def _project_copy(tmp_path, name, edits):
-    """The project's packages copied under tmp_path/name, with `edits` ({path: (old, new)})
+    """The project's packages copied under tmp_path/name, with `edits` ([(path, old, new)])
     made; each old text must be in its file."""
     root = tmp_path / name
     for package in code_scope.PROJECT_PACKAGES:
         shutil.copytree(code_scope.PROJECT_ROOT / package, root / package, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
-    for path, (old, new) in edits.items():
+    for path, old, new in edits:
         text = (root / path).read_text()
         assert old in text, f"{path} no longer holds {old!r}: update the test"
         (root / path).write_text(text.replace(old, new))
@@ -195,22 +195,25 @@ def _project_copy(tmp_path, name, edits):
 
 
 def test_what_kept_span_results_are_keyed_by_in_the_project(tmp_path):
-    first = _project_copy(tmp_path, "first", {})
-    # A blessing threshold and a new acceptance rule are in files the readers import, but the
-    # code that computes what is kept reads neither.
+    first = _project_copy(tmp_path, "first", [])
+    # A blessing threshold, a drift threshold, the external check's wording and a new
+    # acceptance rule are in files the readers import, but the code that computes what is
+    # kept reads none of them.
     gates = _project_copy(
         tmp_path,
         "gates",
-        {
-            "pipeline/configs.py": ("min_auc: float = 0.93", "min_auc: float = 0.94"),
-            "pipeline/validation/acceptance.py": ("def acceptances_json(", "def _added():\n    return 1\n\n\ndef acceptances_json("),
-        },
+        [
+            ("pipeline/configs.py", "min_auc: float = 0.93", "min_auc: float = 0.94"),
+            ("pipeline/configs.py", "categorical_max_l_infinity: float = 0.15", "categorical_max_l_infinity: float = 0.16"),
+            ("pipeline/components/external_check.py", "trips have no row in external table", "trips found no row in external table"),
+            ("pipeline/validation/acceptance.py", "def acceptances_json(", "def _added():\n    return 1\n\n\ndef acceptances_json("),
+        ],
     )
     assert gates == first
-    buckets = _project_copy(tmp_path, "buckets", {"pipeline/configs.py": ("DRIFT_HISTOGRAM_BUCKETS = 100", "DRIFT_HISTOGRAM_BUCKETS = 101")})
+    buckets = _project_copy(tmp_path, "buckets", [("pipeline/configs.py", "DRIFT_HISTOGRAM_BUCKETS = 100", "DRIFT_HISTOGRAM_BUCKETS = 101")])
     assert buckets["examples"] == first["examples"]
     assert buckets["statistics"] != first["statistics"] and buckets["joins"] != first["joins"]
-    reader = _project_copy(tmp_path, "reader", {"pipeline/validation/span_rows.py": ("def parse_cell(", "def _added():\n    return 1\n\n\ndef parse_cell(")})
+    reader = _project_copy(tmp_path, "reader", [("pipeline/validation/span_rows.py", "def parse_cell(", "def _added():\n    return 1\n\n\ndef parse_cell(")])
     assert reader == first
-    cell = _project_copy(tmp_path, "cell", {"pipeline/validation/span_rows.py": ("2**63 - 1", "2**62")})
+    cell = _project_copy(tmp_path, "cell", [("pipeline/validation/span_rows.py", "2**63 - 1", "2**62")])
     assert all(cell[kept] != first[kept] for kept in KEPT_RESULTS)
