@@ -7,15 +7,18 @@ For each N (default 1, 4 and 16), in a fresh data root and a fresh output folder
    the same span k);
 2. runs `python run_local.py` on them: the history run, which ingests all N spans;
 3. adds span N+1 and runs `python run_local.py` again into the same output folder, with the
-   same ML Metadata: the run that is measured. Its window is every span, N+1 of them, so TFX
-   answers from its cache whatever did not change.
+   same ML Metadata: the run that is measured. Its window is every span, N+1 of them (or the
+   newest `--span-window` spans), so TFX answers from its cache whatever did not change.
 
 Each run's time is the wall time of the whole process, interpreter start and imports included;
 after it come the run summary's seconds per component. A cost that stays flat as N grows is
-paid for the new span only; one that grows is paid again for the history.
+paid for the new span only; one that grows is paid again for the history. With
+`--span-window W`, every step's work is bounded by the window, so the cost should not grow at
+all once N reaches W.
 
     python benchmarks/new_span_cost.py
     python benchmarks/new_span_cost.py --history 1 4 16 --trips-per-span 5000 --work-dir /tmp/new_span
+    python benchmarks/new_span_cost.py --history 4 16 64 --span-window 4
 """
 import argparse
 import csv
@@ -48,13 +51,16 @@ def write_daily_span(data_root: str, span: int, trips: int) -> str:
     return path
 
 
-def run_pipeline(data_root: str, output_dir: str, log_path: str) -> Tuple[float, str]:
-    """Seconds of one `python run_local.py` and its "components: ..." line.
+def run_pipeline(data_root: str, output_dir: str, log_path: str, span_window: Optional[int] = None) -> Tuple[float, str]:
+    """Seconds of one `python run_local.py` (with `--span-window` where given) and its
+    "components: ..." line.
 
     Raises:
         RuntimeError: when the run fails; its output is in `log_path`.
     """
     command = [sys.executable, os.path.join(REPO_ROOT, "run_local.py"), "--data-root", data_root, "--output-dir", output_dir]
+    if span_window is not None:
+        command += ["--span-window", str(span_window)]
     seconds = timed_command(command, REPO_ROOT, dict(os.environ), log_path)
     return seconds, components_line(log_path) or "components: (no line)"
 
@@ -74,14 +80,15 @@ def parse_args(argv: Optional[Sequence[str]] = None) -> argparse.Namespace:
     parser.add_argument("--history", type=int, nargs="+", default=[1, 4, 16], help="spans before the new one (default 1 4 16)")
     parser.add_argument("--trips-per-span", type=int, default=5000, help="trips of each daily span (default 5,000)")
     parser.add_argument("--work-dir", help="where the data and runs go (default: a temporary folder, removed after)")
+    parser.add_argument("--span-window", type=int, help="train on the newest W spans only (run_local.py --span-window; default: every span)")
     return parser.parse_args(argv)
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Runs the history and new-span runs for each N; prints each run and a table; returns the exit code."""
     args = parse_args(argv)
-    if any(history < 1 for history in args.history) or args.trips_per_span < 1:
-        print("--history values and --trips-per-span must be at least 1", file=sys.stderr)
+    if any(history < 1 for history in args.history) or args.trips_per_span < 1 or (args.span_window is not None and args.span_window < 1):
+        print("--history values, --trips-per-span and --span-window must be at least 1", file=sys.stderr)
         return 2
     work_dir = args.work_dir or tempfile.mkdtemp(prefix="new_span_cost_")
     os.makedirs(work_dir, exist_ok=True)
@@ -93,10 +100,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             shutil.rmtree(os.path.dirname(data_root), ignore_errors=True)
             for span in range(1, history + 1):
                 write_daily_span(data_root, span, args.trips_per_span)
-            seconds, line = run_pipeline(data_root, output_dir, os.path.join(work_dir, f"history-{history}.log"))
+            seconds, line = run_pipeline(data_root, output_dir, os.path.join(work_dir, f"history-{history}.log"), args.span_window)
             print(f"N={history}: history run, spans 1-{history}: {seconds:.1f} s\n    {line}", flush=True)
             write_daily_span(data_root, history + 1, args.trips_per_span)
-            seconds, line = run_pipeline(data_root, output_dir, os.path.join(work_dir, f"new-span-{history}.log"))
+            seconds, line = run_pipeline(data_root, output_dir, os.path.join(work_dir, f"new-span-{history}.log"), args.span_window)
             print(f"N={history}: run adding span {history + 1}: {seconds:.1f} s\n    {line}", flush=True)
             measured.append((history, seconds, component_seconds(line)))
     except RuntimeError as error:
@@ -105,7 +112,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if not args.work_dir:
         shutil.rmtree(work_dir, ignore_errors=True)
     names = [name for name in measured[0][2]]
-    print(f"\nthe run that adds span N+1 ({args.trips_per_span:,} trips per span, {os.cpu_count()} CPUs)")
+    window = f"the newest {args.span_window} spans" if args.span_window else "every span"
+    print(f"\nthe run that adds span N+1 ({args.trips_per_span:,} trips per span, window: {window}, {os.cpu_count()} CPUs)")
     print(f"{'step':<28}" + "".join(f"{f'N={history}':>14}" for history, _, _ in measured))
     print(f"{'whole run (s)':<28}" + "".join(f"{seconds:>14.1f}" for _, seconds, _ in measured))
     for name in names:
