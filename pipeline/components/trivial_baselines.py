@@ -38,8 +38,8 @@ from pipeline.components import artifacts
 # Counts per (split, feature, value): [trips, big tippers].
 _Counts = Dict[Tuple[str, str, int], List[int]]
 
-# Trips counted at once: enough that numpy, not Python, carries the cost.
-_MIN_BATCH, _MAX_BATCH = 1024, 16384
+# Trips read, transformed and counted at once: enough that numpy, not Python, carries the cost.
+_BATCH = 16384
 
 
 class _LoadedGraph:
@@ -52,6 +52,22 @@ class _LoadedGraph:
             lambda serialized: layer(tf.io.parse_example(serialized, spec)),
             input_signature=[tf.TensorSpec([None], tf.string)],
         )
+
+
+class _ReadBatches(beam.DoFn):
+    """Reads one TFRecord file of serialized trips (gzipped where its name ends in ".gz", as
+    ExampleGen writes them) in batches of `_BATCH`, with TensorFlow's reader.
+
+    Beam's `ReadFromTFRecord` reads each record in Python, checksum included, and makes it an
+    element of its own, which a batching step then gathers again: that was about 40 % of the
+    step's time at 200,000 trips (docs/scale.md). Here a file is one element, so the files are
+    what the runner spreads over its workers (ExampleGen writes one per range of its input).
+    """
+
+    def process(self, path: str) -> Iterable[np.ndarray]:
+        compression = "GZIP" if path.endswith(".gz") else ""
+        for batch in tf.data.TFRecordDataset(path, compression_type=compression).batch(_BATCH):
+            yield batch.numpy()
 
 
 class _TransformBatch(beam.DoFn):
@@ -76,7 +92,7 @@ class _TransformBatch(beam.DoFn):
         uri = self._transform_graph_uri
         self._transform = self._shared.acquire(lambda: _LoadedGraph(uri)).transform
 
-    def process(self, split_and_batch: Tuple[str, List[bytes]]) -> Iterable[Tuple[str, pa.RecordBatch]]:
+    def process(self, split_and_batch: Tuple[str, np.ndarray]) -> Iterable[Tuple[str, pa.RecordBatch]]:
         split, serialized = split_and_batch
         outputs = self._transform(tf.constant(serialized))
         names = sorted(name for name, tensor in outputs.items() if tensor.dtype.is_integer)
@@ -243,12 +259,14 @@ def compute_baselines(
         per_split = []
         graph = beam_shared.Shared()
         for split in (configs.TRAIN_SPLIT, configs.EVAL_SPLIT):
-            pattern = os.path.join(artifact_utils.get_split_uri([examples], split), "*")
-            # Read, transform and count a split in one fused stage; only the counts are flattened.
+            files = sorted(tf.io.gfile.glob(os.path.join(artifact_utils.get_split_uri([examples], split), "*")))
+            # Read, transform and count a split's files in one fused stage, after the files are
+            # spread over the workers; only the counts are flattened.
             per_split.append(
                 pipeline
-                | f"Read{split}" >> beam.io.ReadFromTFRecord(pattern)
-                | f"Batch{split}" >> beam.BatchElements(min_batch_size=_MIN_BATCH, max_batch_size=_MAX_BATCH)
+                | f"Files{split}" >> beam.Create(files)
+                | f"Spread{split}" >> beam.Reshuffle()
+                | f"Read{split}" >> beam.ParDo(_ReadBatches())
                 | f"Tag{split}" >> beam.Map(lambda batch, split=split: (split, batch))
                 | f"Transform{split}" >> beam.ParDo(_TransformBatch(transform_graph_uri, graph))
                 | f"Count{split}" >> beam.ParDo(_CountBatch())

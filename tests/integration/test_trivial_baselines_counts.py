@@ -139,3 +139,27 @@ def test_the_beam_count_of_raw_trips_through_the_transform_graph(small_pipeline_
     assert not tf.io.gfile.glob(report + ".counts-*")  # the shards are read and removed
     # Each split has its own transform step, and both share one loaded graph.
     assert loads == [graph]
+
+
+def test_split_files_written_without_compression_count_the_same(small_pipeline_run, tmp_path):
+    """An Examples artifact whose files are plain TFRecords (another ExampleGen's, no ".gz")
+    gives the same baselines as ExampleGen's gzipped files of the same trips."""
+    root = small_pipeline_run["output_dir"] / "pipeline_root"
+    gzipped = standard_artifacts.Examples()
+    gzipped.uri = _only(str(root / "CsvExampleGen" / "examples" / "*"))
+    gzipped.split_names = '["train", "eval"]'
+    plain = standard_artifacts.Examples()
+    plain.uri = str(tmp_path / "plain")
+    plain.split_names = gzipped.split_names
+    for split in (configs.TRAIN_SPLIT, configs.EVAL_SPLIT):
+        files = sorted(tf.io.gfile.glob(os.path.join(gzipped.uri, f"Split-{split}", "*")))
+        assert files and all(path.endswith(".gz") for path in files)
+        os.makedirs(os.path.join(plain.uri, f"Split-{split}"))
+        for number, path in enumerate(files):
+            with tf.io.TFRecordWriter(os.path.join(plain.uri, f"Split-{split}", f"data_tfrecord-{number:05d}")) as writer:
+                for record in tf.data.TFRecordDataset(path, compression_type="GZIP"):
+                    writer.write(record.numpy())
+    graph = _only(str(root / "Transform" / "transform_graph" / "*"))
+    expected = compute_baselines(gzipped, graph, beam.Pipeline(), str(tmp_path / "gzipped"))
+    assert compute_baselines(plain, graph, beam.Pipeline(), str(tmp_path / "plain_baselines")) == expected
+    assert expected["eval_trips"] > 0
