@@ -59,7 +59,7 @@ class _ReadBatches(beam.DoFn):
     ExampleGen writes them) in batches of `_BATCH`, with TensorFlow's record reader.
 
     Beam's `ReadFromTFRecord` reads each record in Python, checksum included, and makes it an
-    element of its own, which a batching step then gathers again: that was about 40 % of the
+    element of its own, which a batching step then gathers again: that was about 44 % of the
     step's time at 200,000 trips (docs/scale.md). Here a file is one element, so the files are
     what the runner spreads over its workers (ExampleGen writes one per range of its input).
     TensorFlow's record iterator was faster here than a `tf.data` pipeline, and its process's
