@@ -24,6 +24,7 @@ from tfx.utils import io_utils
 
 from modules import external
 from pipeline import configs
+from pipeline.components import external_join
 from pipeline.components.artifacts import (
     EXTERNAL_REPORT_FILE,
     SPAN_FILES_PROPERTY,
@@ -34,7 +35,6 @@ from pipeline.components.artifacts import (
     span_fingerprints,
     table_records,
 )
-from pipeline.components import external_join
 from pipeline.components.curated_schema import SCHEMA_FILE_NAME
 from pipeline.validation import span_statistics
 from pipeline.validation.comparators import scores_of, with_comparators
